@@ -1,0 +1,148 @@
+"""Request dependencies: the database, the caller's identity, pagination."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from minitower_shared.clock import utcnow
+from minitower_shared.db import read_session, write_session
+from minitower_shared.models import Runner, Team, TeamToken
+from minitower_shared.states import TokenRole
+from minitower_shared.store import runners as runner_store
+from minitower_shared.store import teams as team_store
+from minitower_shared.tokens import hash_token
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from minitower_api.errors import forbidden, invalid, unauthorized
+from minitower_api.longpoll import QueueSignal
+from minitower_api.metrics import Metrics
+from minitower_api.objects import ObjectStore
+from minitower_api.settings import ApiSettings
+
+
+@dataclass
+class Services:
+    """Everything a request handler needs, built once per process in ``create_app``."""
+
+    settings: ApiSettings
+    engine: Engine
+    objects: ObjectStore
+    signal: QueueSignal
+    metrics: Metrics
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        with write_session(self.engine) as session:
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with read_session(self.engine) as session:
+            yield session
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+_bearer = HTTPBearer(auto_error=False, description="A team token (mtk_…) or runner token (mtr_…)")
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:
+    if credentials is None or not credentials.credentials:
+        raise unauthorized("missing bearer token: send Authorization: Bearer <token>")
+    return credentials.credentials
+
+
+@dataclass(frozen=True)
+class Caller:
+    team: Team
+    token: TeamToken
+
+    @property
+    def team_id(self) -> int:
+        assert self.team.id is not None
+        return self.team.id
+
+    @property
+    def is_admin(self) -> bool:
+        return self.token.role == TokenRole.ADMIN
+
+
+def current_caller(services: ServicesDep, credentials: BearerDep) -> Caller:
+    token_hash = hash_token(bearer_token(credentials))
+    with services.read() as session:
+        token = team_store.find_active_token(session, token_hash)
+        team = session.get(Team, token.team_id) if token is not None else None
+    if token is None or team is None:
+        raise unauthorized("invalid or revoked team token")
+    now = utcnow()
+    if token.last_used_at is None or now - token.last_used_at >= team_store.LAST_USED_RESOLUTION:
+        with services.write() as session:
+            team_store.touch_token(session, token, now)
+    return Caller(team=team, token=token)
+
+
+CallerDep = Annotated[Caller, Depends(current_caller)]
+
+
+def current_admin(caller: CallerDep) -> Caller:
+    if not caller.is_admin:
+        raise forbidden("this needs an admin token")
+    return caller
+
+
+AdminDep = Annotated[Caller, Depends(current_admin)]
+
+
+def current_runner(services: ServicesDep, credentials: BearerDep) -> Runner:
+    token_hash = hash_token(bearer_token(credentials))
+    with services.read() as session:
+        runner = runner_store.find_runner_by_token(session, token_hash)
+    if runner is None:
+        raise unauthorized("invalid runner token; register again")
+    return runner
+
+
+RunnerDep = Annotated[Runner, Depends(current_runner)]
+
+
+def lease_token_hash(
+    x_lease_token: Annotated[
+        str | None, Header(description="The lease token the lease call returned")
+    ] = None,
+) -> str:
+    if not x_lease_token:
+        raise invalid("missing X-Lease-Token header")
+    return hash_token(x_lease_token)
+
+
+LeaseTokenDep = Annotated[str, Depends(lease_token_hash)]
+
+
+@dataclass(frozen=True)
+class Page:
+    limit: int
+    cursor: int | None
+    offset: int
+
+
+def page_params(
+    limit: Annotated[int, Query(ge=1, le=200, description="Page size")] = 50,
+    cursor: Annotated[str | None, Query(description="The next_cursor of the previous page")] = None,
+    offset: Annotated[int, Query(ge=0, description="Rows to skip (instead of a cursor)")] = 0,
+) -> Page:
+    if cursor is not None and not cursor.isdigit():
+        raise invalid("cursor: not a cursor this API returned")
+    return Page(limit=limit, cursor=int(cursor) if cursor is not None else None, offset=offset)
+
+
+PageDep = Annotated[Page, Depends(page_params)]

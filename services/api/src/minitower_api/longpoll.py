@@ -1,0 +1,37 @@
+"""Wake long-polling lease calls the moment work arrives.
+
+Runs created through this process notify the signal; everything else that can queue a
+run (the reaper, another API process) is found by the waiters' periodic re-check.
+"""
+
+import asyncio
+import contextlib
+
+
+class QueueSignal:
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event: asyncio.Event | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        """Safe to call from any thread."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        if self._event is not None:
+            # Replace before setting, so waiters that arrive later wait for the next run.
+            event, self._event = self._event, asyncio.Event()
+            event.set()
+
+    async def wait(self, timeout: float) -> None:
+        """Return when notified or after ``timeout`` seconds, whichever comes first."""
+        if self._event is None:
+            self.bind(asyncio.get_running_loop())
+        assert self._event is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)

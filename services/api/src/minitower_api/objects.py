@@ -1,0 +1,71 @@
+"""The local object store: artifacts on disk, content-addressed by SHA-256.
+
+Files are written to a temporary name in the same directory tree and renamed into
+place, so a reader never sees a half-written object and a crash leaves only a temp file.
+"""
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+_CHUNK = 1024 * 1024
+
+
+class TooLarge(Exception):
+    """The stream was longer than the limit; nothing was kept."""
+
+
+class ObjectStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._tmp = root / "tmp"
+        self._tmp.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def artifact_key(sha256: str) -> str:
+        return f"artifacts/sha256/{sha256[:2]}/{sha256}.tar.gz"
+
+    def path(self, key: str) -> Path:
+        return self.root / key
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def spool(self, source: BinaryIO, *, max_bytes: int) -> tuple[Path, str, int]:
+        """Copy ``source`` into a temporary file, hashing as it goes.
+
+        Returns (temporary path, sha256 hex, size); raises TooLarge past ``max_bytes``."""
+        digest = hashlib.sha256()
+        size = 0
+        fd, name = tempfile.mkstemp(dir=self._tmp, suffix=".part")
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while chunk := source.read(_CHUNK):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise TooLarge
+                    digest.update(chunk)
+                    out.write(chunk)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return path, digest.hexdigest(), size
+
+    def commit(self, temp: Path, key: str) -> bool:
+        """Move a spooled file into place under ``key``; True if the object is new.
+
+        An object that already exists (same content) is kept and the temp file dropped."""
+        final = self.path(key)
+        if final.exists():
+            temp.unlink(missing_ok=True)
+            return False
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(temp, 0o644)
+        os.replace(temp, final)
+        return True
+
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)

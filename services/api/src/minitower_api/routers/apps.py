@@ -1,0 +1,64 @@
+"""Apps: a team's deployable units."""
+
+from fastapi import APIRouter
+from minitower_shared.clock import utcnow
+from minitower_shared.models import App
+from minitower_shared.schemas import AppCreate, AppList, AppPublic, AppUpdate
+from minitower_shared.store import apps as app_store
+from sqlmodel import Session
+
+from minitower_api.deps import CallerDep, PageDep, ServicesDep
+from minitower_api.errors import conflict, not_found, responses
+from minitower_api.views import app_public
+
+router = APIRouter(prefix="/api/v1/apps", tags=["apps"])
+
+
+def require_app(session: Session, team_id: int, slug: str) -> App:
+    """The team's app, or 404: another team's app is indistinguishable from none."""
+    app = app_store.get_app(session, team_id, slug)
+    if app is None:
+        raise not_found(f"app {slug!r} not found")
+    return app
+
+
+@router.post("", status_code=201, response_model=AppPublic, responses=responses(409))
+def create_app(body: AppCreate, caller: CallerDep, services: ServicesDep) -> AppPublic:
+    with services.write() as session:
+        app = app_store.create_app(
+            session, team_id=caller.team_id, slug=body.slug, description=body.description
+        )
+    if app is None:
+        raise conflict(f"an app named {body.slug!r} already exists", code="slug_taken")
+    return app_public(app)
+
+
+@router.get("", response_model=AppList, responses=responses())
+def list_apps(caller: CallerDep, services: ServicesDep, page: PageDep) -> AppList:
+    with services.read() as session:
+        apps = app_store.list_apps(
+            session, caller.team_id, after_id=page.cursor or 0, limit=page.limit + 1
+        )
+    more = len(apps) > page.limit
+    apps = apps[: page.limit]
+    return AppList(
+        apps=[app_public(a) for a in apps],
+        next_cursor=str(apps[-1].id) if more and apps else None,
+    )
+
+
+@router.get("/{app}", response_model=AppPublic, responses=responses())
+def get_app(app: str, caller: CallerDep, services: ServicesDep) -> AppPublic:
+    with services.read() as session:
+        return app_public(require_app(session, caller.team_id, app))
+
+
+@router.patch("/{app}", response_model=AppPublic, responses=responses())
+def update_app(app: str, body: AppUpdate, caller: CallerDep, services: ServicesDep) -> AppPublic:
+    """Change the description, or disable the app: a disabled app refuses new runs."""
+    with services.write() as session:
+        record = require_app(session, caller.team_id, app)
+        record = app_store.update_app(
+            session, record, description=body.description, disabled=body.disabled, now=utcnow()
+        )
+    return app_public(record)

@@ -1,0 +1,43 @@
+"""Operator endpoint: create a team (or get back into one) with the bootstrap token."""
+
+from fastapi import APIRouter, Response
+from minitower_shared.schemas import BootstrapResult, BootstrapTeam
+from minitower_shared.states import TokenRole
+from minitower_shared.store import teams as team_store
+from minitower_shared.tokens import TEAM_TOKEN_PREFIX, hash_token, new_token, same_secret
+
+from minitower_api.deps import BearerDep, ServicesDep, bearer_token
+from minitower_api.errors import forbidden, responses, unauthorized
+
+router = APIRouter(prefix="/api/v1/bootstrap", tags=["operations"])
+
+
+@router.post("/team", status_code=201, response_model=BootstrapResult, responses=responses(403))
+def bootstrap_team(
+    body: BootstrapTeam, services: ServicesDep, credentials: BearerDep, response: Response
+) -> BootstrapResult:
+    """Create a team and its first admin token. The same slug again answers 200 with a
+    fresh admin token: the operator's way back in."""
+    configured = services.settings.bootstrap_token
+    if configured is None:
+        raise forbidden("bootstrap is disabled: MINITOWER_BOOTSTRAP_TOKEN is not set")
+    if not same_secret(bearer_token(credentials), configured.get_secret_value()):
+        raise unauthorized("invalid bootstrap token")
+    token = new_token(TEAM_TOKEN_PREFIX)
+    with services.write() as session:
+        team = team_store.get_team_by_slug(session, body.slug)
+        if team is None:
+            team = team_store.create_team(session, slug=body.slug, name=body.name)
+            assert team.id is not None
+            team_store.get_or_create_environment(session, team.id, "default")
+        else:
+            response.status_code = 200
+        assert team.id is not None
+        team_store.create_token(
+            session,
+            team_id=team.id,
+            token_hash=hash_token(token),
+            role=TokenRole.ADMIN,
+            name="bootstrap",
+        )
+    return BootstrapResult(team_id=team.id, slug=team.slug, token=token, role="admin")

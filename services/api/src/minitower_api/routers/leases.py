@@ -1,0 +1,257 @@
+"""The runner's side of a run: lease, start, artifact, heartbeat, logs, result.
+
+Calls about one attempt carry the runner token and the attempt's lease token. Any
+lease that is unknown, another runner's or run's, expired, finished or reassigned
+answers 410: the runner must stop the work and report nothing.
+"""
+
+import time
+from datetime import timedelta
+
+from fastapi import APIRouter, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+from minitower_shared.clock import rfc3339, utcnow
+from minitower_shared.models import AppVersion, Run, RunAttempt, Runner
+from minitower_shared.schemas import (
+    HeartbeatResult,
+    LeaseGranted,
+    LeaseRequest,
+    LogBatch,
+    LogsAccepted,
+    ResultAccepted,
+    ResultReport,
+    StartResult,
+)
+from minitower_shared.states import AttemptStatus
+from minitower_shared.store import leases as lease_store
+from minitower_shared.store import runners as runner_store
+from minitower_shared.store.leases import LeaseGrant, LeaseRefusal, Outcome
+from minitower_shared.tokens import LEASE_TOKEN_PREFIX, hash_token, new_token
+from sqlmodel import Session
+
+from minitower_api.deps import LeaseTokenDep, RunnerDep, Services, ServicesDep
+from minitower_api.errors import conflict, gone, responses
+
+router = APIRouter(prefix="/api/v1/runs", tags=["runner"])
+
+
+def _ttl(services: Services) -> timedelta:
+    return timedelta(seconds=services.settings.lease_ttl)
+
+
+def _try_lease(services: Services, runner: Runner) -> LeaseGranted | LeaseRefusal | None:
+    assert runner.id is not None
+    token = new_token(LEASE_TOKEN_PREFIX)
+    now = utcnow()
+    with services.write() as session:
+        runner_store.mark_seen(session, runner.id, now)
+        grant = lease_store.lease_next_run(
+            session,
+            runner_id=runner.id,
+            environment=runner.environment,
+            lease_token_hash=hash_token(token),
+            now=now,
+            ttl=_ttl(services),
+        )
+    if not isinstance(grant, LeaseGrant):
+        return grant
+    services.metrics.runs_leased.inc()
+    return _granted(grant, token)
+
+
+def _granted(grant: LeaseGrant, token: str) -> LeaseGranted:
+    run, attempt = grant.run, grant.attempt
+    assert run.id is not None and attempt.id is not None
+    expires = rfc3339(attempt.lease_expires_at)
+    assert expires is not None
+    return LeaseGranted(
+        run_id=run.id,
+        run_no=run.run_no,
+        app_id=run.app_id,
+        app_slug=grant.app.slug,
+        version_no=grant.version.version_no,
+        entrypoint=grant.version.entrypoint,
+        timeout_seconds=grant.version.timeout_seconds,
+        input=run.input,
+        import_paths=grant.version.import_paths,
+        artifact_sha256=grant.version.artifact_sha256,
+        attempt_id=attempt.id,
+        attempt_no=attempt.attempt_no,
+        lease_token=token,
+        lease_expires_at=expires,
+    )
+
+
+@router.post(
+    "/lease",
+    response_model=LeaseGranted,
+    responses={**responses(409), 204: {"description": "no work (within wait_seconds)"}},
+)
+async def lease_run(
+    runner: RunnerDep, services: ServicesDep, body: LeaseRequest | None = None
+) -> LeaseGranted | Response:
+    """Claim the next queued run of the runner's environment: highest priority, then
+    oldest, then lowest id. With ``wait_seconds`` (≤ 30) the call waits for work (long
+    poll). 409 while this runner already holds a live lease."""
+    wait = body.wait_seconds if body is not None else 0.0
+    deadline = time.monotonic() + wait
+    while True:
+        result = await run_in_threadpool(_try_lease, services, runner)
+        if result is LeaseRefusal.RUNNER_BUSY:
+            raise conflict("this runner already holds a live lease; finish it first")
+        if isinstance(result, LeaseGranted):
+            return result
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return Response(status_code=204)
+        await services.signal.wait(min(remaining, services.settings.lease_poll_interval))
+
+
+def _live_attempt(session: Session, runner: Runner, run_id: int, lease_hash: str) -> RunAttempt:
+    assert runner.id is not None
+    attempt = lease_store.find_attempt_for_lease(
+        session, lease_token_hash=lease_hash, runner_id=runner.id, run_id=run_id
+    )
+    if attempt is None or not lease_store.is_live(attempt, utcnow()):
+        raise gone()
+    return attempt
+
+
+def _cancel_requested(session: Session, run_id: int) -> bool:
+    run = session.get(Run, run_id)
+    assert run is not None
+    return run.cancel_requested
+
+
+@router.post("/{run_id}/start", response_model=StartResult, responses=responses(410))
+def start_run(
+    run_id: int, runner: RunnerDep, lease: LeaseTokenDep, services: ServicesDep
+) -> StartResult:
+    """``leased → running``; extends the lease. Safe to repeat. ``cancel_requested``
+    true means: do not run the work, report ``cancelled``."""
+    with services.write() as session:
+        attempt = _live_attempt(session, runner, run_id, lease)
+        if lease_store.start_attempt(session, attempt, now=utcnow(), ttl=_ttl(services)) != (
+            Outcome.OK
+        ):
+            raise gone()
+        cancel = _cancel_requested(session, run_id)
+    expires = rfc3339(attempt.lease_expires_at)
+    assert expires is not None
+    return StartResult(
+        attempt_no=attempt.attempt_no,
+        status=attempt.status,
+        lease_expires_at=expires,
+        cancel_requested=cancel,
+    )
+
+
+@router.get(
+    "/{run_id}/artifact",
+    response_class=FileResponse,
+    responses={
+        **responses(410),
+        200: {
+            "content": {"application/gzip": {}},
+            "description": "the version's .tar.gz; header X-Artifact-SHA256",
+        },
+    },
+)
+def download_artifact(
+    run_id: int, runner: RunnerDep, lease: LeaseTokenDep, services: ServicesDep
+) -> FileResponse:
+    """The archive of the run's version; verify it against ``X-Artifact-SHA256``."""
+    with services.read() as session:
+        _live_attempt(session, runner, run_id, lease)
+        run = session.get(Run, run_id)
+        assert run is not None
+        version = session.get(AppVersion, run.app_version_id)
+        assert version is not None
+    return FileResponse(
+        services.objects.path(version.artifact_object_key),
+        media_type="application/gzip",
+        filename=f"run-{run_id}.tar.gz",
+        headers={"X-Artifact-SHA256": version.artifact_sha256},
+    )
+
+
+@router.post("/{run_id}/heartbeat", response_model=HeartbeatResult, responses=responses(410))
+def heartbeat(
+    run_id: int, runner: RunnerDep, lease: LeaseTokenDep, services: ServicesDep
+) -> HeartbeatResult:
+    """Extend the lease. An expired lease is never revived: 410."""
+    assert runner.id is not None
+    now = utcnow()
+    with services.write() as session:
+        attempt = _live_attempt(session, runner, run_id, lease)
+        if lease_store.heartbeat(session, attempt, now=now, ttl=_ttl(services)) != Outcome.OK:
+            raise gone()
+        runner_store.mark_seen(session, runner.id, now)
+        cancel = _cancel_requested(session, run_id)
+    expires = rfc3339(attempt.lease_expires_at)
+    assert expires is not None
+    return HeartbeatResult(lease_expires_at=expires, cancel_requested=cancel)
+
+
+@router.post("/{run_id}/logs", response_model=LogsAccepted, responses=responses(410, 413))
+def append_logs(
+    run_id: int, body: LogBatch, runner: RunnerDep, lease: LeaseTokenDep, services: ServicesDep
+) -> LogsAccepted:
+    """Store a batch of log lines. A ``seq`` already stored is ignored, so a batch may be
+    resent safely."""
+    now = utcnow()
+    lines = [
+        {
+            "seq": line.seq,
+            "stream": line.stream,
+            "line": line.line,
+            "logged_at": line.logged_at or now,
+        }
+        for line in body.logs
+    ]
+    with services.write() as session:
+        attempt = _live_attempt(session, runner, run_id, lease)
+        if lease_store.append_logs(session, attempt, lines, now=now) != Outcome.OK:
+            raise gone()
+    return LogsAccepted(accepted=len(lines))
+
+
+@router.post("/{run_id}/result", response_model=ResultAccepted, responses=responses(409, 410))
+def report_result(
+    run_id: int, body: ResultReport, runner: RunnerDep, lease: LeaseTokenDep, services: ServicesDep
+) -> ResultAccepted:
+    """Finish the attempt and the run. The same status again answers 200; another one
+    409. A ``completed`` result while the run is being cancelled still completes it:
+    the work really finished."""
+    assert runner.id is not None
+    with services.write() as session:
+        attempt = lease_store.find_attempt_for_lease(
+            session, lease_token_hash=lease, runner_id=runner.id, run_id=run_id
+        )
+        if attempt is None:
+            raise gone()
+        repeated = attempt.reported_status is not None
+        outcome = lease_store.finish_attempt(
+            session,
+            attempt,
+            reported=AttemptStatus(body.status),
+            exit_code=body.exit_code,
+            error_message=body.error_message,
+            now=utcnow(),
+        )
+        if outcome == Outcome.GONE:
+            raise gone()
+        if outcome == Outcome.CONFLICT:
+            if attempt.reported_status is None:
+                raise conflict("the attempt has not started; call start first")
+            raise conflict(
+                f"this attempt already reported {attempt.reported_status!r}, not {body.status!r}"
+            )
+        run = session.get(Run, run_id)
+        assert run is not None
+    if not repeated:
+        services.metrics.runs_finished.labels(run.status).inc()
+    return ResultAccepted(
+        run_id=run_id, attempt_no=attempt.attempt_no, status=attempt.status, run_status=run.status
+    )

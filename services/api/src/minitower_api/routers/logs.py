@@ -1,0 +1,131 @@
+"""Reading a run's logs: one page at a time, or followed live over Server-Sent Events."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from minitower_shared.models import RunLog
+from minitower_shared.schemas import LogPage
+from minitower_shared.states import TERMINAL_RUN_STATUSES
+from minitower_shared.store import logs as log_store
+from minitower_shared.store import runs as run_store
+
+from minitower_api.deps import CallerDep, Services, ServicesDep
+from minitower_api.errors import not_found, responses
+from minitower_api.routers.runs import require_run
+from minitower_api.views import log_public
+
+router = APIRouter(prefix="/api/v1/runs/{run_id}/logs", tags=["logs"])
+
+FOLLOW_POLL_SECONDS = 0.25
+KEEPALIVE_SECONDS = 15.0
+_FOLLOW_BATCH = 1000
+
+
+@router.get("", response_model=LogPage, responses=responses())
+def read_logs(
+    run_id: int,
+    caller: CallerDep,
+    services: ServicesDep,
+    after_seq: Annotated[int, Query(ge=-1, description="Return lines with seq > after_seq")] = -1,
+    attempt: Annotated[
+        int | None, Query(ge=1, description="Attempt number; default the latest")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> LogPage:
+    """One attempt's lines after ``after_seq``, in order; pass ``next_seq`` back as
+    ``after_seq`` to continue."""
+    with services.read() as session:
+        require_run(session, caller.team_id, run_id)
+        record = run_store.get_attempt(session, run_id, attempt)
+        if record is None:
+            if attempt is not None:
+                raise not_found(f"run {run_id} has no attempt {attempt}")
+            return LogPage(logs=[], next_seq=after_seq)
+        assert record.id is not None
+        lines = log_store.list_attempt_logs(session, record.id, after_seq=after_seq, limit=limit)
+    next_seq = lines[-1].seq if lines else after_seq
+    return LogPage(logs=[log_public(line, record.attempt_no) for line in lines], next_seq=next_seq)
+
+
+def _sse(event: str, data: object, event_id: str | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+def _parse_last_event_id(value: str | None) -> tuple[int, int]:
+    attempt, _, seq = (value or "").partition(":")
+    if attempt.isdigit() and seq.lstrip("-").isdigit():
+        return int(attempt), int(seq)
+    return 0, -1
+
+
+@router.get(
+    "/stream",
+    response_class=StreamingResponse,
+    responses={
+        **responses(),
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "`log` events (data: a log line; id: attempt_no:seq), comment "
+            "keep-alives, and one final `end` event (data: {status}) when the run is terminal",
+        },
+    },
+)
+def follow_logs(
+    run_id: int,
+    caller: CallerDep,
+    services: ServicesDep,
+    last_event_id: Annotated[
+        str | None, Header(description="Resume after this event id (attempt_no:seq)")
+    ] = None,
+) -> StreamingResponse:
+    """Follow the run's log lines of every attempt live, until the run is terminal."""
+    with services.read() as session:
+        require_run(session, caller.team_id, run_id)
+    team_id = caller.team_id
+    position = _parse_last_event_id(last_event_id)
+    return StreamingResponse(
+        _follow(services, team_id, run_id, position),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _follow(
+    services: Services, team_id: int, run_id: int, position: tuple[int, int]
+) -> AsyncIterator[str]:
+    attempt_no, seq = position
+    loop = asyncio.get_running_loop()
+    last_sent = loop.time()
+
+    def poll() -> tuple[list[tuple[RunLog, int]], str | None]:
+        with services.read() as session:
+            view = run_store.get_run_view(session, team_id, run_id)
+            status = view.run.status if view is not None else None
+            rows = log_store.list_run_logs_after(
+                session, run_id, after_attempt=attempt_no, after_seq=seq, limit=_FOLLOW_BATCH
+            )
+        return rows, status
+
+    while True:
+        rows, status = await run_in_threadpool(poll)
+        for log, number in rows:
+            attempt_no, seq = number, log.seq
+            yield _sse("log", log_public(log, number).model_dump(), f"{attempt_no}:{seq}")
+            last_sent = loop.time()
+        if len(rows) == _FOLLOW_BATCH:
+            continue
+        # Lines are stored before the result, so once the run is terminal (read in the
+        # same transaction as the lines) there is nothing more to come.
+        if status is None or status in TERMINAL_RUN_STATUSES:
+            yield _sse("end", {"status": status})
+            return
+        if loop.time() - last_sent >= KEEPALIVE_SECONDS:
+            yield ": keep-alive\n\n"
+            last_sent = loop.time()
+        await asyncio.sleep(FOLLOW_POLL_SECONDS)

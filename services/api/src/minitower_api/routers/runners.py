@@ -1,0 +1,64 @@
+"""Runner registration (registration token) and the admins' view of runners."""
+
+from fastapi import APIRouter, Response
+from minitower_shared.clock import utcnow
+from minitower_shared.schemas import RunnerList, RunnerRegister, RunnerRegistered
+from minitower_shared.store import runners as runner_store
+from minitower_shared.tokens import RUNNER_TOKEN_PREFIX, hash_token, new_token, same_secret
+
+from minitower_api.deps import AdminDep, BearerDep, PageDep, ServicesDep, bearer_token
+from minitower_api.errors import forbidden, responses, unauthorized
+from minitower_api.views import runner_public
+
+router = APIRouter(prefix="/api/v1", tags=["runners"])
+
+
+@router.post(
+    "/runners/register",
+    status_code=201,
+    response_model=RunnerRegistered,
+    responses=responses(403),
+)
+def register_runner(
+    body: RunnerRegister, services: ServicesDep, credentials: BearerDep, response: Response
+) -> RunnerRegistered:
+    """Register a runner. The same name again answers 200 with a new token; the old
+    token stops working at once."""
+    configured = services.settings.runner_registration_token
+    if configured is None:
+        raise forbidden(
+            "runner registration is disabled: MINITOWER_RUNNER_REGISTRATION_TOKEN is not set"
+        )
+    if not same_secret(bearer_token(credentials), configured.get_secret_value()):
+        raise unauthorized("invalid runner registration token")
+    token = new_token(RUNNER_TOKEN_PREFIX)
+    with services.write() as session:
+        runner, created = runner_store.register_runner(
+            session,
+            name=body.name,
+            environment=body.environment,
+            labels=dict(body.labels),
+            token_hash=hash_token(token),
+            now=utcnow(),
+        )
+    if not created:
+        response.status_code = 200
+    assert runner.id is not None
+    return RunnerRegistered(
+        runner_id=runner.id, name=runner.name, environment=runner.environment, token=token
+    )
+
+
+@router.get("/admin/runners", response_model=RunnerList, responses=responses(403))
+def list_runners(_admin: AdminDep, services: ServicesDep, page: PageDep) -> RunnerList:
+    """Every registered runner with its liveness and the run it holds (admins only)."""
+    with services.read() as session:
+        rows = runner_store.list_runners_with_current_run(
+            session, after_id=page.cursor or 0, limit=page.limit + 1
+        )
+    more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    next_cursor = str(rows[-1][0].id) if more and rows else None
+    return RunnerList(
+        runners=[runner_public(r, run_id) for r, run_id in rows], next_cursor=next_cursor
+    )

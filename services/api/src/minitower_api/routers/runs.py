@@ -1,0 +1,180 @@
+"""Runs as a team sees them: trigger, list, inspect, cancel."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+from minitower_shared.clock import utcnow
+from minitower_shared.schemas import AttemptList, RunCreate, RunList, RunPublic
+from minitower_shared.states import RunStatus
+from minitower_shared.store import apps as app_store
+from minitower_shared.store import runs as run_store
+from minitower_shared.store import teams as team_store
+from minitower_shared.store.runs import RunView
+from sqlmodel import Session
+
+from minitower_api.deps import CallerDep, PageDep, ServicesDep
+from minitower_api.errors import ApiError, conflict, invalid, not_found, responses
+from minitower_api.params import InputError, prepare_input
+from minitower_api.routers.apps import require_app
+from minitower_api.views import attempt_public, run_public
+
+router = APIRouter(prefix="/api/v1", tags=["runs"])
+
+StatusFilter = Annotated[RunStatus | None, Query(description="Only runs in this status")]
+
+
+def require_run(session: Session, team_id: int, run_id: int) -> RunView:
+    view = run_store.get_run_view(session, team_id, run_id)
+    if view is None:
+        raise not_found(f"run {run_id} not found")
+    return view
+
+
+@router.post(
+    "/apps/{app}/runs",
+    status_code=201,
+    response_model=RunPublic,
+    responses={**responses(409), 200: {"model": RunPublic, "description": "idempotent replay"}},
+)
+def create_run(
+    app: str,
+    body: RunCreate,
+    caller: CallerDep,
+    services: ServicesDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=200,
+            description="The same key within 24 h returns the first run (200) instead of a new one",
+        ),
+    ] = None,
+) -> RunPublic:
+    """Queue a run of the app's latest version (or of ``version_no``). Parameter defaults
+    fill missing input keys; input that fails the version's parameter schema is refused."""
+    now = utcnow()
+    with services.write() as session:
+        record = require_app(session, caller.team_id, app)
+        assert record.id is not None
+        if idempotency_key:
+            earlier = run_store.find_idempotent_run(
+                session, team_id=caller.team_id, app_id=record.id, key=idempotency_key, now=now
+            )
+            if earlier is not None:
+                assert earlier.id is not None
+                response.status_code = 200
+                return run_public(require_run(session, caller.team_id, earlier.id))
+        if record.disabled:
+            raise conflict(f"app {app!r} is disabled", code="app_disabled")
+        if body.version_no is None:
+            version = app_store.latest_version(session, record.id)
+            if version is None:
+                raise ApiError(400, "no_version", f"app {app!r} has no version yet: upload one")
+        else:
+            version = app_store.get_version(session, record.id, body.version_no)
+            if version is None:
+                raise not_found(f"app {app!r} has no version {body.version_no}")
+        try:
+            run_input = prepare_input(version.params_schema, body.input)
+        except InputError as exc:
+            raise invalid(str(exc), exc.details) from exc
+        environment = team_store.get_or_create_environment(
+            session, caller.team_id, body.environment
+        )
+        run = run_store.create_run(
+            session,
+            app=record,
+            version=version,
+            environment=environment,
+            input=run_input,
+            priority=body.priority,
+            max_retries=body.max_retries,
+            now=now,
+        )
+        assert run.id is not None
+        if idempotency_key:
+            run_store.remember_idempotency_key(
+                session,
+                team_id=caller.team_id,
+                app_id=record.id,
+                key=idempotency_key,
+                run_id=run.id,
+                now=now,
+            )
+        view = RunView(run, record.slug, version.version_no, environment.name)
+    services.signal.notify()
+    services.metrics.runs_created.labels(record.slug).inc()
+    return run_public(view)
+
+
+def _list(
+    services: ServicesDep,
+    team_id: int,
+    app_slug: str | None,
+    status: RunStatus | None,
+    page: PageDep,
+) -> RunList:
+    with services.read() as session:
+        app_id = None
+        if app_slug is not None:
+            app_id = require_app(session, team_id, app_slug).id
+        views = run_store.list_run_views(
+            session,
+            team_id,
+            app_id=app_id,
+            status=status.value if status else None,
+            before_id=page.cursor,
+            offset=page.offset,
+            limit=page.limit + 1,
+        )
+    more = len(views) > page.limit
+    views = views[: page.limit]
+    return RunList(
+        runs=[run_public(v) for v in views],
+        next_cursor=str(views[-1].run.id) if more and views else None,
+    )
+
+
+@router.get("/apps/{app}/runs", response_model=RunList, responses=responses())
+def list_app_runs(
+    app: str, caller: CallerDep, services: ServicesDep, page: PageDep, status: StatusFilter = None
+) -> RunList:
+    """The app's runs, newest first."""
+    return _list(services, caller.team_id, app, status, page)
+
+
+@router.get("/runs", response_model=RunList, responses=responses())
+def list_runs(
+    caller: CallerDep,
+    services: ServicesDep,
+    page: PageDep,
+    status: StatusFilter = None,
+    app: Annotated[str | None, Query(description="Only runs of this app (slug)")] = None,
+) -> RunList:
+    """The team's runs, newest first."""
+    return _list(services, caller.team_id, app, status, page)
+
+
+@router.get("/runs/{run_id}", response_model=RunPublic, responses=responses())
+def get_run(run_id: int, caller: CallerDep, services: ServicesDep) -> RunPublic:
+    with services.read() as session:
+        return run_public(require_run(session, caller.team_id, run_id))
+
+
+@router.get("/runs/{run_id}/attempts", response_model=AttemptList, responses=responses())
+def list_attempts(run_id: int, caller: CallerDep, services: ServicesDep) -> AttemptList:
+    """Every attempt of the run with its runner and outcome, failures included."""
+    with services.read() as session:
+        require_run(session, caller.team_id, run_id)
+        rows = run_store.list_attempts(session, run_id)
+    return AttemptList(attempts=[attempt_public(a, name) for a, name in rows])
+
+
+@router.post("/runs/{run_id}/cancel", response_model=RunPublic, responses=responses())
+def cancel_run(run_id: int, caller: CallerDep, services: ServicesDep) -> RunPublic:
+    """Idempotent. A queued run is cancelled at once; a leased or running one becomes
+    ``cancelling`` until its runner confirms (or its lease expires)."""
+    with services.write() as session:
+        require_run(session, caller.team_id, run_id)
+        run_store.cancel_run(session, run_id, utcnow())
+        return run_public(require_run(session, caller.team_id, run_id))

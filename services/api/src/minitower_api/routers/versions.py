@@ -1,0 +1,210 @@
+"""App versions: immutable uploaded archives, vetted before anything is stored."""
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from minitower_shared.archives import ArchiveListing, UnsafeArchiveError, inspect_archive
+from minitower_shared.schemas import VersionList, VersionPublic
+from minitower_shared.store import apps as app_store
+from minitower_shared.towerfile import TowerfileError, parameters_schema, parse_towerfile
+
+from minitower_api.deps import Caller, CallerDep, Services, ServicesDep
+from minitower_api.errors import ApiError, invalid, not_found, responses
+from minitower_api.objects import ObjectStore, TooLarge
+from minitower_api.params import InputError, check_params_schema
+from minitower_api.routers.apps import require_app
+from minitower_api.settings import ApiSettings
+from minitower_api.views import version_public
+
+router = APIRouter(prefix="/api/v1/apps/{app}/versions", tags=["versions"])
+
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+
+
+class _Manifest:
+    """What a version is made of, from the Towerfile and the form (the form wins)."""
+
+    def __init__(
+        self,
+        listing: ArchiveListing,
+        settings: ApiSettings,
+        entrypoint: str | None,
+        timeout_seconds: int | None,
+        params_schema: str | None,
+    ) -> None:
+        towerfile = None
+        if listing.towerfile_text is not None:
+            try:
+                towerfile = parse_towerfile(listing.towerfile_text)
+            except TowerfileError as exc:
+                raise invalid(str(exc)) from exc
+        chosen = entrypoint or (towerfile.script if towerfile else None)
+        if not chosen:
+            raise invalid(
+                "no entrypoint: include a Towerfile with [app] script, or send the "
+                "'entrypoint' form field"
+            )
+        chosen = chosen.removeprefix("./")
+        if chosen not in listing.files:
+            raise invalid(f"entrypoint {chosen!r} is not a file in the archive")
+        self.entrypoint = chosen
+        timeout = timeout_seconds
+        if timeout is None and towerfile is not None:
+            timeout = towerfile.timeout_seconds
+        if timeout is None:
+            timeout = int(settings.default_run_timeout)
+        if not 0 < timeout <= MAX_TIMEOUT_SECONDS:
+            raise invalid(f"timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}")
+        self.timeout_seconds = timeout
+        self.params_schema: dict[str, Any] | None = None
+        if params_schema is not None:
+            try:
+                self.params_schema = check_params_schema(json.loads(params_schema))
+            except json.JSONDecodeError as exc:
+                raise invalid(f"params_schema is not valid JSON: {exc}") from exc
+            except InputError as exc:
+                raise invalid(str(exc), exc.details) from exc
+        elif towerfile is not None and towerfile.parameters:
+            self.params_schema = parameters_schema(towerfile.parameters)
+        self.import_paths = list(towerfile.import_paths) if towerfile else []
+
+
+def _vet_upload(
+    objects: ObjectStore, artifact: UploadFile, settings: ApiSettings
+) -> tuple[Path, str, int, ArchiveListing]:
+    try:
+        temp, sha256, size = objects.spool(artifact.file, max_bytes=settings.max_artifact_bytes)
+    except TooLarge as exc:
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"artifact is larger than MINITOWER_MAX_ARTIFACT_BYTES "
+            f"({settings.max_artifact_bytes} bytes)",
+        ) from exc
+    try:
+        listing = inspect_archive(temp, max_unpacked_bytes=settings.max_unpacked_bytes)
+    except UnsafeArchiveError as exc:
+        temp.unlink(missing_ok=True)
+        raise invalid(f"artifact refused: {exc}") from exc
+    return temp, sha256, size, listing
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=VersionPublic,
+    responses=responses(413),
+)
+async def upload_version(
+    app: str,
+    caller: CallerDep,
+    services: ServicesDep,
+    artifact: Annotated[UploadFile, File(description="The app's code as a .tar.gz")],
+    entrypoint: Annotated[
+        str | None, Form(description="Script to run; overrides the Towerfile's [app] script")
+    ] = None,
+    timeout_seconds: Annotated[
+        int | None, Form(description="Run timeout; overrides the Towerfile's [app.timeout]")
+    ] = None,
+    params_schema: Annotated[
+        str | None, Form(description="JSON Schema of the run input; overrides [[parameters]]")
+    ] = None,
+) -> VersionPublic:
+    """Upload a new immutable version. The archive is checked (no absolute paths, `..`,
+    links leaving the root or device files) and must contain the entrypoint; the server
+    computes its SHA-256. Nothing is kept when the upload is refused."""
+    settings = services.settings
+    with services.read() as session:
+        require_app(session, caller.team_id, app)
+    temp, sha256, size, listing = await run_in_threadpool(
+        _vet_upload, services.objects, artifact, settings
+    )
+    try:
+        manifest = _Manifest(listing, settings, entrypoint, timeout_seconds, params_schema)
+    except ApiError:
+        temp.unlink(missing_ok=True)
+        raise
+    key = ObjectStore.artifact_key(sha256)
+    return await run_in_threadpool(
+        _store_version, services, caller, app, temp, key, sha256, size, manifest
+    )
+
+
+def _store_version(
+    services: Services,
+    caller: Caller,
+    app: str,
+    temp: Path,
+    key: str,
+    sha256: str,
+    size: int,
+    manifest: _Manifest,
+) -> VersionPublic:
+    created = services.objects.commit(temp, key)
+    try:
+        with services.write() as session:
+            record = require_app(session, caller.team_id, app)
+            version = app_store.create_version(
+                session,
+                app=record,
+                artifact_object_key=key,
+                artifact_sha256=sha256,
+                artifact_size=size,
+                entrypoint=manifest.entrypoint,
+                timeout_seconds=manifest.timeout_seconds,
+                params_schema=manifest.params_schema,
+                import_paths=manifest.import_paths,
+            )
+    except BaseException:
+        if created:
+            with services.read() as session:
+                if not app_store.object_key_in_use(session, key):
+                    services.objects.delete(key)
+        raise
+    return version_public(version)
+
+
+@router.get("", response_model=VersionList, responses=responses())
+def list_versions(
+    app: str,
+    caller: CallerDep,
+    services: ServicesDep,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> VersionList:
+    """Newest first."""
+    if not 1 <= limit <= 200:
+        raise invalid("limit must be between 1 and 200")
+    if cursor is not None and not cursor.isdigit():
+        raise invalid("cursor: not a cursor this API returned")
+    with services.read() as session:
+        record = require_app(session, caller.team_id, app)
+        assert record.id is not None
+        versions = app_store.list_versions(
+            session,
+            record.id,
+            before_no=int(cursor) if cursor is not None else None,
+            limit=limit + 1,
+        )
+    more = len(versions) > limit
+    versions = versions[:limit]
+    return VersionList(
+        versions=[version_public(v) for v in versions],
+        next_cursor=str(versions[-1].version_no) if more and versions else None,
+    )
+
+
+@router.get("/{version_no}", response_model=VersionPublic, responses=responses())
+def get_version(
+    app: str, version_no: int, caller: CallerDep, services: ServicesDep
+) -> VersionPublic:
+    with services.read() as session:
+        record = require_app(session, caller.team_id, app)
+        assert record.id is not None
+        version = app_store.get_version(session, record.id, version_no)
+    if version is None:
+        raise not_found(f"app {app!r} has no version {version_no}")
+    return version_public(version)

@@ -1,0 +1,61 @@
+"""The API's configuration: ``MINITOWER_*`` environment variables (and a ``.env`` file)."""
+
+from pathlib import Path
+from typing import Literal
+
+from minitower_shared.durations import Seconds
+from pydantic import SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_SECRET_LENGTH = 16
+
+
+class ApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MINITOWER_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    env: Literal["dev", "production"] = "production"
+    db_path: Path = Path("minitower.db")
+    objects_dir: Path = Path("objects")
+    listen_addr: str = "0.0.0.0:8080"
+    bootstrap_token: SecretStr | None = None
+    runner_registration_token: SecretStr | None = None
+    lease_ttl: Seconds = 60.0
+    default_run_timeout: Seconds = 3600.0
+    max_artifact_bytes: int = 100 * 1024 * 1024
+    max_unpacked_bytes: int = 1024 * 1024 * 1024
+    max_request_bytes: int = 2 * 1024 * 1024
+    # How often a waiting lease looks again for runs that another process (the reaper)
+    # put back in the queue; runs created through this API wake waiters at once.
+    lease_poll_interval: Seconds = 1.0
+    log_level: str = "info"
+
+    @field_validator("listen_addr")
+    @classmethod
+    def _check_listen_addr(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be host:port, e.g. 0.0.0.0:8080")
+        return value
+
+    @model_validator(mode="after")
+    def _check_secrets(self) -> "ApiSettings":
+        if self.env == "dev":
+            return self
+        for name in ("bootstrap_token", "runner_registration_token"):
+            secret = getattr(self, name)
+            if secret is not None and len(secret.get_secret_value()) < MIN_SECRET_LENGTH:
+                raise ValueError(
+                    f"MINITOWER_{name.upper()} must be at least {MIN_SECRET_LENGTH} characters "
+                    "(set MINITOWER_ENV=dev to allow short secrets for local development)"
+                )
+        return self
+
+    @property
+    def host(self) -> str:
+        return self.listen_addr.rpartition(":")[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.listen_addr.rpartition(":")[2])

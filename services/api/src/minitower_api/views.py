@@ -1,0 +1,119 @@
+"""Database rows to wire shapes."""
+
+from minitower_shared.clock import rfc3339
+from minitower_shared.models import App, AppVersion, RunAttempt, RunLog, Runner, TeamToken
+from minitower_shared.schemas import (
+    AppPublic,
+    AttemptPublic,
+    LogLinePublic,
+    RunnerPublic,
+    RunPublic,
+    TokenPublic,
+    VersionPublic,
+)
+from minitower_shared.store.runs import RunView
+
+
+def _ts(value: object) -> str:
+    text = rfc3339(value)  # type: ignore[arg-type]
+    assert text is not None
+    return text
+
+
+def app_public(app: App) -> AppPublic:
+    assert app.id is not None
+    return AppPublic(
+        app_id=app.id,
+        slug=app.slug,
+        description=app.description,
+        disabled=app.disabled,
+        created_at=_ts(app.created_at),
+        updated_at=_ts(app.updated_at),
+    )
+
+
+def version_public(version: AppVersion) -> VersionPublic:
+    assert version.id is not None
+    return VersionPublic(
+        version_id=version.id,
+        version_no=version.version_no,
+        entrypoint=version.entrypoint,
+        timeout_seconds=version.timeout_seconds,
+        params_schema=version.params_schema,
+        import_paths=version.import_paths,
+        artifact_sha256=version.artifact_sha256,
+        artifact_size=version.artifact_size,
+        created_at=_ts(version.created_at),
+    )
+
+
+def run_public(view: RunView) -> RunPublic:
+    run = view.run
+    assert run.id is not None
+    return RunPublic(
+        run_id=run.id,
+        app_id=run.app_id,
+        app_slug=view.app_slug,
+        run_no=run.run_no,
+        version_no=view.version_no,
+        environment=view.environment,
+        status=run.status,
+        input=run.input,
+        priority=run.priority,
+        max_retries=run.max_retries,
+        retry_count=run.retry_count,
+        cancel_requested=run.cancel_requested,
+        queued_at=_ts(run.queued_at),
+        started_at=rfc3339(run.started_at),
+        finished_at=rfc3339(run.finished_at),
+        exit_code=run.exit_code,
+        error_message=run.error_message,
+    )
+
+
+def token_public(token: TeamToken) -> TokenPublic:
+    assert token.id is not None
+    return TokenPublic(
+        token_id=token.id,
+        name=token.name,
+        role=token.role,
+        created_at=_ts(token.created_at),
+        last_used_at=rfc3339(token.last_used_at),
+        revoked_at=rfc3339(token.revoked_at),
+    )
+
+
+def attempt_public(attempt: RunAttempt, runner_name: str) -> AttemptPublic:
+    return AttemptPublic(
+        attempt_no=attempt.attempt_no,
+        runner_name=runner_name,
+        status=attempt.status,
+        exit_code=attempt.exit_code,
+        error_message=attempt.error_message,
+        leased_at=_ts(attempt.leased_at),
+        started_at=rfc3339(attempt.started_at),
+        finished_at=rfc3339(attempt.finished_at),
+    )
+
+
+def log_public(log: RunLog, attempt_no: int) -> LogLinePublic:
+    return LogLinePublic(
+        seq=log.seq,
+        attempt_no=attempt_no,
+        stream=log.stream,
+        line=log.line,
+        logged_at=_ts(log.logged_at),
+    )
+
+
+def runner_public(runner: Runner, current_run_id: int | None) -> RunnerPublic:
+    assert runner.id is not None
+    return RunnerPublic(
+        runner_id=runner.id,
+        name=runner.name,
+        environment=runner.environment,
+        status=runner.status,
+        labels=runner.labels,
+        last_seen_at=rfc3339(runner.last_seen_at),
+        current_run_id=current_run_id,
+    )

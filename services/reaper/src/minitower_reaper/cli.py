@@ -1,0 +1,73 @@
+"""``minitower-reaper``: the lease reaper as its own process."""
+
+import logging
+import signal
+import threading
+from datetime import timedelta
+from types import FrameType
+from typing import Annotated
+
+import typer
+from minitower_shared.clock import utcnow
+from minitower_shared.db import create_db_engine, write_session
+from pydantic import ValidationError
+
+from minitower_reaper.service import run_forever, tick
+from minitower_reaper.settings import ReaperSettings
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command(
+    help="Expire lost leases (retrying or burying their runs) and mark silent runners "
+    "offline, every MINITOWER_EXPIRY_CHECK_INTERVAL, until SIGTERM or SIGINT. Reads "
+    "MINITOWER_DB_PATH, MINITOWER_EXPIRY_CHECK_INTERVAL, MINITOWER_RUNNER_OFFLINE_AFTER."
+)
+def reaper(
+    once: Annotated[bool, typer.Option("--once", help="Make one pass and exit")] = False,
+) -> None:
+    try:
+        settings = ReaperSettings()
+    except ValidationError as exc:
+        for err in exc.errors():
+            field = "MINITOWER_" + "_".join(str(p) for p in err["loc"]).upper()
+            typer.echo(f"minitower-reaper: configuration error: {field}: {err['msg']}", err=True)
+        raise typer.Exit(2) from exc
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    if not settings.db_path.exists():
+        typer.echo(
+            f"minitower-reaper: database {settings.db_path} does not exist; "
+            "run `minitowerd migrate` first",
+            err=True,
+        )
+        raise typer.Exit(2)
+    engine = create_db_engine(settings.db_path, pool_size=1)
+    offline_after = timedelta(seconds=settings.runner_offline_after)
+    if once:
+        with write_session(engine) as session:
+            result = tick(session, utcnow(), runner_offline_after=offline_after)
+        typer.echo(
+            f"expired {len(result.expired)} leases, marked {result.runners_offline} runners offline"
+        )
+        return
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        logging.getLogger("minitower.reaper").info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    run_forever(
+        engine,
+        interval=settings.expiry_check_interval,
+        runner_offline_after=offline_after,
+        stop=stop,
+    )
+    engine.dispose()
+
+
+def main() -> None:
+    app()

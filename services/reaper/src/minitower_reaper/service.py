@@ -1,0 +1,72 @@
+"""The reaper: expire lost leases, retry or bury their runs, mark silent runners offline.
+
+Each pass is one small write transaction (``tick``), built only from the shared store's
+conditional UPDATEs, so two reapers at once, or a reaper racing the API, never apply a
+transition twice.
+"""
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from minitower_shared.clock import utcnow
+from minitower_shared.db import write_session
+from minitower_shared.states import RunStatus
+from minitower_shared.store import leases as lease_store
+from minitower_shared.store import runners as runner_store
+from minitower_shared.store import runs as run_store
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
+
+log = logging.getLogger("minitower.reaper")
+
+BATCH = 500
+
+
+@dataclass
+class TickResult:
+    expired: list[tuple[int, RunStatus]] = field(default_factory=list)
+    runners_offline: int = 0
+    idempotency_keys_deleted: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.expired or self.runners_offline or self.idempotency_keys_deleted)
+
+
+def tick(session: Session, now: datetime, *, runner_offline_after: timedelta) -> TickResult:
+    """One pass over the database as of ``now``."""
+    return TickResult(
+        expired=lease_store.expire_stale_attempts(session, now, limit=BATCH),
+        runners_offline=runner_store.mark_silent_runners_offline(
+            session, seen_before=now - runner_offline_after
+        ),
+        idempotency_keys_deleted=run_store.delete_expired_idempotency_keys(session, now=now),
+    )
+
+
+def run_forever(
+    engine: Engine, *, interval: float, runner_offline_after: timedelta, stop: threading.Event
+) -> None:
+    """Tick every ``interval`` seconds until ``stop`` is set."""
+    log.info("reaper started: checking every %.1fs", interval)
+    while not stop.is_set():
+        try:
+            with write_session(engine) as session:
+                result = tick(session, utcnow(), runner_offline_after=runner_offline_after)
+        except OperationalError as exc:
+            # The database was busy past its timeout or briefly unavailable: the next
+            # pass catches up, since nothing expires twice.
+            log.warning("reaper pass failed, will retry: %s", exc.orig)
+            stop.wait(interval)
+            continue
+        for run_id, status in result.expired:
+            log.info("lease expired: run_id=%d -> %s", run_id, status.value)
+        if result.runners_offline:
+            log.info("runners marked offline: %d", result.runners_offline)
+        # A full batch means more may be waiting: go again without sleeping.
+        if len(result.expired) < BATCH:
+            stop.wait(interval)
+    log.info("reaper stopped")

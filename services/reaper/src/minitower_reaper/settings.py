@@ -1,0 +1,19 @@
+"""The reaper's configuration: ``MINITOWER_*`` environment variables."""
+
+from pathlib import Path
+
+from minitower_shared.durations import Seconds
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ReaperSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MINITOWER_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    db_path: Path = Path("minitower.db")
+    expiry_check_interval: Seconds = 5.0
+    # Longer than the longest lease long poll (30 s) plus a heartbeat interval, so a
+    # healthy idle runner never flaps to offline.
+    runner_offline_after: Seconds = 90.0
+    log_level: str = "info"

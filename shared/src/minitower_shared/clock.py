@@ -1,0 +1,16 @@
+"""Time in one place: aware UTC datetimes in code, RFC 3339 on the wire."""
+
+from datetime import UTC, datetime
+
+
+def utcnow() -> datetime:
+    """SQLModel stores aware datetimes as UTC text, which compares correctly in SQL."""
+    return datetime.now(UTC)
+
+
+def rfc3339(value: datetime | None) -> str | None:
+    """``2026-11-27T20:30:00.123Z``: millisecond precision, always UTC."""
+    if value is None:
+        return None
+    value = value.astimezone(UTC) if value.tzinfo is not None else value
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"

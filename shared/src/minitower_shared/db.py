@@ -1,0 +1,70 @@
+"""SQLite engine and transactions.
+
+pysqlite's own transaction handling opens transactions lazily and upgrades a read lock
+to a write lock mid-transaction, which deadlocks two writers (both get SQLITE_BUSY and
+the busy timeout cannot help). We take control instead: autocommit at the driver level
+and an explicit ``BEGIN IMMEDIATE`` for every write transaction, so a writer waits for
+the lock up front, inside the busy timeout. Read transactions use a plain ``BEGIN``,
+which in WAL mode never blocks and is never blocked by writers.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, event
+from sqlalchemy.pool import QueuePool
+from sqlmodel import Session, create_engine
+
+BUSY_TIMEOUT_MS = 30_000
+_BEGIN_OPTION = "minitower_begin"
+
+
+def create_db_engine(db_path: str | Path, *, pool_size: int = 20) -> Engine:
+    """An engine for the SQLite file at ``db_path`` (its folder is created if missing)."""
+    path = Path(db_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        f"sqlite:///{path}",
+        connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+        poolclass=QueuePool,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=False,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        mode = conn.get_execution_options().get(_BEGIN_OPTION, "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+@contextmanager
+def write_session(engine: Engine) -> Iterator[Session]:
+    """A session whose transaction holds SQLite's write lock from its first statement.
+
+    Commits on success and rolls back on any exception.
+    """
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        yield session
+
+
+@contextmanager
+def read_session(engine: Engine) -> Iterator[Session]:
+    """A session for reads only: a deferred transaction that never takes the write lock."""
+    reader = engine.execution_options(**{_BEGIN_OPTION: "DEFERRED"})
+    with Session(reader, expire_on_commit=False) as session, session.begin():
+        yield session

@@ -1,0 +1,181 @@
+"""The database schema: one SQLModel table per entity of the seed's data model.
+
+Invariants that must never be broken live in the schema itself (unique and partial
+unique indexes), so that a bug in a store function fails loudly instead of corrupting
+history.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
+from sqlmodel import Field, SQLModel, col
+
+from minitower_shared.clock import utcnow
+
+_ACTIVE_ATTEMPT = text("status IN ('leased', 'running', 'cancelling')")
+
+
+class Team(SQLModel, table=True):
+    __tablename__ = "team"
+
+    id: int | None = Field(default=None, primary_key=True)
+    slug: str = Field(unique=True, max_length=32)
+    name: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class TeamToken(SQLModel, table=True):
+    __tablename__ = "team_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: int = Field(foreign_key="team.id", index=True)
+    name: str = Field(default="", max_length=200)
+    role: str = Field(max_length=16)
+    token_hash: str = Field(unique=True, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class Environment(SQLModel, table=True):
+    __tablename__ = "environment"
+    __table_args__ = (UniqueConstraint("team_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: int = Field(foreign_key="team.id")
+    name: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class App(SQLModel, table=True):
+    __tablename__ = "app"
+    __table_args__ = (UniqueConstraint("team_id", "slug"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: int = Field(foreign_key="team.id")
+    slug: str = Field(max_length=32)
+    description: str = Field(default="", max_length=2000)
+    disabled: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class AppVersion(SQLModel, table=True):
+    __tablename__ = "app_version"
+    __table_args__ = (UniqueConstraint("app_id", "version_no"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    app_id: int = Field(foreign_key="app.id")
+    version_no: int
+    artifact_object_key: str = Field(max_length=200)
+    artifact_sha256: str = Field(max_length=64, index=True)
+    artifact_size: int
+    entrypoint: str = Field(max_length=500)
+    timeout_seconds: int
+    params_schema: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    import_paths: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Runner(SQLModel, table=True):
+    __tablename__ = "runner"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=200)
+    environment: str = Field(default="default", max_length=64)
+    labels: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    token_hash: str = Field(unique=True, max_length=64)
+    status: str = Field(default="online", max_length=16)
+    last_seen_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "run"
+    __table_args__ = (
+        UniqueConstraint("app_id", "run_no"),
+        Index("ix_run_team_id", "team_id", "id"),
+        Index("ix_run_status", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: int = Field(foreign_key="team.id")
+    app_id: int = Field(foreign_key="app.id")
+    environment_id: int = Field(foreign_key="environment.id")
+    app_version_id: int = Field(foreign_key="app_version.id")
+    run_no: int
+    status: str = Field(default="queued", max_length=16)
+    input: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    priority: int = 0
+    max_retries: int = 0
+    retry_count: int = 0
+    cancel_requested: bool = False
+    queued_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    error_message: str | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class RunAttempt(SQLModel, table=True):
+    __tablename__ = "run_attempt"
+    __table_args__ = (
+        UniqueConstraint("run_id", "attempt_no"),
+        # At most one live attempt per run and per runner, enforced by the database.
+        Index("ux_attempt_active_run", "run_id", unique=True, sqlite_where=_ACTIVE_ATTEMPT),
+        Index("ux_attempt_active_runner", "runner_id", unique=True, sqlite_where=_ACTIVE_ATTEMPT),
+        Index("ix_attempt_active_expiry", "lease_expires_at", sqlite_where=_ACTIVE_ATTEMPT),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id")
+    runner_id: int = Field(foreign_key="runner.id", index=True)
+    attempt_no: int
+    lease_token_hash: str = Field(unique=True, max_length=64)
+    lease_expires_at: datetime
+    status: str = Field(default="leased", max_length=16)
+    # What the runner reported, kept apart from ``status`` so a repeated result can be
+    # recognised even when a cancel mapped it to another status.
+    reported_status: str | None = Field(default=None, max_length=16)
+    exit_code: int | None = None
+    error_message: str | None = None
+    leased_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class RunLog(SQLModel, table=True):
+    __tablename__ = "run_log"
+    __table_args__ = (UniqueConstraint("attempt_id", "seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    attempt_id: int = Field(foreign_key="run_attempt.id")
+    seq: int
+    stream: str = Field(max_length=8)
+    line: str
+    logged_at: datetime
+
+
+class IdempotencyKey(SQLModel, table=True):
+    __tablename__ = "idempotency_key"
+    __table_args__ = (UniqueConstraint("team_id", "app_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: int = Field(foreign_key="team.id")
+    app_id: int = Field(foreign_key="app.id")
+    key: str = Field(max_length=200)
+    run_id: int = Field(foreign_key="run.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+# The lease query walks this index in pick order (priority first, then age) and stops at
+# the first run of the runner's environment.
+Index(
+    "ix_run_queue",
+    col(Run.priority).desc(),
+    col(Run.queued_at),
+    col(Run.id),
+    sqlite_where=text("status = 'queued'"),
+)

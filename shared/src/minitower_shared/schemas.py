@@ -1,0 +1,286 @@
+"""The HTTP API's request and response bodies (contract: docs/api-v1.md).
+
+Kept apart from the tables so that clients (the runner, the CLI) can import the wire
+shapes without the database layer. Timestamps travel as RFC 3339 strings.
+"""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SLUG_PATTERN = r"^[a-z][a-z0-9-]{2,31}$"
+ENVIRONMENT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+RUNNER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
+MAX_LOG_LINE_CHARS = 64 * 1024
+MAX_LOG_BATCH = 5000
+
+
+class Strict(BaseModel):
+    """Request bodies refuse unknown keys, so a typo is an error rather than a default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- errors ---------------------------------------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(examples=["not_found"])
+    message: str = Field(examples=["run 42 not found"])
+    details: list[dict[str, Any]] | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+# --- operator endpoints -----------------------------------------------------------------
+
+
+class HealthStatus(BaseModel):
+    status: str
+
+
+class BootstrapTeam(Strict):
+    slug: str = Field(pattern=SLUG_PATTERN)
+    name: str = Field(min_length=1, max_length=200)
+
+
+class BootstrapResult(BaseModel):
+    team_id: int
+    slug: str
+    token: str
+    role: str
+
+
+class RunnerRegister(Strict):
+    name: str = Field(pattern=RUNNER_NAME_PATTERN)
+    environment: str = Field(default="default", pattern=ENVIRONMENT_PATTERN)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class RunnerRegistered(BaseModel):
+    runner_id: int
+    name: str
+    environment: str
+    token: str
+
+
+class RunnerPublic(BaseModel):
+    runner_id: int
+    name: str
+    environment: str
+    status: str
+    labels: dict[str, Any]
+    last_seen_at: str | None
+    current_run_id: int | None
+
+
+class RunnerList(BaseModel):
+    runners: list[RunnerPublic]
+    next_cursor: str | None
+
+
+# --- team endpoints ---------------------------------------------------------------------
+
+
+class Me(BaseModel):
+    team_id: int
+    team_slug: str
+    token_id: int
+    role: str
+
+
+class TokenCreate(Strict):
+    name: str = Field(default="", max_length=200)
+    role: Literal["admin", "member"] = "member"
+
+
+class TokenCreated(BaseModel):
+    token_id: int
+    token: str
+    name: str
+    role: str
+
+
+class TokenPublic(BaseModel):
+    token_id: int
+    name: str
+    role: str
+    created_at: str
+    last_used_at: str | None
+    revoked_at: str | None
+
+
+class TokenList(BaseModel):
+    tokens: list[TokenPublic]
+    next_cursor: str | None
+
+
+class AppCreate(Strict):
+    slug: str = Field(pattern=SLUG_PATTERN)
+    description: str = Field(default="", max_length=2000)
+
+
+class AppUpdate(Strict):
+    description: str | None = Field(default=None, max_length=2000)
+    disabled: bool | None = None
+
+
+class AppPublic(BaseModel):
+    app_id: int
+    slug: str
+    description: str
+    disabled: bool
+    created_at: str
+    updated_at: str
+
+
+class AppList(BaseModel):
+    apps: list[AppPublic]
+    next_cursor: str | None
+
+
+class VersionPublic(BaseModel):
+    version_id: int
+    version_no: int
+    entrypoint: str
+    timeout_seconds: int
+    params_schema: dict[str, Any] | None
+    import_paths: list[str]
+    artifact_sha256: str
+    artifact_size: int
+    created_at: str
+
+
+class VersionList(BaseModel):
+    versions: list[VersionPublic]
+    next_cursor: str | None
+
+
+class RunCreate(Strict):
+    input: dict[str, Any] = Field(default_factory=dict)
+    version_no: int | None = Field(default=None, ge=1)
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    max_retries: int = Field(default=0, ge=0, le=100)
+    environment: str = Field(default="default", pattern=ENVIRONMENT_PATTERN)
+
+
+class RunPublic(BaseModel):
+    run_id: int
+    app_id: int
+    app_slug: str
+    run_no: int
+    version_no: int
+    environment: str
+    status: str
+    input: dict[str, Any]
+    priority: int
+    max_retries: int
+    retry_count: int
+    cancel_requested: bool
+    queued_at: str
+    started_at: str | None
+    finished_at: str | None
+    exit_code: int | None
+    error_message: str | None
+
+
+class RunList(BaseModel):
+    runs: list[RunPublic]
+    next_cursor: str | None
+
+
+class AttemptPublic(BaseModel):
+    attempt_no: int
+    runner_name: str
+    status: str
+    exit_code: int | None
+    error_message: str | None
+    leased_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+class AttemptList(BaseModel):
+    attempts: list[AttemptPublic]
+
+
+class LogLinePublic(BaseModel):
+    seq: int
+    attempt_no: int
+    stream: str
+    line: str
+    logged_at: str
+
+
+class LogPage(BaseModel):
+    logs: list[LogLinePublic]
+    next_seq: int
+
+
+# --- runner endpoints -------------------------------------------------------------------
+
+
+class LeaseRequest(Strict):
+    wait_seconds: float = Field(default=0, ge=0, le=30)
+
+
+class LeaseGranted(BaseModel):
+    run_id: int
+    run_no: int
+    app_id: int
+    app_slug: str
+    version_no: int
+    entrypoint: str
+    timeout_seconds: int
+    input: dict[str, Any]
+    import_paths: list[str]
+    artifact_sha256: str
+    attempt_id: int
+    attempt_no: int
+    lease_token: str
+    lease_expires_at: str
+
+
+class StartResult(BaseModel):
+    attempt_no: int
+    status: str
+    lease_expires_at: str
+    cancel_requested: bool
+
+
+class HeartbeatResult(BaseModel):
+    lease_expires_at: str
+    cancel_requested: bool
+
+
+class LogLineIn(Strict):
+    seq: int = Field(ge=0)
+    stream: Literal["stdout", "stderr"]
+    line: str = Field(max_length=MAX_LOG_LINE_CHARS)
+    logged_at: datetime | None = Field(
+        default=None, description="RFC 3339; the server's time when omitted"
+    )
+
+
+class LogBatch(Strict):
+    logs: list[LogLineIn] = Field(max_length=MAX_LOG_BATCH)
+
+
+class LogsAccepted(BaseModel):
+    accepted: int
+
+
+class ResultReport(Strict):
+    status: Literal["completed", "failed", "cancelled"]
+    exit_code: int | None = None
+    error_message: str | None = Field(default=None, max_length=10_000)
+
+
+class ResultAccepted(BaseModel):
+    run_id: int
+    attempt_no: int
+    status: str
+    run_status: str

@@ -1,0 +1,359 @@
+"""The runner side of a run: lease, start, heartbeat, logs, result, and lease expiry.
+
+A lease is live only while its attempt is active and ``lease_expires_at`` is in the
+future. Every function here re-checks that inside its UPDATE, so a runner whose lease
+ran out is fenced off even before the reaper has noticed.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, col, select
+
+from minitower_shared.models import App, AppVersion, Environment, Run, RunAttempt, RunLog
+from minitower_shared.states import (
+    ACTIVE_ATTEMPT_STATUSES,
+    AttemptStatus,
+    RunStatus,
+)
+
+_ACTIVE = [s.value for s in ACTIVE_ATTEMPT_STATUSES]
+_LIVE_RUN = [RunStatus.LEASED.value, RunStatus.RUNNING.value]
+
+
+@dataclass(frozen=True)
+class LeaseGrant:
+    run: Run
+    attempt: RunAttempt
+    app: App
+    version: AppVersion
+
+
+class LeaseRefusal(Enum):
+    RUNNER_BUSY = "runner_busy"
+
+
+class Outcome(Enum):
+    OK = "ok"
+    GONE = "gone"
+    CONFLICT = "conflict"
+
+
+def _rowcount(result: Any) -> int:
+    return int(result.rowcount)
+
+
+def expire_attempt(session: Session, attempt_id: int, now: datetime) -> RunStatus | None:
+    """Expire one attempt whose lease has passed and move its run on.
+
+    Returns the run's new status, or None when the attempt was not expirable (already
+    finished, already expired, or its lease was extended in the meantime)."""
+    row = session.execute(
+        update(RunAttempt)
+        .where(
+            col(RunAttempt.id) == attempt_id,
+            col(RunAttempt.status).in_(_ACTIVE),
+            col(RunAttempt.lease_expires_at) <= now,
+        )
+        .values(status=AttemptStatus.EXPIRED.value, finished_at=now)
+        .returning(col(RunAttempt.run_id))
+    ).first()
+    if row is None:
+        return None
+    run_id = row[0]
+    if _rowcount(
+        session.execute(
+            update(Run)
+            .where(col(Run.id) == run_id, col(Run.status) == RunStatus.CANCELLING.value)
+            .values(
+                status=RunStatus.CANCELLED.value,
+                finished_at=now,
+                updated_at=now,
+                error_message="cancelled; the runner stopped answering before it confirmed",
+            )
+        )
+    ):
+        return RunStatus.CANCELLED
+    # The run keeps its original queued_at, so a retry goes back to where it stood in
+    # the queue: retries are picked in a deterministic order.
+    if _rowcount(
+        session.execute(
+            update(Run)
+            .where(
+                col(Run.id) == run_id,
+                col(Run.status).in_(_LIVE_RUN),
+                col(Run.retry_count) < col(Run.max_retries),
+            )
+            .values(status=RunStatus.QUEUED.value, retry_count=Run.retry_count + 1, updated_at=now)
+        )
+    ):
+        return RunStatus.QUEUED
+    if _rowcount(
+        session.execute(
+            update(Run)
+            .where(col(Run.id) == run_id, col(Run.status).in_(_LIVE_RUN))
+            .values(
+                status=RunStatus.DEAD.value,
+                finished_at=now,
+                updated_at=now,
+                error_message="lease expired and no retries are left",
+            )
+        )
+    ):
+        return RunStatus.DEAD
+    raise RuntimeError(f"run {run_id} had an active attempt but was not in a leased state")
+
+
+def expire_stale_attempts(
+    session: Session, now: datetime, *, limit: int = 500
+) -> list[tuple[int, RunStatus]]:
+    """Expire up to ``limit`` attempts whose lease has passed; returns (run_id, new status)."""
+    rows = session.exec(
+        select(RunAttempt.id, RunAttempt.run_id)
+        .where(col(RunAttempt.status).in_(_ACTIVE), col(RunAttempt.lease_expires_at) <= now)
+        .order_by(col(RunAttempt.lease_expires_at))
+        .limit(limit)
+    ).all()
+    outcomes = []
+    for attempt_id, run_id in rows:
+        assert attempt_id is not None
+        status = expire_attempt(session, attempt_id, now)
+        if status is not None:
+            outcomes.append((run_id, status))
+    return outcomes
+
+
+def lease_next_run(
+    session: Session,
+    *,
+    runner_id: int,
+    environment: str,
+    lease_token_hash: str,
+    now: datetime,
+    ttl: timedelta,
+) -> LeaseGrant | LeaseRefusal | None:
+    """Claim the next queued run of ``environment`` for the runner; None when there is none.
+
+    Pick order: highest priority, then oldest ``queued_at``, then lowest id."""
+    held = session.exec(
+        select(RunAttempt).where(
+            RunAttempt.runner_id == runner_id, col(RunAttempt.status).in_(_ACTIVE)
+        )
+    ).first()
+    if held is not None:
+        if held.lease_expires_at > now:
+            return LeaseRefusal.RUNNER_BUSY
+        assert held.id is not None
+        expire_attempt(session, held.id, now)
+
+    next_queued = (
+        select(Run.id)
+        .join(Environment, col(Environment.id) == col(Run.environment_id))
+        .where(
+            Run.status == RunStatus.QUEUED.value,
+            col(Run.cancel_requested).is_(False),
+            Environment.name == environment,
+        )
+        .order_by(col(Run.priority).desc(), col(Run.queued_at), col(Run.id))
+        .limit(1)
+        .scalar_subquery()
+    )
+    claimed = session.execute(
+        update(Run)
+        .where(col(Run.id) == next_queued, col(Run.status) == RunStatus.QUEUED.value)
+        .values(status=RunStatus.LEASED.value, updated_at=now)
+        .returning(col(Run.id))
+    ).first()
+    if claimed is None:
+        return None
+    run_id = claimed[0]
+    last_no = session.exec(
+        select(func.max(RunAttempt.attempt_no)).where(RunAttempt.run_id == run_id)
+    ).one()
+    attempt = RunAttempt(
+        run_id=run_id,
+        runner_id=runner_id,
+        attempt_no=(last_no or 0) + 1,
+        lease_token_hash=lease_token_hash,
+        lease_expires_at=now + ttl,
+        status=AttemptStatus.LEASED.value,
+        leased_at=now,
+    )
+    session.add(attempt)
+    session.flush()
+    run = session.get(Run, run_id)
+    assert run is not None
+    session.refresh(run)
+    version = session.get(AppVersion, run.app_version_id)
+    app = session.get(App, run.app_id)
+    assert version is not None and app is not None
+    return LeaseGrant(run=run, attempt=attempt, app=app, version=version)
+
+
+def find_attempt_for_lease(
+    session: Session, *, lease_token_hash: str, runner_id: int, run_id: int
+) -> RunAttempt | None:
+    """The attempt this lease token belongs to, if it is this runner's and this run's."""
+    attempt = session.exec(
+        select(RunAttempt).where(RunAttempt.lease_token_hash == lease_token_hash)
+    ).first()
+    if attempt is None or attempt.runner_id != runner_id or attempt.run_id != run_id:
+        return None
+    return attempt
+
+
+def is_live(attempt: RunAttempt, now: datetime) -> bool:
+    return attempt.status in _ACTIVE and attempt.lease_expires_at > now
+
+
+def start_attempt(
+    session: Session, attempt: RunAttempt, *, now: datetime, ttl: timedelta
+) -> Outcome:
+    """``leased → running`` for the attempt and its run; repeating it is harmless.
+
+    An attempt already ``cancelling`` stays so: the runner learns of the cancel from the
+    answer and reports ``cancelled``."""
+    if not is_live(attempt, now):
+        return Outcome.GONE
+    if attempt.status != AttemptStatus.LEASED:
+        return Outcome.OK
+    if not _rowcount(
+        session.execute(
+            update(RunAttempt)
+            .where(
+                col(RunAttempt.id) == attempt.id,
+                col(RunAttempt.status) == AttemptStatus.LEASED.value,
+                col(RunAttempt.lease_expires_at) > now,
+            )
+            .values(status=AttemptStatus.RUNNING.value, started_at=now, lease_expires_at=now + ttl)
+        )
+    ):
+        return Outcome.GONE
+    if not _rowcount(
+        session.execute(
+            update(Run)
+            .where(col(Run.id) == attempt.run_id, col(Run.status) == RunStatus.LEASED.value)
+            .values(
+                status=RunStatus.RUNNING.value,
+                started_at=func.coalesce(col(Run.started_at), now),
+                updated_at=now,
+            )
+        )
+    ):
+        raise RuntimeError(f"run {attempt.run_id} was not leased while its attempt was")
+    session.refresh(attempt)
+    return Outcome.OK
+
+
+def heartbeat(session: Session, attempt: RunAttempt, *, now: datetime, ttl: timedelta) -> Outcome:
+    """Extend a live lease. An expired lease is never revived."""
+    if not _rowcount(
+        session.execute(
+            update(RunAttempt)
+            .where(
+                col(RunAttempt.id) == attempt.id,
+                col(RunAttempt.status).in_(_ACTIVE),
+                col(RunAttempt.lease_expires_at) > now,
+            )
+            .values(lease_expires_at=now + ttl)
+        )
+    ):
+        return Outcome.GONE
+    session.refresh(attempt)
+    return Outcome.OK
+
+
+def append_logs(
+    session: Session, attempt: RunAttempt, lines: list[dict[str, Any]], *, now: datetime
+) -> Outcome:
+    """Store log lines; a ``seq`` the attempt already has is ignored, so batches may be
+    resent safely."""
+    if not is_live(attempt, now):
+        return Outcome.GONE
+    if lines:
+        assert attempt.id is not None
+        rows = [{**line, "attempt_id": attempt.id} for line in lines]
+        session.execute(
+            sqlite_insert(RunLog)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["attempt_id", "seq"])
+        )
+    return Outcome.OK
+
+
+# A runner's result on an attempt being cancelled: only work that really finished counts
+# as completed; anything else ends the run cancelled.
+_RESULT_WHEN_CANCELLING = {
+    AttemptStatus.COMPLETED: AttemptStatus.COMPLETED,
+    AttemptStatus.FAILED: AttemptStatus.CANCELLED,
+    AttemptStatus.CANCELLED: AttemptStatus.CANCELLED,
+}
+
+
+def finish_attempt(
+    session: Session,
+    attempt: RunAttempt,
+    *,
+    reported: AttemptStatus,
+    exit_code: int | None,
+    error_message: str | None,
+    now: datetime,
+) -> Outcome:
+    """Record the runner's result and end the run.
+
+    The same result again is OK (the runner may retry after a lost answer); a different
+    one is a CONFLICT; an expired or foreign lease is GONE."""
+    if attempt.reported_status is not None:
+        return Outcome.OK if attempt.reported_status == reported.value else Outcome.CONFLICT
+    if not is_live(attempt, now):
+        return Outcome.GONE
+    if attempt.status == AttemptStatus.LEASED:
+        return Outcome.CONFLICT
+    if attempt.status == AttemptStatus.CANCELLING:
+        final = _RESULT_WHEN_CANCELLING[reported]
+    else:
+        final = reported
+    if not _rowcount(
+        session.execute(
+            update(RunAttempt)
+            .where(
+                col(RunAttempt.id) == attempt.id,
+                col(RunAttempt.status) == attempt.status,
+                col(RunAttempt.lease_expires_at) > now,
+            )
+            .values(
+                status=final.value,
+                reported_status=reported.value,
+                exit_code=exit_code,
+                error_message=error_message,
+                finished_at=now,
+            )
+        )
+    ):
+        return Outcome.GONE
+    run_status = RunStatus(final.value)
+    expected_run_status = (
+        RunStatus.CANCELLING if attempt.status == AttemptStatus.CANCELLING else RunStatus.RUNNING
+    )
+    if not _rowcount(
+        session.execute(
+            update(Run)
+            .where(col(Run.id) == attempt.run_id, col(Run.status) == expected_run_status.value)
+            .values(
+                status=run_status.value,
+                exit_code=exit_code,
+                error_message=error_message,
+                finished_at=now,
+                updated_at=now,
+            )
+        )
+    ):
+        raise RuntimeError(
+            f"run {attempt.run_id} was not {expected_run_status.value} with its attempt"
+        )
+    session.refresh(attempt)
+    return Outcome.OK

@@ -1,0 +1,77 @@
+"""Runners: registration, token lookup, liveness."""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from minitower_shared.models import RunAttempt, Runner
+from minitower_shared.states import ACTIVE_ATTEMPT_STATUSES, RunnerStatus
+
+
+def register_runner(
+    session: Session,
+    *,
+    name: str,
+    environment: str,
+    labels: dict[str, Any],
+    token_hash: str,
+    now: datetime,
+) -> tuple[Runner, bool]:
+    """Create the runner, or give an existing one of that name a new token (the old one
+    stops working at once). Returns the runner and whether it was created."""
+    runner = session.exec(select(Runner).where(Runner.name == name)).first()
+    created = runner is None
+    if runner is None:
+        runner = Runner(name=name, token_hash=token_hash, created_at=now)
+    runner.environment = environment
+    runner.labels = labels
+    runner.token_hash = token_hash
+    runner.status = RunnerStatus.ONLINE.value
+    runner.last_seen_at = now
+    session.add(runner)
+    session.flush()
+    return runner, created
+
+
+def find_runner_by_token(session: Session, token_hash: str) -> Runner | None:
+    return session.exec(select(Runner).where(Runner.token_hash == token_hash)).first()
+
+
+def mark_seen(session: Session, runner_id: int, now: datetime) -> None:
+    session.execute(
+        update(Runner)
+        .where(col(Runner.id) == runner_id)
+        .values(last_seen_at=now, status=RunnerStatus.ONLINE.value)
+    )
+
+
+def mark_silent_runners_offline(session: Session, *, seen_before: datetime) -> int:
+    """Runners not heard from since ``seen_before`` go offline; returns how many."""
+    result = session.execute(
+        update(Runner)
+        .where(
+            col(Runner.status) == RunnerStatus.ONLINE.value,
+            col(Runner.last_seen_at) < seen_before,
+        )
+        .values(status=RunnerStatus.OFFLINE.value)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def list_runners_with_current_run(
+    session: Session, *, after_id: int, limit: int
+) -> list[tuple[Runner, int | None]]:
+    rows = session.exec(
+        select(Runner, RunAttempt.run_id)
+        .outerjoin(
+            RunAttempt,
+            (col(RunAttempt.runner_id) == col(Runner.id))
+            & col(RunAttempt.status).in_([s.value for s in ACTIVE_ATTEMPT_STATUSES]),
+        )
+        .where(col(Runner.id) > after_id)
+        .order_by(col(Runner.id))
+        .limit(limit)
+    )
+    return [(runner, run_id) for runner, run_id in rows]

@@ -1,0 +1,86 @@
+"""Teams, their API tokens and their environments."""
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from minitower_shared.models import Environment, Team, TeamToken
+from minitower_shared.states import TokenRole
+
+# Recording every use of a token would turn each read request into a write.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+def get_team_by_slug(session: Session, slug: str) -> Team | None:
+    return session.exec(select(Team).where(Team.slug == slug)).first()
+
+
+def create_team(session: Session, *, slug: str, name: str) -> Team:
+    team = Team(slug=slug, name=name)
+    session.add(team)
+    session.flush()
+    return team
+
+
+def create_token(
+    session: Session, *, team_id: int, token_hash: str, role: TokenRole, name: str
+) -> TeamToken:
+    token = TeamToken(team_id=team_id, token_hash=token_hash, role=role.value, name=name)
+    session.add(token)
+    session.flush()
+    return token
+
+
+def find_active_token(session: Session, token_hash: str) -> TeamToken | None:
+    return session.exec(
+        select(TeamToken).where(
+            TeamToken.token_hash == token_hash, col(TeamToken.revoked_at).is_(None)
+        )
+    ).first()
+
+
+def touch_token(session: Session, token: TeamToken, now: datetime) -> bool:
+    """Record a use of ``token`` unless one was recorded recently; True if written."""
+    if token.last_used_at is not None and now - token.last_used_at < LAST_USED_RESOLUTION:
+        return False
+    session.execute(update(TeamToken).where(col(TeamToken.id) == token.id).values(last_used_at=now))
+    return True
+
+
+def list_tokens(session: Session, team_id: int, *, after_id: int, limit: int) -> list[TeamToken]:
+    return list(
+        session.exec(
+            select(TeamToken)
+            .where(TeamToken.team_id == team_id, col(TeamToken.id) > after_id)
+            .order_by(col(TeamToken.id))
+            .limit(limit)
+        )
+    )
+
+
+def get_token(session: Session, team_id: int, token_id: int) -> TeamToken | None:
+    token = session.get(TeamToken, token_id)
+    return token if token is not None and token.team_id == team_id else None
+
+
+def revoke_token(session: Session, token: TeamToken, now: datetime) -> TeamToken:
+    """Idempotent: a revoked token keeps its first revocation time."""
+    session.execute(
+        update(TeamToken)
+        .where(col(TeamToken.id) == token.id, col(TeamToken.revoked_at).is_(None))
+        .values(revoked_at=now)
+    )
+    session.refresh(token)
+    return token
+
+
+def get_or_create_environment(session: Session, team_id: int, name: str) -> Environment:
+    env = session.exec(
+        select(Environment).where(Environment.team_id == team_id, Environment.name == name)
+    ).first()
+    if env is None:
+        env = Environment(team_id=team_id, name=name)
+        session.add(env)
+        session.flush()
+    return env
