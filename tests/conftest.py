@@ -1,0 +1,116 @@
+"""Fixtures shared by every test tier: temporary databases, the in-process API, a live
+API process, archives and clients that act as a team or a runner."""
+
+import io
+import os
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from minitower_api.main import create_app
+from minitower_api.settings import ApiSettings
+from minitower_shared.migrate import upgrade_to_head
+from tests.support.clients import RunnerClient, TeamClient
+from tests.support.processes import LiveApi, start_api
+
+BOOTSTRAP_TOKEN = "test-bootstrap-token-0123456789"
+REGISTRATION_TOKEN = "test-registration-token-0123456789"
+
+
+def make_archive(files: dict[str, str | bytes]) -> bytes:
+    """A .tar.gz holding ``files`` (path → content), deterministic for equal input."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, content in sorted(files.items()):
+            data = content.encode() if isinstance(content, str) else content
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+HELLO_TOWERFILE = """\
+[app]
+name = "hello"
+script = "main.py"
+
+[[parameters]]
+name = "greeting"
+default = "hello"
+
+[[parameters]]
+name = "count"
+type = "integer"
+default = 1
+"""
+
+
+@pytest.fixture
+def hello_archive() -> bytes:
+    return make_archive({"Towerfile": HELLO_TOWERFILE, "main.py": "print('hi')\n"})
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    path = tmp_path / "db" / "minitower.db"
+    upgrade_to_head(path)
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_path: Path) -> ApiSettings:
+    return ApiSettings(
+        db_path=db_path,
+        objects_dir=tmp_path / "objects",
+        bootstrap_token=BOOTSTRAP_TOKEN,  # type: ignore[arg-type]
+        runner_registration_token=REGISTRATION_TOKEN,  # type: ignore[arg-type]
+        lease_ttl=30,
+        lease_poll_interval=0.2,
+    )
+
+
+@pytest.fixture
+def client(settings: ApiSettings) -> Iterator[TestClient]:
+    """The API in-process over a fresh SQLite file."""
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def team(client: TestClient) -> TeamClient:
+    """An admin of a fresh team ``acme``."""
+    return TeamClient.bootstrap(client, "acme", BOOTSTRAP_TOKEN)
+
+
+@pytest.fixture
+def other_team(client: TestClient) -> TeamClient:
+    return TeamClient.bootstrap(client, "globex", BOOTSTRAP_TOKEN)
+
+
+@pytest.fixture
+def runner(client: TestClient) -> RunnerClient:
+    return RunnerClient.register(client, "runner-1", REGISTRATION_TOKEN)
+
+
+@pytest.fixture
+def runner2(client: TestClient) -> RunnerClient:
+    return RunnerClient.register(client, "runner-2", REGISTRATION_TOKEN)
+
+
+@pytest.fixture
+def live_api(tmp_path: Path, db_path: Path) -> Iterator[LiveApi]:
+    """A real ``minitowerd`` process on a free port of 127.0.0.1."""
+    env = {
+        "MINITOWER_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN,
+        "MINITOWER_RUNNER_REGISTRATION_TOKEN": REGISTRATION_TOKEN,
+        "MINITOWER_LEASE_TTL": os.environ.get("MINITOWER_TEST_LEASE_TTL", "2s"),
+    }
+    api = start_api(tmp_path, db_path, env)
+    try:
+        yield api
+    finally:
+        api.stop()

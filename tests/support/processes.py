@@ -1,0 +1,113 @@
+"""Start the real console scripts (``minitowerd``, ``minitower-reaper``) as processes."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def script(name: str) -> str:
+    path = BIN / name
+    found = str(path) if path.exists() else shutil.which(name)
+    assert found, f"console script {name} is not installed; run `uv sync`"
+    return found
+
+
+@dataclass
+class Process:
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stop(self, timeout: float = 10) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout)
+        return self.proc.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def spawn(name: str, args: list[str], env: dict[str, str], log_path: Path) -> Process:
+    log_file = log_path.open("wb")
+    proc = subprocess.Popen(
+        [script(name), *args],
+        env={**os.environ, **env},
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        cwd=log_path.parent,
+    )
+    log_file.close()
+    return Process(proc=proc, log_path=log_path)
+
+
+@dataclass
+class LiveApi(Process):
+    url: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+
+    def client(self, timeout: float = 30) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=timeout)
+
+
+def wait_ready(url: str, process: Process, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.proc.poll() is not None:
+            raise RuntimeError(f"process exited early:\n{process.log()}")
+        try:
+            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"API at {url} not ready after {timeout}s:\n{process.log()}")
+
+
+def start_api(workdir: Path, db_path: Path, env: dict[str, str]) -> LiveApi:
+    port = free_port()
+    full_env = {
+        "MINITOWER_DB_PATH": str(db_path),
+        "MINITOWER_OBJECTS_DIR": str(workdir / "objects"),
+        "MINITOWER_LISTEN_ADDR": f"127.0.0.1:{port}",
+        "MINITOWER_LOG_LEVEL": "warning",
+        **env,
+    }
+    process = spawn("minitowerd", [], full_env, workdir / f"minitowerd-{port}.log")
+    api = LiveApi(
+        proc=process.proc, log_path=process.log_path, url=f"http://127.0.0.1:{port}", env=full_env
+    )
+    try:
+        wait_ready(api.url, api)
+    except BaseException:
+        api.stop()
+        raise
+    return api
+
+
+def start_reaper(workdir: Path, db_path: Path, env: dict[str, str], name: str) -> Process:
+    return spawn(
+        "minitower-reaper",
+        [],
+        {"MINITOWER_DB_PATH": str(db_path), "MINITOWER_LOG_LEVEL": "info", **env},
+        workdir / f"{name}.log",
+    )
