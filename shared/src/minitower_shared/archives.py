@@ -1,0 +1,370 @@
+"""Vet and extract app archives (gzip-compressed tar files) without trusting their contents.
+
+The API calls `inspect_archive` on every upload; the runner calls `extract_archive` into a
+fresh workspace. Both run the same checks over every member before anything is written,
+because Debian bookworm's Python 3.11.2 predates tarfile's extraction filters.
+
+Refused with UnsafeArchiveError: data that is not a gzip-compressed tar, truncated or corrupt
+data, absolute member names, `..` components, devices, FIFOs, symlinks that leave the archive
+root (followed through every other symlink in the archive, as the kernel would), hard links
+to anything but an earlier regular file, members stored under a symlink or a file, duplicate
+names, and archives with too many members or too many unpacked bytes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import tarfile
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+__all__ = ["ArchiveListing", "UnsafeArchiveError", "extract_archive", "inspect_archive"]
+
+_TOWERFILE_NAME = "Towerfile"
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK_BYTES = 1 << 20
+# The API parses the Towerfile in memory; a manifest this large is a mistake or an attack.
+_MAX_TOWERFILE_BYTES = 1 << 20
+# Headers, long-name records and padding around each member; generous so that only
+# archives that hide data outside their members' declared sizes hit the limit.
+_FRAMING_BYTES_PER_MEMBER = 8 * tarfile.BLOCKSIZE
+# Linux gives up after 40 symlinks in one lookup (MAXSYMLINKS); do the same.
+_MAX_LINK_HOPS = 40
+
+
+class UnsafeArchiveError(ValueError):
+    """The archive is malformed or could write outside its root; the message names why."""
+
+
+@dataclass(frozen=True)
+class ArchiveListing:
+    files: frozenset[str]
+    towerfile_text: str | None
+    total_bytes: int
+
+
+_Kind = Literal["file", "dir", "symlink", "hardlink"]
+
+
+@dataclass(frozen=True)
+class _Member:
+    name: str
+    info: tarfile.TarInfo
+
+
+def inspect_archive(
+    path: Path, *, max_members: int = 20_000, max_unpacked_bytes: int = 1 << 30
+) -> ArchiveListing:
+    """Check every member of the .tar.gz at `path` and list what extraction would create."""
+    stream_bytes = _check_gzip_stream(path, max_members, max_unpacked_bytes)
+    with _open_tar(path) as tar, _corruption_refused():
+        _, listing = _scan(tar, stream_bytes, max_members, max_unpacked_bytes)
+    return listing
+
+
+def extract_archive(
+    path: Path, dest: Path, *, max_members: int = 20_000, max_unpacked_bytes: int = 1 << 30
+) -> None:
+    """Extract the .tar.gz at `path` into the existing directory `dest`.
+
+    Nothing is written unless every member passes the checks of `inspect_archive`. Writing
+    never follows a symlink and never replaces an existing entry (FileExistsError), so a
+    non-empty `dest` cannot redirect files elsewhere either.
+    """
+    stream_bytes = _check_gzip_stream(path, max_members, max_unpacked_bytes)
+    with _open_tar(path) as tar, _corruption_refused():
+        members, _ = _scan(tar, stream_bytes, max_members, max_unpacked_bytes)
+        root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for member in members:
+                _write_member(tar, root_fd, member)
+        finally:
+            os.close(root_fd)
+
+
+def _check_gzip_stream(path: Path, max_members: int, max_unpacked_bytes: int) -> int:
+    """Decompress the whole stream once, returning its size.
+
+    tarfile stops reading at the end-of-archive marker and buffers extended headers in
+    memory, so this pass is what detects a damaged gzip trailer and bounds decompression.
+    """
+    limit = (
+        max_unpacked_bytes
+        + (max_members + 1) * _FRAMING_BYTES_PER_MEMBER
+        + tarfile.RECORDSIZE  # writers pad the archive to a whole record
+    )
+    with path.open("rb") as raw:
+        if raw.read(len(_GZIP_MAGIC)) != _GZIP_MAGIC:
+            raise UnsafeArchiveError("archive is not gzip-compressed (expected a .tar.gz)")
+        raw.seek(0)
+        total = 0
+        try:
+            with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+                while chunk := stream.read(_CHUNK_BYTES):
+                    total += len(chunk)
+                    if total > limit:
+                        raise UnsafeArchiveError(f"archive decompresses to more than {limit} bytes")
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise UnsafeArchiveError(f"archive is truncated or corrupt ({exc})") from exc
+    return total
+
+
+def _open_tar(path: Path) -> tarfile.TarFile:
+    try:
+        return tarfile.open(path, "r:gz", encoding="utf-8")
+    except tarfile.TarError as exc:
+        raise UnsafeArchiveError(f"archive is not a gzip-compressed tar file ({exc})") from exc
+
+
+@contextmanager
+def _corruption_refused() -> Iterator[None]:
+    try:
+        yield
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise UnsafeArchiveError(f"archive is truncated or corrupt ({exc})") from exc
+
+
+def _scan(
+    tar: tarfile.TarFile, stream_bytes: int, max_members: int, max_unpacked_bytes: int
+) -> tuple[list[_Member], ArchiveListing]:
+    members: list[_Member] = []
+    kinds: dict[str, _Kind] = {}
+    symlinks: dict[str, str] = {}
+    towerfile_text: str | None = None
+    total_bytes = 0
+    count = 0
+    for info in tar:
+        count += 1
+        if count > max_members:
+            raise UnsafeArchiveError(f"archive has more than {max_members} members")
+        total_bytes += info.size
+        if total_bytes > max_unpacked_bytes:
+            raise UnsafeArchiveError(f"archive unpacks to more than {max_unpacked_bytes} bytes")
+
+        name = _member_name(info)
+        kind = _member_kind(info)
+        if not name:
+            if kind != "dir":
+                raise UnsafeArchiveError(f"archive member {info.name!r} names the archive root")
+            continue
+        previous = kinds.get(name)
+        if previous is not None and not (previous == kind == "dir"):
+            raise UnsafeArchiveError(f"archive member {info.name!r} appears more than once")
+        kinds[name] = kind
+
+        if kind == "file":
+            if info.offset_data + info.size > stream_bytes:
+                raise UnsafeArchiveError(
+                    f"archive is truncated: member {info.name!r} ends past the end of the data"
+                )
+            if name == _TOWERFILE_NAME:
+                towerfile_text = _read_towerfile(tar, info)
+        elif kind == "symlink":
+            symlinks[name] = info.linkname
+        elif kind == "hardlink" and not _names_regular_file(info.linkname, kinds):
+            raise UnsafeArchiveError(
+                f"archive member {info.name!r} is a hard link to {info.linkname!r}, "
+                "which is not an earlier regular file in the archive"
+            )
+        if name == _TOWERFILE_NAME and kind != "file":
+            raise UnsafeArchiveError(f"archive member {info.name!r} must be a regular file")
+        members.append(_Member(name, info))
+
+    _check_parents(members, kinds)
+    for member in members:
+        if member.name in symlinks:
+            _check_symlink_target(member, symlinks)
+
+    files = frozenset(name for name, kind in kinds.items() if kind != "dir")
+    return members, ArchiveListing(files, towerfile_text, total_bytes)
+
+
+def _member_name(info: tarfile.TarInfo) -> str:
+    """Return the member's name without "./", "." or empty components."""
+    try:
+        info.name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnsafeArchiveError(
+            f"archive member {info.name!r} has a name that is not UTF-8"
+        ) from None
+    if info.name.startswith("/"):
+        raise UnsafeArchiveError(f"archive member {info.name!r} has an absolute path")
+    parts = _components(info.name)
+    if ".." in parts:
+        raise UnsafeArchiveError(f"archive member {info.name!r} escapes the archive root")
+    return "/".join(parts)
+
+
+def _components(name: str) -> list[str]:
+    return [part for part in name.split("/") if part not in ("", ".")]
+
+
+def _member_kind(info: tarfile.TarInfo) -> _Kind:
+    if info.issparse():
+        raise UnsafeArchiveError(f"archive member {info.name!r} is a sparse file")
+    if info.isreg():
+        return "file"
+    if info.isdir():
+        return "dir"
+    if info.issym():
+        if not info.linkname:
+            raise UnsafeArchiveError(f"archive member {info.name!r} is a symlink with no target")
+        if info.linkname.startswith("/"):
+            raise UnsafeArchiveError(
+                f"archive member {info.name!r} is a symlink to the absolute path {info.linkname!r}"
+            )
+        return "symlink"
+    if info.islnk():
+        return "hardlink"
+    if info.ischr():
+        raise UnsafeArchiveError(f"archive member {info.name!r} is a character device")
+    if info.isblk():
+        raise UnsafeArchiveError(f"archive member {info.name!r} is a block device")
+    if info.isfifo():
+        raise UnsafeArchiveError(f"archive member {info.name!r} is a FIFO")
+    raise UnsafeArchiveError(f"archive member {info.name!r} has unsupported type {info.type!r}")
+
+
+def _names_regular_file(linkname: str, kinds: Mapping[str, _Kind]) -> bool:
+    # Hard link targets are member names, so an absolute one must not match a relative member.
+    if linkname.startswith("/"):
+        return False
+    return kinds.get("/".join(_components(linkname))) == "file"
+
+
+def _read_towerfile(tar: tarfile.TarFile, info: tarfile.TarInfo) -> str:
+    if info.size > _MAX_TOWERFILE_BYTES:
+        raise UnsafeArchiveError(f"Towerfile is larger than {_MAX_TOWERFILE_BYTES} bytes")
+    data = tar.extractfile(info)
+    assert data is not None, "extractfile returns None only for non-regular members"
+    try:
+        # utf-8-sig: editors on Windows prepend a byte order mark that TOML would reject.
+        return data.read().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UnsafeArchiveError("Towerfile is not UTF-8 text") from None
+
+
+def _check_parents(members: Sequence[_Member], kinds: Mapping[str, _Kind]) -> None:
+    """Refuse members stored under a symlink or a file: writing them would follow the link."""
+    for member in members:
+        parts = member.name.split("/")
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            kind = kinds.get(parent)
+            if kind == "symlink":
+                raise UnsafeArchiveError(
+                    f"archive member {member.info.name!r} is stored under the symlink {parent!r}"
+                )
+            if kind is not None and kind != "dir":
+                raise UnsafeArchiveError(
+                    f"archive member {member.info.name!r} is stored under {parent!r}, "
+                    "which is not a directory"
+                )
+
+
+def _check_symlink_target(member: _Member, symlinks: Mapping[str, str]) -> None:
+    """Resolve the link inside the archive, following the archive's other symlinks.
+
+    Purely lexical resolution is not enough: with `s -> .`, the target `s/..` looks like the
+    root but is its parent once `s` is followed.
+    """
+    resolved: list[str] = []
+    pending = list(reversed([*member.name.split("/")[:-1], *symlinks[member.name].split("/")]))
+    hops = 0
+    while pending:
+        part = pending.pop()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not resolved:
+                raise UnsafeArchiveError(
+                    f"archive member {member.info.name!r} is a symlink that points outside "
+                    f"the archive root ({member.info.linkname!r})"
+                )
+            resolved.pop()
+            continue
+        resolved.append(part)
+        target = symlinks.get("/".join(resolved))
+        if target is not None:
+            hops += 1
+            if hops > _MAX_LINK_HOPS:
+                raise UnsafeArchiveError(
+                    f"archive member {member.info.name!r} is a symlink that never resolves "
+                    "(a loop of links)"
+                )
+            resolved.pop()
+            pending.extend(reversed(target.split("/")))
+
+
+def _write_member(tar: tarfile.TarFile, root_fd: int, member: _Member) -> None:
+    *parents, base = member.name.split("/")
+    parent_fd = _open_dirs(root_fd, parents)
+    try:
+        info = member.info
+        if info.isdir():
+            _make_dir(parent_fd, base, 0o700 | (info.mode & 0o755))
+        elif info.issym():
+            os.symlink(info.linkname, base, dir_fd=parent_fd)
+        elif info.islnk():
+            *target_parents, target_base = _components(info.linkname)
+            target_fd = _open_dirs(root_fd, target_parents)
+            try:
+                os.link(
+                    target_base,
+                    base,
+                    src_dir_fd=target_fd,
+                    dst_dir_fd=parent_fd,
+                    follow_symlinks=False,
+                )
+            finally:
+                os.close(target_fd)
+        else:
+            _write_file(tar, info, parent_fd, base)
+    finally:
+        os.close(parent_fd)
+
+
+def _open_dirs(root_fd: int, parts: Sequence[str]) -> int:
+    """Open (creating as needed) the directory `parts` below root without following symlinks."""
+    fd = os.dup(root_fd)
+    for part in parts:
+        with suppress(FileExistsError):
+            os.mkdir(part, 0o755, dir_fd=fd)
+        try:
+            child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+        finally:
+            os.close(fd)
+        fd = child
+    return fd
+
+
+def _make_dir(parent_fd: int, name: str, mode: int) -> None:
+    with suppress(FileExistsError):
+        os.mkdir(name, mode, dir_fd=parent_fd)
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent_fd)
+    try:
+        # mkdir's mode is masked by the umask; the archive's mode (owner always rwx) wins.
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
+def _write_file(tar: tarfile.TarFile, info: tarfile.TarInfo, parent_fd: int, name: str) -> None:
+    fd = os.open(
+        name,
+        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+        0o600,
+        dir_fd=parent_fd,
+    )
+    with os.fdopen(fd, "wb") as out:
+        data = tar.extractfile(info)
+        assert data is not None, "extractfile returns None only for non-regular members"
+        shutil.copyfileobj(data, out, _CHUNK_BYTES)
+        os.fchmod(out.fileno(), (info.mode & 0o755) | 0o600)
