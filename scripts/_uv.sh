@@ -1,0 +1,18 @@
+# Sourced by the other scripts: find or install uv, then sync the workspace.
+# Needs only Python 3.11 with its venv module; uv itself comes from PyPI.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+UV_VERSION="0.13.9"
+if command -v uv >/dev/null 2>&1; then
+  UV="$(command -v uv)"
+else
+  UV="$ROOT/.tools/bin/uv"
+  if [ ! -x "$UV" ]; then
+    echo "==> installing uv $UV_VERSION into .tools/" >&2
+    python3 -m venv "$ROOT/.tools"
+    "$ROOT/.tools/bin/pip" install --quiet --disable-pip-version-check "uv==$UV_VERSION"
+  fi
+fi
+export UV
+"$UV" sync --frozen --quiet
