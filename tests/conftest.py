@@ -1,8 +1,11 @@
 """Fixtures shared by every test tier: temporary databases, the in-process API, a live
 API process, archives and clients that act as a team or a runner."""
 
+import functools
 import io
 import os
+import shutil
+import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +21,25 @@ from tests.support.processes import LiveApi, start_api
 
 BOOTSTRAP_TOKEN = "test-bootstrap-token-0123456789"
 REGISTRATION_TOKEN = "test-registration-token-0123456789"
+
+
+@functools.cache
+def _docker_available() -> bool:
+    docker = shutil.which("docker")
+    if docker is None:
+        return False
+    probe = subprocess.run([docker, "info"], capture_output=True, timeout=20, check=False)
+    return probe.returncode == 0
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked ``docker`` skip where no engine runs, except where
+    MINITOWER_REQUIRE_DOCKER=1 (CI) makes a missing engine a failure."""
+    if item.get_closest_marker("docker") is None or _docker_available():
+        return
+    if os.environ.get("MINITOWER_REQUIRE_DOCKER") == "1":
+        pytest.fail("MINITOWER_REQUIRE_DOCKER=1 but no Docker engine answers `docker info`")
+    pytest.skip("no Docker engine here (`docker info` fails); set up Docker to run this test")
 
 
 def make_archive(files: dict[str, str | bytes]) -> bytes:
