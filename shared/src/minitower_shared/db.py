@@ -62,9 +62,13 @@ def write_session(engine: Engine) -> Iterator[Session]:
         yield session
 
 
+def reader(engine: Engine) -> Engine:
+    """The same engine, but its transactions begin deferred and never take the write lock."""
+    return engine.execution_options(**{_BEGIN_OPTION: "DEFERRED"})
+
+
 @contextmanager
 def read_session(engine: Engine) -> Iterator[Session]:
-    """A session for reads only: a deferred transaction that never takes the write lock."""
-    reader = engine.execution_options(**{_BEGIN_OPTION: "DEFERRED"})
-    with Session(reader, expire_on_commit=False) as session, session.begin():
+    """A session for reads only."""
+    with Session(reader(engine), expire_on_commit=False) as session, session.begin():
         yield session

@@ -2,6 +2,7 @@
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
+from minitower_shared.db import reader
 from minitower_shared.migrate import current_revision, head_revision
 from minitower_shared.schemas import HealthStatus
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -28,7 +29,7 @@ def ready(services: ServicesDep) -> Response:
     try:
         with services.read() as session:
             session.execute(text("SELECT 1"))
-        revision = current_revision(services.engine)
+        revision = current_revision(reader(services.engine))
     except Exception as exc:  # any database failure means not ready, whatever its kind
         return JSONResponse({"status": f"database unavailable: {exc}"}, status_code=503)
     head = head_revision()

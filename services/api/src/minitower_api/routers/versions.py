@@ -5,7 +5,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, UploadFile
-from fastapi.concurrency import run_in_threadpool
 from minitower_shared.archives import ArchiveListing, UnsafeArchiveError, inspect_archive
 from minitower_shared.schemas import VersionList, VersionPublic
 from minitower_shared.store import apps as app_store
@@ -98,7 +97,7 @@ def _vet_upload(
     response_model=VersionPublic,
     responses=responses(413),
 )
-async def upload_version(
+def upload_version(
     app: str,
     caller: CallerDep,
     services: ServicesDep,
@@ -119,18 +118,14 @@ async def upload_version(
     settings = services.settings
     with services.read() as session:
         require_app(session, caller.team_id, app)
-    temp, sha256, size, listing = await run_in_threadpool(
-        _vet_upload, services.objects, artifact, settings
-    )
+    temp, sha256, size, listing = _vet_upload(services.objects, artifact, settings)
     try:
         manifest = _Manifest(listing, settings, entrypoint, timeout_seconds, params_schema)
     except ApiError:
         temp.unlink(missing_ok=True)
         raise
     key = ObjectStore.artifact_key(sha256)
-    return await run_in_threadpool(
-        _store_version, services, caller, app, temp, key, sha256, size, manifest
-    )
+    return _store_version(services, caller, app, temp, key, sha256, size, manifest)
 
 
 def _store_version(
