@@ -4,6 +4,7 @@ pydantic parses plain numbers and ISO 8601 durations but not ``2s``, which is wh
 operators write in environment files, so settings use :data:`Seconds`.
 """
 
+import math
 import re
 from typing import Annotated, Any
 
@@ -28,6 +29,10 @@ def parse_duration(value: Any) -> float:
         seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
     else:
         raise ValueError("a duration must be a number of seconds or a string like '30s'")
+    # NaN passes every comparison below (``nan < 0`` is false) and infinity overflows
+    # timedelta arithmetic far from the setting that caused it: refuse both here.
+    if not math.isfinite(seconds):
+        raise ValueError("a duration must be a finite number of seconds")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
     return seconds

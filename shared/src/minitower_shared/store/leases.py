@@ -311,18 +311,18 @@ def finish_attempt(
         return Outcome.OK if attempt.reported_status == reported.value else Outcome.CONFLICT
     if not is_live(attempt, now):
         return Outcome.GONE
-    if attempt.status == AttemptStatus.LEASED:
+    # Read the status once, before the UPDATE: an ORM-enabled UPDATE synchronises the
+    # objects in the session, so afterwards ``attempt.status`` already holds the new one.
+    previous = AttemptStatus(attempt.status)
+    if previous == AttemptStatus.LEASED:
         return Outcome.CONFLICT
-    if attempt.status == AttemptStatus.CANCELLING:
-        final = _RESULT_WHEN_CANCELLING[reported]
-    else:
-        final = reported
+    final = _RESULT_WHEN_CANCELLING[reported] if previous == AttemptStatus.CANCELLING else reported
     if not _rowcount(
         session.execute(
             update(RunAttempt)
             .where(
                 col(RunAttempt.id) == attempt.id,
-                col(RunAttempt.status) == attempt.status,
+                col(RunAttempt.status) == previous.value,
                 col(RunAttempt.lease_expires_at) > now,
             )
             .values(
@@ -337,7 +337,7 @@ def finish_attempt(
         return Outcome.GONE
     run_status = RunStatus(final.value)
     expected_run_status = (
-        RunStatus.CANCELLING if attempt.status == AttemptStatus.CANCELLING else RunStatus.RUNNING
+        RunStatus.CANCELLING if previous == AttemptStatus.CANCELLING else RunStatus.RUNNING
     )
     if not _rowcount(
         session.execute(

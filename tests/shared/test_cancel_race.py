@@ -1,0 +1,158 @@
+"""A cancel racing the runner's result: the run ends in exactly one terminal state.
+
+The contract: a ``completed`` result means the work really finished, so it wins whether
+it lands before or after the cancel; any other result on a run being cancelled ends it
+``cancelled``. Whatever the interleaving, the run is never left ``cancelling`` and the
+attempt's status matches the run's.
+"""
+
+import threading
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+from minitower_shared.clock import utcnow
+from minitower_shared.db import create_db_engine, write_session
+from minitower_shared.models import Run, RunAttempt
+from minitower_shared.states import AttemptStatus, RunStatus
+from minitower_shared.store import leases as lease_store
+from minitower_shared.store import runs as run_store
+from minitower_shared.store.leases import Outcome
+from sqlalchemy import Engine
+
+from tests.conftest import REGISTRATION_TOKEN
+from tests.support.clients import RunnerClient, TeamClient, check
+from tests.support.concurrency import ResponseLog, run_in_threads
+from tests.support.invariants import history_problems
+from tests.support.processes import LiveApi
+from tests.support.seed import (
+    Seeded,
+    add_runner,
+    attempts_of,
+    get_run,
+    must_lease,
+    queue_runs,
+    start,
+)
+
+ITERATIONS = 50
+HTTP_ITERATIONS = 10
+
+# What the run ends as, by what the runner reported and whether the cancel came first.
+EXPECTED = {
+    (AttemptStatus.COMPLETED, True): RunStatus.COMPLETED,
+    (AttemptStatus.COMPLETED, False): RunStatus.COMPLETED,
+    (AttemptStatus.FAILED, True): RunStatus.CANCELLED,
+    (AttemptStatus.FAILED, False): RunStatus.FAILED,
+}
+
+
+@pytest.mark.parametrize("reported", [AttemptStatus.COMPLETED, AttemptStatus.FAILED])
+def test_cancel_racing_the_result_in_the_store(
+    engine: Engine, seeded: Seeded, db_path: Path, reported: AttemptStatus
+) -> None:
+    # Each side has its own engine, hence its own connection, as two processes would.
+    cancel_engine = create_db_engine(db_path, pool_size=1)
+    result_engine = create_db_engine(db_path, pool_size=1)
+    orders: Counter[str] = Counter()
+    try:
+        for i in range(ITERATIONS):
+            (run_id,) = queue_runs(engine, seeded)
+            grant = must_lease(engine, add_runner(engine, f"runner-{reported}-{i}"))
+            attempt_id = grant.attempt.id
+            assert attempt_id is not None
+            assert start(engine, attempt_id) == Outcome.OK
+            barrier = threading.Barrier(2)
+
+            def cancel(run_id: int = run_id, barrier: threading.Barrier = barrier) -> str:
+                barrier.wait(timeout=10)
+                with write_session(cancel_engine) as session:
+                    run_store.cancel_run(session, run_id, utcnow())
+                    run = session.get(Run, run_id)
+                    assert run is not None
+                    return run.status
+
+            def report(
+                attempt_id: int = attempt_id, barrier: threading.Barrier = barrier
+            ) -> Outcome:
+                barrier.wait(timeout=10)
+                # As the result route does: the attempt is read inside the transaction.
+                with write_session(result_engine) as session:
+                    attempt = session.get(RunAttempt, attempt_id)
+                    assert attempt is not None
+                    return lease_store.finish_attempt(
+                        session,
+                        attempt,
+                        reported=reported,
+                        exit_code=0 if reported == AttemptStatus.COMPLETED else 1,
+                        error_message=None,
+                        now=utcnow(),
+                    )
+
+            after_cancel, outcome = run_in_threads([cancel, report], timeout=30, name="racer")
+            # Both sides succeed, whoever came first.
+            assert outcome == Outcome.OK, f"iteration {i}"
+            cancel_first = after_cancel == RunStatus.CANCELLING
+            orders["cancel first" if cancel_first else "result first"] += 1
+            run = get_run(engine, run_id)
+            assert run.status == EXPECTED[reported, cancel_first], f"iteration {i}"
+            assert run.finished_at is not None
+            (attempt,) = attempts_of(engine, run_id)
+            assert attempt.status == run.status, f"iteration {i}"
+            assert attempt.reported_status == reported
+            assert run.cancel_requested is cancel_first
+        assert sum(orders.values()) == ITERATIONS
+        runs = [get_run(engine, r) for r in range(1, ITERATIONS + 1)]
+        assert not [r.id for r in runs if r.status == RunStatus.CANCELLING]
+        assert history_problems(engine) == []
+    finally:
+        cancel_engine.dispose()
+        result_engine.dispose()
+
+
+@pytest.mark.slow
+def test_cancel_racing_the_result_over_http(
+    long_lease_ttl: None, live_api: LiveApi, hello_archive: bytes, db_path: Path
+) -> None:
+    log = ResponseLog()
+
+    def client() -> httpx.Client:
+        return httpx.Client(base_url=live_api.url, timeout=30, event_hooks=log.hooks)
+
+    with client() as setup_http, client() as team_http, client() as runner_http:
+        team = TeamClient.bootstrap(setup_http, "acme", live_api.env["MINITOWER_BOOTSTRAP_TOKEN"])
+        team.deploy("hello", hello_archive)
+        team = TeamClient(http=team_http, token=team.token, team_id=team.team_id)
+        runner = RunnerClient.register(runner_http, "racer", REGISTRATION_TOKEN)
+        for i in range(HTTP_ITERATIONS):
+            reported = "completed" if i % 2 == 0 else "failed"
+            run_id = team.create_run("hello")["run_id"]
+            lease = runner.lease()
+            assert lease is not None and lease.run_id == run_id
+            check(runner.start(lease), 200)
+
+            def cancel(run_id: int = run_id) -> httpx.Response:
+                return team.post(f"/api/v1/runs/{run_id}/cancel")
+
+            def report(lease: object = lease, reported: str = reported) -> httpx.Response:
+                return runner.result(lease, reported, exit_code=0)  # type: ignore[arg-type]
+
+            cancelled, result = run_in_threads([cancel, report], timeout=30, name="http-racer")
+            after_cancel = check(cancelled, 200)["status"]
+            assert check(result, 200)["run_status"] in ("completed", "failed", "cancelled")
+            cancel_first = after_cancel == "cancelling"
+            expected = EXPECTED[AttemptStatus(reported), cancel_first]
+            final = team.run(run_id)
+            assert final["status"] == expected, f"iteration {i}: {final}"
+            assert final["cancel_requested"] is cancel_first
+            attempts = check(team.get(f"/api/v1/runs/{run_id}/attempts"), 200)["attempts"]
+            assert [a["status"] for a in attempts] == [expected.value]
+            # A repeated result is still recognised after the race.
+            check(runner.result(lease, reported, exit_code=0), 200)
+    assert log.server_errors() == []
+    engine = create_db_engine(db_path, pool_size=1)
+    try:
+        assert history_problems(engine) == []
+    finally:
+        engine.dispose()

@@ -1,0 +1,158 @@
+"""Many runners leasing from one SQLite file at once: every run is leased exactly once.
+
+The store test uses real OS processes, each with its own engine and its own runner row,
+on ONE database file; the HTTP test uses threads against a real ``minitowerd``. Both then
+check the whole history in ``run_attempt``, and a watcher samples the live invariant (no
+two active attempts for a run or a runner) while the race is on.
+"""
+
+import functools
+import itertools
+import multiprocessing
+import queue
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from minitower_shared.db import create_db_engine
+from minitower_shared.states import AttemptStatus, RunStatus
+from sqlalchemy import Engine
+
+from tests.conftest import REGISTRATION_TOKEN
+from tests.support.clients import RunnerClient, TeamClient, check
+from tests.support.concurrency import ResponseLog, Watch, run_in_threads
+from tests.support.invariants import history_problems, snapshot
+from tests.support.processes import LiveApi
+from tests.support.race_workers import lease_worker
+from tests.support.seed import doubly_active, load_app, queue_runs, seed_app
+
+PROCESSES = 8
+PROCESS_RUNS = 300
+THREADS = 8
+HTTP_RUNS = 200
+
+
+def assert_each_run_leased_once_and_completed(
+    engine: Engine, run_ids: list[int], done: dict[int, list[int]]
+) -> None:
+    """``done``: runner id → the run ids that runner says it completed."""
+    runs, attempts = snapshot(engine)
+    assert sorted(r.id for r in runs if r.id is not None) == sorted(run_ids)
+    assert Counter(r.status for r in runs) == {RunStatus.COMPLETED: len(run_ids)}
+    # Exactly one attempt per run, numbered 1, completed: nobody leased a run twice.
+    assert len(attempts) == len(runs)
+    assert Counter(a.run_id for a in attempts) == dict.fromkeys(run_ids, 1)
+    assert {(a.attempt_no, a.status) for a in attempts} == {(1, AttemptStatus.COMPLETED)}
+    # What each runner did, by its own account, is what the database says it did.
+    claimed = [run_id for ids in done.values() for run_id in ids]
+    assert sorted(claimed) == sorted(run_ids)
+    by_runner: dict[int, list[int]] = {}
+    for a in attempts:
+        by_runner.setdefault(a.runner_id, []).append(a.run_id)
+    assert {k: sorted(v) for k, v in by_runner.items()} == {
+        k: sorted(v) for k, v in done.items() if v
+    }
+    # One runner never held two leases at once: its attempts follow one another.
+    for runner_attempts in by_runner:
+        spans = sorted(
+            (a.leased_at, a.finished_at) for a in attempts if a.runner_id == runner_attempts
+        )
+        for (_, end), (begin, _) in itertools.pairwise(spans):
+            assert end is not None and end <= begin
+    assert history_problems(engine) == []
+
+
+@pytest.mark.slow
+def test_processes_racing_for_leases_on_one_file(db_path: Path) -> None:
+    engine = create_db_engine(db_path, pool_size=2)
+    try:
+        run_ids = queue_runs(engine, seed_app(engine), PROCESS_RUNS)
+        ctx = multiprocessing.get_context("spawn")
+        results = ctx.Queue()
+        barrier = ctx.Barrier(PROCESSES)
+        deadline = time.time() + 60
+        procs = [
+            ctx.Process(
+                target=lease_worker,
+                args=(str(db_path), f"proc-runner-{i}", barrier, results, deadline),
+                name=f"lease-worker-{i}",
+            )
+            for i in range(PROCESSES)
+        ]
+        with Watch(lambda: doubly_active(engine)) as watch:
+            for proc in procs:
+                proc.start()
+            reports: list[tuple[str, str, Any]] = []
+            try:
+                for _ in procs:
+                    reports.append(results.get(timeout=max(1.0, deadline + 5 - time.time())))
+            except queue.Empty:
+                pytest.fail(f"only {len(reports)} of {PROCESSES} workers reported: {reports}")
+            finally:
+                for proc in procs:
+                    proc.join(timeout=max(0.1, deadline + 10 - time.time()))
+                    if proc.is_alive():
+                        proc.terminate()
+                        proc.join(5)
+        errors = [f"{name}:\n{detail}" for kind, name, detail in reports if kind == "error"]
+        assert not errors, "\n".join(errors)
+        assert [p.exitcode for p in procs] == [0] * PROCESSES
+        assert watch.errors == [] and watch.violations == []
+        assert watch.samples > 0
+
+        done = {
+            payload["runner_id"]: [run_id for run_id, _attempt in payload["done"]]
+            for _kind, _name, payload in reports
+        }
+        assert len(done) == PROCESSES
+        assert_each_run_leased_once_and_completed(engine, run_ids, done)
+        # Real contention: the work was spread over several processes.
+        assert sum(1 for ids in done.values() if ids) >= 2
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+def test_runners_racing_for_leases_over_http(
+    long_lease_ttl: None, live_api: LiveApi, db_path: Path, hello_archive: bytes
+) -> None:
+    log = ResponseLog()
+    with live_api.client() as http:
+        team = TeamClient.bootstrap(http, "acme", live_api.env["MINITOWER_BOOTSTRAP_TOKEN"])
+        team.deploy("hello", hello_archive)
+    engine = create_db_engine(db_path, pool_size=2)
+    try:
+        run_ids = queue_runs(engine, load_app(engine, team.team_id, "hello"), HTTP_RUNS)
+
+        def runner_loop(index: int) -> tuple[int, list[int]]:
+            with httpx.Client(base_url=live_api.url, timeout=30, event_hooks=log.hooks) as client:
+                runner = RunnerClient.register(client, f"http-runner-{index}", REGISTRATION_TOKEN)
+                done: list[int] = []
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    lease = runner.lease()
+                    if lease is None:
+                        return runner.runner_id, done
+                    assert check(runner.start(lease), 200)["status"] == "running"
+                    body = check(runner.result(lease, "completed", exit_code=0), 200)
+                    assert body["run_status"] == "completed"
+                    done.append(lease.run_id)
+                raise TimeoutError(f"runner {index}: queue not drained in time")
+
+        with Watch(lambda: doubly_active(engine)) as watch:
+            results = run_in_threads(
+                [functools.partial(runner_loop, i) for i in range(THREADS)],
+                timeout=90,
+                name="runner",
+            )
+        assert watch.errors == [] and watch.violations == []
+        assert log.server_errors() == []
+        done = dict(results)
+        assert len(done) == THREADS
+        assert_each_run_leased_once_and_completed(engine, run_ids, done)
+        assert log.count(204) == THREADS
+    finally:
+        engine.dispose()

@@ -1,0 +1,116 @@
+"""Whole-history invariants of runs and attempts, checked over one consistent snapshot.
+
+``history_problems`` reads every run and attempt of a database file in one read
+transaction and returns a sentence per broken invariant, so that a failing test shows
+every inconsistency at once instead of the first one.
+"""
+
+from collections import defaultdict
+
+from minitower_shared.db import read_session
+from minitower_shared.models import Run, RunAttempt
+from minitower_shared.states import (
+    ACTIVE_ATTEMPT_STATUSES,
+    LEASED_RUN_STATUSES,
+    TERMINAL_RUN_STATUSES,
+    AttemptStatus,
+    RunStatus,
+)
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
+# The attempt status that goes with each run status while the run is owned or finished.
+_LIVE_PAIR = {s: AttemptStatus(s.value) for s in LEASED_RUN_STATUSES}
+_FINAL_ATTEMPT = {
+    RunStatus.COMPLETED: {AttemptStatus.COMPLETED},
+    RunStatus.FAILED: {AttemptStatus.FAILED},
+    # Cancelled by the runner's confirmation, or by the lease running out while cancelling.
+    RunStatus.CANCELLED: {AttemptStatus.CANCELLED, AttemptStatus.EXPIRED},
+    RunStatus.DEAD: {AttemptStatus.EXPIRED},
+}
+
+
+def snapshot(engine: Engine) -> tuple[list[Run], list[RunAttempt]]:
+    with read_session(engine) as session:
+        runs = list(session.exec(select(Run).order_by(col(Run.id))))
+        attempts = list(
+            session.exec(
+                select(RunAttempt).order_by(col(RunAttempt.run_id), col(RunAttempt.attempt_no))
+            )
+        )
+    return runs, attempts
+
+
+def history_problems(engine: Engine) -> list[str]:
+    runs, attempts = snapshot(engine)
+    by_run: dict[int, list[RunAttempt]] = defaultdict(list)
+    active_by_runner: dict[int, list[int]] = defaultdict(list)
+    for attempt in attempts:
+        by_run[attempt.run_id].append(attempt)
+        if attempt.status in ACTIVE_ATTEMPT_STATUSES:
+            assert attempt.id is not None
+            active_by_runner[attempt.runner_id].append(attempt.id)
+    problems = [
+        f"runner {runner_id} has {len(ids)} active attempts {ids}"
+        for runner_id, ids in active_by_runner.items()
+        if len(ids) > 1
+    ]
+    for run in runs:
+        assert run.id is not None
+        problems += [f"run {run.id}: {p}" for p in _run_problems(run, by_run.get(run.id, []))]
+    known = {run.id for run in runs}
+    problems += [f"attempts of unknown run {run_id}" for run_id in by_run if run_id not in known]
+    return problems
+
+
+def _run_problems(run: Run, attempts: list[RunAttempt]) -> list[str]:
+    problems = []
+    status = RunStatus(run.status)
+    numbers = [a.attempt_no for a in attempts]
+    if numbers != list(range(1, len(attempts) + 1)):
+        problems.append(f"attempt numbers {numbers} are not 1..n")
+    active = [a for a in attempts if a.status in ACTIVE_ATTEMPT_STATUSES]
+    if len(active) > 1:
+        problems.append(f"{len(active)} active attempts")
+    if active and active[-1] is not attempts[-1]:
+        problems.append("an active attempt that is not the latest")
+    # Only lease expiry ends an attempt without ending its run.
+    earlier = [a.status for a in attempts[:-1]]
+    if any(s != AttemptStatus.EXPIRED for s in earlier):
+        problems.append(f"an earlier attempt that did not expire: {earlier}")
+    expired = sum(a.status == AttemptStatus.EXPIRED for a in attempts)
+    last = attempts[-1] if attempts else None
+    if run.retry_count > run.max_retries:
+        problems.append(f"retry_count {run.retry_count} > max_retries {run.max_retries}")
+
+    if status == RunStatus.QUEUED:
+        if active:
+            problems.append("queued with an active attempt")
+        if run.retry_count != expired or len(attempts) != expired:
+            problems.append(
+                f"queued with retry_count {run.retry_count}, {len(attempts)} attempts, "
+                f"{expired} expired"
+            )
+    elif status in LEASED_RUN_STATUSES:
+        if last is None or last.status != _LIVE_PAIR[status]:
+            problems.append(f"{status} but latest attempt {last and last.status}")
+        if run.retry_count != expired:
+            problems.append(f"{status} with retry_count {run.retry_count}, {expired} expired")
+    elif status in TERMINAL_RUN_STATUSES:
+        if run.finished_at is None:
+            problems.append(f"{status} without finished_at")
+        if active:
+            problems.append(f"{status} with an active attempt")
+        if last is None:
+            if status != RunStatus.CANCELLED:
+                problems.append(f"{status} without any attempt")
+        else:
+            if last.status not in _FINAL_ATTEMPT[status]:
+                problems.append(f"{status} but latest attempt {last.status}")
+            # Every expiry but a final one (dead, or cancelled by expiry) was a retry.
+            final_expiry = int(last.status == AttemptStatus.EXPIRED)
+            if run.retry_count != expired - final_expiry:
+                problems.append(f"{status} with retry_count {run.retry_count}, {expired} expired")
+    else:
+        problems.append(f"unknown status {status}")
+    return problems

@@ -1,0 +1,107 @@
+"""Code that runs in child processes (multiprocessing, spawn context) during race tests.
+
+It lives in a small module of its own so that a spawned child imports only this and the
+shared store, not the test module and its fixtures. Every worker reports back through a
+queue: ``("ok", name, payload)`` or ``("error", name, traceback)``, so that the parent can
+fail the test with the child's own traceback.
+"""
+
+import time
+import traceback
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from minitower_shared.clock import utcnow
+from minitower_shared.db import create_db_engine, write_session
+from minitower_shared.models import RunAttempt
+from minitower_shared.states import AttemptStatus
+from minitower_shared.store import leases as lease_store
+from minitower_shared.store import runners as runner_store
+from minitower_shared.store.leases import LeaseGrant, LeaseRefusal, Outcome
+from minitower_shared.tokens import LEASE_TOKEN_PREFIX, RUNNER_TOKEN_PREFIX, hash_token, new_token
+
+WORKER_TTL_SECONDS = 60.0
+
+
+def lease_worker(
+    db_path: str,
+    name: str,
+    start_barrier: Any,
+    results: Any,
+    deadline: float,
+) -> None:
+    """Register a runner, then lease → start → finish until no queued run is left.
+
+    ``deadline`` is a ``time.time()`` value: the worker gives up with an error after it,
+    so a livelock fails the test instead of hanging it."""
+    try:
+        payload = _lease_until_empty(Path(db_path), name, start_barrier, deadline)
+    except BaseException:
+        results.put(("error", name, traceback.format_exc()))
+    else:
+        results.put(("ok", name, payload))
+
+
+def _lease_until_empty(
+    db_path: Path, name: str, start_barrier: Any, deadline: float
+) -> dict[str, Any]:
+    ttl = timedelta(seconds=WORKER_TTL_SECONDS)
+    engine = create_db_engine(db_path, pool_size=1)
+    try:
+        with write_session(engine) as session:
+            runner, _ = runner_store.register_runner(
+                session,
+                name=name,
+                environment="default",
+                labels={},
+                token_hash=hash_token(new_token(RUNNER_TOKEN_PREFIX)),
+                now=utcnow(),
+            )
+            runner_id = runner.id
+        assert runner_id is not None
+        # Everyone starts hammering at the same moment.
+        start_barrier.wait(timeout=60)
+        done: list[tuple[int, int]] = []
+        while True:
+            if time.time() > deadline:
+                raise TimeoutError(f"{name}: queue not drained before the deadline")
+            with write_session(engine) as session:
+                grant = lease_store.lease_next_run(
+                    session,
+                    runner_id=runner_id,
+                    environment="default",
+                    lease_token_hash=hash_token(new_token(LEASE_TOKEN_PREFIX)),
+                    now=utcnow(),
+                    ttl=ttl,
+                )
+            if grant is None:
+                break
+            if isinstance(grant, LeaseRefusal):
+                raise AssertionError(f"{name}: refused while holding no lease: {grant}")
+            assert isinstance(grant, LeaseGrant)
+            attempt_id = grant.attempt.id
+            assert attempt_id is not None and grant.run.id is not None
+            with write_session(engine) as session:
+                attempt = session.get(RunAttempt, attempt_id)
+                assert attempt is not None
+                outcome = lease_store.start_attempt(session, attempt, now=utcnow(), ttl=ttl)
+            if outcome != Outcome.OK:
+                raise AssertionError(f"{name}: start of attempt {attempt_id} -> {outcome}")
+            with write_session(engine) as session:
+                attempt = session.get(RunAttempt, attempt_id)
+                assert attempt is not None
+                outcome = lease_store.finish_attempt(
+                    session,
+                    attempt,
+                    reported=AttemptStatus.COMPLETED,
+                    exit_code=0,
+                    error_message=None,
+                    now=utcnow(),
+                )
+            if outcome != Outcome.OK:
+                raise AssertionError(f"{name}: finish of attempt {attempt_id} -> {outcome}")
+            done.append((grant.run.id, attempt_id))
+        return {"runner_id": runner_id, "done": done}
+    finally:
+        engine.dispose()
