@@ -13,4 +13,5 @@ def rfc3339(value: datetime | None) -> str | None:
     if value is None:
         return None
     value = value.astimezone(UTC) if value.tzinfo is not None else value
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    # isoformat, unlike strftime's %Y, writes years before 1000 with four digits.
+    return value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"

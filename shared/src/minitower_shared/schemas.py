@@ -4,22 +4,55 @@ Kept apart from the tables so that clients (the runner, the CLI) can import the 
 shapes without the database layer. Timestamps travel as RFC 3339 strings.
 """
 
-from datetime import datetime
+import math
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SLUG_PATTERN = r"^[a-z][a-z0-9-]{2,31}$"
 ENVIRONMENT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 RUNNER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
 MAX_LOG_LINE_CHARS = 64 * 1024
 MAX_LOG_BATCH = 5000
+# SQLite integers are 64-bit signed: a larger number cannot name or store anything.
+MIN_INT64 = -(2**63)
+MAX_INT64 = 2**63 - 1
+# Deep enough for any real run input or parameter schema, shallow enough that validating,
+# copying and serialising it never comes near Python's recursion limit.
+MAX_JSON_DEPTH = 32
 
 
 class Strict(BaseModel):
-    """Request bodies refuse unknown keys, so a typo is an error rather than a default."""
+    """Request bodies refuse unknown keys, so a typo is an error rather than a default,
+    and take JSON types as they are (``"5"`` or ``true`` is not an integer), as the
+    OpenAPI document says. NaN and infinities are not JSON either."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+def check_plain_json(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Raise ValueError unless ``value`` survives a JSON round trip unchanged: no NaN or
+    infinity (Python's json module reads them, then they come back as null), no string
+    that is not valid Unicode (lone surrogates), and at most ``max_depth`` levels of
+    nesting. Iterative, so hostile nesting cannot exhaust the stack."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth > max_depth:
+                raise ValueError(f"nested deeper than {max_depth} levels")
+            children = list(item.values()) if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+            if isinstance(item, dict):
+                pending.extend((key, depth) for key in item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("NaN and infinite numbers are not JSON")
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("strings must be valid Unicode (no lone surrogates)") from None
 
 
 # --- errors ---------------------------------------------------------------------------
@@ -161,10 +194,16 @@ class VersionList(BaseModel):
 
 class RunCreate(Strict):
     input: dict[str, Any] = Field(default_factory=dict)
-    version_no: int | None = Field(default=None, ge=1)
+    version_no: int | None = Field(default=None, ge=1, le=MAX_INT64)
     priority: int = Field(default=0, ge=-1000, le=1000)
     max_retries: int = Field(default=0, ge=0, le=100)
     environment: str = Field(default="default", pattern=ENVIRONMENT_PATTERN)
+
+    @field_validator("input")
+    @classmethod
+    def _plain_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_plain_json(value)
+        return value
 
 
 class RunPublic(BaseModel):
@@ -257,12 +296,25 @@ class HeartbeatResult(BaseModel):
 
 
 class LogLineIn(Strict):
-    seq: int = Field(ge=0)
+    seq: int = Field(ge=0, le=MAX_INT64)
     stream: Literal["stdout", "stderr"]
     line: str = Field(max_length=MAX_LOG_LINE_CHARS)
     logged_at: datetime | None = Field(
-        default=None, description="RFC 3339; the server's time when omitted"
+        default=None, strict=False, description="RFC 3339; the server's time when omitted"
     )
+
+    @field_validator("logged_at")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        """Stored in UTC; a time without an offset is taken as UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("logged_at is out of range once converted to UTC") from None
 
 
 class LogBatch(Strict):
@@ -275,7 +327,7 @@ class LogsAccepted(BaseModel):
 
 class ResultReport(Strict):
     status: Literal["completed", "failed", "cancelled"]
-    exit_code: int | None = None
+    exit_code: int | None = Field(default=None, ge=MIN_INT64, le=MAX_INT64)
     error_message: str | None = Field(default=None, max_length=10_000)
 
 

@@ -5,11 +5,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Header, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from minitower_shared.clock import utcnow
 from minitower_shared.db import read_session, write_session
 from minitower_shared.models import Runner, Team, TeamToken
+from minitower_shared.schemas import MAX_INT64
 from minitower_shared.states import TokenRole
 from minitower_shared.store import runners as runner_store
 from minitower_shared.store import teams as team_store
@@ -128,6 +129,23 @@ def lease_token_hash(
 LeaseTokenDep = Annotated[str, Depends(lease_token_hash)]
 
 
+# Ids in paths are bounded like the database's integers: a larger number cannot name
+# anything, and SQLite refuses to even compare with it.
+RunId = Annotated[int, Path(ge=1, le=MAX_INT64, description="The run's id")]
+TokenId = Annotated[int, Path(ge=1, le=MAX_INT64, description="The token's id")]
+VersionNo = Annotated[int, Path(ge=1, le=MAX_INT64, description="The version's number")]
+
+
+def parse_cursor(cursor: str | None) -> int | None:
+    """A ``next_cursor`` this API returned: a decimal integer in the database's range."""
+    if cursor is None:
+        return None
+    # str.isdigit() also accepts digits such as "²" that int() refuses.
+    if not (cursor.isascii() and cursor.isdigit()) or int(cursor) > MAX_INT64:
+        raise invalid("cursor: not a cursor this API returned")
+    return int(cursor)
+
+
 @dataclass(frozen=True)
 class Page:
     limit: int
@@ -138,11 +156,11 @@ class Page:
 def page_params(
     limit: Annotated[int, Query(ge=1, le=200, description="Page size")] = 50,
     cursor: Annotated[str | None, Query(description="The next_cursor of the previous page")] = None,
-    offset: Annotated[int, Query(ge=0, description="Rows to skip (instead of a cursor)")] = 0,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_INT64, description="Rows to skip (instead of a cursor)")
+    ] = 0,
 ) -> Page:
-    if cursor is not None and not cursor.isdigit():
-        raise invalid("cursor: not a cursor this API returned")
-    return Page(limit=limit, cursor=int(cursor) if cursor is not None else None, offset=offset)
+    return Page(limit=limit, cursor=parse_cursor(cursor), offset=offset)
 
 
 PageDep = Annotated[Page, Depends(page_params)]

@@ -23,12 +23,15 @@ def get_app(session: Session, team_id: int, slug: str) -> App | None:
     return session.exec(select(App).where(App.team_id == team_id, App.slug == slug)).first()
 
 
-def list_apps(session: Session, team_id: int, *, after_id: int, limit: int) -> list[App]:
+def list_apps(
+    session: Session, team_id: int, *, after_id: int, limit: int, offset: int = 0
+) -> list[App]:
     return list(
         session.exec(
             select(App)
             .where(App.team_id == team_id, col(App.id) > after_id)
             .order_by(col(App.id))
+            .offset(offset)
             .limit(limit)
         )
     )
@@ -101,12 +104,13 @@ def latest_version(session: Session, app_id: int) -> AppVersion | None:
 
 
 def list_versions(
-    session: Session, app_id: int, *, before_no: int | None, limit: int
+    session: Session, app_id: int, *, before_no: int | None, limit: int, offset: int = 0
 ) -> list[AppVersion]:
     query = select(AppVersion).where(AppVersion.app_id == app_id)
     if before_no is not None:
         query = query.where(AppVersion.version_no < before_no)
-    return list(session.exec(query.order_by(col(AppVersion.version_no).desc()).limit(limit)))
+    query = query.order_by(col(AppVersion.version_no).desc()).offset(offset).limit(limit)
+    return list(session.exec(query))
 
 
 def object_key_in_use(session: Session, object_key: str) -> bool:

@@ -61,7 +61,7 @@ def mark_silent_runners_offline(session: Session, *, seen_before: datetime) -> i
 
 
 def list_runners_with_current_run(
-    session: Session, *, after_id: int, limit: int
+    session: Session, *, after_id: int, limit: int, offset: int = 0
 ) -> list[tuple[Runner, int | None]]:
     rows = session.exec(
         select(Runner, RunAttempt.run_id)
@@ -72,6 +72,7 @@ def list_runners_with_current_run(
         )
         .where(col(Runner.id) > after_id)
         .order_by(col(Runner.id))
+        .offset(offset)
         .limit(limit)
     )
     return [(runner, run_id) for runner, run_id in rows]

@@ -48,12 +48,15 @@ def touch_token(session: Session, token: TeamToken, now: datetime) -> bool:
     return True
 
 
-def list_tokens(session: Session, team_id: int, *, after_id: int, limit: int) -> list[TeamToken]:
+def list_tokens(
+    session: Session, team_id: int, *, after_id: int, limit: int, offset: int = 0
+) -> list[TeamToken]:
     return list(
         session.exec(
             select(TeamToken)
             .where(TeamToken.team_id == team_id, col(TeamToken.id) > after_id)
             .order_by(col(TeamToken.id))
+            .offset(offset)
             .limit(limit)
         )
     )

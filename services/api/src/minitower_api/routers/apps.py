@@ -37,7 +37,11 @@ def create_app(body: AppCreate, caller: CallerDep, services: ServicesDep) -> App
 def list_apps(caller: CallerDep, services: ServicesDep, page: PageDep) -> AppList:
     with services.read() as session:
         apps = app_store.list_apps(
-            session, caller.team_id, after_id=page.cursor or 0, limit=page.limit + 1
+            session,
+            caller.team_id,
+            after_id=page.cursor or 0,
+            limit=page.limit + 1,
+            offset=page.offset,
         )
     more = len(apps) > page.limit
     apps = apps[: page.limit]

@@ -30,7 +30,7 @@ from minitower_shared.store.leases import LeaseGrant, LeaseRefusal, Outcome
 from minitower_shared.tokens import LEASE_TOKEN_PREFIX, hash_token, new_token
 from sqlmodel import Session
 
-from minitower_api.deps import LeaseTokenDep, RunnerDep, Services, ServicesDep
+from minitower_api.deps import LeaseTokenDep, RunId, RunnerDep, Services, ServicesDep
 from minitower_api.errors import conflict, gone, responses
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runner"])
@@ -126,7 +126,7 @@ def _cancel_requested(session: Session, run_id: int) -> bool:
 
 @router.post("/{run_id}/start", response_model=StartResult, responses=responses(410))
 def start_run(
-    run_id: int, runner: RunnerDep, lease: LeaseTokenDep, services: ServicesDep
+    run_id: RunId, runner: RunnerDep, lease: LeaseTokenDep, services: ServicesDep
 ) -> StartResult:
     """``leased → running``; extends the lease. Safe to repeat. ``cancel_requested``
     true means: do not run the work, report ``cancelled``."""
@@ -159,7 +159,7 @@ def start_run(
     },
 )
 def download_artifact(
-    run_id: int, runner: RunnerDep, lease: LeaseTokenDep, services: ServicesDep
+    run_id: RunId, runner: RunnerDep, lease: LeaseTokenDep, services: ServicesDep
 ) -> FileResponse:
     """The archive of the run's version; verify it against ``X-Artifact-SHA256``."""
     with services.read() as session:
@@ -178,7 +178,7 @@ def download_artifact(
 
 @router.post("/{run_id}/heartbeat", response_model=HeartbeatResult, responses=responses(410))
 def heartbeat(
-    run_id: int, runner: RunnerDep, lease: LeaseTokenDep, services: ServicesDep
+    run_id: RunId, runner: RunnerDep, lease: LeaseTokenDep, services: ServicesDep
 ) -> HeartbeatResult:
     """Extend the lease. An expired lease is never revived: 410."""
     assert runner.id is not None
@@ -196,7 +196,7 @@ def heartbeat(
 
 @router.post("/{run_id}/logs", response_model=LogsAccepted, responses=responses(410, 413))
 def append_logs(
-    run_id: int, body: LogBatch, runner: RunnerDep, lease: LeaseTokenDep, services: ServicesDep
+    run_id: RunId, body: LogBatch, runner: RunnerDep, lease: LeaseTokenDep, services: ServicesDep
 ) -> LogsAccepted:
     """Store a batch of log lines. A ``seq`` already stored is ignored, so a batch may be
     resent safely."""
@@ -219,7 +219,11 @@ def append_logs(
 
 @router.post("/{run_id}/result", response_model=ResultAccepted, responses=responses(409, 410))
 def report_result(
-    run_id: int, body: ResultReport, runner: RunnerDep, lease: LeaseTokenDep, services: ServicesDep
+    run_id: RunId,
+    body: ResultReport,
+    runner: RunnerDep,
+    lease: LeaseTokenDep,
+    services: ServicesDep,
 ) -> ResultAccepted:
     """Finish the attempt and the run. The same status again answers 200; another one
     409. A ``completed`` result while the run is being cancelled still completes it:

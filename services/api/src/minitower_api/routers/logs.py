@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -9,12 +10,12 @@ from fastapi import APIRouter, Header, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from minitower_shared.models import RunLog
-from minitower_shared.schemas import LogPage
+from minitower_shared.schemas import MAX_INT64, LogPage
 from minitower_shared.states import TERMINAL_RUN_STATUSES
 from minitower_shared.store import logs as log_store
 from minitower_shared.store import runs as run_store
 
-from minitower_api.deps import CallerDep, Services, ServicesDep
+from minitower_api.deps import CallerDep, RunId, Services, ServicesDep
 from minitower_api.errors import not_found, responses
 from minitower_api.routers.runs import require_run
 from minitower_api.views import log_public
@@ -28,12 +29,14 @@ _FOLLOW_BATCH = 1000
 
 @router.get("", response_model=LogPage, responses=responses())
 def read_logs(
-    run_id: int,
+    run_id: RunId,
     caller: CallerDep,
     services: ServicesDep,
-    after_seq: Annotated[int, Query(ge=-1, description="Return lines with seq > after_seq")] = -1,
+    after_seq: Annotated[
+        int, Query(ge=-1, le=MAX_INT64, description="Return lines with seq > after_seq")
+    ] = -1,
     attempt: Annotated[
-        int | None, Query(ge=1, description="Attempt number; default the latest")
+        int | None, Query(ge=1, le=MAX_INT64, description="Attempt number; default the latest")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> LogPage:
@@ -57,11 +60,18 @@ def _sse(event: str, data: object, event_id: str | None = None) -> str:
     return f"{head}event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
+_EVENT_ID = re.compile(r"([0-9]{1,19}):(-1|[0-9]{1,19})")
+
+
 def _parse_last_event_id(value: str | None) -> tuple[int, int]:
-    attempt, _, seq = (value or "").partition(":")
-    if attempt.isdigit() and seq.lstrip("-").isdigit():
-        return int(attempt), int(seq)
-    return 0, -1
+    """An id this stream sent (``attempt_no:seq``); anything else starts from the top."""
+    match = _EVENT_ID.fullmatch(value or "")
+    if match is None:
+        return 0, -1
+    attempt, seq = int(match[1]), int(match[2])
+    if attempt > MAX_INT64 or seq > MAX_INT64:
+        return 0, -1
+    return attempt, seq
 
 
 @router.get(
@@ -77,7 +87,7 @@ def _parse_last_event_id(value: str | None) -> tuple[int, int]:
     },
 )
 def follow_logs(
-    run_id: int,
+    run_id: RunId,
     caller: CallerDep,
     services: ServicesDep,
     last_event_id: Annotated[

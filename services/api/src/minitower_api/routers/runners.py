@@ -54,7 +54,7 @@ def list_runners(_admin: AdminDep, services: ServicesDep, page: PageDep) -> Runn
     """Every registered runner with its liveness and the run it holds (admins only)."""
     with services.read() as session:
         rows = runner_store.list_runners_with_current_run(
-            session, after_id=page.cursor or 0, limit=page.limit + 1
+            session, after_id=page.cursor or 0, limit=page.limit + 1, offset=page.offset
         )
     more = len(rows) > page.limit
     rows = rows[: page.limit]

@@ -12,7 +12,7 @@ from minitower_shared.store import teams as team_store
 from minitower_shared.store.runs import RunView
 from sqlmodel import Session
 
-from minitower_api.deps import CallerDep, PageDep, ServicesDep
+from minitower_api.deps import CallerDep, PageDep, RunId, ServicesDep
 from minitower_api.errors import ApiError, conflict, invalid, not_found, responses
 from minitower_api.params import InputError, prepare_input
 from minitower_api.routers.apps import require_app
@@ -38,10 +38,10 @@ def require_run(session: Session, team_id: int, run_id: int) -> RunView:
 )
 def create_run(
     app: str,
-    body: RunCreate,
     caller: CallerDep,
     services: ServicesDep,
     response: Response,
+    body: RunCreate | None = None,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -51,7 +51,9 @@ def create_run(
     ] = None,
 ) -> RunPublic:
     """Queue a run of the app's latest version (or of ``version_no``). Parameter defaults
-    fill missing input keys; input that fails the version's parameter schema is refused."""
+    fill missing input keys; input that fails the version's parameter schema is refused.
+    Every key of the body is optional, so no body at all means every default."""
+    body = body or RunCreate()
     now = utcnow()
     with services.write() as session:
         record = require_app(session, caller.team_id, app)
@@ -156,13 +158,13 @@ def list_runs(
 
 
 @router.get("/runs/{run_id}", response_model=RunPublic, responses=responses())
-def get_run(run_id: int, caller: CallerDep, services: ServicesDep) -> RunPublic:
+def get_run(run_id: RunId, caller: CallerDep, services: ServicesDep) -> RunPublic:
     with services.read() as session:
         return run_public(require_run(session, caller.team_id, run_id))
 
 
 @router.get("/runs/{run_id}/attempts", response_model=AttemptList, responses=responses())
-def list_attempts(run_id: int, caller: CallerDep, services: ServicesDep) -> AttemptList:
+def list_attempts(run_id: RunId, caller: CallerDep, services: ServicesDep) -> AttemptList:
     """Every attempt of the run with its runner and outcome, failures included."""
     with services.read() as session:
         require_run(session, caller.team_id, run_id)
@@ -171,7 +173,7 @@ def list_attempts(run_id: int, caller: CallerDep, services: ServicesDep) -> Atte
 
 
 @router.post("/runs/{run_id}/cancel", response_model=RunPublic, responses=responses())
-def cancel_run(run_id: int, caller: CallerDep, services: ServicesDep) -> RunPublic:
+def cancel_run(run_id: RunId, caller: CallerDep, services: ServicesDep) -> RunPublic:
     """Idempotent. A queued run is cancelled at once; a leased or running one becomes
     ``cancelling`` until its runner confirms (or its lease expires)."""
     with services.write() as session:

@@ -7,7 +7,7 @@ from minitower_shared.states import TokenRole
 from minitower_shared.store import teams as team_store
 from minitower_shared.tokens import TEAM_TOKEN_PREFIX, hash_token, new_token
 
-from minitower_api.deps import CallerDep, PageDep, ServicesDep
+from minitower_api.deps import CallerDep, PageDep, ServicesDep, TokenId
 from minitower_api.errors import forbidden, not_found, responses
 from minitower_api.views import token_public
 
@@ -26,8 +26,12 @@ def me(caller: CallerDep) -> Me:
 
 
 @router.post("/tokens", status_code=201, response_model=TokenCreated, responses=responses(403))
-def create_token(body: TokenCreate, caller: CallerDep, services: ServicesDep) -> TokenCreated:
-    """Mint a team token; the secret is shown only in this answer. Only admins mint admins."""
+def create_token(
+    caller: CallerDep, services: ServicesDep, body: TokenCreate | None = None
+) -> TokenCreated:
+    """Mint a team token; the secret is shown only in this answer. Only admins mint admins.
+    No body at all mints an unnamed member token."""
+    body = body or TokenCreate()
     role = TokenRole(body.role)
     if role == TokenRole.ADMIN and not caller.is_admin:
         raise forbidden("only an admin token can create admin tokens")
@@ -45,7 +49,11 @@ def list_tokens(caller: CallerDep, services: ServicesDep, page: PageDep) -> Toke
     """The team's tokens, revoked ones included; never their secrets."""
     with services.read() as session:
         tokens = team_store.list_tokens(
-            session, caller.team_id, after_id=page.cursor or 0, limit=page.limit + 1
+            session,
+            caller.team_id,
+            after_id=page.cursor or 0,
+            limit=page.limit + 1,
+            offset=page.offset,
         )
     more = len(tokens) > page.limit
     tokens = tokens[: page.limit]
@@ -56,7 +64,7 @@ def list_tokens(caller: CallerDep, services: ServicesDep, page: PageDep) -> Toke
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenPublic, responses=responses(403))
-def revoke_token(token_id: int, caller: CallerDep, services: ServicesDep) -> TokenPublic:
+def revoke_token(token_id: TokenId, caller: CallerDep, services: ServicesDep) -> TokenPublic:
     """Revoke a token at once. Members may revoke member tokens only."""
     with services.write() as session:
         token = team_store.get_token(session, caller.team_id, token_id)

@@ -6,11 +6,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, UploadFile
 from minitower_shared.archives import ArchiveListing, UnsafeArchiveError, inspect_archive
-from minitower_shared.schemas import VersionList, VersionPublic
+from minitower_shared.schemas import (
+    MAX_JSON_DEPTH,
+    VersionList,
+    VersionPublic,
+    check_plain_json,
+)
 from minitower_shared.store import apps as app_store
 from minitower_shared.towerfile import TowerfileError, parameters_schema, parse_towerfile
 
-from minitower_api.deps import Caller, CallerDep, Services, ServicesDep
+from minitower_api.deps import Caller, CallerDep, PageDep, Services, ServicesDep, VersionNo
 from minitower_api.errors import ApiError, invalid, not_found, responses
 from minitower_api.objects import ObjectStore, TooLarge
 from minitower_api.params import InputError, check_params_schema
@@ -61,14 +66,29 @@ class _Manifest:
         self.params_schema: dict[str, Any] | None = None
         if params_schema is not None:
             try:
-                self.params_schema = check_params_schema(json.loads(params_schema))
-            except json.JSONDecodeError as exc:
-                raise invalid(f"params_schema is not valid JSON: {exc}") from exc
+                self.params_schema = check_params_schema(_parse_plain_json(params_schema))
             except InputError as exc:
                 raise invalid(str(exc), exc.details) from exc
+            except ValueError as exc:  # json.JSONDecodeError included
+                raise invalid(f"params_schema is not valid JSON: {exc}") from exc
         elif towerfile is not None and towerfile.parameters:
             self.params_schema = parameters_schema(towerfile.parameters)
         self.import_paths = list(towerfile.import_paths) if towerfile else []
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _parse_plain_json(text: str) -> Any:
+    """Strict JSON: no NaN or infinities, bounded nesting (the schema is validated and
+    applied recursively later), and a parser stack overflow is a client error too."""
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    check_plain_json(value)
+    return value
 
 
 def _vet_upload(
@@ -163,29 +183,20 @@ def _store_version(
 
 
 @router.get("", response_model=VersionList, responses=responses())
-def list_versions(
-    app: str,
-    caller: CallerDep,
-    services: ServicesDep,
-    limit: int = 50,
-    cursor: str | None = None,
-) -> VersionList:
+def list_versions(app: str, caller: CallerDep, services: ServicesDep, page: PageDep) -> VersionList:
     """Newest first."""
-    if not 1 <= limit <= 200:
-        raise invalid("limit must be between 1 and 200")
-    if cursor is not None and not cursor.isdigit():
-        raise invalid("cursor: not a cursor this API returned")
     with services.read() as session:
         record = require_app(session, caller.team_id, app)
         assert record.id is not None
         versions = app_store.list_versions(
             session,
             record.id,
-            before_no=int(cursor) if cursor is not None else None,
-            limit=limit + 1,
+            before_no=page.cursor,
+            limit=page.limit + 1,
+            offset=page.offset,
         )
-    more = len(versions) > limit
-    versions = versions[:limit]
+    more = len(versions) > page.limit
+    versions = versions[: page.limit]
     return VersionList(
         versions=[version_public(v) for v in versions],
         next_cursor=str(versions[-1].version_no) if more and versions else None,
@@ -194,7 +205,7 @@ def list_versions(
 
 @router.get("/{version_no}", response_model=VersionPublic, responses=responses())
 def get_version(
-    app: str, version_no: int, caller: CallerDep, services: ServicesDep
+    app: str, version_no: VersionNo, caller: CallerDep, services: ServicesDep
 ) -> VersionPublic:
     with services.read() as session:
         record = require_app(session, caller.team_id, app)

@@ -1,0 +1,223 @@
+"""Fixtures of the API tier.
+
+One in-process API serves the whole tier (``client``), over a real SQLite file migrated
+once; every test that uses it starts from an empty database and object store. On top:
+apps built with other settings over the same database (``make_client``), a deployed app,
+a running run, a member token, an app whose leases expire in half a second, and a
+module-wide sandbox for the many tests that only send requests the API must refuse."""
+
+import shutil
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from minitower_api.main import create_app
+from minitower_api.settings import ApiSettings
+from minitower_shared import models  # noqa: F401 - registers the tables in the metadata
+from minitower_shared.migrate import upgrade_to_head
+from sqlmodel import SQLModel
+
+from tests.conftest import BOOTSTRAP_TOKEN, HELLO_TOWERFILE, REGISTRATION_TOKEN, make_archive
+from tests.support.clients import Lease, RunnerClient, TeamClient, check
+
+# Long enough that a lease, a start and a heartbeat fit in it on a loaded machine, short
+# enough that expiry tests sleep well under a second.
+SHORT_TTL = 0.5
+
+ClientFactory = Callable[..., TestClient]
+
+
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One database migrated to head for the whole session."""
+    path = tmp_path_factory.mktemp("template") / "minitower.db"
+    upgrade_to_head(path)
+    return path
+
+
+def copy_database(template: Path, folder: Path) -> Path:
+    """A migrated SQLite file in ``folder``: SQLite's backup API copies the template
+    consistently whatever its journal mode, far faster than migrating again."""
+    path = folder / "db" / "minitower.db"
+    path.parent.mkdir(parents=True)
+    with closing(sqlite3.connect(template)) as source, closing(sqlite3.connect(path)) as target:
+        source.backup(target)
+    return path
+
+
+def api_settings(folder: Path, template: Path) -> ApiSettings:
+    """The settings of the root conftest's ``settings``, over a copy of ``template``."""
+    return ApiSettings(
+        db_path=copy_database(template, folder),
+        objects_dir=folder / "objects",
+        bootstrap_token=BOOTSTRAP_TOKEN,  # type: ignore[arg-type]
+        runner_registration_token=REGISTRATION_TOKEN,  # type: ignore[arg-type]
+        lease_ttl=30,
+        lease_poll_interval=0.2,
+    )
+
+
+@pytest.fixture(scope="session")
+def session_settings(
+    tmp_path_factory: pytest.TempPathFactory, migrated_template: Path
+) -> ApiSettings:
+    return api_settings(tmp_path_factory.mktemp("api"), migrated_template)
+
+
+@pytest.fixture(scope="session")
+def session_client(session_settings: ApiSettings) -> Iterator[TestClient]:
+    """One in-process API for the whole tier. A FastAPI app builds each route's
+    validation models on its first request and SQLAlchemy compiles each statement once
+    per engine: a new app per test would spend most of the tier's time on that."""
+    with TestClient(create_app(session_settings), raise_server_exceptions=False) as client:
+        yield client
+
+
+def empty_api(settings: ApiSettings) -> None:
+    """Back to a freshly migrated, empty database and an empty object store. Ids start at
+    1 again: the tables have no AUTOINCREMENT, so SQLite reuses rowids of an empty table."""
+    with closing(sqlite3.connect(settings.db_path, timeout=30)) as db, db:
+        for table in reversed(SQLModel.metadata.sorted_tables):
+            db.execute(f'DELETE FROM "{table.name}"')
+    shutil.rmtree(settings.objects_dir / "artifacts", ignore_errors=True)
+    temporary = settings.objects_dir / "tmp"  # created by the first app over these settings
+    for leftover in temporary.iterdir() if temporary.is_dir() else ():
+        leftover.unlink()
+
+
+@pytest.fixture
+def settings(session_settings: ApiSettings) -> ApiSettings:
+    """The tier's API settings (overrides the root fixture); every test that uses them,
+    directly or through ``client``, starts on an empty database and object store."""
+    empty_api(session_settings)
+    return session_settings
+
+
+@pytest.fixture
+def db_path(settings: ApiSettings) -> Path:
+    return settings.db_path
+
+
+@pytest.fixture
+def client(settings: ApiSettings, session_client: TestClient) -> TestClient:
+    """The tier's in-process API (overrides the root fixture), emptied for this test."""
+    return session_client
+
+
+@pytest.fixture
+def make_client(settings: ApiSettings) -> Iterator[ClientFactory]:
+    """Build another in-process API over the same database, with settings overridden."""
+    with ExitStack() as stack:
+
+        def factory(**overrides: Any) -> TestClient:
+            app = create_app(settings.model_copy(update=overrides))
+            return stack.enter_context(TestClient(app, raise_server_exceptions=False))
+
+        yield factory
+
+
+@pytest.fixture
+def deployed(team: TeamClient, hello_archive: bytes) -> dict[str, Any]:
+    """Version 1 of the app ``hello`` (the conftest's Towerfile-driven archive)."""
+    return team.deploy("hello", hello_archive)
+
+
+@pytest.fixture
+def running(
+    team: TeamClient, runner: RunnerClient, deployed: dict[str, Any]
+) -> tuple[dict[str, Any], Lease]:
+    """A run of ``hello`` that ``runner`` has leased and started."""
+    run = team.create_run("hello")
+    lease = runner.lease()
+    assert lease is not None and lease.run_id == run["run_id"]
+    check(runner.start(lease), 200)
+    return run, lease
+
+
+@pytest.fixture
+def member(team: TeamClient) -> TeamClient:
+    """A member (non-admin) token of the ``team`` fixture's team."""
+    body = check(team.post("/api/v1/tokens", json={"name": "ci", "role": "member"}), 201)
+    return TeamClient(http=team.http, token=body["token"], team_id=team.team_id)
+
+
+@dataclass
+class ShortTtl:
+    client: TestClient
+    team: TeamClient
+    runner: RunnerClient
+    ttl: float
+
+
+@pytest.fixture
+def short_ttl(make_client: ClientFactory, hello_archive: bytes) -> ShortTtl:
+    """An API whose leases live ``SHORT_TTL`` seconds, with ``hello`` deployed."""
+    client = make_client(lease_ttl=SHORT_TTL)
+    team = TeamClient.bootstrap(client, "shortttl", BOOTSTRAP_TOKEN)
+    team.deploy("hello", hello_archive)
+    runner = RunnerClient.register(client, "ttl-runner", REGISTRATION_TOKEN)
+    return ShortTtl(client=client, team=team, runner=runner, ttl=SHORT_TTL)
+
+
+@dataclass
+class Sandbox:
+    """One API with a little of everything, shared by the tests of a module that send
+    only requests the API must refuse: those change nothing, so sharing is safe, and
+    each test checks that what it touched is as it was."""
+
+    client: TestClient
+    team: TeamClient
+    runner: RunnerClient
+    runner2: RunnerClient
+    completed: dict[str, Any]
+    completed_lease: Lease
+    running: dict[str, Any]
+    lease: Lease
+    leased: dict[str, Any]
+    lease2: Lease
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        return self.team.run(run_id)
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory, migrated_template: Path) -> Iterator[Sandbox]:
+    """Team ``acme`` with app ``hello`` (version 1); run 1 completed with log lines 1‥3,
+    run 2 running on ``runner``, run 3 leased (not started) by ``runner2``. Leases last
+    an hour, so the module's tests can never outlive them."""
+    settings = api_settings(tmp_path_factory.mktemp("sandbox"), migrated_template)
+    settings = settings.model_copy(update={"lease_ttl": 3600.0})
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        team = TeamClient.bootstrap(client, "acme", BOOTSTRAP_TOKEN)
+        team.deploy("hello", make_archive({"Towerfile": HELLO_TOWERFILE, "main.py": ""}))
+        runner = RunnerClient.register(client, "runner-1", REGISTRATION_TOKEN)
+        runner2 = RunnerClient.register(client, "runner-2", REGISTRATION_TOKEN)
+        runs = [team.create_run("hello") for _ in range(3)]
+        completed_lease = runner.lease()
+        assert completed_lease is not None and completed_lease.run_id == runs[0]["run_id"]
+        check(runner.start(completed_lease), 200)
+        lines = [{"seq": n, "stream": "stdout", "line": f"line {n}"} for n in (1, 2, 3)]
+        check(runner.logs(completed_lease, lines), 200)
+        check(runner.result(completed_lease, "completed", exit_code=0), 200)
+        lease = runner.lease()
+        assert lease is not None and lease.run_id == runs[1]["run_id"]
+        check(runner.start(lease), 200)
+        lease2 = runner2.lease()
+        assert lease2 is not None and lease2.run_id == runs[2]["run_id"]
+        yield Sandbox(
+            client=client,
+            team=team,
+            runner=runner,
+            runner2=runner2,
+            completed=team.run(runs[0]["run_id"]),
+            completed_lease=completed_lease,
+            running=team.run(runs[1]["run_id"]),
+            lease=lease,
+            leased=team.run(runs[2]["run_id"]),
+            lease2=lease2,
+        )
