@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+
 from minitower_api.main import create_app
 from minitower_api.settings import ApiSettings
 from minitower_shared.migrate import upgrade_to_head
-
 from tests.support.clients import RunnerClient, TeamClient
 from tests.support.processes import LiveApi, start_api
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlmodel import SQLModel
+
 from minitower_api.main import create_app
 from minitower_api.settings import ApiSettings
 from minitower_shared import models  # noqa: F401 - registers the tables in the metadata
 from minitower_shared.migrate import upgrade_to_head
-from sqlmodel import SQLModel
-
 from tests.conftest import BOOTSTRAP_TOKEN, HELLO_TOWERFILE, REGISTRATION_TOKEN, make_archive
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
 

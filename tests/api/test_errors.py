@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from minitower_shared.schemas import MAX_JSON_DEPTH
 
+from minitower_shared.schemas import MAX_JSON_DEPTH
 from tests.api.conftest import ClientFactory, Sandbox
 from tests.api.helpers import JSON, expect_client_error, expect_error
 from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN, make_archive

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from minitower_shared.tokens import hash_token
 
+from minitower_shared.tokens import hash_token
 from tests.api.helpers import assert_timestamps, expect_error, offset_page, walk_pages
 from tests.conftest import BOOTSTRAP_TOKEN
 from tests.support.clients import RunnerClient, TeamClient, check

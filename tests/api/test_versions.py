@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from minitower_api.settings import ApiSettings
 
+from minitower_api.settings import ApiSettings
 from tests.api.conftest import ClientFactory
 from tests.api.helpers import (
     Member,

@@ -4,9 +4,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from minitower_shared.db import create_db_engine
 from sqlalchemy import Engine
 
+from minitower_shared.db import create_db_engine
 from tests.support.seed import Seeded, seed_app
 
 

@@ -17,13 +17,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
 from minitower_shared.clock import utcnow
 from minitower_shared.db import read_session
 from minitower_shared.models import RunAttempt
 from minitower_shared.states import ACTIVE_ATTEMPT_STATUSES, AttemptStatus, RunStatus
-from sqlalchemy import Engine
-from sqlmodel import col, select
-
 from tests.conftest import REGISTRATION_TOKEN
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
 from tests.support.concurrency import ResponseLog, run_in_threads

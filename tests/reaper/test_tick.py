@@ -9,6 +9,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
 from minitower_reaper import service
 from minitower_reaper.service import TickResult, run_forever, tick
 from minitower_shared.clock import utcnow
@@ -18,9 +21,6 @@ from minitower_shared.states import AttemptStatus, RunnerStatus, RunStatus
 from minitower_shared.store import leases as lease_store
 from minitower_shared.store import runners as runner_store
 from minitower_shared.store import runs as run_store
-from sqlalchemy import Engine
-from sqlmodel import col, select
-
 from tests.support.concurrency import run_in_threads
 from tests.support.invariants import history_problems
 from tests.support.seed import (

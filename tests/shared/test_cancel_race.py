@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import Engine
+
 from minitower_shared.clock import utcnow
 from minitower_shared.db import create_db_engine, write_session
 from minitower_shared.models import Run, RunAttempt
@@ -19,8 +21,6 @@ from minitower_shared.states import AttemptStatus, RunStatus
 from minitower_shared.store import leases as lease_store
 from minitower_shared.store import runs as run_store
 from minitower_shared.store.leases import Outcome
-from sqlalchemy import Engine
-
 from tests.conftest import REGISTRATION_TOKEN
 from tests.support.clients import RunnerClient, TeamClient, check
 from tests.support.concurrency import ResponseLog, run_in_threads

@@ -17,10 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
-from minitower_shared.db import create_db_engine
-from minitower_shared.states import AttemptStatus, RunStatus
 from sqlalchemy import Engine
 
+from minitower_shared.db import create_db_engine
+from minitower_shared.states import AttemptStatus, RunStatus
 from tests.conftest import REGISTRATION_TOKEN
 from tests.support.clients import RunnerClient, TeamClient, check
 from tests.support.concurrency import ResponseLog, Watch, run_in_threads

@@ -7,6 +7,10 @@ import random
 from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
 from minitower_shared.clock import utcnow
 from minitower_shared.db import write_session
 from minitower_shared.models import RunAttempt, RunLog
@@ -20,10 +24,6 @@ from minitower_shared.states import (
 from minitower_shared.store import leases as lease_store
 from minitower_shared.store import runs as run_store
 from minitower_shared.store.leases import LeaseGrant, LeaseRefusal, Outcome
-from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
-
 from tests.support.invariants import history_problems, snapshot
 from tests.support.seed import (
     TTL,

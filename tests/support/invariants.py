@@ -7,6 +7,9 @@ every inconsistency at once instead of the first one.
 
 from collections import defaultdict
 
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
 from minitower_shared.db import read_session
 from minitower_shared.models import Run, RunAttempt
 from minitower_shared.states import (
@@ -16,8 +19,6 @@ from minitower_shared.states import (
     AttemptStatus,
     RunStatus,
 )
-from sqlalchemy import Engine
-from sqlmodel import col, select
 
 # The attempt status that goes with each run status while the run is owned or finished.
 _LIVE_PAIR = {s: AttemptStatus(s.value) for s in LEASED_RUN_STATUSES}

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Engine, text
+from sqlmodel import col, select
+
 from minitower_shared.clock import utcnow
 from minitower_shared.db import read_session, write_session
 from minitower_shared.models import App, AppVersion, Environment, Run, RunAttempt, Runner
@@ -19,8 +22,6 @@ from minitower_shared.store import runners as runner_store
 from minitower_shared.store import runs as run_store
 from minitower_shared.store import teams as team_store
 from minitower_shared.tokens import LEASE_TOKEN_PREFIX, RUNNER_TOKEN_PREFIX, hash_token, new_token
-from sqlalchemy import Engine, text
-from sqlmodel import col, select
 
 TTL = timedelta(seconds=30)
 

@@ -3,9 +3,10 @@
 import math
 
 import pytest
+from pydantic import ValidationError
+
 from minitower_reaper.settings import ReaperSettings
 from minitower_shared.durations import parse_duration
-from pydantic import ValidationError
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import urllib.request
 from typing import Any
 
 import pytest
+
 from minitower_api.params import InputError, check_params_schema, prepare_input
 from minitower_shared.towerfile import parameters_schema, parse_towerfile
 

@@ -5,6 +5,7 @@ from enum import StrEnum
 from typing import TypeVar
 
 import pytest
+
 from minitower_shared.states import (
     ACTIVE_ATTEMPT_STATUSES,
     ATTEMPT_TRANSITIONS,

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
+
 from minitower_shared.towerfile import (
     Parameter,
     ParamType,

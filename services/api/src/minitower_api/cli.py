@@ -5,10 +5,10 @@ from typing import Annotated
 
 import typer
 import uvicorn
-from minitower_shared.migrate import upgrade_to_head
 from pydantic import ValidationError
 
 from minitower_api.settings import ApiSettings
+from minitower_shared.migrate import upgrade_to_head
 
 app = typer.Typer(
     help="MiniTower control plane. Configured by MINITOWER_* environment variables "

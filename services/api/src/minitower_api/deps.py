@@ -7,14 +7,6 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from minitower_shared.clock import utcnow
-from minitower_shared.db import read_session, write_session
-from minitower_shared.models import Runner, Team, TeamToken
-from minitower_shared.schemas import MAX_INT64
-from minitower_shared.states import TokenRole
-from minitower_shared.store import runners as runner_store
-from minitower_shared.store import teams as team_store
-from minitower_shared.tokens import hash_token
 from sqlalchemy import Engine
 from sqlmodel import Session
 
@@ -23,6 +15,14 @@ from minitower_api.longpoll import QueueSignal
 from minitower_api.metrics import Metrics
 from minitower_api.objects import ObjectStore
 from minitower_api.settings import ApiSettings
+from minitower_shared.clock import utcnow
+from minitower_shared.db import read_session, write_session
+from minitower_shared.models import Runner, Team, TeamToken
+from minitower_shared.schemas import MAX_INT64
+from minitower_shared.states import TokenRole
+from minitower_shared.store import runners as runner_store
+from minitower_shared.store import teams as team_store
+from minitower_shared.tokens import hash_token
 
 
 @dataclass

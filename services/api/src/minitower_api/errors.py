@@ -10,8 +10,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from minitower_shared.schemas import ErrorResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from minitower_shared.schemas import ErrorResponse
 
 log = logging.getLogger("minitower.api")
 

@@ -7,7 +7,6 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from minitower_shared.db import create_db_engine, read_session
 
 from minitower_api.deps import Services
 from minitower_api.errors import install_error_handlers
@@ -27,6 +26,7 @@ from minitower_api.routers import (
     versions,
 )
 from minitower_api.settings import ApiSettings
+from minitower_shared.db import create_db_engine, read_session
 
 API_VERSION = "1.0.0"
 

@@ -10,14 +10,15 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-from minitower_shared.models import Runner
-from minitower_shared.states import RunStatus
-from minitower_shared.store import runs as run_store
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlmodel import Session, func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from minitower_shared.models import Runner
+from minitower_shared.states import RunStatus
+from minitower_shared.store import runs as run_store
 
 
 class _DatabaseCollector(Collector):

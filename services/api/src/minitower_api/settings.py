@@ -3,9 +3,10 @@
 from pathlib import Path
 from typing import Literal
 
-from minitower_shared.durations import Seconds
 from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from minitower_shared.durations import Seconds
 
 MIN_SECRET_LENGTH = 16
 

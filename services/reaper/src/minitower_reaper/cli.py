@@ -8,12 +8,12 @@ from types import FrameType
 from typing import Annotated
 
 import typer
-from minitower_shared.clock import utcnow
-from minitower_shared.db import create_db_engine, write_session
 from pydantic import ValidationError
 
 from minitower_reaper.service import run_forever, tick
 from minitower_reaper.settings import ReaperSettings
+from minitower_shared.clock import utcnow
+from minitower_shared.db import create_db_engine, write_session
 
 app = typer.Typer(add_completion=False)
 

@@ -10,15 +10,16 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
+
 from minitower_shared.clock import utcnow
 from minitower_shared.db import write_session
 from minitower_shared.states import RunStatus
 from minitower_shared.store import leases as lease_store
 from minitower_shared.store import runners as runner_store
 from minitower_shared.store import runs as run_store
-from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
-from sqlmodel import Session
 
 log = logging.getLogger("minitower.reaper")
 

@@ -2,8 +2,9 @@
 
 from pathlib import Path
 
-from minitower_shared.durations import Seconds
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from minitower_shared.durations import Seconds
 
 
 class ReaperSettings(BaseSettings):

@@ -1,9 +1,10 @@
 """Alembic environment: runs migrations over the engine the caller passes in."""
 
 from alembic import context
+from sqlmodel import SQLModel
+
 from minitower_shared import models  # noqa: F401  (registers the tables on the metadata)
 from minitower_shared.db import create_db_engine
-from sqlmodel import SQLModel
 
 config = context.config
 connectable = config.attributes.get("connection")

@@ -1,15 +1,15 @@
 """Apps: a team's deployable units."""
 
 from fastapi import APIRouter
-from minitower_shared.clock import utcnow
-from minitower_shared.models import App
-from minitower_shared.schemas import AppCreate, AppList, AppPublic, AppUpdate
-from minitower_shared.store import apps as app_store
 from sqlmodel import Session
 
 from minitower_api.deps import CallerDep, PageDep, ServicesDep
 from minitower_api.errors import conflict, not_found, responses
 from minitower_api.views import app_public
+from minitower_shared.clock import utcnow
+from minitower_shared.models import App
+from minitower_shared.schemas import AppCreate, AppList, AppPublic, AppUpdate
+from minitower_shared.store import apps as app_store
 
 router = APIRouter(prefix="/api/v1/apps", tags=["apps"])
 

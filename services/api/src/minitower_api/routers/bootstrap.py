@@ -1,13 +1,13 @@
 """Operator endpoint: create a team (or get back into one) with the bootstrap token."""
 
 from fastapi import APIRouter, Response
+
+from minitower_api.deps import BearerDep, ServicesDep, bearer_token
+from minitower_api.errors import forbidden, responses, unauthorized
 from minitower_shared.schemas import BootstrapResult, BootstrapTeam
 from minitower_shared.states import TokenRole
 from minitower_shared.store import teams as team_store
 from minitower_shared.tokens import TEAM_TOKEN_PREFIX, hash_token, new_token, same_secret
-
-from minitower_api.deps import BearerDep, ServicesDep, bearer_token
-from minitower_api.errors import forbidden, responses, unauthorized
 
 router = APIRouter(prefix="/api/v1/bootstrap", tags=["operations"])
 

@@ -2,13 +2,13 @@
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
-from minitower_shared.db import reader
-from minitower_shared.migrate import current_revision, head_revision
-from minitower_shared.schemas import HealthStatus
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from minitower_api.deps import ServicesDep
+from minitower_shared.db import reader
+from minitower_shared.migrate import current_revision, head_revision
+from minitower_shared.schemas import HealthStatus
 
 router = APIRouter(tags=["operations"])
 

@@ -11,6 +11,10 @@ from datetime import timedelta
 from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
+from sqlmodel import Session
+
+from minitower_api.deps import LeaseTokenDep, RunId, RunnerDep, Services, ServicesDep
+from minitower_api.errors import conflict, gone, responses
 from minitower_shared.clock import rfc3339, utcnow
 from minitower_shared.models import AppVersion, Run, RunAttempt, Runner
 from minitower_shared.schemas import (
@@ -28,10 +32,6 @@ from minitower_shared.store import leases as lease_store
 from minitower_shared.store import runners as runner_store
 from minitower_shared.store.leases import LeaseGrant, LeaseRefusal, Outcome
 from minitower_shared.tokens import LEASE_TOKEN_PREFIX, hash_token, new_token
-from sqlmodel import Session
-
-from minitower_api.deps import LeaseTokenDep, RunId, RunnerDep, Services, ServicesDep
-from minitower_api.errors import conflict, gone, responses
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runner"])
 

@@ -9,16 +9,16 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from minitower_shared.models import RunLog
-from minitower_shared.schemas import MAX_INT64, LogPage
-from minitower_shared.states import TERMINAL_RUN_STATUSES
-from minitower_shared.store import logs as log_store
-from minitower_shared.store import runs as run_store
 
 from minitower_api.deps import CallerDep, RunId, Services, ServicesDep
 from minitower_api.errors import not_found, responses
 from minitower_api.routers.runs import require_run
 from minitower_api.views import log_public
+from minitower_shared.models import RunLog
+from minitower_shared.schemas import MAX_INT64, LogPage
+from minitower_shared.states import TERMINAL_RUN_STATUSES
+from minitower_shared.store import logs as log_store
+from minitower_shared.store import runs as run_store
 
 router = APIRouter(prefix="/api/v1/runs/{run_id}/logs", tags=["logs"])
 

@@ -1,14 +1,14 @@
 """Runner registration (registration token) and the admins' view of runners."""
 
 from fastapi import APIRouter, Response
-from minitower_shared.clock import utcnow
-from minitower_shared.schemas import RunnerList, RunnerRegister, RunnerRegistered
-from minitower_shared.store import runners as runner_store
-from minitower_shared.tokens import RUNNER_TOKEN_PREFIX, hash_token, new_token, same_secret
 
 from minitower_api.deps import AdminDep, BearerDep, PageDep, ServicesDep, bearer_token
 from minitower_api.errors import forbidden, responses, unauthorized
 from minitower_api.views import runner_public
+from minitower_shared.clock import utcnow
+from minitower_shared.schemas import RunnerList, RunnerRegister, RunnerRegistered
+from minitower_shared.store import runners as runner_store
+from minitower_shared.tokens import RUNNER_TOKEN_PREFIX, hash_token, new_token, same_secret
 
 router = APIRouter(prefix="/api/v1", tags=["runners"])
 

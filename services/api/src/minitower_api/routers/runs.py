@@ -3,13 +3,6 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
-from minitower_shared.clock import utcnow
-from minitower_shared.schemas import AttemptList, RunCreate, RunList, RunPublic
-from minitower_shared.states import RunStatus
-from minitower_shared.store import apps as app_store
-from minitower_shared.store import runs as run_store
-from minitower_shared.store import teams as team_store
-from minitower_shared.store.runs import RunView
 from sqlmodel import Session
 
 from minitower_api.deps import CallerDep, PageDep, RunId, ServicesDep
@@ -17,6 +10,13 @@ from minitower_api.errors import ApiError, conflict, invalid, not_found, respons
 from minitower_api.params import InputError, prepare_input
 from minitower_api.routers.apps import require_app
 from minitower_api.views import attempt_public, run_public
+from minitower_shared.clock import utcnow
+from minitower_shared.schemas import AttemptList, RunCreate, RunList, RunPublic
+from minitower_shared.states import RunStatus
+from minitower_shared.store import apps as app_store
+from minitower_shared.store import runs as run_store
+from minitower_shared.store import teams as team_store
+from minitower_shared.store.runs import RunView
 
 router = APIRouter(prefix="/api/v1", tags=["runs"])
 

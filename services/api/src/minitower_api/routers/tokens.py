@@ -1,15 +1,15 @@
 """The caller's identity and the team's API tokens."""
 
 from fastapi import APIRouter
+
+from minitower_api.deps import CallerDep, PageDep, ServicesDep, TokenId
+from minitower_api.errors import forbidden, not_found, responses
+from minitower_api.views import token_public
 from minitower_shared.clock import utcnow
 from minitower_shared.schemas import Me, TokenCreate, TokenCreated, TokenList, TokenPublic
 from minitower_shared.states import TokenRole
 from minitower_shared.store import teams as team_store
 from minitower_shared.tokens import TEAM_TOKEN_PREFIX, hash_token, new_token
-
-from minitower_api.deps import CallerDep, PageDep, ServicesDep, TokenId
-from minitower_api.errors import forbidden, not_found, responses
-from minitower_api.views import token_public
 
 router = APIRouter(prefix="/api/v1", tags=["tokens"])
 

@@ -5,6 +5,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, UploadFile
+
+from minitower_api.deps import Caller, CallerDep, PageDep, Services, ServicesDep, VersionNo
+from minitower_api.errors import ApiError, invalid, not_found, responses
+from minitower_api.objects import ObjectStore, TooLarge
+from minitower_api.params import InputError, check_params_schema
+from minitower_api.routers.apps import require_app
+from minitower_api.settings import ApiSettings
+from minitower_api.views import version_public
 from minitower_shared.archives import ArchiveListing, UnsafeArchiveError, inspect_archive
 from minitower_shared.schemas import (
     MAX_JSON_DEPTH,
@@ -14,14 +22,6 @@ from minitower_shared.schemas import (
 )
 from minitower_shared.store import apps as app_store
 from minitower_shared.towerfile import TowerfileError, parameters_schema, parse_towerfile
-
-from minitower_api.deps import Caller, CallerDep, PageDep, Services, ServicesDep, VersionNo
-from minitower_api.errors import ApiError, invalid, not_found, responses
-from minitower_api.objects import ObjectStore, TooLarge
-from minitower_api.params import InputError, check_params_schema
-from minitower_api.routers.apps import require_app
-from minitower_api.settings import ApiSettings
-from minitower_api.views import version_public
 
 router = APIRouter(prefix="/api/v1/apps/{app}/versions", tags=["versions"])
 
