@@ -8,6 +8,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from minitower_api.settings import ApiSettings
+from minitower_shared.config import describe_settings_error
 from minitower_shared.migrate import upgrade_to_head
 
 app = typer.Typer(
@@ -22,10 +23,8 @@ def _settings() -> ApiSettings:
     try:
         return ApiSettings()
     except ValidationError as exc:
-        for err in exc.errors():
-            field = "MINITOWER_" + "_".join(str(p) for p in err["loc"]).upper()
-            message = err["msg"].removeprefix("Value error, ")
-            typer.echo(f"minitowerd: configuration error: {field}: {message}", err=True)
+        for line in describe_settings_error(exc):
+            typer.echo(f"minitowerd: configuration error: {line}", err=True)
         raise typer.Exit(2) from exc
 
 

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from minitower_reaper.service import run_forever, tick
 from minitower_reaper.settings import ReaperSettings
 from minitower_shared.clock import utcnow
+from minitower_shared.config import describe_settings_error
 from minitower_shared.db import create_db_engine, write_session
 
 app = typer.Typer(add_completion=False)
@@ -29,9 +30,8 @@ def reaper(
     try:
         settings = ReaperSettings()
     except ValidationError as exc:
-        for err in exc.errors():
-            field = "MINITOWER_" + "_".join(str(p) for p in err["loc"]).upper()
-            typer.echo(f"minitower-reaper: configuration error: {field}: {err['msg']}", err=True)
+        for line in describe_settings_error(exc):
+            typer.echo(f"minitower-reaper: configuration error: {line}", err=True)
         raise typer.Exit(2) from exc
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
