@@ -121,7 +121,6 @@ class RunnerClient:
             "/api/v1/runs/lease",
             json={"wait_seconds": wait_seconds},
             headers=self.headers,
-            timeout=wait_seconds + 10,
         )
 
     def lease(self, wait_seconds: float = 0) -> Lease | None:

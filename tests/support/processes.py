@@ -65,7 +65,8 @@ class LiveApi(Process):
     url: str = ""
     env: dict[str, str] = field(default_factory=dict)
 
-    def client(self, timeout: float = 30) -> httpx.Client:
+    def client(self, timeout: float = 45) -> httpx.Client:
+        """Long enough for the longest lease long poll (30 s)."""
         return httpx.Client(base_url=self.url, timeout=timeout)
 
 
