@@ -233,3 +233,20 @@ def test_works_with_a_towerfile_schema() -> None:
         {"path": "$", "message": "'TARGET' is a required property"},
         {"path": "$.RATE", "message": "'fast' is not of type 'number'"},
     ]
+
+
+@pytest.mark.parametrize("ref", ["https://example.invalid/schema.json", "#/$defs/missing"])
+def test_a_schema_whose_ref_does_not_resolve_locally_is_refused_at_upload(ref: str) -> None:
+    schema = {"type": "object", "properties": {"x": {"$ref": ref}}}
+    with pytest.raises(InputError, match="does not resolve within it"):
+        check_params_schema(schema)
+
+
+def test_a_schema_with_a_local_ref_is_accepted() -> None:
+    schema = {
+        "type": "object",
+        "$defs": {"name": {"type": "string"}},
+        "properties": {"x": {"$ref": "#/$defs/name"}},
+    }
+    assert check_params_schema(schema) == schema
+    assert prepare_input(schema, {"x": "a"}) == {"x": "a"}

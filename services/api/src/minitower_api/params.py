@@ -7,8 +7,9 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from referencing import Registry
+from referencing import Registry, Resource
 from referencing.exceptions import Unresolvable
+from referencing.jsonschema import DRAFT202012
 
 __all__ = ["InputError", "check_params_schema", "prepare_input"]
 
@@ -38,7 +39,33 @@ def check_params_schema(schema: Any) -> dict[str, Any]:
         ) from exc
     if "type" in schema and schema["type"] != "object":
         raise InputError('params_schema must describe an object: its "type" must be "object"')
+    _check_refs_resolve(schema)
     return schema
+
+
+def _check_refs_resolve(schema: dict[str, Any]) -> None:
+    """Refuse at upload a schema whose `$ref`s point outside itself: accepted, it would
+    make every run of the version fail."""
+    resolver = (
+        Registry()
+        .with_resource("", Resource.from_contents(schema, default_specification=DRAFT202012))
+        .resolver()
+    )
+    pending: list[Any] = [schema]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                try:
+                    resolver.lookup(ref)
+                except Unresolvable as exc:
+                    raise InputError(
+                        f"params_schema has a $ref that does not resolve within it: {ref!r}"
+                    ) from exc
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
 
 
 def prepare_input(schema: dict[str, Any] | None, data: dict[str, Any]) -> dict[str, Any]:
