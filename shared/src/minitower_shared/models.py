@@ -12,8 +12,15 @@ from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel, col
 
 from minitower_shared.clock import utcnow
+from minitower_shared.states import ACTIVE_ATTEMPT_STATUSES, AttemptStatus
 
-_ACTIVE_ATTEMPT = text("status IN ('leased', 'running', 'cancelling')")
+# Spelled with literal values, in one fixed order: SQLite uses a partial index only for a
+# query whose WHERE clause repeats the index's condition, and a bound parameter
+# (``status IN (?, ?, ?)``) never does. Queries use ``active_attempt()`` below.
+ACTIVE_ATTEMPT_CONDITION = "status IN ({})".format(
+    ", ".join(f"'{s.value}'" for s in AttemptStatus if s in ACTIVE_ATTEMPT_STATUSES)
+)
+_ACTIVE_ATTEMPT = text(ACTIVE_ATTEMPT_CONDITION)
 
 
 class Team(SQLModel, table=True):
@@ -68,8 +75,8 @@ class AppVersion(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     app_id: int = Field(foreign_key="app.id")
     version_no: int
-    artifact_object_key: str = Field(max_length=200)
-    artifact_sha256: str = Field(max_length=64, index=True)
+    artifact_object_key: str = Field(max_length=200, index=True)
+    artifact_sha256: str = Field(max_length=64)
     artifact_size: int
     entrypoint: str = Field(max_length=500)
     timeout_seconds: int
@@ -96,13 +103,15 @@ class Run(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("app_id", "run_no"),
         Index("ix_run_team_id", "team_id", "id"),
-        Index("ix_run_status", "status"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     team_id: int = Field(foreign_key="team.id")
     app_id: int = Field(foreign_key="app.id")
     environment_id: int = Field(foreign_key="environment.id")
+    # The environment's name, copied from the row it names (which never changes), so
+    # that the lease query is one walk of ix_run_queue with no join.
+    environment: str = Field(max_length=64)
     app_version_id: int = Field(foreign_key="app_version.id")
     run_no: int
     status: str = Field(default="queued", max_length=16)
@@ -167,13 +176,20 @@ class IdempotencyKey(SQLModel, table=True):
     app_id: int = Field(foreign_key="app.id")
     key: str = Field(max_length=200)
     run_id: int = Field(foreign_key="run.id")
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
 
 
-# The lease query walks this index in pick order (priority first, then age) and stops at
-# the first run of the runner's environment.
+def active_attempt() -> Any:
+    """``run_attempt.status`` is one of the active statuses, in the words of the partial
+    indexes, so the query planner can use them."""
+    return text(f"run_attempt.{ACTIVE_ATTEMPT_CONDITION}")
+
+
+# The lease query walks this index in pick order (priority first, then age) within the
+# runner's environment and stops at the first row.
 Index(
     "ix_run_queue",
+    col(Run.environment),
     col(Run.priority).desc(),
     col(Run.queued_at),
     col(Run.id),

@@ -14,7 +14,7 @@ from sqlalchemy import func, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
-from minitower_shared.models import App, AppVersion, Environment, Run, RunAttempt, RunLog
+from minitower_shared.models import App, AppVersion, Run, RunAttempt, RunLog, active_attempt
 from minitower_shared.states import (
     ACTIVE_ATTEMPT_STATUSES,
     AttemptStatus,
@@ -114,7 +114,7 @@ def expire_stale_attempts(
     """Expire up to ``limit`` attempts whose lease has passed; returns (run_id, new status)."""
     rows = session.exec(
         select(RunAttempt.id, RunAttempt.run_id)
-        .where(col(RunAttempt.status).in_(_ACTIVE), col(RunAttempt.lease_expires_at) <= now)
+        .where(active_attempt(), col(RunAttempt.lease_expires_at) <= now)
         .order_by(col(RunAttempt.lease_expires_at))
         .limit(limit)
     ).all()
@@ -140,9 +140,7 @@ def lease_next_run(
 
     Pick order: highest priority, then oldest ``queued_at``, then lowest id."""
     held = session.exec(
-        select(RunAttempt).where(
-            RunAttempt.runner_id == runner_id, col(RunAttempt.status).in_(_ACTIVE)
-        )
+        select(RunAttempt).where(RunAttempt.runner_id == runner_id, active_attempt())
     ).first()
     if held is not None:
         if held.lease_expires_at > now:
@@ -152,11 +150,10 @@ def lease_next_run(
 
     next_queued = (
         select(Run.id)
-        .join(Environment, col(Environment.id) == col(Run.environment_id))
         .where(
             Run.status == RunStatus.QUEUED.value,
+            Run.environment == environment,
             col(Run.cancel_requested).is_(False),
-            Environment.name == environment,
         )
         .order_by(col(Run.priority).desc(), col(Run.queued_at), col(Run.id))
         .limit(1)
@@ -185,9 +182,9 @@ def lease_next_run(
     )
     session.add(attempt)
     session.flush()
-    run = session.get(Run, run_id)
+    # The UPDATE above went around the session, so read the run afresh.
+    run = session.get(Run, run_id, populate_existing=True)
     assert run is not None
-    session.refresh(run)
     version = session.get(AppVersion, run.app_version_id)
     app = session.get(App, run.app_id)
     assert version is not None and app is not None

@@ -6,8 +6,8 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from minitower_shared.models import RunAttempt, Runner
-from minitower_shared.states import ACTIVE_ATTEMPT_STATUSES, RunnerStatus
+from minitower_shared.models import Run, RunAttempt, Runner, active_attempt
+from minitower_shared.states import RunnerStatus
 
 
 def register_runner(
@@ -61,18 +61,20 @@ def mark_silent_runners_offline(session: Session, *, seen_before: datetime) -> i
 
 
 def list_runners_with_current_run(
-    session: Session, *, after_id: int, limit: int, offset: int = 0
+    session: Session, *, team_id: int, after_id: int, limit: int, offset: int = 0
 ) -> list[tuple[Runner, int | None]]:
+    """Runners are shared by every team; the run one holds is shown only to its team."""
     rows = session.exec(
-        select(Runner, RunAttempt.run_id)
+        select(Runner, RunAttempt.run_id, Run.team_id)
         .outerjoin(
-            RunAttempt,
-            (col(RunAttempt.runner_id) == col(Runner.id))
-            & col(RunAttempt.status).in_([s.value for s in ACTIVE_ATTEMPT_STATUSES]),
+            RunAttempt, (col(RunAttempt.runner_id) == col(Runner.id)) & active_attempt()
         )
+        .outerjoin(Run, col(Run.id) == col(RunAttempt.run_id))
         .where(col(Runner.id) > after_id)
         .order_by(col(Runner.id))
         .offset(offset)
         .limit(limit)
     )
-    return [(runner, run_id) for runner, run_id in rows]
+    return [
+        (runner, run_id if run_team == team_id else None) for runner, run_id, run_team in rows
+    ]

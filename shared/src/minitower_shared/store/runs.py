@@ -53,6 +53,7 @@ def create_run(
         team_id=app.team_id,
         app_id=app.id,
         environment_id=environment.id,
+        environment=environment.name,
         app_version_id=version.id,
         run_no=(last or 0) + 1,
         status=RunStatus.QUEUED.value,
@@ -106,10 +107,9 @@ def delete_expired_idempotency_keys(session: Session, *, now: datetime) -> int:
 
 def _view_query() -> Any:
     return (
-        select(Run, App.slug, AppVersion.version_no, Environment.name)
+        select(Run, App.slug, AppVersion.version_no, Run.environment)
         .join(App, col(App.id) == col(Run.app_id))
         .join(AppVersion, col(AppVersion.id) == col(Run.app_version_id))
-        .join(Environment, col(Environment.id) == col(Run.environment_id))
     )
 
 
@@ -203,9 +203,8 @@ def count_runs_by_status(session: Session) -> dict[str, int]:
 
 def queue_depth_by_environment(session: Session) -> dict[str, int]:
     rows = session.exec(
-        select(Environment.name, func.count())
-        .join(Run, col(Run.environment_id) == col(Environment.id))
+        select(Run.environment, func.count())
         .where(Run.status == RunStatus.QUEUED.value)
-        .group_by(Environment.name)
+        .group_by(Run.environment)
     )
     return {name: count for name, count in rows}

@@ -50,11 +50,16 @@ def register_runner(
 
 
 @router.get("/admin/runners", response_model=RunnerList, responses=responses(403))
-def list_runners(_admin: AdminDep, services: ServicesDep, page: PageDep) -> RunnerList:
-    """Every registered runner with its liveness and the run it holds (admins only)."""
+def list_runners(admin: AdminDep, services: ServicesDep, page: PageDep) -> RunnerList:
+    """Every registered runner with its liveness (admins only). Runners serve every
+    team; ``current_run_id`` is shown only when the run is the caller's team's."""
     with services.read() as session:
         rows = runner_store.list_runners_with_current_run(
-            session, after_id=page.cursor or 0, limit=page.limit + 1, offset=page.offset
+            session,
+            team_id=admin.team_id,
+            after_id=page.cursor or 0,
+            limit=page.limit + 1,
+            offset=page.offset,
         )
     more = len(rows) > page.limit
     rows = rows[: page.limit]

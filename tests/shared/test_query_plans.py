@@ -1,0 +1,93 @@
+"""The hot queries use their indexes: no table scan and no sort while holding the write
+lock. The SQL is captured as the store functions run it and explained by SQLite itself."""
+
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event
+
+from minitower_reaper.service import tick
+from minitower_shared.clock import utcnow
+from minitower_shared.db import write_session
+from tests.support.seed import Seeded, add_runner, lease, must_lease, queue_runs, seed_app
+
+
+@contextmanager
+def captured(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
+    statements: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, sql: str, params: Any, *_args: Any) -> None:
+        if sql.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE")):
+            statements.append((sql, params))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def plans(engine: Engine, statements: list[tuple[str, Any]]) -> list[tuple[str, str]]:
+    """(statement, plan) for each statement, the plan as SQLite's detail lines."""
+    explained = []
+    with engine.connect() as conn:
+        for sql, params in statements:
+            rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params).all()
+            explained.append((sql, "\n".join(row[-1] for row in rows)))
+        conn.rollback()
+    return explained
+
+
+def assert_indexed(engine: Engine, statements: list[tuple[str, Any]], *tables: str) -> None:
+    assert statements, "nothing was captured"
+    for sql, plan in plans(engine, statements):
+        for table in tables:
+            # "SCAN t USING COVERING INDEX" walks an index; a bare "SCAN t" reads the table.
+            assert not re.search(rf"\bSCAN {table}\b(?! USING)", plan), (sql, plan)
+        assert "USE TEMP B-TREE" not in plan, (sql, plan)
+
+
+@pytest.fixture
+def busy_history(engine: Engine, seeded: Seeded) -> Seeded:
+    """Enough finished history and queue in two environments that a scan would show."""
+    other = seed_app(engine, slug="other", environment="gpu")
+    queue_runs(engine, seeded, 30)
+    queue_runs(engine, other, 30)
+    runner = add_runner(engine, "history")
+    for _ in range(20):
+        grant = must_lease(engine, runner, ttl=timedelta(seconds=-1))
+        assert grant.attempt.id is not None
+        with write_session(engine) as session:
+            tick(session, utcnow(), runner_offline_after=timedelta(hours=1))
+    return seeded
+
+
+@pytest.mark.parametrize(
+    ("name", "action"),
+    [
+        ("lease", lambda engine, runner: lease(engine, runner)),
+        (
+            "reaper tick",
+            lambda engine, _runner: _tick(engine),
+        ),
+    ],
+)
+def test_hot_queries_use_indexes(
+    engine: Engine,
+    busy_history: Seeded,
+    name: str,
+    action: Callable[[Engine, int], object],
+) -> None:
+    runner = add_runner(engine, f"probe-{name.replace(' ', '-')}")
+    with captured(engine) as statements:
+        action(engine, runner)
+    assert_indexed(engine, statements, "run", "run_attempt", "idempotency_key")
+
+
+def _tick(engine: Engine) -> None:
+    with write_session(engine) as session:
+        tick(session, utcnow(), runner_offline_after=timedelta(hours=1))
