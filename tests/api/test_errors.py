@@ -24,8 +24,8 @@ def test_unknown_route_is_404_with_the_error_shape(client: TestClient) -> None:
 
 
 def test_wrong_method_is_405_with_the_error_shape(client: TestClient) -> None:
-    expect_error(client.delete("/api/v1/apps"), 405, "method_not_allowed")
-    expect_error(client.put("/health"), 405, "method_not_allowed")
+    expect_error(client.delete("/api/v1/apps"), 405, "invalid_request")
+    expect_error(client.put("/health"), 405, "invalid_request")
 
 
 MALFORMED_JSON = [

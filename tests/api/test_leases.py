@@ -379,6 +379,17 @@ def test_result_without_start_is_409(
     assert team.run(run["run_id"])["status"] == "completed"
 
 
+def test_cancelled_without_a_cancel_request_is_409_and_changes_nothing(
+    team: TeamClient, runner: RunnerClient, running: tuple[dict[str, Any], Lease]
+) -> None:
+    run, lease = running
+    error = expect_error(runner.result(lease, "cancelled"), 409, "conflict")
+    assert "not cancelled" in error["message"]
+    assert team.run(run["run_id"])["status"] == "running"
+    check(runner.result(lease, "failed", exit_code=3), 200)
+    assert team.run(run["run_id"])["status"] == "failed"
+
+
 def test_same_result_again_is_200_a_different_one_409(
     team: TeamClient, runner: RunnerClient, running: tuple[dict[str, Any], Lease]
 ) -> None:

@@ -284,7 +284,7 @@ def test_versions_are_immutable(team: TeamClient, deployed: dict[str, Any]) -> N
             method, "/api/v1/apps/hello/versions/1", headers=team.headers, json={}
         )
         assert response.status_code == 405, response.text
-        assert response.json()["error"]["code"] == "method_not_allowed"
+        assert response.json()["error"]["code"] == "invalid_request"
     assert check(team.get("/api/v1/apps/hello/versions/1"), 200) == deployed
 
 

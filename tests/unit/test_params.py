@@ -250,3 +250,18 @@ def test_a_schema_with_a_local_ref_is_accepted() -> None:
     }
     assert check_params_schema(schema) == schema
     assert prepare_input(schema, {"x": "a"}) == {"x": "a"}
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "$ref": "#"},
+        {"type": "object", "allOf": [{"$ref": "#"}]},
+        {"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
+    ],
+)
+def test_a_schema_that_refers_to_itself_endlessly_is_refused(schema: dict[str, Any]) -> None:
+    with pytest.raises(InputError, match="endlessly"):
+        check_params_schema(schema)
+    with pytest.raises(InputError, match="endlessly"):
+        prepare_input(schema, {})

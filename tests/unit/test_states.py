@@ -28,8 +28,6 @@ CONTRACT_RUN_EDGES = {
     (R.LEASED, R.RUNNING),
     (R.RUNNING, R.COMPLETED),
     (R.RUNNING, R.FAILED),
-    # A runner may report ``cancelled`` on its own (the attempt's running → cancelled).
-    (R.RUNNING, R.CANCELLED),
     (R.QUEUED, R.CANCELLED),
     (R.LEASED, R.CANCELLING),
     (R.RUNNING, R.CANCELLING),
@@ -46,7 +44,6 @@ CONTRACT_ATTEMPT_EDGES = {
     (A.LEASED, A.RUNNING),
     (A.RUNNING, A.COMPLETED),
     (A.RUNNING, A.FAILED),
-    (A.RUNNING, A.CANCELLED),
     (A.LEASED, A.CANCELLING),
     (A.RUNNING, A.CANCELLING),
     (A.CANCELLING, A.COMPLETED),
@@ -128,7 +125,8 @@ def test_run_sources() -> None:
     assert run_sources(R.QUEUED) == {R.LEASED, R.RUNNING}
     assert run_sources(R.RUNNING) == {R.LEASED}
     assert run_sources(R.CANCELLING) == {R.LEASED, R.RUNNING}
-    assert run_sources(R.CANCELLED) == {R.QUEUED, R.RUNNING, R.CANCELLING}
+    # Only through a requested cancel: a runner cannot cancel a run on its own.
+    assert run_sources(R.CANCELLED) == {R.QUEUED, R.CANCELLING}
     assert run_sources(R.COMPLETED) == {R.RUNNING, R.CANCELLING}
     assert run_sources(R.FAILED) == {R.RUNNING}
     assert run_sources(R.DEAD) == {R.LEASED, R.RUNNING}
@@ -139,7 +137,7 @@ def test_attempt_sources() -> None:
     assert attempt_sources(A.CANCELLING) == {A.LEASED, A.RUNNING}
     assert attempt_sources(A.COMPLETED) == {A.RUNNING, A.CANCELLING}
     assert attempt_sources(A.FAILED) == {A.RUNNING}
-    assert attempt_sources(A.CANCELLED) == {A.RUNNING, A.CANCELLING}
+    assert attempt_sources(A.CANCELLED) == {A.CANCELLING}
     # Any active attempt may expire, and only an active one.
     assert attempt_sources(A.EXPIRED) == ACTIVE_ATTEMPT_STATUSES
 

@@ -1,5 +1,7 @@
 """Helpers shared by the services' settings."""
 
+import logging
+
 from pydantic import ValidationError
 
 
@@ -14,3 +16,12 @@ def describe_settings_error(exc: ValidationError) -> list[str]:
         else:
             lines.append(message)
     return lines
+
+
+def configure_logging(level: str) -> None:
+    """Plain one-line records on stderr for the long-running services."""
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    # Alembic announces its context on every revision check (/ready, start-up): noise.
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)

@@ -54,11 +54,13 @@ def create_db_engine(db_path: str | Path, *, pool_size: int = 20) -> Engine:
 
 @contextmanager
 def write_session(engine: Engine) -> Iterator[Session]:
-    """A session whose transaction holds SQLite's write lock from its first statement.
+    """A session whose transaction already holds SQLite's write lock when it is yielded,
+    so that ``utcnow()`` read inside it is later than every other writer's commit.
 
     Commits on success and rolls back on any exception.
     """
     with Session(engine, expire_on_commit=False) as session, session.begin():
+        session.connection()
         yield session
 
 

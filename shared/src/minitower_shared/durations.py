@@ -6,9 +6,9 @@ operators write in environment files, so settings use :data:`Seconds`.
 
 import math
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, Field
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -39,3 +39,7 @@ def parse_duration(value: Any) -> float:
 
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
+# For intervals and lifetimes, where zero would mean a busy loop or a lease that is
+# expired the moment it is granted.
+PositiveSeconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+LogLevel = Literal["debug", "info", "warning", "error"]

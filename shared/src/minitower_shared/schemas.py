@@ -90,7 +90,15 @@ class BootstrapResult(BaseModel):
 class RunnerRegister(Strict):
     name: str = Field(pattern=RUNNER_NAME_PATTERN)
     environment: str = Field(default="default", pattern=ENVIRONMENT_PATTERN)
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict, max_length=64)
+
+    @field_validator("labels")
+    @classmethod
+    def _small_plain_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        check_plain_json(value)
+        if any(len(k) > 100 or len(v) > 500 for k, v in value.items()):
+            raise ValueError("label keys are at most 100 characters, values at most 500")
+        return value
 
 
 class RunnerRegistered(BaseModel):
@@ -302,6 +310,12 @@ class LogLineIn(Strict):
     logged_at: datetime | None = Field(
         default=None, strict=False, description="RFC 3339; the server's time when omitted"
     )
+
+    @field_validator("line")
+    @classmethod
+    def _plain_text(cls, value: str) -> str:
+        check_plain_json(value)
+        return value
 
     @field_validator("logged_at")
     @classmethod

@@ -8,7 +8,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from minitower_api.settings import ApiSettings
-from minitower_shared.config import describe_settings_error
+from minitower_shared.config import configure_logging, describe_settings_error
 from minitower_shared.migrate import upgrade_to_head
 
 app = typer.Typer(
@@ -45,9 +45,7 @@ def serve(
     from minitower_api.main import create_app
 
     settings = _settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings.log_level)
     log = logging.getLogger("minitower.api")
     if settings.bootstrap_token is None:
         log.warning("MINITOWER_BOOTSTRAP_TOKEN is not set: team bootstrap is disabled")

@@ -76,7 +76,7 @@ _STATUS_CODES = {
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",
-    405: "method_not_allowed",
+    405: "invalid_request",
     409: "conflict",
     410: "gone",
     413: "payload_too_large",
@@ -117,6 +117,8 @@ def install_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         if exc.status_code == 404 and message == "Not Found":
             message = "no such route"
+        if exc.status_code == 405:
+            message = "this route does not take that method"
         if exc.status_code == 400:
             # Starlette reports an unreadable body (bad JSON, broken multipart) this way.
             message = f"invalid request: {message}"

@@ -30,7 +30,11 @@ class BodyLimitMiddleware:
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
         if length is not None:
-            if not length.isdigit() or int(length) > limit:
+            if not (length.isascii() and length.isdigit()):
+                response = error_response(400, "invalid_request", "invalid Content-Length header")
+                await response(scope, receive, send)
+                return
+            if int(length) > limit:
                 await self._too_large(scope, receive, send, limit)
                 return
             await self.app(scope, receive, send)

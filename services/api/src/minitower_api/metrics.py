@@ -65,8 +65,9 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 35),
             registry=self.registry,
         )
+        # No app label: /metrics is unauthenticated, and slugs are the teams' own names.
         self.runs_created = Counter(
-            "minitower_runs_created", "Runs created", ["app"], registry=self.registry
+            "minitower_runs_created", "Runs created", registry=self.registry
         )
         self.runs_leased = Counter("minitower_runs_leased", "Runs leased", registry=self.registry)
         self.runs_finished = Counter(

@@ -30,9 +30,6 @@ class ObjectStore:
     def path(self, key: str) -> Path:
         return self.root / key
 
-    def exists(self, key: str) -> bool:
-        return self.path(key).is_file()
-
     def spool(self, source: BinaryIO, *, max_bytes: int) -> tuple[Path, str, int]:
         """Copy ``source`` into a temporary file, hashing as it goes.
 

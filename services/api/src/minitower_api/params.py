@@ -40,6 +40,13 @@ def check_params_schema(schema: Any) -> dict[str, Any]:
     if "type" in schema and schema["type"] != "object":
         raise InputError('params_schema must describe an object: its "type" must be "object"')
     _check_refs_resolve(schema)
+    try:
+        # Validating once finds a schema that recurses into itself without end, which
+        # would otherwise fail every run of the version.
+        for _error in Draft202012Validator(schema, registry=_LOCAL_REFS_ONLY).iter_errors({}):
+            pass
+    except RecursionError:
+        raise InputError("params_schema refers to itself endlessly (a $ref loop)") from None
     return schema
 
 
@@ -84,6 +91,9 @@ def prepare_input(schema: dict[str, Any] | None, data: dict[str, Any]) -> dict[s
         errors = sorted(validator.iter_errors(filled), key=lambda e: (e.json_path, e.message))
     except Unresolvable as exc:
         raise InputError(f"the version's parameter schema has an unresolvable $ref: {exc}") from exc
+    except RecursionError:
+        # A schema that refers to itself without consuming input ("$ref": "#").
+        raise InputError("the version's parameter schema refers to itself endlessly") from None
     if errors:
         details: list[dict[str, Any]] = [
             {"path": error.json_path, "message": error.message} for error in errors

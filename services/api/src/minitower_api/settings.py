@@ -1,12 +1,15 @@
 """The API's configuration: ``MINITOWER_*`` environment variables (and a ``.env`` file)."""
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from minitower_shared.durations import Seconds
+from minitower_shared.durations import LogLevel, PositiveSeconds, parse_duration
+
+# A week: longer than any batch job should hold a runner, short enough to catch typos.
+MAX_RUN_TIMEOUT = 7 * 24 * 3600
 
 MIN_SECRET_LENGTH = 16
 
@@ -22,15 +25,17 @@ class ApiSettings(BaseSettings):
     listen_addr: str = "0.0.0.0:8080"
     bootstrap_token: SecretStr | None = None
     runner_registration_token: SecretStr | None = None
-    lease_ttl: Seconds = 60.0
-    default_run_timeout: Seconds = 3600.0
+    lease_ttl: PositiveSeconds = 60.0
+    default_run_timeout: Annotated[
+        float, BeforeValidator(parse_duration), Field(ge=1, le=MAX_RUN_TIMEOUT)
+    ] = 3600.0
     max_artifact_bytes: int = 100 * 1024 * 1024
     max_unpacked_bytes: int = 1024 * 1024 * 1024
     max_request_bytes: int = 2 * 1024 * 1024
     # How often a waiting lease looks again for runs that another process (the reaper)
     # put back in the queue; runs created through this API wake waiters at once.
-    lease_poll_interval: Seconds = 1.0
-    log_level: str = "info"
+    lease_poll_interval: PositiveSeconds = 1.0
+    log_level: LogLevel = "info"
 
     @field_validator("listen_addr")
     @classmethod

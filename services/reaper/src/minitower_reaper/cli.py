@@ -13,8 +13,9 @@ from pydantic import ValidationError
 from minitower_reaper.service import run_forever, tick
 from minitower_reaper.settings import ReaperSettings
 from minitower_shared.clock import utcnow
-from minitower_shared.config import describe_settings_error
-from minitower_shared.db import create_db_engine, write_session
+from minitower_shared.config import configure_logging, describe_settings_error
+from minitower_shared.db import create_db_engine, reader, write_session
+from minitower_shared.migrate import current_revision, head_revision
 
 app = typer.Typer(add_completion=False)
 
@@ -33,9 +34,7 @@ def reaper(
         for line in describe_settings_error(exc):
             typer.echo(f"minitower-reaper: configuration error: {line}", err=True)
         raise typer.Exit(2) from exc
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings.log_level)
     if not settings.db_path.exists():
         typer.echo(
             f"minitower-reaper: database {settings.db_path} does not exist; "
@@ -44,6 +43,15 @@ def reaper(
         )
         raise typer.Exit(2)
     engine = create_db_engine(settings.db_path, pool_size=1)
+    # A reaper on a schema it does not know would fail every pass, or worse, half-work.
+    revision, head = current_revision(reader(engine)), head_revision()
+    if revision != head:
+        typer.echo(
+            f"minitower-reaper: database {settings.db_path} is at migration {revision}, "
+            f"this reaper needs {head}; run `minitowerd migrate` first",
+            err=True,
+        )
+        raise typer.Exit(2)
     offline_after = timedelta(seconds=settings.runner_offline_after)
     if once:
         with write_session(engine) as session:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from minitower_shared.durations import Seconds
+from minitower_shared.durations import LogLevel, PositiveSeconds
 
 
 class ReaperSettings(BaseSettings):
@@ -13,8 +13,8 @@ class ReaperSettings(BaseSettings):
     )
 
     db_path: Path = Path("minitower.db")
-    expiry_check_interval: Seconds = 5.0
+    expiry_check_interval: PositiveSeconds = 5.0
     # Longer than the longest lease long poll (30 s) plus a heartbeat interval, so a
     # healthy idle runner never flaps to offline.
-    runner_offline_after: Seconds = 90.0
-    log_level: str = "info"
+    runner_offline_after: PositiveSeconds = 90.0
+    log_level: LogLevel = "info"

@@ -127,6 +127,23 @@ def expire_stale_attempts(
     return outcomes
 
 
+def may_lease(session: Session, *, runner_id: int, environment: str) -> bool:
+    """Whether ``lease_next_run`` could change anything now: a run waits in the
+    environment, or the runner holds an attempt (to refuse, or to expire inline). Lets
+    an idle long poll look without taking the write lock."""
+    queued = session.exec(
+        select(Run.id)
+        .where(Run.status == RunStatus.QUEUED.value, Run.environment == environment)
+        .limit(1)
+    ).first()
+    if queued is not None:
+        return True
+    held = session.exec(
+        select(RunAttempt.id).where(RunAttempt.runner_id == runner_id, active_attempt()).limit(1)
+    ).first()
+    return held is not None
+
+
 def lease_next_run(
     session: Session,
     *,
@@ -312,6 +329,9 @@ def finish_attempt(
     # objects in the session, so afterwards ``attempt.status`` already holds the new one.
     previous = AttemptStatus(attempt.status)
     if previous == AttemptStatus.LEASED:
+        return Outcome.CONFLICT
+    # Only a requested cancel ends a run cancelled: a runner giving up on its own fails it.
+    if previous == AttemptStatus.RUNNING and reported == AttemptStatus.CANCELLED:
         return Outcome.CONFLICT
     final = _RESULT_WHEN_CANCELLING[reported] if previous == AttemptStatus.CANCELLING else reported
     if not _rowcount(

@@ -1,6 +1,6 @@
 """Runners: registration, token lookup, liveness."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import update
@@ -39,11 +39,21 @@ def find_runner_by_token(session: Session, token_hash: str) -> Runner | None:
     return session.exec(select(Runner).where(Runner.token_hash == token_hash)).first()
 
 
-def mark_seen(session: Session, runner_id: int, now: datetime) -> None:
+# Liveness needs seconds of precision at most; writing it on every call would add a write
+# to each long-poll round and heartbeat.
+SEEN_RESOLUTION = timedelta(seconds=10)
+
+
+def mark_seen(session: Session, runner: Runner, now: datetime) -> None:
+    """Record that the runner called, unless it was recorded moments ago."""
+    recent = runner.last_seen_at is not None and now - runner.last_seen_at < SEEN_RESOLUTION
+    if recent and runner.status == RunnerStatus.ONLINE:
+        return
     session.execute(
         update(Runner)
-        .where(col(Runner.id) == runner_id)
+        .where(col(Runner.id) == runner.id)
         .values(last_seen_at=now, status=RunnerStatus.ONLINE.value)
+        .execution_options(synchronize_session=False)
     )
 
 
@@ -66,15 +76,11 @@ def list_runners_with_current_run(
     """Runners are shared by every team; the run one holds is shown only to its team."""
     rows = session.exec(
         select(Runner, RunAttempt.run_id, Run.team_id)
-        .outerjoin(
-            RunAttempt, (col(RunAttempt.runner_id) == col(Runner.id)) & active_attempt()
-        )
+        .outerjoin(RunAttempt, (col(RunAttempt.runner_id) == col(Runner.id)) & active_attempt())
         .outerjoin(Run, col(Run.id) == col(RunAttempt.run_id))
         .where(col(Runner.id) > after_id)
         .order_by(col(Runner.id))
         .offset(offset)
         .limit(limit)
     )
-    return [
-        (runner, run_id if run_team == team_id else None) for runner, run_id, run_team in rows
-    ]
+    return [(runner, run_id if run_team == team_id else None) for runner, run_id, run_team in rows]

@@ -1,5 +1,7 @@
 """Liveness, readiness and metrics for operators and orchestrators."""
 
+import logging
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -11,6 +13,7 @@ from minitower_shared.migrate import current_revision, head_revision
 from minitower_shared.schemas import HealthStatus
 
 router = APIRouter(tags=["operations"])
+log = logging.getLogger("minitower.api")
 
 
 @router.get("/health", response_model=HealthStatus)
@@ -30,8 +33,9 @@ def ready(services: ServicesDep) -> Response:
         with services.read() as session:
             session.execute(text("SELECT 1"))
         revision = current_revision(reader(services.engine))
-    except Exception as exc:  # any database failure means not ready, whatever its kind
-        return JSONResponse({"status": f"database unavailable: {exc}"}, status_code=503)
+    except Exception:  # any database failure means not ready, whatever its kind
+        log.exception("readiness check: the database does not answer")
+        return JSONResponse({"status": "database unavailable"}, status_code=503)
     head = head_revision()
     if revision != head:
         return JSONResponse(

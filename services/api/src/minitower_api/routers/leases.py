@@ -5,10 +5,11 @@ lease that is unknown, another runner's or run's, expired, finished or reassigne
 answers 410: the runner must stop the work and report nothing.
 """
 
+import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from sqlmodel import Session
@@ -34,18 +35,27 @@ from minitower_shared.store.leases import LeaseGrant, LeaseRefusal, Outcome
 from minitower_shared.tokens import LEASE_TOKEN_PREFIX, hash_token, new_token
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runner"])
+log = logging.getLogger("minitower.api")
 
 
 def _ttl(services: Services) -> timedelta:
     return timedelta(seconds=services.settings.lease_ttl)
 
 
-def _try_lease(services: Services, runner: Runner) -> LeaseGranted | LeaseRefusal | None:
+def _try_lease(
+    services: Services, runner: Runner, *, probe_first: bool
+) -> LeaseGranted | LeaseRefusal | None:
     assert runner.id is not None
+    if probe_first:
+        with services.read() as session:
+            if not lease_store.may_lease(
+                session, runner_id=runner.id, environment=runner.environment
+            ):
+                return None
     token = new_token(LEASE_TOKEN_PREFIX)
-    now = utcnow()
     with services.write() as session:
-        runner_store.mark_seen(session, runner.id, now)
+        now = utcnow()
+        runner_store.mark_seen(session, runner, now)
         grant = lease_store.lease_next_run(
             session,
             runner_id=runner.id,
@@ -57,6 +67,12 @@ def _try_lease(services: Services, runner: Runner) -> LeaseGranted | LeaseRefusa
     if not isinstance(grant, LeaseGrant):
         return grant
     services.metrics.runs_leased.inc()
+    log.info(
+        "run leased: run_id=%s attempt_no=%s runner=%s",
+        grant.run.id,
+        grant.attempt.attempt_no,
+        runner.name,
+    )
     return _granted(grant, token)
 
 
@@ -89,15 +105,22 @@ def _granted(grant: LeaseGrant, token: str) -> LeaseGranted:
     responses={**responses(409), 204: {"description": "no work (within wait_seconds)"}},
 )
 async def lease_run(
-    runner: RunnerDep, services: ServicesDep, body: LeaseRequest | None = None
+    request: Request, runner: RunnerDep, services: ServicesDep, body: LeaseRequest | None = None
 ) -> LeaseGranted | Response:
     """Claim the next queued run of the runner's environment: highest priority, then
     oldest, then lowest id. With ``wait_seconds`` (≤ 30) the call waits for work (long
-    poll). 409 while this runner already holds a live lease."""
+    poll); give the HTTP client a longer timeout than that. 409 while this runner already
+    holds a live lease."""
     wait = body.wait_seconds if body is not None else 0.0
     deadline = time.monotonic() + wait
+    first = True
     while True:
-        result = await run_in_threadpool(_try_lease, services, runner)
+        # A runner that hung up must not be handed a run it will never start: that run
+        # would sit leased until its lease expired and spend one of its retries.
+        if not first and await request.is_disconnected():
+            return Response(status_code=204)
+        result = await run_in_threadpool(_try_lease, services, runner, probe_first=not first)
+        first = False
         if result is LeaseRefusal.RUNNER_BUSY:
             raise conflict("this runner already holds a live lease; finish it first")
         if isinstance(result, LeaseGranted):
@@ -108,20 +131,21 @@ async def lease_run(
         await services.signal.wait(min(remaining, services.settings.lease_poll_interval))
 
 
-def _live_attempt(session: Session, runner: Runner, run_id: int, lease_hash: str) -> RunAttempt:
+def _live_attempt(
+    session: Session, runner: Runner, run_id: int, lease_hash: str, now: datetime
+) -> RunAttempt:
     assert runner.id is not None
     attempt = lease_store.find_attempt_for_lease(
         session, lease_token_hash=lease_hash, runner_id=runner.id, run_id=run_id
     )
-    if attempt is None or not lease_store.is_live(attempt, utcnow()):
+    if attempt is None or not lease_store.is_live(attempt, now):
         raise gone()
     return attempt
 
 
-def _cancel_requested(session: Session, run_id: int) -> bool:
-    run = session.get(Run, run_id)
-    assert run is not None
-    return run.cancel_requested
+def _cancel_requested(attempt: RunAttempt) -> bool:
+    """A cancel moves the run and its live attempt to ``cancelling`` together."""
+    return attempt.status == AttemptStatus.CANCELLING
 
 
 @router.post("/{run_id}/start", response_model=StartResult, responses=responses(410))
@@ -131,19 +155,17 @@ def start_run(
     """``leased → running``; extends the lease. Safe to repeat. ``cancel_requested``
     true means: do not run the work, report ``cancelled``."""
     with services.write() as session:
-        attempt = _live_attempt(session, runner, run_id, lease)
-        if lease_store.start_attempt(session, attempt, now=utcnow(), ttl=_ttl(services)) != (
-            Outcome.OK
-        ):
+        now = utcnow()
+        attempt = _live_attempt(session, runner, run_id, lease, now)
+        if lease_store.start_attempt(session, attempt, now=now, ttl=_ttl(services)) != Outcome.OK:
             raise gone()
-        cancel = _cancel_requested(session, run_id)
     expires = rfc3339(attempt.lease_expires_at)
     assert expires is not None
     return StartResult(
         attempt_no=attempt.attempt_no,
         status=attempt.status,
         lease_expires_at=expires,
-        cancel_requested=cancel,
+        cancel_requested=_cancel_requested(attempt),
     )
 
 
@@ -163,7 +185,7 @@ def download_artifact(
 ) -> FileResponse:
     """The archive of the run's version; verify it against ``X-Artifact-SHA256``."""
     with services.read() as session:
-        _live_attempt(session, runner, run_id, lease)
+        _live_attempt(session, runner, run_id, lease, utcnow())
         run = session.get(Run, run_id)
         assert run is not None
         version = session.get(AppVersion, run.app_version_id)
@@ -181,17 +203,15 @@ def heartbeat(
     run_id: RunId, runner: RunnerDep, lease: LeaseTokenDep, services: ServicesDep
 ) -> HeartbeatResult:
     """Extend the lease. An expired lease is never revived: 410."""
-    assert runner.id is not None
-    now = utcnow()
     with services.write() as session:
-        attempt = _live_attempt(session, runner, run_id, lease)
+        now = utcnow()
+        attempt = _live_attempt(session, runner, run_id, lease, now)
         if lease_store.heartbeat(session, attempt, now=now, ttl=_ttl(services)) != Outcome.OK:
             raise gone()
-        runner_store.mark_seen(session, runner.id, now)
-        cancel = _cancel_requested(session, run_id)
+        runner_store.mark_seen(session, runner, now)
     expires = rfc3339(attempt.lease_expires_at)
     assert expires is not None
-    return HeartbeatResult(lease_expires_at=expires, cancel_requested=cancel)
+    return HeartbeatResult(lease_expires_at=expires, cancel_requested=_cancel_requested(attempt))
 
 
 @router.post("/{run_id}/logs", response_model=LogsAccepted, responses=responses(410, 413))
@@ -200,18 +220,19 @@ def append_logs(
 ) -> LogsAccepted:
     """Store a batch of log lines. A ``seq`` already stored is ignored, so a batch may be
     resent safely."""
-    now = utcnow()
+    received = utcnow()
     lines = [
         {
             "seq": line.seq,
             "stream": line.stream,
             "line": line.line,
-            "logged_at": line.logged_at or now,
+            "logged_at": line.logged_at or received,
         }
         for line in body.logs
     ]
     with services.write() as session:
-        attempt = _live_attempt(session, runner, run_id, lease)
+        now = utcnow()
+        attempt = _live_attempt(session, runner, run_id, lease, now)
         if lease_store.append_logs(session, attempt, lines, now=now) != Outcome.OK:
             raise gone()
     return LogsAccepted(accepted=len(lines))
@@ -227,7 +248,8 @@ def report_result(
 ) -> ResultAccepted:
     """Finish the attempt and the run. The same status again answers 200; another one
     409. A ``completed`` result while the run is being cancelled still completes it:
-    the work really finished."""
+    the work really finished. ``cancelled`` is for a run whose cancel the runner saw
+    (``cancel_requested``); otherwise it is 409."""
     assert runner.id is not None
     with services.write() as session:
         attempt = lease_store.find_attempt_for_lease(
@@ -235,7 +257,7 @@ def report_result(
         )
         if attempt is None:
             raise gone()
-        repeated = attempt.reported_status is not None
+        reported_before, status_before = attempt.reported_status, attempt.status
         outcome = lease_store.finish_attempt(
             session,
             attempt,
@@ -247,15 +269,24 @@ def report_result(
         if outcome == Outcome.GONE:
             raise gone()
         if outcome == Outcome.CONFLICT:
-            if attempt.reported_status is None:
+            if reported_before is not None:
+                raise conflict(
+                    f"this attempt already reported {reported_before!r}, not {body.status!r}"
+                )
+            if status_before == AttemptStatus.LEASED:
                 raise conflict("the attempt has not started; call start first")
-            raise conflict(
-                f"this attempt already reported {attempt.reported_status!r}, not {body.status!r}"
-            )
+            raise conflict("the run was not cancelled: report completed or failed")
         run = session.get(Run, run_id)
         assert run is not None
-    if not repeated:
+    if reported_before is None:
         services.metrics.runs_finished.labels(run.status).inc()
+        log.info(
+            "run finished: run_id=%s attempt_no=%s runner=%s status=%s",
+            run_id,
+            attempt.attempt_no,
+            runner.name,
+            run.status,
+        )
     return ResultAccepted(
         run_id=run_id, attempt_no=attempt.attempt_no, status=attempt.status, run_status=run.status
     )

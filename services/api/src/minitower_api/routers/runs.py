@@ -11,6 +11,7 @@ from minitower_api.params import InputError, prepare_input
 from minitower_api.routers.apps import require_app
 from minitower_api.views import attempt_public, run_public
 from minitower_shared.clock import utcnow
+from minitower_shared.models import App, AppVersion
 from minitower_shared.schemas import AttemptList, RunCreate, RunList, RunPublic
 from minitower_shared.states import RunStatus
 from minitower_shared.store import apps as app_store
@@ -54,32 +55,33 @@ def create_run(
     fill missing input keys; input that fails the version's parameter schema is refused.
     Every key of the body is optional, so no body at all means every default."""
     body = body or RunCreate()
-    now = utcnow()
-    with services.write() as session:
+    # Everything that can be decided without the write lock is decided first: versions
+    # never change, and validating input against a team's own schema must not hold up
+    # every other writer.
+    with services.read() as session:
         record = require_app(session, caller.team_id, app)
         assert record.id is not None
         if idempotency_key:
-            earlier = run_store.find_idempotent_run(
-                session, team_id=caller.team_id, app_id=record.id, key=idempotency_key, now=now
-            )
+            earlier = _idempotent_replay(session, caller.team_id, record.id, idempotency_key)
             if earlier is not None:
-                assert earlier.id is not None
                 response.status_code = 200
-                return run_public(require_run(session, caller.team_id, earlier.id))
-        if record.disabled:
-            raise conflict(f"app {app!r} is disabled", code="app_disabled")
-        if body.version_no is None:
-            version = app_store.latest_version(session, record.id)
-            if version is None:
-                raise ApiError(400, "no_version", f"app {app!r} has no version yet: upload one")
-        else:
-            version = app_store.get_version(session, record.id, body.version_no)
-            if version is None:
-                raise not_found(f"app {app!r} has no version {body.version_no}")
-        try:
-            run_input = prepare_input(version.params_schema, body.input)
-        except InputError as exc:
-            raise invalid(str(exc), exc.details) from exc
+                return earlier
+        _require_enabled(record)
+        version = _pick_version(session, record.id, app, body.version_no)
+    try:
+        run_input = prepare_input(version.params_schema, body.input)
+    except InputError as exc:
+        raise invalid(str(exc), exc.details) from exc
+    with services.write() as session:
+        now = utcnow()
+        record = require_app(session, caller.team_id, app)
+        assert record.id is not None
+        if idempotency_key:
+            earlier = _idempotent_replay(session, caller.team_id, record.id, idempotency_key)
+            if earlier is not None:
+                response.status_code = 200
+                return earlier
+        _require_enabled(record)
         environment = team_store.get_or_create_environment(
             session, caller.team_id, body.environment
         )
@@ -105,8 +107,35 @@ def create_run(
             )
         view = RunView(run, record.slug, version.version_no, environment.name)
     services.signal.notify()
-    services.metrics.runs_created.labels(record.slug).inc()
+    services.metrics.runs_created.inc()
     return run_public(view)
+
+
+def _idempotent_replay(session: Session, team_id: int, app_id: int, key: str) -> RunPublic | None:
+    earlier = run_store.find_idempotent_run(
+        session, team_id=team_id, app_id=app_id, key=key, now=utcnow()
+    )
+    if earlier is None:
+        return None
+    assert earlier.id is not None
+    return run_public(require_run(session, team_id, earlier.id))
+
+
+def _require_enabled(app: App) -> None:
+    if app.disabled:
+        raise conflict(f"app {app.slug!r} is disabled", code="app_disabled")
+
+
+def _pick_version(session: Session, app_id: int, slug: str, version_no: int | None) -> AppVersion:
+    if version_no is None:
+        version = app_store.latest_version(session, app_id)
+        if version is None:
+            raise ApiError(400, "no_version", f"app {slug!r} has no version yet: upload one")
+        return version
+    version = app_store.get_version(session, app_id, version_no)
+    if version is None:
+        raise not_found(f"app {slug!r} has no version {version_no}")
+    return version
 
 
 def _list(

@@ -11,7 +11,7 @@ from minitower_api.errors import ApiError, invalid, not_found, responses
 from minitower_api.objects import ObjectStore, TooLarge
 from minitower_api.params import InputError, check_params_schema
 from minitower_api.routers.apps import require_app
-from minitower_api.settings import ApiSettings
+from minitower_api.settings import MAX_RUN_TIMEOUT, ApiSettings
 from minitower_api.views import version_public
 from minitower_shared.archives import ArchiveListing, UnsafeArchiveError, inspect_archive
 from minitower_shared.schemas import (
@@ -24,8 +24,6 @@ from minitower_shared.store import apps as app_store
 from minitower_shared.towerfile import TowerfileError, parameters_schema, parse_towerfile
 
 router = APIRouter(prefix="/api/v1/apps/{app}/versions", tags=["versions"])
-
-MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 
 
 class _Manifest:
@@ -60,8 +58,8 @@ class _Manifest:
             timeout = towerfile.timeout_seconds
         if timeout is None:
             timeout = int(settings.default_run_timeout)
-        if not 0 < timeout <= MAX_TIMEOUT_SECONDS:
-            raise invalid(f"timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}")
+        if not 0 < timeout <= MAX_RUN_TIMEOUT:
+            raise invalid(f"timeout_seconds must be between 1 and {MAX_RUN_TIMEOUT}")
         self.timeout_seconds = timeout
         self.params_schema: dict[str, Any] | None = None
         if params_schema is not None:
@@ -158,10 +156,14 @@ def _store_version(
     size: int,
     manifest: _Manifest,
 ) -> VersionPublic:
-    created = services.objects.commit(temp, key)
+    # Objects are shared by every version with the same content, so they are placed and
+    # removed only under the write lock: an upload of the same archive waits, and the
+    # clean-up below can never remove an object another version is about to reference.
+    created = False
     try:
         with services.write() as session:
             record = require_app(session, caller.team_id, app)
+            created = services.objects.commit(temp, key)
             version = app_store.create_version(
                 session,
                 app=record,
@@ -174,8 +176,9 @@ def _store_version(
                 import_paths=manifest.import_paths,
             )
     except BaseException:
+        temp.unlink(missing_ok=True)
         if created:
-            with services.read() as session:
+            with services.write() as session:
                 if not app_store.object_key_in_use(session, key):
                     services.objects.delete(key)
         raise
