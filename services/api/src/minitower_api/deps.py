@@ -1,12 +1,13 @@
 """Request dependencies: the database, the caller's identity, pagination."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Header, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
 from sqlalchemy import Engine
 from sqlmodel import Session
 
@@ -22,7 +23,7 @@ from minitower_shared.schemas import MAX_INT64
 from minitower_shared.states import TokenRole
 from minitower_shared.store import runners as runner_store
 from minitower_shared.store import teams as team_store
-from minitower_shared.tokens import hash_token
+from minitower_shared.tokens import hash_token, same_secret
 
 
 @dataclass
@@ -164,3 +165,24 @@ def page_params(
 
 
 PageDep = Annotated[Page, Depends(page_params)]
+Row = TypeVar("Row")
+
+
+def paged(
+    rows: list[Row], page: Page, cursor_of: Callable[[Row], object]
+) -> tuple[list[Row], str | None]:
+    """Cut the ``page.limit + 1`` rows a store function returned to one page, and the
+    cursor that continues after it (None on the last page)."""
+    if len(rows) <= page.limit:
+        return rows, None
+    rows = rows[: page.limit]
+    return rows, str(cursor_of(rows[-1]))
+
+
+def require_operator_secret(given: BearerDep, configured: SecretStr | None, name: str) -> None:
+    """Check a request against an operator secret from the environment variable ``name``;
+    an unset secret disables what it guards."""
+    if configured is None:
+        raise forbidden(f"disabled on this server: {name} is not set")
+    if not same_secret(bearer_token(given), configured.get_secret_value()):
+        raise unauthorized(f"invalid token: this needs {name}")

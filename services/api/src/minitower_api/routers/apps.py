@@ -3,7 +3,7 @@
 from fastapi import APIRouter
 from sqlmodel import Session
 
-from minitower_api.deps import CallerDep, PageDep, ServicesDep
+from minitower_api.deps import CallerDep, PageDep, ServicesDep, paged
 from minitower_api.errors import conflict, not_found, responses
 from minitower_api.views import app_public
 from minitower_shared.clock import utcnow
@@ -43,11 +43,10 @@ def list_apps(caller: CallerDep, services: ServicesDep, page: PageDep) -> AppLis
             limit=page.limit + 1,
             offset=page.offset,
         )
-    more = len(apps) > page.limit
-    apps = apps[: page.limit]
+    apps, next_cursor = paged(apps, page, lambda app: app.id)
     return AppList(
         apps=[app_public(a) for a in apps],
-        next_cursor=str(apps[-1].id) if more and apps else None,
+        next_cursor=next_cursor,
     )
 
 

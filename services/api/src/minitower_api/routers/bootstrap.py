@@ -2,12 +2,12 @@
 
 from fastapi import APIRouter, Response
 
-from minitower_api.deps import BearerDep, ServicesDep, bearer_token
-from minitower_api.errors import forbidden, responses, unauthorized
+from minitower_api.deps import BearerDep, ServicesDep, require_operator_secret
+from minitower_api.errors import responses
 from minitower_shared.schemas import BootstrapResult, BootstrapTeam
 from minitower_shared.states import TokenRole
 from minitower_shared.store import teams as team_store
-from minitower_shared.tokens import TEAM_TOKEN_PREFIX, hash_token, new_token, same_secret
+from minitower_shared.tokens import TEAM_TOKEN_PREFIX, hash_token, new_token
 
 router = APIRouter(prefix="/api/v1/bootstrap", tags=["operations"])
 
@@ -18,11 +18,9 @@ def bootstrap_team(
 ) -> BootstrapResult:
     """Create a team and its first admin token. The same slug again answers 200 with a
     fresh admin token: the operator's way back in."""
-    configured = services.settings.bootstrap_token
-    if configured is None:
-        raise forbidden("bootstrap is disabled: MINITOWER_BOOTSTRAP_TOKEN is not set")
-    if not same_secret(bearer_token(credentials), configured.get_secret_value()):
-        raise unauthorized("invalid bootstrap token")
+    require_operator_secret(
+        credentials, services.settings.bootstrap_token, "MINITOWER_BOOTSTRAP_TOKEN"
+    )
     token = new_token(TEAM_TOKEN_PREFIX)
     with services.write() as session:
         team = team_store.get_team_by_slug(session, body.slug)

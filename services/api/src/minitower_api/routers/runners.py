@@ -2,13 +2,20 @@
 
 from fastapi import APIRouter, Response
 
-from minitower_api.deps import AdminDep, BearerDep, PageDep, ServicesDep, bearer_token
-from minitower_api.errors import forbidden, responses, unauthorized
+from minitower_api.deps import (
+    AdminDep,
+    BearerDep,
+    PageDep,
+    ServicesDep,
+    paged,
+    require_operator_secret,
+)
+from minitower_api.errors import responses
 from minitower_api.views import runner_public
 from minitower_shared.clock import utcnow
 from minitower_shared.schemas import RunnerList, RunnerRegister, RunnerRegistered
 from minitower_shared.store import runners as runner_store
-from minitower_shared.tokens import RUNNER_TOKEN_PREFIX, hash_token, new_token, same_secret
+from minitower_shared.tokens import RUNNER_TOKEN_PREFIX, hash_token, new_token
 
 router = APIRouter(prefix="/api/v1", tags=["runners"])
 
@@ -24,13 +31,11 @@ def register_runner(
 ) -> RunnerRegistered:
     """Register a runner. The same name again answers 200 with a new token; the old
     token stops working at once."""
-    configured = services.settings.runner_registration_token
-    if configured is None:
-        raise forbidden(
-            "runner registration is disabled: MINITOWER_RUNNER_REGISTRATION_TOKEN is not set"
-        )
-    if not same_secret(bearer_token(credentials), configured.get_secret_value()):
-        raise unauthorized("invalid runner registration token")
+    require_operator_secret(
+        credentials,
+        services.settings.runner_registration_token,
+        "MINITOWER_RUNNER_REGISTRATION_TOKEN",
+    )
     token = new_token(RUNNER_TOKEN_PREFIX)
     with services.write() as session:
         runner, created = runner_store.register_runner(
@@ -61,9 +66,7 @@ def list_runners(admin: AdminDep, services: ServicesDep, page: PageDep) -> Runne
             limit=page.limit + 1,
             offset=page.offset,
         )
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    next_cursor = str(rows[-1][0].id) if more and rows else None
+    rows, next_cursor = paged(rows, page, lambda row: row[0].id)
     return RunnerList(
         runners=[runner_public(r, run_id) for r, run_id in rows], next_cursor=next_cursor
     )

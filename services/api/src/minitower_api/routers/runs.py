@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response
 from sqlmodel import Session
 
-from minitower_api.deps import CallerDep, PageDep, RunId, ServicesDep
+from minitower_api.deps import CallerDep, PageDep, RunId, ServicesDep, paged
 from minitower_api.errors import ApiError, conflict, invalid, not_found, responses
 from minitower_api.params import InputError, prepare_input
 from minitower_api.routers.apps import require_app
@@ -158,11 +158,10 @@ def _list(
             offset=page.offset,
             limit=page.limit + 1,
         )
-    more = len(views) > page.limit
-    views = views[: page.limit]
+    views, next_cursor = paged(views, page, lambda view: view.run.id)
     return RunList(
         runs=[run_public(v) for v in views],
-        next_cursor=str(views[-1].run.id) if more and views else None,
+        next_cursor=next_cursor,
     )
 
 

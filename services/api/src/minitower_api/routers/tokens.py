@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from minitower_api.deps import CallerDep, PageDep, ServicesDep, TokenId
+from minitower_api.deps import CallerDep, PageDep, ServicesDep, TokenId, paged
 from minitower_api.errors import forbidden, not_found, responses
 from minitower_api.views import token_public
 from minitower_shared.clock import utcnow
@@ -55,11 +55,10 @@ def list_tokens(caller: CallerDep, services: ServicesDep, page: PageDep) -> Toke
             limit=page.limit + 1,
             offset=page.offset,
         )
-    more = len(tokens) > page.limit
-    tokens = tokens[: page.limit]
+    tokens, next_cursor = paged(tokens, page, lambda token: token.id)
     return TokenList(
         tokens=[token_public(t) for t in tokens],
-        next_cursor=str(tokens[-1].id) if more and tokens else None,
+        next_cursor=next_cursor,
     )
 
 

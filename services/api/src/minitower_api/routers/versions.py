@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, UploadFile
 
-from minitower_api.deps import Caller, CallerDep, PageDep, Services, ServicesDep, VersionNo
+from minitower_api.deps import Caller, CallerDep, PageDep, Services, ServicesDep, VersionNo, paged
 from minitower_api.errors import ApiError, invalid, not_found, responses
 from minitower_api.objects import ObjectStore, TooLarge
 from minitower_api.params import InputError, check_params_schema
@@ -198,11 +198,10 @@ def list_versions(app: str, caller: CallerDep, services: ServicesDep, page: Page
             limit=page.limit + 1,
             offset=page.offset,
         )
-    more = len(versions) > page.limit
-    versions = versions[: page.limit]
+    versions, next_cursor = paged(versions, page, lambda version: version.version_no)
     return VersionList(
         versions=[version_public(v) for v in versions],
-        next_cursor=str(versions[-1].version_no) if more and versions else None,
+        next_cursor=next_cursor,
     )
 
 
