@@ -47,7 +47,9 @@ class Services:
             yield session
 
 
-def get_services(request: Request) -> Services:
+# Dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency in
+# the threadpool, and each such hop costs more than the work itself.
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -96,7 +98,7 @@ def current_caller(services: ServicesDep, credentials: BearerDep) -> Caller:
 CallerDep = Annotated[Caller, Depends(current_caller)]
 
 
-def current_admin(caller: CallerDep) -> Caller:
+async def current_admin(caller: CallerDep) -> Caller:
     if not caller.is_admin:
         raise forbidden("this needs an admin token")
     return caller
@@ -117,7 +119,7 @@ def current_runner(services: ServicesDep, credentials: BearerDep) -> Runner:
 RunnerDep = Annotated[Runner, Depends(current_runner)]
 
 
-def lease_token_hash(
+async def lease_token_hash(
     x_lease_token: Annotated[
         str | None, Header(description="The lease token the lease call returned")
     ] = None,
@@ -154,7 +156,7 @@ class Page:
     offset: int
 
 
-def page_params(
+async def page_params(
     limit: Annotated[int, Query(ge=1, le=200, description="Page size")] = 50,
     cursor: Annotated[str | None, Query(description="The next_cursor of the previous page")] = None,
     offset: Annotated[

@@ -28,10 +28,17 @@ class QueueSignal:
             event, self._event = self._event, asyncio.Event()
             event.set()
 
-    async def wait(self, timeout: float) -> None:
-        """Return when notified or after ``timeout`` seconds, whichever comes first."""
+    def arm(self) -> asyncio.Event:
+        """The event the next notification sets. Take it *before* looking for work: a
+        notification that arrives while the look is under way then still wakes the
+        waiter, instead of being lost until the next periodic re-check."""
         if self._event is None:
             self.bind(asyncio.get_running_loop())
         assert self._event is not None
+        return self._event
+
+    @staticmethod
+    async def wait(event: asyncio.Event, timeout: float) -> None:
+        """Return when ``event`` is set or after ``timeout`` seconds, whichever is first."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+            await asyncio.wait_for(event.wait(), timeout)

@@ -119,6 +119,7 @@ async def lease_run(
         # would sit leased until its lease expired and spend one of its retries.
         if not first and await request.is_disconnected():
             return Response(status_code=204)
+        woken = services.signal.arm()
         result = await run_in_threadpool(_try_lease, services, runner, probe_first=not first)
         first = False
         if result is LeaseRefusal.RUNNER_BUSY:
@@ -128,7 +129,7 @@ async def lease_run(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return Response(status_code=204)
-        await services.signal.wait(min(remaining, services.settings.lease_poll_interval))
+        await services.signal.wait(woken, min(remaining, services.settings.lease_poll_interval))
 
 
 def _live_attempt(
