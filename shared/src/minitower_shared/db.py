@@ -8,6 +8,8 @@ the lock up front, inside the busy timeout. Read transactions use a plain ``BEGI
 which in WAL mode never blocks and is never blocked by writers.
 """
 
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +20,7 @@ from sqlalchemy.pool import QueuePool
 from sqlmodel import Session, create_engine
 
 BUSY_TIMEOUT_MS = 30_000
+_WRITE_LOCKS: "weakref.WeakKeyDictionary[Engine, threading.Lock]" = weakref.WeakKeyDictionary()
 _BEGIN_OPTION = "minitower_begin"
 
 
@@ -49,6 +52,7 @@ def create_db_engine(db_path: str | Path, *, pool_size: int = 20) -> Engine:
         mode = conn.get_execution_options().get(_BEGIN_OPTION, "IMMEDIATE")
         conn.exec_driver_sql(f"BEGIN {mode}")
 
+    _WRITE_LOCKS[engine] = threading.Lock()
     return engine
 
 
@@ -59,7 +63,15 @@ def write_session(engine: Engine) -> Iterator[Session]:
 
     Commits on success and rolls back on any exception.
     """
-    with Session(engine, expire_on_commit=False) as session, session.begin():
+    # Writers of one process queue on a lock first: SQLite's busy handler makes waiting
+    # writers sleep and retry with growing back-off, which serves them unfairly and turns
+    # a few milliseconds of contention into seconds of tail latency. Writers in other
+    # processes (the reaper) still meet at SQLite's lock, within the busy timeout.
+    with (
+        _WRITE_LOCKS[engine],
+        Session(engine, expire_on_commit=False) as session,
+        session.begin(),
+    ):
         session.connection()
         yield session
 
