@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 
 from minitower_api.main import create_app
 from minitower_api.settings import ApiSettings
+from minitower_shared.db import create_db_engine
 from minitower_shared.migrate import upgrade_to_head
 from tests.support.clients import RunnerClient, TeamClient
 from tests.support.processes import LiveApi, start_api
@@ -81,6 +83,14 @@ def db_path(tmp_path: Path) -> Path:
     path = tmp_path / "db" / "minitower.db"
     upgrade_to_head(path)
     return path
+
+
+@pytest.fixture
+def engine(db_path: Path) -> Iterator[Engine]:
+    """An engine on the migrated temporary file, for store-level tests."""
+    engine = create_db_engine(db_path, pool_size=2)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture

@@ -59,14 +59,11 @@ def create_run(
     # never change, and validating input against a team's own schema must not hold up
     # every other writer.
     with services.read() as session:
-        record = require_app(session, caller.team_id, app)
+        record, earlier = _open_app_or_replay(session, caller.team_id, app, idempotency_key)
+        if earlier is not None:
+            response.status_code = 200
+            return earlier
         assert record.id is not None
-        if idempotency_key:
-            earlier = _idempotent_replay(session, caller.team_id, record.id, idempotency_key)
-            if earlier is not None:
-                response.status_code = 200
-                return earlier
-        _require_enabled(record)
         version = _pick_version(session, record.id, app, body.version_no)
     try:
         run_input = prepare_input(version.params_schema, body.input)
@@ -74,14 +71,13 @@ def create_run(
         raise invalid(str(exc), exc.details) from exc
     with services.write() as session:
         now = utcnow()
-        record = require_app(session, caller.team_id, app)
+        # Again under the lock: the app may have been disabled, or the same key used,
+        # since the read.
+        record, earlier = _open_app_or_replay(session, caller.team_id, app, idempotency_key)
+        if earlier is not None:
+            response.status_code = 200
+            return earlier
         assert record.id is not None
-        if idempotency_key:
-            earlier = _idempotent_replay(session, caller.team_id, record.id, idempotency_key)
-            if earlier is not None:
-                response.status_code = 200
-                return earlier
-        _require_enabled(record)
         environment = team_store.get_or_create_environment(
             session, caller.team_id, body.environment
         )
@@ -111,19 +107,23 @@ def create_run(
     return run_public(view)
 
 
-def _idempotent_replay(session: Session, team_id: int, app_id: int, key: str) -> RunPublic | None:
-    earlier = run_store.find_idempotent_run(
-        session, team_id=team_id, app_id=app_id, key=key, now=utcnow()
-    )
-    if earlier is None:
-        return None
-    assert earlier.id is not None
-    return run_public(require_run(session, team_id, earlier.id))
-
-
-def _require_enabled(app: App) -> None:
+def _open_app_or_replay(
+    session: Session, team_id: int, slug: str, idempotency_key: str | None
+) -> tuple[App, RunPublic | None]:
+    """The app, and the run an earlier request with the same Idempotency-Key created
+    (None if there is none). A disabled app refuses new runs, but still replays."""
+    app = require_app(session, team_id, slug)
+    assert app.id is not None
+    if idempotency_key:
+        earlier = run_store.find_idempotent_run(
+            session, team_id=team_id, app_id=app.id, key=idempotency_key, now=utcnow()
+        )
+        if earlier is not None:
+            assert earlier.id is not None
+            return app, run_public(require_run(session, team_id, earlier.id))
     if app.disabled:
-        raise conflict(f"app {app.slug!r} is disabled", code="app_disabled")
+        raise conflict(f"app {slug!r} is disabled", code="app_disabled")
+    return app, None
 
 
 def _pick_version(session: Session, app_id: int, slug: str, version_no: int | None) -> AppVersion:
