@@ -15,4 +15,7 @@ else
   fi
 fi
 export UV
+# Trust the system's certificate store (as pip does), not only uv's bundled roots, so a
+# site's own CA (a TLS-inspecting proxy, an internal mirror) works without extra setup.
+export UV_NATIVE_TLS="${UV_NATIVE_TLS:-1}"
 "$UV" sync --frozen --quiet
