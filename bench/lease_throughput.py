@@ -10,7 +10,7 @@ Phases (each bounded in count and in time):
    over HTTP and measures from the create request's send to the lease response's arrival.
 3. In-process ceiling: the same cycle through the store functions alone, one thread, one
    ``write_session`` per call as the routes do (and once more with the routes' per-request
-   runner-token lookup in a ``read_session``), on a fresh SQLite file with no server.
+   runner-token lookup inside each call's transaction), on a fresh SQLite file with no server.
 
 Seeding: the team, a team token, the app, one version (a placeholder artifact key: no
 phase downloads the artifact) and the K runs are written through the store functions
@@ -45,9 +45,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from sqlmodel import Session
 
 from minitower_shared.clock import utcnow
-from minitower_shared.db import create_db_engine, read_session, write_session
+from minitower_shared.db import create_db_engine, write_session
 from minitower_shared.migrate import upgrade_to_head
 from minitower_shared.models import Run, Runner
 from minitower_shared.states import AttemptStatus, TokenRole
@@ -533,7 +534,7 @@ def run_inprocess_phase(
 
     Mirrors ``services/api/.../routers/leases.py`` (``_try_lease``, ``start_run``,
     ``report_result``): one ``write_session`` per call. With ``with_auth`` each call also
-    does the ``current_runner`` dependency's lookup in a ``read_session`` first."""
+    looks the runner up by its token inside that transaction, as the routes do."""
     name = "inproc-auth" if with_auth else "inproc"
     db_path = workdir / f"{name}.db"
     upgrade_to_head(db_path)
@@ -553,13 +554,12 @@ def run_inprocess_phase(
     runner_id = registered.id
     assert runner_id is not None
 
-    def authenticate() -> Runner:
+    def authenticate(session: Session) -> Runner:
         """The runner as the route sees it: read per call, or (without auth) a cached
         copy whose ``last_seen_at`` follows what ``mark_seen`` writes."""
         if not with_auth:
             return registered
-        with read_session(engine) as session:
-            found = runner_store.find_runner_by_token(session, hash_token(runner_token))
+        found = runner_store.find_runner_by_token(session, hash_token(runner_token))
         assert found is not None
         return found
 
@@ -571,10 +571,10 @@ def run_inprocess_phase(
     try:
         while len(out.cycle) < max_cycles and clock() < deadline:
             t0 = clock()
-            runner = authenticate()
             lease_token = new_token(LEASE_TOKEN_PREFIX)
             with write_session(engine) as session:
                 now = utcnow()
+                runner = authenticate(session)
                 runner_store.mark_seen(session, runner, now)
                 grant = lease_store.lease_next_run(
                     session,
@@ -594,9 +594,9 @@ def run_inprocess_phase(
                 break
             run_id = grant.run.id
             assert run_id is not None
-            authenticate()
             with write_session(engine) as session:
                 now = utcnow()
+                authenticate(session)
                 attempt = lease_store.find_attempt_for_lease(
                     session,
                     lease_token_hash=hash_token(lease_token),
@@ -607,8 +607,8 @@ def run_inprocess_phase(
                 outcome = lease_store.start_attempt(session, attempt, now=now, ttl=ttl)
                 assert outcome == Outcome.OK
             t2 = clock()
-            authenticate()
             with write_session(engine) as session:
+                authenticate(session)
                 attempt = lease_store.find_attempt_for_lease(
                     session,
                     lease_token_hash=hash_token(lease_token),
@@ -784,7 +784,7 @@ def main(argv: list[str] | None = None) -> int:
             inproc = run_inprocess_phase(workdir, args.runs, args.time_limit, with_auth=False)
             rows.append(("in-process store, 1 thread", inproc))
             with_auth = run_inprocess_phase(workdir, args.runs, args.time_limit, with_auth=True)
-            rows.append(("  + runner-token read_session/call", with_auth))
+            rows.append(("  + runner-token lookup per call", with_auth))
 
         print("\nThroughput (latencies in ms, measured at the caller)")
         throughput_table(rows)

@@ -107,16 +107,20 @@ async def current_admin(caller: CallerDep) -> Caller:
 AdminDep = Annotated[Caller, Depends(current_admin)]
 
 
-def current_runner(services: ServicesDep, credentials: BearerDep) -> Runner:
-    token_hash = hash_token(bearer_token(credentials))
-    with services.read() as session:
-        runner = runner_store.find_runner_by_token(session, token_hash)
+async def runner_token_hash(credentials: BearerDep) -> str:
+    return hash_token(bearer_token(credentials))
+
+
+# Runner calls are the hot path: the runner is looked up inside the route's own
+# transaction (``require_runner``) rather than in one of its own.
+RunnerTokenDep = Annotated[str, Depends(runner_token_hash)]
+
+
+def require_runner(session: Session, token_hash: str) -> Runner:
+    runner = runner_store.find_runner_by_token(session, token_hash)
     if runner is None:
         raise unauthorized("invalid runner token; register again")
     return runner
-
-
-RunnerDep = Annotated[Runner, Depends(current_runner)]
 
 
 async def lease_token_hash(

@@ -14,7 +14,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from sqlmodel import Session
 
-from minitower_api.deps import LeaseTokenDep, RunId, RunnerDep, Services, ServicesDep
+from minitower_api.deps import (
+    LeaseTokenDep,
+    RunId,
+    RunnerTokenDep,
+    Services,
+    ServicesDep,
+    require_runner,
+)
 from minitower_api.errors import conflict, gone, responses
 from minitower_shared.clock import rfc3339, utcnow
 from minitower_shared.models import AppVersion, Run, RunAttempt, Runner
@@ -43,11 +50,12 @@ def _ttl(services: Services) -> timedelta:
 
 
 def _try_lease(
-    services: Services, runner: Runner, *, probe_first: bool
+    services: Services, runner_token: str, *, probe_first: bool
 ) -> LeaseGranted | LeaseRefusal | None:
-    assert runner.id is not None
     if probe_first:
         with services.read() as session:
+            runner = require_runner(session, runner_token)
+            assert runner.id is not None
             if not lease_store.may_lease(
                 session, runner_id=runner.id, environment=runner.environment
             ):
@@ -55,6 +63,8 @@ def _try_lease(
     token = new_token(LEASE_TOKEN_PREFIX)
     with services.write() as session:
         now = utcnow()
+        runner = require_runner(session, runner_token)
+        assert runner.id is not None
         runner_store.mark_seen(session, runner, now)
         grant = lease_store.lease_next_run(
             session,
@@ -105,7 +115,10 @@ def _granted(grant: LeaseGrant, token: str) -> LeaseGranted:
     responses={**responses(409), 204: {"description": "no work (within wait_seconds)"}},
 )
 async def lease_run(
-    request: Request, runner: RunnerDep, services: ServicesDep, body: LeaseRequest | None = None
+    request: Request,
+    runner_token: RunnerTokenDep,
+    services: ServicesDep,
+    body: LeaseRequest | None = None,
 ) -> LeaseGranted | Response:
     """Claim the next queued run of the runner's environment: highest priority, then
     oldest, then lowest id. With ``wait_seconds`` (≤ 30) the call waits for work (long
@@ -120,7 +133,7 @@ async def lease_run(
         if not first and await request.is_disconnected():
             return Response(status_code=204)
         woken = services.signal.arm()
-        result = await run_in_threadpool(_try_lease, services, runner, probe_first=not first)
+        result = await run_in_threadpool(_try_lease, services, runner_token, probe_first=not first)
         first = False
         if result is LeaseRefusal.RUNNER_BUSY:
             raise conflict("this runner already holds a live lease; finish it first")
@@ -151,12 +164,13 @@ def _cancel_requested(attempt: RunAttempt) -> bool:
 
 @router.post("/{run_id}/start", response_model=StartResult, responses=responses(410))
 def start_run(
-    run_id: RunId, runner: RunnerDep, lease: LeaseTokenDep, services: ServicesDep
+    run_id: RunId, runner_token: RunnerTokenDep, lease: LeaseTokenDep, services: ServicesDep
 ) -> StartResult:
     """``leased → running``; extends the lease. Safe to repeat. ``cancel_requested``
     true means: do not run the work, report ``cancelled``."""
     with services.write() as session:
         now = utcnow()
+        runner = require_runner(session, runner_token)
         attempt = _live_attempt(session, runner, run_id, lease, now)
         if lease_store.start_attempt(session, attempt, now=now, ttl=_ttl(services)) != Outcome.OK:
             raise gone()
@@ -182,10 +196,11 @@ def start_run(
     },
 )
 def download_artifact(
-    run_id: RunId, runner: RunnerDep, lease: LeaseTokenDep, services: ServicesDep
+    run_id: RunId, runner_token: RunnerTokenDep, lease: LeaseTokenDep, services: ServicesDep
 ) -> FileResponse:
     """The archive of the run's version; verify it against ``X-Artifact-SHA256``."""
     with services.read() as session:
+        runner = require_runner(session, runner_token)
         _live_attempt(session, runner, run_id, lease, utcnow())
         run = session.get(Run, run_id)
         assert run is not None
@@ -201,11 +216,12 @@ def download_artifact(
 
 @router.post("/{run_id}/heartbeat", response_model=HeartbeatResult, responses=responses(410))
 def heartbeat(
-    run_id: RunId, runner: RunnerDep, lease: LeaseTokenDep, services: ServicesDep
+    run_id: RunId, runner_token: RunnerTokenDep, lease: LeaseTokenDep, services: ServicesDep
 ) -> HeartbeatResult:
     """Extend the lease. An expired lease is never revived: 410."""
     with services.write() as session:
         now = utcnow()
+        runner = require_runner(session, runner_token)
         attempt = _live_attempt(session, runner, run_id, lease, now)
         if lease_store.heartbeat(session, attempt, now=now, ttl=_ttl(services)) != Outcome.OK:
             raise gone()
@@ -217,7 +233,11 @@ def heartbeat(
 
 @router.post("/{run_id}/logs", response_model=LogsAccepted, responses=responses(410, 413))
 def append_logs(
-    run_id: RunId, body: LogBatch, runner: RunnerDep, lease: LeaseTokenDep, services: ServicesDep
+    run_id: RunId,
+    body: LogBatch,
+    runner_token: RunnerTokenDep,
+    lease: LeaseTokenDep,
+    services: ServicesDep,
 ) -> LogsAccepted:
     """Store a batch of log lines. A ``seq`` already stored is ignored, so a batch may be
     resent safely."""
@@ -233,6 +253,7 @@ def append_logs(
     ]
     with services.write() as session:
         now = utcnow()
+        runner = require_runner(session, runner_token)
         attempt = _live_attempt(session, runner, run_id, lease, now)
         if lease_store.append_logs(session, attempt, lines, now=now) != Outcome.OK:
             raise gone()
@@ -243,7 +264,7 @@ def append_logs(
 def report_result(
     run_id: RunId,
     body: ResultReport,
-    runner: RunnerDep,
+    runner_token: RunnerTokenDep,
     lease: LeaseTokenDep,
     services: ServicesDep,
 ) -> ResultAccepted:
@@ -251,8 +272,9 @@ def report_result(
     409. A ``completed`` result while the run is being cancelled still completes it:
     the work really finished. ``cancelled`` is for a run whose cancel the runner saw
     (``cancel_requested``); otherwise it is 409."""
-    assert runner.id is not None
     with services.write() as session:
+        runner = require_runner(session, runner_token)
+        assert runner.id is not None
         attempt = lease_store.find_attempt_for_lease(
             session, lease_token_hash=lease, runner_id=runner.id, run_id=run_id
         )
