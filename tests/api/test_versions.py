@@ -190,6 +190,17 @@ def test_form_fields_override_the_towerfile(team: TeamClient) -> None:
     assert version["import_paths"] == ["src", "lib"]
 
 
+def test_the_form_entrypoint_completes_a_towerfile_without_script(team: TeamClient) -> None:
+    team.create_app("etl")
+    towerfile = '[app]\nname = "etl"\n\n[[parameters]]\nname = "day"\ndefault = "today"\n'
+    archive = make_archive({"Towerfile": towerfile, "job.py": ""})
+    version = check(upload(team, archive, app="etl", entrypoint="job.py"), 201)
+    assert version["entrypoint"] == "job.py"
+    assert version["params_schema"]["properties"]["day"]["default"] == "today"
+    # Without the form field there is no entrypoint at all.
+    expect_error(upload(team, archive, app="etl"), 400, "invalid_request")
+
+
 def test_versions_are_numbered_per_app_and_listed_newest_first(team: TeamClient) -> None:
     team.create_app("hello")
     team.create_app("other")

@@ -187,8 +187,12 @@ def test_refuses_a_bad_name(name_line: str) -> None:
     )
 
 
-@pytest.mark.parametrize("script_line", ["", 'script = ""', "script = 1", "script = ['a.py']"])
-def test_refuses_a_missing_or_non_string_script(script_line: str) -> None:
+def test_script_may_be_left_to_the_upload() -> None:
+    assert parse_towerfile('[app]\nname = "etl"\n').script is None
+
+
+@pytest.mark.parametrize("script_line", ['script = ""', "script = 1", "script = ['a.py']"])
+def test_refuses_an_empty_or_non_string_script(script_line: str) -> None:
     assert error(f'[app]\nname = "etl"\n{script_line}\n') == (
         "Towerfile: [app].script must be a non-empty string"
     )

@@ -66,7 +66,9 @@ class Parameter:
 @dataclass(frozen=True)
 class Towerfile:
     name: str
-    script: str
+    # None when the Towerfile leaves the entrypoint to whoever uploads the version (the
+    # API's ``entrypoint`` form field); a deploy that relies on the Towerfile needs it.
+    script: str | None
     source: tuple[str, ...]
     import_paths: tuple[str, ...]
     description: str
@@ -95,7 +97,11 @@ def parse_towerfile(text: str) -> Towerfile:
 
     return Towerfile(
         name=name,
-        script=_relative_path(app.get("script"), "[app].script", allow_root=False),
+        script=(
+            None
+            if "script" not in app
+            else _relative_path(app["script"], "[app].script", allow_root=False)
+        ),
         source=_string_list(app.get("source", ["**"]), "[app].source"),
         import_paths=tuple(
             _relative_path(entry, "[app].import_paths entries", allow_root=True)
