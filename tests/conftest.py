@@ -98,8 +98,8 @@ def settings(tmp_path: Path, db_path: Path) -> ApiSettings:
     return ApiSettings(
         db_path=db_path,
         objects_dir=tmp_path / "objects",
-        bootstrap_token=BOOTSTRAP_TOKEN,  # type: ignore[arg-type]
-        runner_registration_token=REGISTRATION_TOKEN,  # type: ignore[arg-type]
+        bootstrap_token=BOOTSTRAP_TOKEN,
+        runner_registration_token=REGISTRATION_TOKEN,
         lease_ttl=30,
         lease_poll_interval=0.2,
     )

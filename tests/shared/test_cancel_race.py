@@ -16,9 +16,8 @@ from sqlalchemy import Engine
 
 from minitower_shared.clock import utcnow
 from minitower_shared.db import create_db_engine, write_session
-from minitower_shared.models import Run, RunAttempt
+from minitower_shared.models import Run
 from minitower_shared.states import AttemptStatus, RunStatus
-from minitower_shared.store import leases as lease_store
 from minitower_shared.store import runs as run_store
 from minitower_shared.store.leases import Outcome
 from tests.conftest import REGISTRATION_TOKEN
@@ -30,6 +29,7 @@ from tests.support.seed import (
     Seeded,
     add_runner,
     attempts_of,
+    finish,
     get_run,
     must_lease,
     queue_runs,
@@ -77,18 +77,13 @@ def test_cancel_racing_the_result_in_the_store(
                 attempt_id: int = attempt_id, barrier: threading.Barrier = barrier
             ) -> Outcome:
                 barrier.wait(timeout=10)
-                # As the result route does: the attempt is read inside the transaction.
-                with write_session(result_engine) as session:
-                    attempt = session.get(RunAttempt, attempt_id)
-                    assert attempt is not None
-                    return lease_store.finish_attempt(
-                        session,
-                        attempt,
-                        reported=reported,
-                        exit_code=0 if reported == AttemptStatus.COMPLETED else 1,
-                        error_message=None,
-                        now=utcnow(),
-                    )
+                return finish(
+                    result_engine,
+                    attempt_id,
+                    reported,
+                    now=utcnow(),
+                    exit_code=0 if reported == AttemptStatus.COMPLETED else 1,
+                )
 
             after_cancel, outcome = run_in_threads([cancel, report], timeout=30, name="racer")
             # Both sides succeed, whoever came first.

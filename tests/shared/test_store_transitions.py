@@ -30,6 +30,7 @@ from tests.support.seed import (
     Seeded,
     add_runner,
     attempts_of,
+    finish,
     get_run,
     lease,
     must_lease,
@@ -41,28 +42,6 @@ from tests.support.seed import (
 T0 = utcnow()
 ACTIVE = {s.value for s in ACTIVE_ATTEMPT_STATUSES}
 S = timedelta(seconds=1)
-
-
-def finish(
-    engine: Engine,
-    attempt_id: int,
-    reported: AttemptStatus,
-    *,
-    now: datetime,
-    exit_code: int | None = 0,
-) -> Outcome:
-    """As the result route does: load the attempt inside the write transaction."""
-    with write_session(engine) as session:
-        attempt = session.get(RunAttempt, attempt_id)
-        assert attempt is not None
-        return lease_store.finish_attempt(
-            session,
-            attempt,
-            reported=reported,
-            exit_code=exit_code,
-            error_message=None,
-            now=now,
-        )
 
 
 def heartbeat(engine: Engine, attempt_id: int, *, now: datetime) -> Outcome:

@@ -15,7 +15,7 @@ from sqlmodel import col, select
 from minitower_shared.clock import utcnow
 from minitower_shared.db import read_session, write_session
 from minitower_shared.models import App, AppVersion, Environment, Run, RunAttempt, Runner
-from minitower_shared.states import ACTIVE_ATTEMPT_STATUSES
+from minitower_shared.states import ACTIVE_ATTEMPT_STATUSES, AttemptStatus
 from minitower_shared.store import apps as app_store
 from minitower_shared.store import leases as lease_store
 from minitower_shared.store import runners as runner_store
@@ -153,6 +153,28 @@ def start(
         attempt = session.get(RunAttempt, attempt_id)
         assert attempt is not None
         return lease_store.start_attempt(session, attempt, now=now or utcnow(), ttl=ttl)
+
+
+def finish(
+    engine: Engine,
+    attempt_id: int,
+    reported: AttemptStatus,
+    *,
+    now: datetime,
+    exit_code: int | None = 0,
+) -> lease_store.Outcome:
+    """As the result route does: load the attempt inside the write transaction."""
+    with write_session(engine) as session:
+        attempt = session.get(RunAttempt, attempt_id)
+        assert attempt is not None
+        return lease_store.finish_attempt(
+            session,
+            attempt,
+            reported=reported,
+            exit_code=exit_code,
+            error_message=None,
+            now=now,
+        )
 
 
 def get_run(engine: Engine, run_id: int) -> Run:
