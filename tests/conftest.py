@@ -19,6 +19,7 @@ from minitower_api.settings import ApiSettings
 from minitower_shared.db import create_db_engine
 from minitower_shared.migrate import upgrade_to_head
 from tests.support.clients import RunnerClient, TeamClient
+from tests.support.databases import copy_database
 from tests.support.processes import LiveApi, start_api
 
 BOOTSTRAP_TOKEN = "test-bootstrap-token-0123456789"
@@ -78,11 +79,18 @@ def hello_archive() -> bytes:
     return make_archive({"Towerfile": HELLO_TOWERFILE, "main.py": "print('hi')\n"})
 
 
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    path = tmp_path / "db" / "minitower.db"
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One database migrated to head for the whole session."""
+    path = tmp_path_factory.mktemp("template") / "minitower.db"
     upgrade_to_head(path)
     return path
+
+
+@pytest.fixture
+def db_path(tmp_path: Path, migrated_template: Path) -> Path:
+    """A migrated database file of this test's own."""
+    return copy_database(migrated_template, tmp_path)
 
 
 @pytest.fixture

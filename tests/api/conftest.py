@@ -21,33 +21,15 @@ from sqlmodel import SQLModel
 from minitower_api.main import create_app
 from minitower_api.settings import ApiSettings
 from minitower_shared import models  # noqa: F401 - registers the tables in the metadata
-from minitower_shared.migrate import upgrade_to_head
 from tests.conftest import BOOTSTRAP_TOKEN, HELLO_TOWERFILE, REGISTRATION_TOKEN, make_archive
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
+from tests.support.databases import copy_database
 
 # Long enough that a lease, a start and a heartbeat fit in it on a loaded machine, short
 # enough that expiry tests sleep well under a second.
 SHORT_TTL = 0.5
 
 ClientFactory = Callable[..., TestClient]
-
-
-@pytest.fixture(scope="session")
-def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One database migrated to head for the whole session."""
-    path = tmp_path_factory.mktemp("template") / "minitower.db"
-    upgrade_to_head(path)
-    return path
-
-
-def copy_database(template: Path, folder: Path) -> Path:
-    """A migrated SQLite file in ``folder``: SQLite's backup API copies the template
-    consistently whatever its journal mode, far faster than migrating again."""
-    path = folder / "db" / "minitower.db"
-    path.parent.mkdir(parents=True)
-    with closing(sqlite3.connect(template)) as source, closing(sqlite3.connect(path)) as target:
-        source.backup(target)
-    return path
 
 
 def api_settings(folder: Path, template: Path) -> ApiSettings:

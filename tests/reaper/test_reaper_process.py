@@ -13,7 +13,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -30,24 +29,12 @@ from tests.support.concurrency import ResponseLog, run_in_threads
 from tests.support.invariants import history_problems, snapshot
 from tests.support.processes import LiveApi, Process, spawn, start_reaper
 from tests.support.seed import add_runner, get_run, must_lease, queue_runs, seed_app
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
 REAPER_ENV = {"MINITOWER_EXPIRY_CHECK_INTERVAL": "0.2s"}
 EXPIRED_LINE = re.compile(r"lease expired: run_id=(\d+) -> (\w+)")
-
-
-def wait_for(
-    predicate: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.1
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def clean_log(process: Process) -> str:

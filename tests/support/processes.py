@@ -1,4 +1,5 @@
-"""Start the real console scripts (``minitowerd``, ``minitower-reaper``) as processes."""
+"""Start the real console scripts (``minitowerd``, ``minitower-reaper``,
+``minitower-runner``) as processes."""
 
 import os
 import shutil
@@ -69,6 +70,14 @@ class LiveApi(Process):
         """Long enough for the longest lease long poll (30 s)."""
         return httpx.Client(base_url=self.url, timeout=timeout)
 
+    def restart(self, down_for: float = 0) -> None:
+        """Stop the API, stay down ``down_for`` seconds, start it again on the same port."""
+        self.stop()
+        time.sleep(down_for)
+        process = spawn("minitowerd", [], self.env, self.log_path.with_suffix(".restarted.log"))
+        self.proc, self.log_path = process.proc, process.log_path
+        wait_ready(self.url, self)
+
 
 def wait_ready(url: str, process: Process, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
@@ -110,5 +119,21 @@ def start_reaper(workdir: Path, db_path: Path, env: dict[str, str], name: str) -
         "minitower-reaper",
         [],
         {"MINITOWER_DB_PATH": str(db_path), "MINITOWER_LOG_LEVEL": "info", **env},
+        workdir / f"{name}.log",
+    )
+
+
+def start_runner(workdir: Path, url: str, name: str, env: dict[str, str]) -> Process:
+    """A ``minitower-runner`` named ``name`` with its own data directory under ``workdir``."""
+    return spawn(
+        "minitower-runner",
+        [],
+        {
+            "MINITOWER_SERVER_URL": url,
+            "MINITOWER_RUNNER_NAME": name,
+            "MINITOWER_DATA_DIR": str(workdir / name),
+            "MINITOWER_LOG_LEVEL": "info",
+            **env,
+        },
         workdir / f"{name}.log",
     )

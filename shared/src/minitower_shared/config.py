@@ -1,8 +1,13 @@
 """Helpers shared by the services' settings."""
 
 import logging
+import sys
+from collections.abc import Callable
+from typing import TypeVar
 
 from pydantic import ValidationError
+
+_Settings = TypeVar("_Settings")
 
 
 def describe_settings_error(exc: ValidationError) -> list[str]:
@@ -16,6 +21,16 @@ def describe_settings_error(exc: ValidationError) -> list[str]:
         else:
             lines.append(message)
     return lines
+
+
+def load_settings(factory: Callable[[], _Settings], program: str) -> _Settings:
+    """The settings, or exit 2 with one line per bad variable (never a traceback)."""
+    try:
+        return factory()
+    except ValidationError as exc:
+        for line in describe_settings_error(exc):
+            print(f"{program}: configuration error: {line}", file=sys.stderr)
+        raise SystemExit(2) from exc
 
 
 def configure_logging(level: str) -> None:

@@ -5,10 +5,9 @@ from typing import Annotated
 
 import typer
 import uvicorn
-from pydantic import ValidationError
 
 from minitower_api.settings import ApiSettings
-from minitower_shared.config import configure_logging, describe_settings_error
+from minitower_shared.config import configure_logging, load_settings
 from minitower_shared.migrate import upgrade_to_head
 
 app = typer.Typer(
@@ -20,12 +19,7 @@ app = typer.Typer(
 
 
 def _settings() -> ApiSettings:
-    try:
-        return ApiSettings()
-    except ValidationError as exc:
-        for line in describe_settings_error(exc):
-            typer.echo(f"minitowerd: configuration error: {line}", err=True)
-        raise typer.Exit(2) from exc
+    return load_settings(ApiSettings, "minitowerd")
 
 
 @app.callback(invoke_without_command=True)

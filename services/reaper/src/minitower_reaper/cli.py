@@ -8,12 +8,11 @@ from types import FrameType
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from minitower_reaper.service import run_forever, tick
 from minitower_reaper.settings import ReaperSettings
 from minitower_shared.clock import utcnow
-from minitower_shared.config import configure_logging, describe_settings_error
+from minitower_shared.config import configure_logging, load_settings
 from minitower_shared.db import create_db_engine, reader, write_session
 from minitower_shared.migrate import current_revision, head_revision
 
@@ -28,12 +27,7 @@ app = typer.Typer(add_completion=False)
 def reaper(
     once: Annotated[bool, typer.Option("--once", help="Make one pass and exit")] = False,
 ) -> None:
-    try:
-        settings = ReaperSettings()
-    except ValidationError as exc:
-        for line in describe_settings_error(exc):
-            typer.echo(f"minitower-reaper: configuration error: {line}", err=True)
-        raise typer.Exit(2) from exc
+    settings = load_settings(ReaperSettings, "minitower-reaper")
     configure_logging(settings.log_level)
     if not settings.db_path.exists():
         typer.echo(

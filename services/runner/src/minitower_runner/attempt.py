@@ -1,0 +1,351 @@
+"""One leased attempt, from the lease to the result.
+
+start → download and verify the artifact → extract it into a fresh workspace → prepare
+the environment → run the entrypoint → flush the logs → report. A heartbeat thread keeps
+the lease alive from the moment of the lease and notices a cancel. The attempt is fenced
+the moment its lease is gone: a 410 on any call, or the API unreachable until the lease
+has certainly expired. Then the work is killed and nothing is reported, because someone
+else may hold the run by now.
+"""
+
+import logging
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from tenacity import RetryError, Retrying, retry_if_exception_type, wait_exponential_jitter
+
+from minitower_runner.client import ApiClient, ApiError, LeaseClock, LeaseGone, Unavailable
+from minitower_runner.logs import LogShipper
+from minitower_runner.settings import RunnerSettings
+from minitower_runner.venvs import EnvironmentBuildError
+from minitower_runner.workload import (
+    Executor,
+    RunSpec,
+    UnsupportedEntrypoint,
+    Workload,
+)
+from minitower_shared.archives import UnsafeArchiveError, extract_archive
+from minitower_shared.schemas import LeaseGranted
+
+log = logging.getLogger("minitower.runner")
+
+_T = TypeVar("_T")
+
+# Why the runner stopped a workload that had not finished by itself.
+CANCEL, TIMEOUT, FENCED, DRAIN = "cancel", "timeout", "fenced", "drain"
+
+
+class PrepareError(Exception):
+    """The run cannot be executed (bad artifact, environment build failure): report it."""
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What the runner reported for the attempt, or None for each when it reported nothing."""
+
+    status: str | None
+    exit_code: int | None = None
+    error_message: str | None = None
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+class Attempt:
+    def __init__(
+        self,
+        grant: LeaseGranted,
+        clock: LeaseClock,
+        *,
+        client: ApiClient,
+        executor: Executor,
+        settings: RunnerSettings,
+        work_root: Path,
+        drain_started: Callable[[], float | None],
+    ) -> None:
+        self.grant = grant
+        self._client = client
+        self._executor = executor
+        self._settings = settings
+        self._work_root = work_root
+        self._drain_started = drain_started
+        self._clock = clock
+        # The lease's length as the runner sees it, for pacing heartbeats.
+        self._ttl = max(clock.remaining(), 0.3)
+        self._wake = threading.Event()
+        self._fenced = threading.Event()
+        self._done = threading.Event()
+        self._cancel_requested = False
+        self._shipper: LogShipper | None = None
+
+    # --- shared state ------------------------------------------------------------------
+
+    @property
+    def _tag(self) -> str:
+        return f"run_id={self.grant.run_id} attempt_no={self.grant.attempt_no}"
+
+    def _fence(self, why: str) -> None:
+        if not self._fenced.is_set():
+            log.warning("%s: lease lost (%s): stopping the work, reporting nothing", self._tag, why)
+            self._fenced.set()
+            self._wake.set()
+
+    def _note_cancel(self) -> None:
+        if not self._cancel_requested:
+            self._cancel_requested = True
+            self._wake.set()
+
+    def _emit(self, message: str) -> None:
+        """A line of the runner's own into the run's log (stderr), marked as such."""
+        if self._shipper is not None:
+            self._shipper.add("stderr", f"[minitower] {message}")
+
+    # --- calls that must get through while the lease lives -----------------------------
+
+    def _persist(self, call: Callable[[], _T]) -> _T | None:
+        """``call`` retried with backoff while the API is unreachable; None once the lease
+        is gone or has certainly expired."""
+
+        def hopeless(_state: object) -> bool:
+            return self._fenced.is_set() or self._clock.remaining() <= 0
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(Unavailable),
+            wait=wait_exponential_jitter(initial=0.1, max=5.0),
+            stop=hopeless,
+            sleep=self._pause,
+            reraise=False,
+        )
+        try:
+            return retrying(call)
+        except LeaseGone:
+            self._fence("410 from the API")
+        except RetryError:
+            self._fence("the API stayed unreachable until the lease expired")
+        return None
+
+    def _pause(self, seconds: float) -> None:
+        """A retry's backoff, cut short when the attempt is fenced."""
+        self._fenced.wait(seconds)
+
+    def _heartbeats(self) -> None:
+        interval = min(self._settings.heartbeat_interval, self._ttl / 3)
+        next_in = interval
+        while not self._done.wait(next_in):
+            next_in = interval
+            try:
+                grant = self.grant
+                beat, self._clock = self._client.heartbeat(grant.run_id, grant.lease_token)
+            except LeaseGone:
+                self._fence("410 on heartbeat")
+                return
+            except ApiError as exc:
+                if self._clock.remaining() <= 0:
+                    self._fence(f"no heartbeat got through before the lease expired ({exc})")
+                    return
+                log.warning("%s: heartbeat failed (%s); retrying", self._tag, exc)
+                next_in = min(interval, 1.0, max(self._clock.remaining() / 2, 0.05))
+                continue
+            if beat.cancel_requested:
+                self._note_cancel()
+
+    # --- the attempt -------------------------------------------------------------------
+
+    def run(self) -> Finished:
+        heartbeat = threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True)
+        heartbeat.start()
+        workspace = Path(
+            tempfile.mkdtemp(
+                prefix=f"run-{self.grant.run_id}-{self.grant.attempt_no}-", dir=self._work_root
+            )
+        )
+        try:
+            return self._run(workspace)
+        except Exception as exc:
+            # A bug or an executor fault must not take the runner down, nor leave the run
+            # waiting for its lease to expire when the API can still be told.
+            log.exception("%s: the runner failed to execute the run", self._tag)
+            if self._shipper is None or self._fenced.is_set():
+                return Finished(None)
+            message = f"runner error: {type(exc).__name__}: {exc}"
+            self._emit(message)
+            return self._report(Finished("failed", None, message))
+        finally:
+            self._done.set()
+            if self._shipper is not None:
+                self._shipper.abandon()
+            heartbeat.join(self._settings.request_timeout + 1)
+            shutil.rmtree(workspace, ignore_errors=True)
+
+    def _run(self, workspace: Path) -> Finished:
+        grant = self.grant
+        started = self._persist(lambda: self._client.start(grant.run_id, grant.lease_token))
+        if started is None:
+            return Finished(None)
+        start, self._clock = started
+        self._shipper = LogShipper(
+            lambda batch: self._client.send_logs(grant.run_id, grant.lease_token, batch),
+            batch_lines=self._settings.log_batch_lines,
+            flush_interval=self._settings.log_flush_interval,
+            on_gone=lambda: self._fence("410 on logs"),
+        )
+        if start.cancel_requested:
+            return self._report(Finished("cancelled", None, "cancelled before it started"))
+        try:
+            spec = self._unpack(workspace)
+            if self._stopping_before_start():
+                return self._stopped_before_start()
+            prepared = self._executor.prepare(spec, self._shipper.add)
+        except (PrepareError, EnvironmentBuildError, UnsupportedEntrypoint) as exc:
+            self._emit(str(exc))
+            return self._report(Finished("failed", None, str(exc)))
+        if self._fenced.is_set():
+            return Finished(None)
+        if self._stopping_before_start():
+            return self._stopped_before_start()
+        workload = prepared.start(self._shipper.add, self._wake.set)
+        return self._supervise(workload)
+
+    def _unpack(self, workspace: Path) -> RunSpec:
+        grant = self.grant
+        archive = workspace / "artifact.tar.gz"
+        got = self._persist(
+            lambda: self._client.download_artifact(grant.run_id, grant.lease_token, archive)
+        )
+        if got is None:
+            raise PrepareError("the lease was lost while downloading the artifact")
+        actual, announced = got
+        if actual != announced or actual != grant.artifact_sha256:
+            raise PrepareError(
+                f"artifact SHA-256 mismatch: expected {grant.artifact_sha256}, "
+                f"got {actual} (header said {announced or 'nothing'}); refusing to run it"
+            )
+        app_dir = workspace / "app"
+        app_dir.mkdir()
+        try:
+            extract_archive(archive, app_dir)
+        except UnsafeArchiveError as exc:
+            raise PrepareError(f"artifact refused: {exc}") from exc
+        archive.unlink()
+        if not (app_dir / grant.entrypoint).is_file():
+            raise PrepareError(f"entrypoint {grant.entrypoint!r} is not a file in the artifact")
+        return RunSpec(
+            run_id=grant.run_id,
+            run_no=grant.run_no,
+            attempt_no=grant.attempt_no,
+            app_slug=grant.app_slug,
+            version_no=grant.version_no,
+            entrypoint=grant.entrypoint,
+            input=grant.input,
+            import_paths=grant.import_paths,
+            app_dir=app_dir,
+        )
+
+    def _stopping_before_start(self) -> bool:
+        return self._fenced.is_set() or self._cancel_requested or self._drain_started() is not None
+
+    def _stopped_before_start(self) -> Finished:
+        if self._cancel_requested and not self._fenced.is_set():
+            return self._report(Finished("cancelled", None, "cancelled before it started"))
+        # Fenced, or the runner is shutting down: the reaper hands the run on.
+        return Finished(None)
+
+    def _stop_reason(self, started_at: float) -> str | None:
+        if self._fenced.is_set():
+            return FENCED
+        if self._cancel_requested:
+            return CANCEL
+        now = time.monotonic()
+        if now >= started_at + self.grant.timeout_seconds:
+            return TIMEOUT
+        drain = self._drain_started()
+        if drain is not None and now >= drain + self._settings.drain_timeout:
+            return DRAIN
+        return None
+
+    def _supervise(self, workload: Workload) -> Finished:
+        started_at = time.monotonic()
+        reason: str | None = None
+        kill_at = float("inf")
+        while True:
+            self._wake.clear()
+            code = workload.wait(0)
+            if code is not None:
+                break
+            now = time.monotonic()
+            if reason is None:
+                reason = self._stop_reason(started_at)
+                if reason == FENCED:
+                    workload.kill()
+                elif reason is not None:
+                    self._emit(
+                        f"stopping the run ({reason}): SIGTERM, then SIGKILL after "
+                        f"{self._settings.kill_grace_period:g}s"
+                    )
+                    workload.terminate()
+                    kill_at = now + self._settings.kill_grace_period
+            elif now >= kill_at:
+                workload.kill()
+                kill_at = float("inf")
+            elif self._fenced.is_set():
+                workload.kill()
+            # Sleep until the workload exits, something changes, or the next deadline;
+            # at most half a second, to see a drain that a signal handler began.
+            horizon = min(kill_at, started_at + self.grant.timeout_seconds) - now
+            self._wake.wait(min(max(horizon, 0.0), 0.5))
+        workload.finish(timeout=5.0)
+        if self._fenced.is_set() or reason == DRAIN:
+            return Finished(None)
+        if reason == CANCEL:
+            return self._report(Finished("cancelled", code, "cancelled"))
+        if reason == TIMEOUT:
+            message = (
+                f"timeout: the run exceeded its timeout of {self.grant.timeout_seconds} s "
+                f"and was stopped ({_describe_exit(code)})"
+            )
+            self._emit(message)
+            return self._report(Finished("failed", code, message))
+        if code == 0:
+            return self._report(Finished("completed", 0, None))
+        return self._report(Finished("failed", code, _describe_exit(code)))
+
+    def _report(self, result: Finished) -> Finished:
+        """Flush the logs, then report; retried until the server answers or the lease is
+        gone. Returns what was reported, or Finished(None) when nothing was."""
+        assert self._shipper is not None and result.status is not None
+        if not self._shipper.close(deadline=self._clock.deadline):
+            if self._fenced.is_set():
+                return Finished(None)
+            log.warning("%s: some log lines were not accepted before the lease ran out", self._tag)
+        status = result.status
+        grant = self.grant
+        try:
+            accepted = self._persist(
+                lambda: self._client.report_result(
+                    grant.run_id,
+                    grant.lease_token,
+                    status,
+                    result.exit_code,
+                    result.error_message,
+                )
+            )
+        except ApiError as exc:
+            log.error("%s: result %s refused: %s", self._tag, status, exc)
+            return Finished(None)
+        if accepted is None:
+            return Finished(None)
+        log.info("%s: reported %s (run is %s)", self._tag, status, accepted.run_status)
+        return result

@@ -1,0 +1,109 @@
+"""``minitower-runner``: the runner agent as a process."""
+
+import logging
+import signal
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from minitower_runner.agent import Runner
+from minitower_runner.client import ApiClient, Refused, Unauthorized
+from minitower_runner.credentials import Credentials, Identity, RegistrationUnavailable
+from minitower_runner.process_executor import ProcessExecutor
+from minitower_runner.settings import RunnerSettings
+from minitower_runner.venvs import IndexOptions, VenvCache, find_uv
+from minitower_runner.workload import Executor
+from minitower_shared.config import configure_logging, load_settings
+
+app = typer.Typer(add_completion=False)
+
+HELP = """Lease runs from the MiniTower API and execute them, until SIGTERM or SIGINT.
+
+Each run gets a fresh workspace and a cached venv (or its own Docker container with
+MINITOWER_RUNNER_ISOLATION=docker). The runner registers at start-up with
+MINITOWER_RUNNER_REGISTRATION_TOKEN under MINITOWER_RUNNER_NAME (default: the hostname)
+and keeps its token in MINITOWER_DATA_DIR. On SIGTERM it stops leasing, lets the current
+run finish for up to MINITOWER_DRAIN_TIMEOUT, and exits 0.
+
+Main settings (environment variables; see the README for all of them):
+MINITOWER_SERVER_URL, MINITOWER_RUNNER_NAME, MINITOWER_RUNNER_ENVIRONMENT,
+MINITOWER_DATA_DIR, MINITOWER_RUNNER_ISOLATION, MINITOWER_RUNNER_IMAGE,
+MINITOWER_KILL_GRACE_PERIOD, MINITOWER_DRAIN_TIMEOUT, MINITOWER_POLL_INTERVAL.
+"""
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"minitower-runner: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _executor(settings: RunnerSettings, index: IndexOptions) -> Executor:
+    if settings.runner_isolation == "docker":
+        from minitower_runner.docker_executor import DockerExecutor, DockerUnavailable
+
+        try:
+            return DockerExecutor(settings, settings.runner_name, index)
+        except DockerUnavailable as exc:
+            raise _fail(f"MINITOWER_RUNNER_ISOLATION=docker, but {exc}") from exc
+    venvs = VenvCache(settings.venvs_dir, uv=find_uv(), index=index)
+    return ProcessExecutor(venvs)
+
+
+@app.command(help=HELP)
+def runner(
+    once: Annotated[
+        bool, typer.Option("--once", help="Exit after one run (or a drain) instead of looping")
+    ] = False,
+) -> None:
+    settings = load_settings(RunnerSettings, "minitower-runner")
+    configure_logging(settings.log_level)
+    # One line per HTTP call drowns the runner's own events; failures are logged anyway.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    log = logging.getLogger("minitower.runner")
+    index = IndexOptions(
+        settings.pip_index_url,
+        settings.pip_extra_index_url,
+        settings.pip_find_links,
+        settings.pip_no_index,
+    )
+    executor = _executor(settings, index)
+    client = ApiClient(settings.server_url, timeout=settings.request_timeout)
+    registration = settings.runner_registration_token
+    credentials = Credentials(
+        client,
+        settings.data_dir,
+        Identity(settings.server_url, settings.runner_name, settings.runner_environment),
+        registration.get_secret_value() if registration is not None else None,
+        settings.runner_labels,
+    )
+    agent = Runner(settings, client, credentials, executor)
+
+    def drain(_signum: int, _frame: FrameType | None) -> None:
+        # Nothing that takes a lock here (not even logging): the handler runs on the
+        # main thread, which may hold that lock.
+        agent.request_drain()
+
+    signal.signal(signal.SIGTERM, drain)
+    signal.signal(signal.SIGINT, drain)
+    log.info(
+        "runner %s (environment %s, %s isolation) serving %s",
+        settings.runner_name,
+        settings.runner_environment,
+        settings.runner_isolation,
+        settings.server_url,
+    )
+    try:
+        agent.serve(once=once)
+    except RegistrationUnavailable as exc:
+        raise _fail(str(exc)) from exc
+    except Unauthorized as exc:
+        raise _fail(f"the API refused the registration token ({exc})") from exc
+    except Refused as exc:
+        raise _fail(f"the API refused the registration: {exc}") from exc
+    finally:
+        client.close()
+
+
+def main() -> None:
+    app()

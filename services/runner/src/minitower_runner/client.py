@@ -1,0 +1,257 @@
+"""The runner's HTTP client for the control plane's runner endpoints.
+
+Exceptions::
+
+    ApiError                 anything the runner cannot take as an answer
+    ├── Unavailable          no answer, a timeout, or a 5xx/429: try again later
+    ├── LeaseGone            410: the lease is gone; stop the work, report nothing
+    ├── Unauthorized         401 that a fresh registration did not cure
+    └── Refused              any other 4xx (status, code and message kept)
+"""
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from minitower_shared.schemas import (
+    HeartbeatResult,
+    LeaseGranted,
+    ResultAccepted,
+    RunnerRegistered,
+    StartResult,
+)
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+class ApiError(Exception):
+    """The control plane did not give the runner an answer it can use."""
+
+
+class Unavailable(ApiError):
+    """No answer (connection refused, timeout) or a server-side error: transient."""
+
+
+class LeaseGone(ApiError):
+    """410: the lease expired, was reassigned or finished elsewhere."""
+
+
+class Unauthorized(ApiError):
+    """401: the token (or the registration token) is not accepted."""
+
+
+class Refused(ApiError):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+
+
+@dataclass(frozen=True)
+class LeaseClock:
+    """When a lease expires on the runner's monotonic clock.
+
+    Computed from the server's own ``Date`` header, so that a runner whose wall clock is
+    off still stops in time. ``Date`` has whole seconds and is truncated, which can make
+    the lease look up to a second longer than it is: take that second off.
+    """
+
+    deadline: float
+
+    @classmethod
+    def from_answer(cls, expires_at: str, response: httpx.Response, sent_at: float) -> "LeaseClock":
+        expires = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
+        server_now: datetime | None = None
+        date = response.headers.get("date")
+        if date:
+            try:
+                server_now = parsedate_to_datetime(date)
+            except (TypeError, ValueError):
+                server_now = None
+        if server_now is None:
+            server_now, slack = datetime.now(UTC), 0.0
+        else:
+            slack = 1.0
+        remaining = (expires - server_now).total_seconds() - slack
+        return cls(deadline=sent_at + remaining)
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+def _error_of(response: httpx.Response) -> tuple[str, str]:
+    try:
+        error = response.json()["error"]
+        return str(error["code"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        return "unknown", response.text[:200]
+
+
+class ApiClient:
+    """One runner's calls. ``renew_token`` is called once on a 401 to register again (the
+    API hands the same runner a new token); the call is then repeated with it."""
+
+    def __init__(
+        self,
+        server_url: str,
+        *,
+        timeout: float,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=server_url, timeout=timeout, transport=transport, follow_redirects=False
+        )
+        self._timeout = timeout
+        self.token: str | None = None
+        self.renew_token: Callable[[], None] | None = None
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- plumbing --------------------------------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        auth: str | None = None,
+        lease_token: str | None = None,
+        json: Any = None,
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {auth or self.token}"}
+        if lease_token is not None:
+            headers["X-Lease-Token"] = lease_token
+        try:
+            response = self._http.request(
+                method, path, headers=headers, json=json, timeout=timeout or self._timeout
+            )
+        except httpx.TransportError as exc:
+            raise Unavailable(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+        return response
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A runner-token call: one fresh registration on 401, then the answer checked."""
+        response = self._send(method, path, **kwargs)
+        if response.status_code == 401 and self.renew_token is not None:
+            self.renew_token()
+            response = self._send(method, path, **kwargs)
+        self._check(method, path, response)
+        return response
+
+    @staticmethod
+    def _check(method: str, path: str, response: httpx.Response) -> None:
+        status = response.status_code
+        if status < 300:
+            return
+        code, message = _error_of(response)
+        if status >= 500 or status == 429:
+            raise Unavailable(f"{method} {path}: {status} {code}: {message}")
+        if status == 410:
+            raise LeaseGone(message)
+        if status == 401:
+            raise Unauthorized(f"{method} {path}: {message}")
+        raise Refused(status, code, message)
+
+    @staticmethod
+    def _parse(model: type[_Model], response: httpx.Response) -> _Model:
+        try:
+            return model.model_validate_json(response.content)
+        except ValueError as exc:
+            raise Unavailable(f"unexpected answer from the API: {exc}") from exc
+
+    # --- endpoints -------------------------------------------------------------------
+
+    def register(
+        self, registration_token: str, name: str, environment: str, labels: dict[str, str]
+    ) -> RunnerRegistered:
+        path = "/api/v1/runners/register"
+        response = self._send(
+            "POST",
+            path,
+            auth=registration_token,
+            json={"name": name, "environment": environment, "labels": labels},
+        )
+        self._check("POST", path, response)
+        return self._parse(RunnerRegistered, response)
+
+    def lease(self, wait_seconds: float) -> tuple[LeaseGranted, LeaseClock] | None:
+        sent_at = time.monotonic()
+        response = self._call(
+            "POST",
+            "/api/v1/runs/lease",
+            json={"wait_seconds": wait_seconds},
+            # The server holds a long poll for up to wait_seconds: wait longer than that.
+            timeout=self._timeout + wait_seconds,
+        )
+        if response.status_code == 204:
+            return None
+        grant = self._parse(LeaseGranted, response)
+        return grant, LeaseClock.from_answer(grant.lease_expires_at, response, sent_at)
+
+    def start(self, run_id: int, lease_token: str) -> tuple[StartResult, LeaseClock]:
+        sent_at = time.monotonic()
+        response = self._call("POST", f"/api/v1/runs/{run_id}/start", lease_token=lease_token)
+        started = self._parse(StartResult, response)
+        return started, LeaseClock.from_answer(started.lease_expires_at, response, sent_at)
+
+    def heartbeat(self, run_id: int, lease_token: str) -> tuple[HeartbeatResult, LeaseClock]:
+        sent_at = time.monotonic()
+        response = self._call("POST", f"/api/v1/runs/{run_id}/heartbeat", lease_token=lease_token)
+        beat = self._parse(HeartbeatResult, response)
+        return beat, LeaseClock.from_answer(beat.lease_expires_at, response, sent_at)
+
+    def download_artifact(self, run_id: int, lease_token: str, dest: Path) -> tuple[str, str]:
+        """Stream the artifact to ``dest``; return (sha256 of the bytes, the header's)."""
+        path = f"/api/v1/runs/{run_id}/artifact"
+        for renewed in (False, True):
+            headers = {"Authorization": f"Bearer {self.token}", "X-Lease-Token": lease_token}
+            try:
+                with self._http.stream("GET", path, headers=headers) as response:
+                    if response.status_code == 401 and not renewed and self.renew_token:
+                        self.renew_token()
+                        continue
+                    if response.status_code >= 300:
+                        response.read()
+                        self._check("GET", path, response)
+                    digest = hashlib.sha256()
+                    with dest.open("wb") as out:
+                        for chunk in response.iter_bytes(1 << 20):
+                            digest.update(chunk)
+                            out.write(chunk)
+                    return digest.hexdigest(), response.headers.get("x-artifact-sha256", "")
+            except httpx.TransportError as exc:
+                raise Unavailable(f"GET {path}: {type(exc).__name__}: {exc}") from exc
+        raise Unauthorized(f"GET {path}: the runner token is not accepted")
+
+    def send_logs(self, run_id: int, lease_token: str, lines: list[dict[str, Any]]) -> None:
+        self._call(
+            "POST", f"/api/v1/runs/{run_id}/logs", lease_token=lease_token, json={"logs": lines}
+        )
+
+    def report_result(
+        self,
+        run_id: int,
+        lease_token: str,
+        status: str,
+        exit_code: int | None,
+        error_message: str | None,
+    ) -> ResultAccepted:
+        body: dict[str, Any] = {"status": status}
+        if exit_code is not None:
+            body["exit_code"] = exit_code
+        if error_message is not None:
+            body["error_message"] = error_message[:10_000]
+        response = self._call(
+            "POST", f"/api/v1/runs/{run_id}/result", lease_token=lease_token, json=body
+        )
+        return self._parse(ResultAccepted, response)

@@ -1,0 +1,273 @@
+"""Runs each attempt in its own throwaway container (MINITOWER_RUNNER_ISOLATION=docker).
+
+The workspace goes in with ``put_archive``, never a bind mount, so this works as well when
+the runner itself is a container talking to the host's Docker socket. Inside, as a
+non-root user with memory, CPU and pids limits and no network unless configured, a shell
+creates a venv, installs ``requirements.txt`` if there is one, and execs the entrypoint.
+
+Containers carry ``minitower.runner=<name>`` labels so that a restarted runner removes what
+its predecessor left. A container also dies on its own when the runner does: the runner
+holds the container's stdin open (``stdin_once``), and a watchdog in the container kills
+every process of the run's user when that stdin closes, which the kernel does for a
+runner that dies even by SIGKILL.
+"""
+
+import io
+import logging
+import os
+import shlex
+import tarfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+
+from minitower_runner.logs import split_lines
+from minitower_runner.settings import RunnerSettings
+from minitower_runner.venvs import EnvironmentBuildError, IndexOptions
+from minitower_runner.workload import Emit, RunSpec, interpreter_for, workload_environment
+
+log = logging.getLogger("minitower.runner")
+
+ROOT = "/tmp/minitower"  # noqa: S108 - inside the throwaway container, owned by the run's user
+APP_DIR = f"{ROOT}/app"
+VENV_DIR = f"{ROOT}/venv"
+HOME_DIR = f"{ROOT}/home"
+LABEL_RUNNER = "minitower.runner"
+
+
+class DockerUnavailable(Exception):
+    """The Docker engine does not answer; the runner cannot use docker isolation."""
+
+
+def _ids(user: str) -> tuple[int, int]:
+    uid, _, gid = user.partition(":")
+    return int(uid), int(gid or uid)
+
+
+def workspace_tar(app_dir: Path, uid: int, gid: int) -> bytes:
+    """``minitower/app/...`` (and an empty ``minitower/home``) owned by the run's user."""
+
+    def owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid, info.gid, info.uname, info.gname = uid, gid, "", ""
+        return info
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name in ("minitower", "minitower/home"):
+            info = owned(tarfile.TarInfo(name))
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        tar.add(app_dir, arcname="minitower/app", filter=owned)
+    return buffer.getvalue()
+
+
+def container_script(spec: RunSpec, has_requirements: bool, index: IndexOptions) -> str:
+    """The container's command. fd 3 keeps the attached stdin for the watchdog; the
+    workload itself reads /dev/null."""
+    if interpreter_for(spec.entrypoint) == "python":
+        run = f"exec {VENV_DIR}/bin/python -u {shlex.quote(spec.entrypoint)}"
+    else:
+        run = f"exec /bin/sh {shlex.quote(spec.entrypoint)}"
+    lines = [
+        "exec 3<&0",
+        "(cat <&3 >/dev/null; kill -s KILL -1) &",
+        "set -e",
+    ]
+    if has_requirements:
+        pip = [
+            f"{VENV_DIR}/bin/python",
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+            "requirements.txt",
+            *index.args(),
+        ]
+        lines += [f"python3 -m venv {VENV_DIR}", " ".join(shlex.quote(p) for p in pip) + " >&2"]
+    else:
+        lines.append(f"python3 -m venv --without-pip {VENV_DIR}")
+    lines.append(f"{run} </dev/null 3<&-")
+    return "\n".join(lines)
+
+
+class ContainerWorkload:
+    def __init__(
+        self, api: Any, container_id: str, stdin: Any, emit: Emit, on_exit: Callable[[], None]
+    ) -> None:
+        self._api = api
+        self._id = container_id
+        self._stdin = stdin  # held open for the container's watchdog; closed by finish()
+        self._exit_code: int | None = None
+        self._exited = threading.Event()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        self._threads = [
+            threading.Thread(target=self._pump, args=(out_w, err_w), daemon=True),
+            threading.Thread(target=self._read, args=(out_r, "stdout", emit), daemon=True),
+            threading.Thread(target=self._read, args=(err_r, "stderr", emit), daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        threading.Thread(target=self._wait_then, args=(on_exit,), daemon=True).start()
+
+    def _pump(self, out_w: int, err_w: int) -> None:
+        """Demultiplexed container output into two pipes, split into lines by readers."""
+        try:
+            stream: Iterator[tuple[bytes | None, bytes | None]] = self._api.attach(
+                self._id, stdout=True, stderr=True, stream=True, logs=True, demux=True
+            )
+            for out, err in stream:
+                if out:
+                    os.write(out_w, out)
+                if err:
+                    os.write(err_w, err)
+        except (DockerException, OSError) as exc:
+            log.warning("container %s: output stream ended: %s", self._id[:12], exc)
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+
+    @staticmethod
+    def _read(fd: int, name: str, emit: Emit) -> None:
+        stream: IO[bytes]
+        with os.fdopen(fd, "rb") as stream:
+            for line in split_lines(stream):
+                emit(name, line)
+
+    def _wait_then(self, on_exit: Callable[[], None]) -> None:
+        try:
+            self._exit_code = int(self._api.wait(self._id)["StatusCode"])
+        except (DockerException, KeyError, ValueError) as exc:
+            log.warning("container %s: wait failed: %s", self._id[:12], exc)
+            self._exit_code = -1
+        self._exited.set()
+        on_exit()
+
+    def wait(self, timeout: float | None) -> int | None:
+        return self._exit_code if self._exited.wait(timeout) else None
+
+    def _signal(self, signum: str) -> None:
+        with suppress(NotFound, APIError):
+            self._api.kill(self._id, signal=signum)
+
+    def terminate(self) -> None:
+        self._signal("SIGTERM")
+
+    def kill(self) -> None:
+        self._signal("SIGKILL")
+
+    def finish(self, timeout: float) -> None:
+        self.kill()
+        self._exited.wait(timeout)
+        for thread in self._threads:
+            thread.join(timeout)
+        with suppress(Exception):
+            self._stdin.close()
+        with suppress(NotFound, APIError):
+            self._api.remove_container(self._id, force=True)
+
+
+@dataclass(frozen=True)
+class PreparedContainer:
+    executor: "DockerExecutor"
+    spec: RunSpec
+
+    def start(self, emit: Emit, on_exit: Callable[[], None]) -> ContainerWorkload:
+        return self.executor.start(self.spec, emit, on_exit)
+
+
+class DockerExecutor:
+    def __init__(self, settings: RunnerSettings, runner_name: str, index: IndexOptions) -> None:
+        self._settings = settings
+        self._runner_name = runner_name
+        self._index = index
+        self._uid, self._gid = _ids(settings.docker_user)
+        try:
+            self._client = docker.from_env()
+            self._client.ping()
+        except DockerException as exc:
+            raise DockerUnavailable(f"no Docker engine answers ({exc})") from exc
+        self._api = self._client.api
+
+    def prepare(self, spec: RunSpec, emit: Emit) -> PreparedContainer:
+        interpreter_for(spec.entrypoint)
+        try:
+            self._client.images.get(self._settings.runner_image)
+        except ImageNotFound:
+            raise EnvironmentBuildError(
+                f"the run image {self._settings.runner_image!r} is not on this host: build it "
+                "(deploy/offline/) or pull it, or set MINITOWER_RUNNER_IMAGE"
+            ) from None
+        except DockerException as exc:
+            raise EnvironmentBuildError(f"the Docker engine failed: {exc}") from exc
+        return PreparedContainer(self, spec)
+
+    def start(self, spec: RunSpec, emit: Emit, on_exit: Callable[[], None]) -> ContainerWorkload:
+        settings = self._settings
+        has_requirements = (spec.app_dir / "requirements.txt").is_file()
+        env = workload_environment(
+            spec,
+            home=HOME_DIR,
+            python_path=[f"{APP_DIR}/{p}" for p in spec.import_paths],
+            path_prefix=[f"{VENV_DIR}/bin"],
+            base={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+        )
+        env.update({"VIRTUAL_ENV": VENV_DIR, "TMPDIR": HOME_DIR})
+        host_config = self._api.create_host_config(
+            init=True,
+            network_mode=settings.docker_network,
+            mem_limit=settings.docker_memory,
+            nano_cpus=int(settings.docker_cpus * 1e9),
+            pids_limit=settings.docker_pids_limit,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+        )
+        container = self._api.create_container(
+            settings.runner_image,
+            command=["/bin/sh", "-c", container_script(spec, has_requirements, self._index)],
+            user=settings.docker_user,
+            working_dir=APP_DIR,
+            environment=env,
+            labels={
+                LABEL_RUNNER: self._runner_name,
+                "minitower.run_id": str(spec.run_id),
+                "minitower.attempt_no": str(spec.attempt_no),
+            },
+            stdin_open=True,
+            stdin_once=True,
+            host_config=host_config,
+        )
+        container_id = container["Id"]
+        try:
+            workspace = workspace_tar(spec.app_dir, self._uid, self._gid)
+            self._api.put_archive(container_id, "/tmp", workspace)  # noqa: S108
+            stdin = self._api.attach_socket(container_id, params={"stdin": 1, "stream": 1})
+            self._api.start(container_id)
+        except BaseException:
+            with suppress(DockerException):
+                self._api.remove_container(container_id, force=True)
+            raise
+        log.info(
+            "run_id=%s attempt_no=%s: container %s started",
+            spec.run_id,
+            spec.attempt_no,
+            container_id[:12],
+        )
+        return ContainerWorkload(self._api, container_id, stdin, emit, on_exit)
+
+    def remove_leftovers(self) -> None:
+        leftovers = self._api.containers(
+            all=True, filters={"label": f"{LABEL_RUNNER}={self._runner_name}"}
+        )
+        for container in leftovers:
+            with suppress(NotFound, APIError):
+                self._api.remove_container(container["Id"], force=True)
+                log.warning("removed container %s left by a previous runner", container["Id"][:12])

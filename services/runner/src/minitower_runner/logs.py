@@ -1,0 +1,174 @@
+"""Run output to the API: lines numbered per attempt, sent in batches, resent until taken.
+
+The server ignores a ``seq`` it already holds, so a batch whose answer was lost is simply
+sent again. Lines wait in memory while the API is away; past ``max_pending`` the workload's
+writes block (its pipe fills) rather than lines being dropped.
+"""
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from minitower_runner.client import LeaseGone, Unavailable
+from minitower_shared.clock import rfc3339
+
+log = logging.getLogger("minitower.runner")
+
+# Well under the API's 64 Ki characters per line, so the marker always fits.
+MAX_LINE_BYTES = 32 * 1024
+# Well under the API's request limit (2 MiB by default) once JSON adds its framing.
+MAX_BATCH_BYTES = 512 * 1024
+
+Sender = Callable[[list[dict[str, Any]]], None]
+
+
+def split_lines(stream: IO[bytes], max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[str]:
+    """Decoded lines of ``stream`` without their newline. A line longer than
+    ``max_line_bytes`` is cut there and its rest replaced by a marker saying how much."""
+    while True:
+        chunk = stream.readline(max_line_bytes)
+        if not chunk:
+            return
+        if chunk.endswith(b"\n") or len(chunk) < max_line_bytes:
+            yield chunk.rstrip(b"\r\n").decode("utf-8", errors="replace")
+            continue
+        dropped = 0
+        while True:
+            rest = stream.readline(max_line_bytes)
+            if not rest or rest.endswith(b"\n"):
+                dropped += len(rest.rstrip(b"\r\n"))
+                break
+            dropped += len(rest)
+        # A cut may split a multi-byte character: the decoder's replacement marks it.
+        text = chunk.decode("utf-8", errors="replace")
+        yield f"{text} [minitower: line cut, {dropped} more bytes not kept]"
+
+
+class LogShipper:
+    """Collects lines from any thread and sends them from one of its own."""
+
+    def __init__(
+        self,
+        send: Sender,
+        *,
+        batch_lines: int,
+        flush_interval: float,
+        on_gone: Callable[[], None],
+        max_pending: int = 50_000,
+    ) -> None:
+        self._send = send
+        self._batch_lines = batch_lines
+        self._flush_interval = flush_interval
+        self._on_gone = on_gone
+        self._max_pending = max_pending
+        self._pending: deque[dict[str, Any]] = deque()
+        self._cond = threading.Condition()
+        self._next_seq = 1
+        self._closing = False
+        self._abandoned = False
+        self._sent_through = 0
+        self._thread = threading.Thread(target=self._run, name="log-shipper", daemon=True)
+        self._thread.start()
+
+    @property
+    def lines_sent(self) -> int:
+        return self._sent_through
+
+    def add(self, stream: str, line: str) -> None:
+        with self._cond:
+            while len(self._pending) >= self._max_pending and not self._abandoned:
+                self._cond.wait(0.5)
+            if self._abandoned:
+                return
+            self._pending.append(
+                {
+                    "seq": self._next_seq,
+                    "stream": stream,
+                    "line": line,
+                    "logged_at": rfc3339(datetime.now(UTC)),
+                }
+            )
+            self._next_seq += 1
+            # Wake the sender for the first line (it starts the flush clock) and a full batch.
+            if len(self._pending) in (1, self._batch_lines):
+                self._cond.notify_all()
+
+    def close(self, deadline: float) -> bool:
+        """Send everything still pending; True when all of it was accepted by
+        ``deadline`` (monotonic), False when the lease went or time ran out."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive():
+            self.abandon()
+            return False
+        return not self._abandoned
+
+    def abandon(self) -> None:
+        """Stop sending: the lease is gone, nobody will take these lines."""
+        with self._cond:
+            self._abandoned = True
+            self._cond.notify_all()
+
+    def _next_batch(self) -> list[dict[str, Any]] | None:
+        """Wait for a full batch, the flush interval or closing; None when done."""
+        with self._cond:
+            due: float | None = None
+            while True:
+                if self._abandoned:
+                    return None
+                if not self._pending:
+                    if self._closing:
+                        return None
+                    due = None
+                    self._cond.wait()
+                    continue
+                if len(self._pending) >= self._batch_lines or self._closing:
+                    break
+                now = time.monotonic()
+                if due is None:
+                    due = now + self._flush_interval
+                if now >= due:
+                    break
+                self._cond.wait(due - now)
+            batch: list[dict[str, Any]] = []
+            size = 0
+            for item in self._pending:
+                if len(batch) >= self._batch_lines or (batch and size >= MAX_BATCH_BYTES):
+                    break
+                batch.append(item)
+                size += len(item["line"]) + 64
+            return batch
+
+    def _run(self) -> None:
+        delay = 0.1
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            try:
+                self._send(batch)
+            except LeaseGone:
+                self.abandon()
+                self._on_gone()
+                return
+            except Unavailable as exc:
+                log.warning("log batch not sent (%s); retrying in %.1fs", exc, delay)
+                with self._cond:
+                    self._cond.wait_for(lambda: self._abandoned, timeout=delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            except Exception:
+                # A refused batch (4xx) would be refused forever: drop it, keep the rest.
+                log.exception("log batch refused by the API; dropping %d lines", len(batch))
+            delay = 0.1
+            with self._cond:
+                for _ in batch:
+                    self._pending.popleft()
+                self._sent_through = batch[-1]["seq"]
+                self._cond.notify_all()

@@ -1,0 +1,129 @@
+"""Runs an attempt as a local process group, in a cached venv.
+
+The entrypoint runs under the shim (see ``shim.py``) as the leader of its own process
+group: cancel and timeout signal the whole group, whatever it spawned, and the group dies
+with the runner even when the runner is SIGKILLed.
+
+The kernel's parent-death signal fires when the *thread* that started the child ends,
+not the process: start workloads from a thread that lives as long as they do (the
+runner's main loop does).
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from minitower_runner import shim
+from minitower_runner.logs import split_lines
+from minitower_runner.venvs import VenvCache
+from minitower_runner.workload import Emit, RunSpec, interpreter_for, workload_environment
+
+SHIM_PATH = str(Path(shim.__file__).resolve())
+
+
+class ProcessWorkload:
+    def __init__(
+        self, proc: subprocess.Popen[bytes], emit: Emit, on_exit: Callable[[], None]
+    ) -> None:
+        self._proc = proc
+        self._pgid = proc.pid  # the shim leads a new session, so its pid is the group id
+        assert proc.stdout is not None and proc.stderr is not None
+        self._readers = [
+            threading.Thread(target=self._pump, args=(proc.stdout, "stdout", emit), daemon=True),
+            threading.Thread(target=self._pump, args=(proc.stderr, "stderr", emit), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+        waiter = threading.Thread(target=self._wait_then, args=(on_exit,), daemon=True)
+        waiter.start()
+
+    @staticmethod
+    def _pump(stream: IO[bytes], name: str, emit: Emit) -> None:
+        with stream:
+            for line in split_lines(stream):
+                emit(name, line)
+
+    def _wait_then(self, on_exit: Callable[[], None]) -> None:
+        self._proc.wait()
+        on_exit()
+
+    def wait(self, timeout: float | None) -> int | None:
+        try:
+            return self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def _signal_group(self, signum: int) -> None:
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._pgid, signum)
+
+    def terminate(self) -> None:
+        self._signal_group(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal_group(signal.SIGKILL)
+
+    def finish(self, timeout: float) -> None:
+        # Whatever the workload left behind in its group (a background job holding the
+        # output pipes open) ends with it.
+        self.kill()
+        for reader in self._readers:
+            reader.join(timeout)
+
+
+@dataclass(frozen=True)
+class PreparedProcess:
+    spec: RunSpec
+    venv: Path
+
+    def start(self, emit: Emit, on_exit: Callable[[], None]) -> ProcessWorkload:
+        spec, venv = self.spec, self.venv
+        home = spec.app_dir.parent / "home"
+        home.mkdir(exist_ok=True)
+        entry = str(spec.app_dir / spec.entrypoint)
+        if interpreter_for(spec.entrypoint) == "python":
+            command = [str(venv / "bin" / "python"), "-u", entry]
+        else:
+            command = ["/bin/sh", entry]
+        env = workload_environment(
+            spec,
+            home=str(home),
+            python_path=[str(spec.app_dir / p) for p in spec.import_paths],
+            path_prefix=[str(venv / "bin")],
+        )
+        env["VIRTUAL_ENV"] = str(venv)
+        env["TMPDIR"] = str(home)
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", SHIM_PATH, str(os.getpid()), *command],
+            cwd=spec.app_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        return ProcessWorkload(proc, emit, on_exit)
+
+
+class ProcessExecutor:
+    def __init__(self, venvs: VenvCache) -> None:
+        self.venvs = venvs
+
+    def prepare(self, spec: RunSpec, emit: Emit) -> PreparedProcess:
+        interpreter_for(spec.entrypoint)
+        requirements = spec.app_dir / "requirements.txt"
+        venv = self.venvs.get(
+            requirements if requirements.is_file() else None,
+            lambda line: emit("stderr", f"[minitower] {line}"),
+        )
+        return PreparedProcess(spec, venv)
+
+    def remove_leftovers(self) -> None:
+        """Nothing to do: the shim takes its group down with the runner."""

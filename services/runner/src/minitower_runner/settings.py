@@ -1,0 +1,86 @@
+"""The runner's configuration: ``MINITOWER_*`` environment variables (and a ``.env`` file)."""
+
+import socket
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from minitower_shared.durations import LogLevel, PositiveSeconds, Seconds, parse_duration
+from minitower_shared.schemas import ENVIRONMENT_PATTERN, RUNNER_NAME_PATTERN
+
+MIN_SECRET_LENGTH = 16
+
+
+def _default_name() -> str:
+    """The hostname, so that every compose replica registers under its own name."""
+    return socket.gethostname().split(".")[0] or "runner"
+
+
+class RunnerSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MINITOWER_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    env: Literal["dev", "production"] = "production"
+    server_url: str = "http://127.0.0.1:8080"
+    runner_name: str = Field(default_factory=_default_name, pattern=RUNNER_NAME_PATTERN)
+    runner_registration_token: SecretStr | None = None
+    runner_environment: str = Field(default="default", pattern=ENVIRONMENT_PATTERN)
+    runner_labels: dict[str, str] = Field(default_factory=dict)
+    # Runner token, workspaces and (unless set apart) the venv cache.
+    data_dir: Path = Path.home() / ".minitower" / "runner"
+    # Runners of one host may share it: builds are locked, each environment built once.
+    venv_cache_dir: Path | None = None
+    # How long one lease request waits on the server for work (long poll; 0 turns it off).
+    lease_wait: Annotated[float, BeforeValidator(parse_duration), Field(le=30)] = 20.0
+    # The least time between two lease requests that found no work; a long poll that
+    # waited its full time is followed by the next one at once.
+    poll_interval: PositiveSeconds = 1.0
+    heartbeat_interval: PositiveSeconds = 10.0
+    kill_grace_period: Seconds = 10.0
+    drain_timeout: Seconds = 60.0
+    request_timeout: PositiveSeconds = 30.0
+    runner_isolation: Literal["process", "docker"] = "process"
+    runner_image: str = "python:3.11-slim-bookworm"
+    docker_memory: str = "1g"
+    docker_cpus: float = Field(default=1.0, gt=0)
+    docker_pids_limit: int = Field(default=512, ge=16)
+    # "none" keeps runs off every network; "bridge" (or a network's name) lets them out.
+    docker_network: str = "none"
+    docker_user: str = "10001:10001"
+    # For operators behind a package mirror: passed to uv (or pip) when installing a
+    # version's requirements.txt.
+    pip_index_url: str | None = None
+    pip_extra_index_url: str | None = None
+    pip_find_links: str | None = None
+    pip_no_index: bool = False
+    log_batch_lines: int = Field(default=500, ge=1, le=5000)
+    log_flush_interval: PositiveSeconds = 0.2
+    log_level: LogLevel = "info"
+
+    @field_validator("server_url")
+    @classmethod
+    def _check_server_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:8080")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_secret(self) -> "RunnerSettings":
+        token = self.runner_registration_token
+        if (
+            self.env != "dev"
+            and token is not None
+            and len(token.get_secret_value()) < MIN_SECRET_LENGTH
+        ):
+            raise ValueError(
+                f"MINITOWER_RUNNER_REGISTRATION_TOKEN must be at least {MIN_SECRET_LENGTH} "
+                "characters (set MINITOWER_ENV=dev to allow short secrets for local development)"
+            )
+        return self
+
+    @property
+    def venvs_dir(self) -> Path:
+        return self.venv_cache_dir or self.data_dir / "venvs"

@@ -1,0 +1,174 @@
+"""Prepared Python environments, built once per distinct requirements and reused.
+
+Creating a venv and installing into it is the dominant cost of a run, so environments
+are cached under ``<data dir>/venvs/<key>``, where the key hashes the interpreter's
+version and the exact bytes of ``requirements.txt``. A build holds an exclusive
+``flock`` on ``<key>.lock`` (across threads and processes alike) and writes a marker
+last, so a crashed build is detected and redone, and concurrent first runs build once.
+Runs never write into a cached venv: each has its own workspace.
+"""
+
+import fcntl
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("minitower.runner")
+
+READY_MARKER = ".minitower-ready"
+
+
+class EnvironmentBuildError(Exception):
+    """Creating the venv or installing the requirements failed; the message says how."""
+
+
+@dataclass(frozen=True)
+class IndexOptions:
+    index_url: str | None = None
+    extra_index_url: str | None = None
+    find_links: str | None = None
+    no_index: bool = False
+
+    def args(self) -> list[str]:
+        args: list[str] = ["--no-index"] if self.no_index else []
+        for flag, value in (
+            ("--index-url", self.index_url),
+            ("--extra-index-url", self.extra_index_url),
+            ("--find-links", self.find_links),
+        ):
+            if value:
+                args += [flag, value]
+        return args
+
+
+def find_uv() -> str | None:
+    """The uv binary installed with the runner (the ``uv`` package), else one on PATH."""
+    beside = Path(sys.executable).parent / "uv"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("uv")
+
+
+def _python_tag(python: str) -> str:
+    probe = subprocess.run(
+        [python, "-c", "import sys; print(sys.implementation.name, *sys.version_info[:3])"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return probe.stdout.strip()
+
+
+class VenvCache:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        python: str = sys.executable,
+        uv: str | None = None,
+        index: IndexOptions | None = None,
+    ) -> None:
+        self.root = root
+        self.python = python
+        self.uv = uv
+        self.index = index or IndexOptions()
+        self._python_tag = _python_tag(python)
+        self.builds = 0  # venvs this cache created (for tests and the bench)
+        root.mkdir(parents=True, exist_ok=True)
+
+    def key(self, requirements: bytes | None) -> str:
+        digest = hashlib.sha256(self._python_tag.encode() + b"\0" + (requirements or b""))
+        return digest.hexdigest()[:32]
+
+    def get(self, requirements: Path | None, emit: Callable[[str], None]) -> Path:
+        """The venv for ``requirements`` (a requirements.txt or None), built if needed;
+        build output goes to ``emit`` line by line."""
+        content = requirements.read_bytes() if requirements is not None else None
+        path = self.root / self.key(content)
+        if (path / READY_MARKER).exists():
+            return path
+        with (self.root / f"{path.name}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if (path / READY_MARKER).exists():
+                return path
+            if path.exists():
+                shutil.rmtree(path)  # a build that died half-way
+            try:
+                self._build(path, requirements, emit)
+            except BaseException:
+                shutil.rmtree(path, ignore_errors=True)
+                raise
+            (path / READY_MARKER).touch()
+            self.builds += 1
+            return path
+
+    def _build(self, path: Path, requirements: Path | None, emit: Callable[[str], None]) -> None:
+        # Built in place, not renamed into place: venvs hold absolute paths.
+        if self.uv is not None:
+            self._run([self.uv, "venv", "--quiet", "--python", self.python, str(path)], emit)
+            if requirements is not None:
+                emit(f"installing {requirements.name} with uv")
+                self._run(
+                    [
+                        self.uv,
+                        "pip",
+                        "install",
+                        "--python",
+                        str(path / "bin" / "python"),
+                        "-r",
+                        str(requirements),
+                        *self.index.args(),
+                    ],
+                    emit,
+                )
+            return
+        if requirements is None:
+            self._run([self.python, "-m", "venv", "--without-pip", str(path)], emit)
+            return
+        self._run([self.python, "-m", "venv", str(path)], emit)
+        emit(f"installing {requirements.name} with pip")
+        self._run(
+            [
+                str(path / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "-r",
+                str(requirements),
+                *self.index.args(),
+            ],
+            emit,
+        )
+
+    def _run(self, command: list[str], emit: Callable[[str], None]) -> None:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith("MINITOWER_") and key != "VIRTUAL_ENV"
+        }
+        env["UV_CACHE_DIR"] = str(self.root / ".uv-cache")
+        proc = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            check=False,
+        )
+        output = proc.stdout.decode("utf-8", errors="replace").splitlines()
+        for line in output:
+            emit(line)
+        if proc.returncode != 0:
+            last = output[-1] if output else "no output"
+            raise EnvironmentBuildError(
+                f"preparing the environment failed ({Path(command[0]).name} exited "
+                f"{proc.returncode}): {last}"
+            )
