@@ -17,5 +17,7 @@ fi
 export UV
 # Trust the system's certificate store (as pip does), not only uv's bundled roots, so a
 # site's own CA (a TLS-inspecting proxy, an internal mirror) works without extra setup.
-export UV_NATIVE_TLS="${UV_NATIVE_TLS:-1}"
+# (UV_SYSTEM_CERTS is what uv now calls UV_NATIVE_TLS; an old setting is honoured.)
+export UV_SYSTEM_CERTS="${UV_SYSTEM_CERTS:-${UV_NATIVE_TLS:-1}}"
+unset UV_NATIVE_TLS
 "$UV" sync --frozen --quiet

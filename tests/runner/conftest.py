@@ -64,6 +64,16 @@ class Stack:
         self.processes.append(process)
         return process
 
+    def wait_runners(self, names: set[str], timeout: float = 30) -> None:
+        """Until every runner in ``names`` has registered and asked for work."""
+
+        def online() -> bool:
+            body = check(self.team.get("/api/v1/admin/runners", params={"limit": 200}), 200)
+            seen = {r["name"] for r in body["runners"] if r["last_seen_at"] is not None}
+            return names <= seen
+
+        wait_for(online, timeout=timeout, what=f"runners {sorted(names)} to come online")
+
     def deploy(
         self, app: str, files: dict[str, str], script: str = "main.py", extra: str = ""
     ) -> dict[str, Any]:

@@ -67,7 +67,7 @@ class Runner:
 
         return Retrying(
             retry=retry_if_exception_type((Unavailable, *transient)),
-            wait=wait_exponential_jitter(initial=0.5, max=30.0),
+            wait=wait_exponential_jitter(multiplier=0.5, max=10.0),
             before_sleep=before_sleep,
             reraise=True,
         )

@@ -64,6 +64,22 @@ def _describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
+class Phases:
+    """How long each step of the attempt took, for the log line that ends it."""
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+        self.seconds: dict[str, float] = {}
+
+    def mark(self, name: str) -> None:
+        now = time.monotonic()
+        self.seconds[name] = now - self._last
+        self._last = now
+
+    def __str__(self) -> str:
+        return " ".join(f"{name}={value * 1000:.1f}ms" for name, value in self.seconds.items())
+
+
 class Attempt:
     def __init__(
         self,
@@ -90,6 +106,7 @@ class Attempt:
         self._done = threading.Event()
         self._cancel_requested = False
         self._shipper: LogShipper | None = None
+        self._phases = Phases()
 
     # --- shared state ------------------------------------------------------------------
 
@@ -124,7 +141,7 @@ class Attempt:
 
         retrying = Retrying(
             retry=retry_if_exception_type(Unavailable),
-            wait=wait_exponential_jitter(initial=0.1, max=5.0),
+            wait=wait_exponential_jitter(multiplier=0.1, max=5.0),
             stop=hopeless,
             sleep=self._pause,
             reraise=False,
@@ -196,6 +213,7 @@ class Attempt:
         if started is None:
             return Finished(None)
         start, self._clock = started
+        self._phases.mark("start")
         self._shipper = LogShipper(
             lambda batch: self._client.send_logs(grant.run_id, grant.lease_token, batch),
             batch_lines=self._settings.log_batch_lines,
@@ -209,6 +227,7 @@ class Attempt:
             if self._stopping_before_start():
                 return self._stopped_before_start()
             prepared = self._executor.prepare(spec, self._shipper.add)
+            self._phases.mark("prepare")
         except (PrepareError, EnvironmentBuildError, UnsupportedEntrypoint) as exc:
             self._emit(str(exc))
             return self._report(Finished("failed", None, str(exc)))
@@ -228,6 +247,7 @@ class Attempt:
         if got is None:
             raise PrepareError("the lease was lost while downloading the artifact")
         actual, announced = got
+        self._phases.mark("download")
         if actual != announced or actual != grant.artifact_sha256:
             raise PrepareError(
                 f"artifact SHA-256 mismatch: expected {grant.artifact_sha256}, "
@@ -240,6 +260,7 @@ class Attempt:
         except UnsafeArchiveError as exc:
             raise PrepareError(f"artifact refused: {exc}") from exc
         archive.unlink()
+        self._phases.mark("extract")
         if not (app_dir / grant.entrypoint).is_file():
             raise PrepareError(f"entrypoint {grant.entrypoint!r} is not a file in the artifact")
         return RunSpec(
@@ -307,6 +328,7 @@ class Attempt:
             horizon = min(kill_at, started_at + self.grant.timeout_seconds) - now
             self._wake.wait(min(max(horizon, 0.0), 0.5))
         workload.finish(timeout=5.0)
+        self._phases.mark("execute")
         if self._fenced.is_set() or reason == DRAIN:
             return Finished(None)
         if reason == CANCEL:
@@ -347,5 +369,12 @@ class Attempt:
             return Finished(None)
         if accepted is None:
             return Finished(None)
-        log.info("%s: reported %s (run is %s)", self._tag, status, accepted.run_status)
+        self._phases.mark("report")
+        log.info(
+            "%s: reported %s (run is %s); phases %s",
+            self._tag,
+            status,
+            accepted.run_status,
+            self._phases,
+        )
         return result

@@ -5,20 +5,28 @@ the runner itself is a container talking to the host's Docker socket. Inside, as
 non-root user with memory, CPU and pids limits and no network unless configured, a shell
 creates a venv, installs ``requirements.txt`` if there is one, and execs the entrypoint.
 
+The container's init (tini, ``init=True``) forwards the runner's SIGTERM to the
+workload's whole process group, as the process executor signals its group; a SIGKILL
+stops the container outright. Exit codes read as the process executor's do: negative for
+a workload the runner's signal (or the OOM killer) ended.
+
 Containers carry ``minitower.runner=<name>`` labels so that a restarted runner removes what
 its predecessor left. A container also dies on its own when the runner does: the runner
-holds the container's stdin open (``stdin_once``), and a watchdog in the container kills
-every process of the run's user when that stdin closes, which the kernel does for a
-runner that dies even by SIGKILL.
+holds the container's stdin open (``stdin_once``) on the attach connection that also
+carries the output, and a watchdog in the container kills every process of the run's
+user when that stdin closes, which happens when the runner closes the connection or dies,
+even by SIGKILL.
 """
 
 import io
 import logging
 import os
 import shlex
+import signal
+import socket
 import tarfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +34,8 @@ from typing import IO, Any
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import LogConfig
+from docker.utils.socket import STDERR, STDOUT, SocketError, frames_iter
 
 from minitower_runner.logs import split_lines
 from minitower_runner.settings import RunnerSettings
@@ -39,6 +49,7 @@ APP_DIR = f"{ROOT}/app"
 VENV_DIR = f"{ROOT}/venv"
 HOME_DIR = f"{ROOT}/home"
 LABEL_RUNNER = "minitower.runner"
+TINI_GROUP = "TINI_KILL_PROCESS_GROUP"
 
 
 class DockerUnavailable(Exception):
@@ -76,8 +87,11 @@ def container_script(spec: RunSpec, has_requirements: bool, index: IndexOptions)
         run = f"exec /bin/sh {shlex.quote(spec.entrypoint)}"
     lines = [
         "exec 3<&0",
-        "(cat <&3 >/dev/null; kill -s KILL -1) &",
+        # Ignores SIGTERM (tini sends it to the whole process group), so that a runner
+        # dying during the grace period still takes the container down.
+        "(trap '' TERM; cat <&3 >/dev/null; kill -s KILL -- -1) &",
         "set -e",
+        f"unset {TINI_GROUP}",
     ]
     if has_requirements:
         pip = [
@@ -98,15 +112,47 @@ def container_script(spec: RunSpec, has_requirements: bool, index: IndexOptions)
     return "\n".join(lines)
 
 
+def _raw_socket(sock: Any) -> Any:
+    """The socket object under the SocketIO that ``attach_socket`` returns."""
+    return getattr(sock, "_sock", None) or sock
+
+
+def _hang_up(sock: Any) -> None:
+    """Close an attach connection for real. ``SocketIO.close()`` alone leaves the socket
+    open while the HTTP response still refers to it; the shutdown ends the connection at
+    once, so the engine closes the container's stdin and the watchdog fires."""
+    raw = _raw_socket(sock)
+    with suppress(OSError):
+        raw.shutdown(socket.SHUT_RDWR)
+    with suppress(OSError):
+        sock.close()
+    with suppress(OSError):
+        raw.close()
+
+
 class ContainerWorkload:
+    """A started container. One attach connection, opened before the start, carries the
+    container's output (so none of it is missed, whatever the log driver) and holds its
+    stdin open for the watchdog until ``finish()`` closes it."""
+
     def __init__(
-        self, api: Any, container_id: str, stdin: Any, emit: Emit, on_exit: Callable[[], None]
+        self,
+        api: Any,
+        container_id: str,
+        attached: Any,
+        emit: Emit,
+        on_exit: Callable[[], None],
+        memory_limit: str,
     ) -> None:
         self._api = api
         self._id = container_id
-        self._stdin = stdin  # held open for the container's watchdog; closed by finish()
+        self._attached = attached
+        self._emit = emit
+        self._memory_limit = memory_limit
         self._exit_code: int | None = None
         self._exited = threading.Event()
+        # The signals the runner sent, to tell "killed by SIGTERM" from "exit 143".
+        self._sent: set[int] = set()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         self._threads = [
@@ -119,17 +165,15 @@ class ContainerWorkload:
         threading.Thread(target=self._wait_then, args=(on_exit,), daemon=True).start()
 
     def _pump(self, out_w: int, err_w: int) -> None:
-        """Demultiplexed container output into two pipes, split into lines by readers."""
+        """Demultiplexed container output into two pipes, split into lines by readers.
+        The stream ends when the container exits (or ``finish()`` shuts the socket)."""
         try:
-            stream: Iterator[tuple[bytes | None, bytes | None]] = self._api.attach(
-                self._id, stdout=True, stderr=True, stream=True, logs=True, demux=True
-            )
-            for out, err in stream:
-                if out:
-                    os.write(out_w, out)
-                if err:
-                    os.write(err_w, err)
-        except (DockerException, OSError) as exc:
+            for stream, data in frames_iter(self._attached, tty=False):
+                if stream == STDOUT:
+                    os.write(out_w, data)
+                elif stream == STDERR:
+                    os.write(err_w, data)
+        except (DockerException, SocketError, OSError, ValueError) as exc:
             log.warning("container %s: output stream ended: %s", self._id[:12], exc)
         finally:
             os.close(out_w)
@@ -144,33 +188,58 @@ class ContainerWorkload:
 
     def _wait_then(self, on_exit: Callable[[], None]) -> None:
         try:
-            self._exit_code = int(self._api.wait(self._id)["StatusCode"])
-        except (DockerException, KeyError, ValueError) as exc:
+            self._exit_code = self._status(int(self._api.wait(self._id)["StatusCode"]))
+        except (DockerException, KeyError, TypeError, ValueError) as exc:
             log.warning("container %s: wait failed: %s", self._id[:12], exc)
             self._exit_code = -1
         self._exited.set()
         on_exit()
 
+    def _status(self, code: int) -> int:
+        """The exit code as the process executor reports it: negative for a workload the
+        runner's signal (or the kernel's OOM killer) ended. The init in the container
+        (tini) exits with 128 + N for a child killed by signal N, and the engine reports
+        128 + 9 for a container it SIGKILLed; a workload's own ``exit 143`` stays 143."""
+        signum = code - 128
+        oom = False
+        if code == 128 + signal.SIGKILL:
+            with suppress(DockerException, KeyError, TypeError):
+                oom = bool(self._api.inspect_container(self._id)["State"]["OOMKilled"])
+        if oom:
+            self._emit(
+                "stderr",
+                f"[minitower] the run ran out of memory (limit {self._memory_limit}, "
+                "MINITOWER_DOCKER_MEMORY) and the kernel killed it",
+            )
+        if oom or signum in self._sent:
+            return -signum
+        return code
+
     def wait(self, timeout: float | None) -> int | None:
         return self._exit_code if self._exited.wait(timeout) else None
 
-    def _signal(self, signum: str) -> None:
+    def _signal(self, signum: signal.Signals) -> None:
+        if self._exited.is_set():
+            return
+        self._sent.add(signum)
         with suppress(NotFound, APIError):
-            self._api.kill(self._id, signal=signum)
+            self._api.kill(self._id, signal=signum.name)
 
     def terminate(self) -> None:
-        self._signal("SIGTERM")
+        self._signal(signal.SIGTERM)
 
     def kill(self) -> None:
-        self._signal("SIGKILL")
+        self._signal(signal.SIGKILL)
 
     def finish(self, timeout: float) -> None:
         self.kill()
         self._exited.wait(timeout)
+        # The output stream ends with the container; should the engine keep it open,
+        # hanging up ends it.
+        self._threads[0].join(timeout)
+        _hang_up(self._attached)
         for thread in self._threads:
             thread.join(timeout)
-        with suppress(Exception):
-            self._stdin.close()
         with suppress(NotFound, APIError):
             self._api.remove_container(self._id, force=True)
 
@@ -221,14 +290,23 @@ class DockerExecutor:
             base={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
         )
         env.update({"VIRTUAL_ENV": VENV_DIR, "TMPDIR": HOME_DIR})
+        # The container's init (tini) then signals the whole process group, as the process
+        # executor does; the script unsets it before the entrypoint starts.
+        env[TINI_GROUP] = "1"
         host_config = self._api.create_host_config(
             init=True,
             network_mode=settings.docker_network,
             mem_limit=settings.docker_memory,
+            memswap_limit=settings.docker_memory,  # the limit, not twice it with swap
             nano_cpus=int(settings.docker_cpus * 1e9),
             pids_limit=settings.docker_pids_limit,
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
+            # The output reaches the runner over the attach stream; what the engine keeps
+            # for `docker logs` (while the container exists) must not fill its disk.
+            log_config=LogConfig(
+                type=LogConfig.types.JSON, config={"max-size": "10m", "max-file": "1"}
+            ),
         )
         container = self._api.create_container(
             settings.runner_image,
@@ -241,17 +319,27 @@ class DockerExecutor:
                 "minitower.run_id": str(spec.run_id),
                 "minitower.attempt_no": str(spec.attempt_no),
             },
-            stdin_open=True,
-            stdin_once=True,
+            stdin_open=True,  # and, as the container is not detached, stdin_once
             host_config=host_config,
+            # Proxy settings from the runner's Docker config may carry credentials.
+            use_config_proxy=False,
         )
         container_id = container["Id"]
+        attached: Any = None
         try:
             workspace = workspace_tar(spec.app_dir, self._uid, self._gid)
             self._api.put_archive(container_id, "/tmp", workspace)  # noqa: S108
-            stdin = self._api.attach_socket(container_id, params={"stdin": 1, "stream": 1})
+            # Attached before the start: no output is missed, and stdin (held by this
+            # process alone) stays open for the watchdog exactly as long as the runner lives.
+            attached = self._api.attach_socket(
+                container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+            )
+            # The engine's client times requests out; this stream stays silent at will.
+            _raw_socket(attached).settimeout(None)
             self._api.start(container_id)
         except BaseException:
+            if attached is not None:
+                _hang_up(attached)
             with suppress(DockerException):
                 self._api.remove_container(container_id, force=True)
             raise
@@ -261,12 +349,20 @@ class DockerExecutor:
             spec.attempt_no,
             container_id[:12],
         )
-        return ContainerWorkload(self._api, container_id, stdin, emit, on_exit)
+        return ContainerWorkload(
+            self._api, container_id, attached, emit, on_exit, settings.docker_memory
+        )
 
     def remove_leftovers(self) -> None:
-        leftovers = self._api.containers(
-            all=True, filters={"label": f"{LABEL_RUNNER}={self._runner_name}"}
-        )
+        """Removes the containers of this runner's name: its watchdog has stopped those of
+        a runner that died; one that died between create and start left one never run."""
+        try:
+            leftovers = self._api.containers(
+                all=True, filters={"label": f"{LABEL_RUNNER}={self._runner_name}"}
+            )
+        except DockerException as exc:
+            log.warning("could not list containers left by a previous runner: %s", exc)
+            return
         for container in leftovers:
             with suppress(NotFound, APIError):
                 self._api.remove_container(container["Id"], force=True)

@@ -67,6 +67,12 @@ class RunnerSettings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:8080")
         return value.rstrip("/")
 
+    @field_validator("runner_registration_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``MINITOWER_RUNNER_REGISTRATION_TOKEN=`` (as compose writes an unset variable)."""
+        return None if value == "" else value
+
     @model_validator(mode="after")
     def _check_secret(self) -> "RunnerSettings":
         token = self.runner_registration_token

@@ -1,0 +1,318 @@
+"""End-to-end run latency and throughput: a trivial app submitted over HTTP to a real
+``minitowerd`` + ``minitower-reaper`` + ``minitower-runner`` stack on 127.0.0.1.
+
+Phases (each bounded in count and in time):
+
+1. warm: N runs one after another with the venv cache already built;
+2. cold: N runs, the venv cache emptied before each (a trivial app has no
+   requirements, so "cold" is creating the bare venv);
+3. docker: N runs on a runner with ``MINITOWER_RUNNER_ISOLATION=docker`` (skipped when no
+   engine answers or the image is missing; ``--image`` names it);
+4. throughput: K runs submitted at once, executed by R process runners.
+
+Latency is the server's own ``finished_at - queued_at`` of each run (millisecond
+timestamps), so client polling adds nothing to it. Where the time goes comes from the
+runner's ``phases`` log line (start, download, extract, prepare, execute, report) and
+from the server's ``started_at`` (queued → started covers the lease hand-off and the
+start call).
+
+Run: ``cd /work/main && uv run python bench/run_latency.py`` (``--help`` for knobs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BOOTSTRAP_TOKEN = "bench-bootstrap-token-0123456789"
+REGISTRATION_TOKEN = "bench-registration-token-0123456789"
+BIN = Path(sys.executable).parent
+PHASES = re.compile(r"run_id=(\d+) attempt_no=\d+: reported \w+ .*; phases (.*)$")
+AIMS = {"warm": 0.200, "cold": 1.0, "docker": 2.0}
+AIM_THROUGHPUT = 10.0
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def archive(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, text in sorted(files.items()):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    url: str
+    env: dict[str, str]
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    runner_logs: list[Path] = field(default_factory=list)
+
+    def spawn(self, name: str, program: str, env: dict[str, str]) -> None:
+        log = (self.workdir / f"{name}.log").open("wb")
+        proc = subprocess.Popen(
+            [str(BIN / program)],
+            env={**os.environ, **self.env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+        )
+        log.close()
+        self.procs.append(proc)
+        if program == "minitower-runner":
+            self.runner_logs.append(self.workdir / f"{name}.log")
+
+    def runner(self, name: str, **env: str) -> None:
+        self.spawn(
+            name,
+            "minitower-runner",
+            {"MINITOWER_RUNNER_NAME": name, "MINITOWER_DATA_DIR": str(self.workdir / name), **env},
+        )
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def phases(self) -> dict[int, dict[str, float]]:
+        found: dict[int, dict[str, float]] = {}
+        for path in self.runner_logs:
+            for line in path.read_text(errors="replace").splitlines():
+                match = PHASES.search(line)
+                if match:
+                    found[int(match.group(1))] = {
+                        k: float(v.removesuffix("ms")) / 1000
+                        for k, v in (part.split("=") for part in match.group(2).split())
+                    }
+        return found
+
+
+def start_stack(workdir: Path) -> Stack:
+    port = free_port()
+    env = {
+        "MINITOWER_DB_PATH": str(workdir / "minitower.db"),
+        "MINITOWER_OBJECTS_DIR": str(workdir / "objects"),
+        "MINITOWER_LISTEN_ADDR": f"127.0.0.1:{port}",
+        "MINITOWER_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN,
+        "MINITOWER_RUNNER_REGISTRATION_TOKEN": REGISTRATION_TOKEN,
+        "MINITOWER_SERVER_URL": f"http://127.0.0.1:{port}",
+        "MINITOWER_VENV_CACHE_DIR": str(workdir / "venvs"),
+        "MINITOWER_LOG_LEVEL": "info",
+    }
+    subprocess.run(
+        [str(BIN / "minitowerd"), "migrate"],
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+    )
+    stack = Stack(workdir=workdir, url=env["MINITOWER_SERVER_URL"], env=env)
+    stack.spawn("api", "minitowerd", {"MINITOWER_LOG_LEVEL": "warning"})
+    stack.spawn("reaper", "minitower-reaper", {})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{stack.url}/ready", timeout=1).status_code == 200:
+                return stack
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    stack.stop()
+    raise SystemExit("the API did not become ready in 30 s")
+
+
+class Team:
+    def __init__(self, url: str) -> None:
+        self.http = httpx.Client(base_url=url, timeout=30)
+        body = self.http.post(
+            "/api/v1/bootstrap/team",
+            json={"slug": "bench", "name": "Bench"},
+            headers={"Authorization": f"Bearer {BOOTSTRAP_TOKEN}"},
+        ).json()
+        self.http.headers["Authorization"] = f"Bearer {body['token']}"
+
+    def deploy(self, slug: str, files: dict[str, str]) -> None:
+        self.http.post("/api/v1/apps", json={"slug": slug}).raise_for_status()
+        self.http.post(
+            f"/api/v1/apps/{slug}/versions",
+            files={"artifact": ("app.tar.gz", archive(files), "application/gzip")},
+            data={"entrypoint": "main.py"},
+        ).raise_for_status()
+
+    def submit(self, slug: str, environment: str = "default") -> int:
+        response = self.http.post(f"/api/v1/apps/{slug}/runs", json={"environment": environment})
+        response.raise_for_status()
+        run_id: int = response.json()["run_id"]
+        return run_id
+
+    def wait(self, run_ids: list[int], timeout: float) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        done: dict[int, dict[str, Any]] = {}
+        while len(done) < len(run_ids):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"runs not finished after {timeout}s: {len(done)}/{len(run_ids)}")
+            for run_id in run_ids:
+                if run_id not in done:
+                    run = self.http.get(f"/api/v1/runs/{run_id}").json()
+                    if run["status"] in {"completed", "failed", "cancelled", "dead"}:
+                        done[run_id] = run
+            time.sleep(0.02)
+        return [done[run_id] for run_id in run_ids]
+
+
+def latency(run: dict[str, Any]) -> float:
+    if run["status"] != "completed":
+        raise SystemExit(f"run {run['run_id']} ended {run['status']}: {run['error_message']}")
+    return (parse_time(run["finished_at"]) - parse_time(run["queued_at"])).total_seconds()
+
+
+def sequential(
+    team: Team, count: int, environment: str, before_each: Any = None
+) -> list[dict[str, Any]]:
+    runs = []
+    for _ in range(count):
+        if before_each is not None:
+            before_each()
+        runs.extend(team.wait([team.submit("trivial", environment)], timeout=120))
+    return runs
+
+
+def docker_image_present(image: str) -> bool:
+    if shutil.which("docker") is None:
+        return False
+    probe = subprocess.run(
+        ["docker", "image", "inspect", image], capture_output=True, timeout=30, check=False
+    )
+    return probe.returncode == 0
+
+
+def report(name: str, runs: list[dict[str, Any]], phases: dict[int, dict[str, float]]) -> None:
+    values = [latency(run) for run in runs]
+    aim = AIMS[name]
+    verdict = "met" if statistics.median(values) <= aim else "NOT met"
+    print(
+        f"{name:>7}: n={len(values):3d}  p50 {statistics.median(values) * 1000:7.1f} ms  "
+        f"p95 {pct(values, 95) * 1000:7.1f} ms  (aim p50 <= {aim * 1000:.0f} ms: {verdict})"
+    )
+    queued_to_started = [
+        (parse_time(r["started_at"]) - parse_time(r["queued_at"])).total_seconds() for r in runs
+    ]
+    per_phase: dict[str, list[float]] = defaultdict(list)
+    for run in runs:
+        for phase, seconds in phases.get(run["run_id"], {}).items():
+            per_phase[phase].append(seconds)
+    parts = [f"queued->started {statistics.median(queued_to_started) * 1000:.1f}"]
+    parts += [f"{k} {statistics.median(v) * 1000:.1f}" for k, v in per_phase.items()]
+    print(f"         medians, ms: {', '.join(parts)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", type=int, default=30, help="runs per latency phase (30)")
+    parser.add_argument("-k", type=int, default=100, help="runs in the throughput phase (100)")
+    parser.add_argument("-r", type=int, default=2, help="process runners (2)")
+    parser.add_argument(
+        "--image",
+        default=os.environ.get("MINITOWER_RUNNER_IMAGE", "minitower/workload:latest"),
+        help="image for the docker phase (MINITOWER_RUNNER_IMAGE or minitower/workload:latest)",
+    )
+    parser.add_argument("--skip-docker", action="store_true")
+    args = parser.parse_args(argv)
+    print(f"load average before: {os.getloadavg()}")
+    workdir = Path(tempfile.mkdtemp(prefix="minitower-bench-"))
+    stack = start_stack(workdir)
+    try:
+        for i in range(args.r):
+            stack.runner(f"bench-{i + 1}")
+        team = Team(stack.url)
+        team.deploy("trivial", {"main.py": "print('hello')\n"})
+        sequential(team, 2, "default")  # warm-up: builds the venv, loads the code paths
+        warm = sequential(team, args.n, "default")
+
+        def empty_cache() -> None:
+            for entry in (workdir / "venvs").iterdir():
+                if entry.is_dir() and not entry.name.startswith("."):
+                    shutil.rmtree(entry)
+
+        cold = sequential(team, max(3, args.n // 3), "default", before_each=empty_cache)
+        docker_runs: list[dict[str, Any]] = []
+        if not args.skip_docker and docker_image_present(args.image):
+            stack.runner(
+                "bench-docker",
+                MINITOWER_RUNNER_ISOLATION="docker",
+                MINITOWER_RUNNER_IMAGE=args.image,
+                MINITOWER_RUNNER_ENVIRONMENT="docker",
+            )
+            sequential(team, 1, "docker")
+            docker_runs = sequential(team, max(3, args.n // 3), "docker")
+        else:
+            print(f"docker phase skipped (no engine, or no image {args.image!r})")
+        batch_started = time.monotonic()
+        ids = [team.submit("trivial") for _ in range(args.k)]
+        submitted = time.monotonic() - batch_started
+        batch = team.wait(ids, timeout=300)
+        first_queued = min(parse_time(r["queued_at"]) for r in batch)
+        last_finished = max(parse_time(r["finished_at"]) for r in batch)
+        span = (last_finished - first_queued).total_seconds()
+        phases = stack.phases()
+        print()
+        report("warm", warm, phases)
+        report("cold", cold, phases)
+        if docker_runs:
+            report("docker", docker_runs, phases)
+        rate = len(batch) / span
+        verdict = "met" if rate >= AIM_THROUGHPUT else "NOT met"
+        failed = sum(r["status"] != "completed" for r in batch)
+        print(
+            f"throughput: {len(batch)} runs on {args.r} runners in {span:.2f} s = "
+            f"{rate:.1f} runs/s "
+            f"(submitting took {submitted:.2f} s; {failed} not completed; "
+            f"aim >= {AIM_THROUGHPUT:.0f}/s: {verdict})"
+        )
+    finally:
+        stack.stop()
+        print(f"load average after: {os.getloadavg()}")
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

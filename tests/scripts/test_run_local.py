@@ -1,0 +1,110 @@
+"""The README's quickstart command, ``scripts/run-local``: the whole local stack comes
+up, runs an app, and Ctrl-C takes every process down with it."""
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import HELLO_TOWERFILE, make_archive
+from tests.support.clients import TeamClient
+from tests.support.processes import free_port
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def read_secret(state: Path, name: str) -> str:
+    for line in (state / "secrets.env").read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key == name:
+            return value
+    raise AssertionError(f"{name} not in secrets.env")
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def test_run_local_serves_runs_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    state = tmp_path / "state"
+    log = (tmp_path / "run-local.log").open("wb")
+    env = {
+        **os.environ,
+        "MINITOWER_LOCAL_STATE": str(state),
+        "MINITOWER_LISTEN_ADDR": f"127.0.0.1:{port}",
+        "MINITOWER_LOCAL_RUNNERS": "2",
+    }
+    proc = subprocess.Popen(
+        [str(ROOT / "scripts" / "run-local")], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+
+        def ready() -> bool:
+            try:
+                return httpx.get(f"{url}/ready", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, timeout=60, what="the local API")
+        with httpx.Client(base_url=url, timeout=45) as http:
+            team = TeamClient.bootstrap(
+                http, "acme", read_secret(state, "MINITOWER_BOOTSTRAP_TOKEN")
+            )
+            team.deploy(
+                "hello",
+                make_archive(
+                    {
+                        "Towerfile": HELLO_TOWERFILE,
+                        "main.py": "import os\nprint(os.environ['greeting'])\n",
+                    }
+                ),
+            )
+            run_id = team.create_run("hello")["run_id"]
+            run = wait_for(
+                lambda: (r := team.run(run_id))["status"] in {"completed", "failed"} and r,
+                timeout=60,
+                what="the local runners to finish the run",
+            )
+            assert run["status"] == "completed", (tmp_path / "run-local.log").read_text()
+            body = team.get(f"/api/v1/runs/{run_id}/logs").json()
+            assert [line["line"] for line in body["logs"]] == ["hello"]
+            wait_for(
+                lambda: (
+                    {r["name"] for r in team.get("/api/v1/admin/runners").json()["runners"]}
+                    == {"local-1", "local-2"}
+                ),
+                timeout=30,
+                what="both local runners to register",
+            )
+        stack = children_of(proc.pid)
+        assert len(stack) >= 4  # API, reaper, two runners
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) in (0, 130)
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{pid}").exists() for pid in stack) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(Path(f"/proc/{pid}").exists() for pid in stack)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
