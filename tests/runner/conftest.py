@@ -4,7 +4,7 @@ it, and real ``minitower-runner`` (and ``minitower-reaper``) processes started o
 One API serves a whole module; each test gets a team and a runner environment of its
 own, so runs of one test are never leased by another's runners. A test marked
 ``own_api`` (optionally ``own_api(lease_ttl="10s")``) gets an API of its own, to stop,
-restart or configure. Leases last 3 s unless said otherwise, runners heartbeat every
+restart or configure. Leases last 5 s unless said otherwise, runners heartbeat every
 half second and long-poll for 2 s, so a test sees every phase of a run within a few
 seconds. The venv cache is shared by the whole session, as on a real host.
 """
@@ -139,7 +139,7 @@ def venv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 API_ENV = {
     "MINITOWER_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN,
     "MINITOWER_RUNNER_REGISTRATION_TOKEN": REGISTRATION_TOKEN,
-    "MINITOWER_LEASE_TTL": "3s",
+    "MINITOWER_LEASE_TTL": "5s",
     "MINITOWER_LEASE_POLL_INTERVAL": "0.1s",
 }
 

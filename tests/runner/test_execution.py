@@ -160,3 +160,27 @@ def test_an_entrypoint_of_another_kind_is_a_clear_failure(stack: Stack) -> None:
     run = stack.wait_status(stack.start_run("binary"))
     assert run["status"] == "failed"
     assert "neither a .py nor a .sh" in run["error_message"]
+
+
+def test_a_workload_killed_by_a_signal_reports_it(stack: Stack) -> None:
+    stack.deploy(
+        "self-kill", {"main.py": "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n"}
+    )
+    stack.runner()
+    run = stack.wait_status(stack.start_run("self-kill"))
+    assert (run["status"], run["exit_code"]) == ("failed", -9)
+    assert run["error_message"] == "killed by SIGKILL"
+
+
+def test_shell_workloads_get_default_signal_dispositions(stack: Stack) -> None:
+    """The runner is Python, which ignores SIGPIPE; its workloads must not inherit that,
+    or `yes | head -1` complains of a broken pipe instead of ending quietly."""
+    stack.deploy(
+        "pipes", {"run.sh": "yes | head -1\ngrep SigIgn /proc/self/status\n"}, script="run.sh"
+    )
+    stack.runner()
+    run = stack.wait_status(stack.start_run("pipes"))
+    assert run["status"] == "completed", run
+    assert stack.lines(run["run_id"], "stderr") == []
+    ignored = int(stack.lines(run["run_id"], "stdout")[1].split()[1], 16)
+    assert ignored & (1 << (13 - 1)) == 0  # SIGPIPE is not ignored

@@ -2,8 +2,10 @@
 processes and runners, installs from an operator's wheelhouse with no index, clear
 errors, nothing half-built left behind."""
 
+import fcntl
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -159,3 +161,37 @@ def test_a_requirement_that_cannot_install_fails_the_run_clearly(stack: Stack) -
     assert run["status"] == "failed"
     assert "preparing the environment failed" in run["error_message"]
     assert any("no-such-package-anywhere" in line for line in stack.lines(run["run_id"]))
+
+
+@pytest.mark.parametrize(
+    "line", ["-r other.txt", "--requirement=x.txt", "-e .", "./localpkg", "file:///tmp/x.whl"]
+)
+def test_requirements_that_point_at_files_are_refused(tmp_path: Path, line: str) -> None:
+    cache = VenvCache(tmp_path / "venvs", uv=find_uv())
+    with pytest.raises(EnvironmentBuildError, match=r"line 2 .* refers to other files"):
+        cache.get(requirements(tmp_path, f"requests\n{line}\n"), lambda _line: None)
+
+
+def test_a_hung_build_stops_when_asked(tmp_path: Path) -> None:
+    fake_uv = tmp_path / "uv"
+    fake_uv.write_text("#!/bin/sh\necho building forever\nsleep 300\n")
+    fake_uv.chmod(0o755)
+    cache = VenvCache(tmp_path / "venvs", uv=str(fake_uv))
+    lines: list[str] = []
+    asked_at = time.monotonic()
+    with pytest.raises(EnvironmentBuildError, match="stopped"):
+        cache.get(None, lines.append, should_stop=lambda: time.monotonic() > asked_at + 0.5)
+    assert time.monotonic() - asked_at < 5
+    assert lines == ["building forever"]
+    assert not (cache.root / cache.key(None)).exists()
+
+
+def test_waiting_for_another_build_stops_when_asked(tmp_path: Path) -> None:
+    cache = VenvCache(tmp_path / "venvs", uv=find_uv())
+    with (cache.root / f"{cache.key(None)}.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        asked_at = time.monotonic()
+        with pytest.raises(EnvironmentBuildError, match="waiting for a venv build"):
+            cache.get(
+                None, lambda _line: None, should_stop=lambda: time.monotonic() > asked_at + 0.3
+            )

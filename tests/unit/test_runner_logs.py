@@ -1,6 +1,7 @@
 """Splitting output into lines and shipping them: cuts, order, batching, resends."""
 
 import io
+import json
 import threading
 import time
 from typing import Any
@@ -141,3 +142,16 @@ def test_backpressure_blocks_writers_instead_of_dropping() -> None:
 @pytest.mark.parametrize("limit", [1, 7])
 def test_tiny_limits_still_terminate(limit: int) -> None:
     assert len(lines_of(b"abcdefgh\nij\n", limit)) == 2
+
+
+def test_batches_count_json_escapes_against_the_byte_budget() -> None:
+    """Control characters cost six bytes each in JSON: such lines must not make a
+    batch that the API refuses as too large."""
+    send = Recorder()
+    ship = shipper(send, batch_lines=5000, flush_interval=10)
+    for _ in range(40):
+        ship.add("stdout", "\x01" * 30_000)
+    assert ship.close(deadline=time.monotonic() + 10)
+    for batch in send.batches:
+        assert len(json.dumps({"logs": batch})) <= MAX_BATCH_BYTES + 6 * 30_000 + 200
+    assert send.seqs() == list(range(1, 41))

@@ -99,12 +99,13 @@ def test_lease_clock_uses_the_servers_date_not_the_local_clock() -> None:
     server_now = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
     expires = rfc3339(server_now + timedelta(seconds=30))
     assert expires is not None
-    clock = LeaseClock.from_answer(expires, answer(server_now), sent_at=100.0)
-    assert clock.deadline == pytest.approx(100.0 + 29.0)  # a second off for Date's rounding
+    clock = LeaseClock.from_answer(expires, answer(server_now), received_at=100.0)
+    # Two seconds off for Date's rounding and staleness.
+    assert clock.deadline == pytest.approx(100.0 + 28.0)
 
 
 def test_lease_clock_without_a_date_header_falls_back_to_the_local_clock() -> None:
     expires = rfc3339(datetime.now(UTC) + timedelta(seconds=30))
     assert expires is not None
-    clock = LeaseClock.from_answer(expires, answer(None), sent_at=100.0)
+    clock = LeaseClock.from_answer(expires, answer(None), received_at=100.0)
     assert clock.deadline == pytest.approx(130.0, abs=0.5)

@@ -8,6 +8,7 @@ retries it once its lease expires.
 """
 
 import logging
+import threading
 import time
 
 from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
@@ -40,8 +41,11 @@ class Runner:
         self._executor = executor
         self._work_root = settings.data_dir / "work"
         self._drain_started: float | None = None
+        # True only while the main thread merely waits for work (a long poll in flight,
+        # a backoff sleep): then a drain may interrupt it.
         self._idle = False
         self.last_finished: Finished | None = None
+        client.on_answer = self._answered
 
     # --- drain -----------------------------------------------------------------------
 
@@ -57,6 +61,21 @@ class Runner:
     def draining_since(self) -> float | None:
         return self._drain_started
 
+    def _answered(self) -> None:
+        """An answer's headers arrived: from here on a lease may be in hand, which a drain
+        must not throw away (the run would sit leased until its lease expired)."""
+        if threading.current_thread() is threading.main_thread():
+            self._idle = False
+
+    def _idle_sleep(self, seconds: float) -> None:
+        self._idle = True
+        try:
+            if self._drain_started is not None:
+                raise DrainRequested
+            time.sleep(seconds)
+        finally:
+            self._idle = False
+
     # --- loop ------------------------------------------------------------------------
 
     def _retrying(self, what: str, *transient: type[Exception]) -> Retrying:
@@ -69,32 +88,36 @@ class Runner:
             retry=retry_if_exception_type((Unavailable, *transient)),
             wait=wait_exponential_jitter(multiplier=0.5, max=10.0),
             before_sleep=before_sleep,
+            sleep=self._idle_sleep,
             reraise=True,
         )
 
     def _lease(self) -> tuple[LeaseGranted, LeaseClock] | None:
         asked_at = time.monotonic()
-        got = self._client.lease(self.settings.lease_wait)
+        self._idle = True
+        try:
+            if self._drain_started is not None:  # a signal that came just before
+                raise DrainRequested
+            got = self._client.lease(self.settings.lease_wait)
+        finally:
+            self._idle = False
         if got is None:
             # A server that answered before the long poll ran out (no long poll, or a
             # restart) would otherwise be asked again at once, in a busy loop.
             pause = self.settings.poll_interval - (time.monotonic() - asked_at)
             if pause > 0:
-                time.sleep(pause)
+                self._idle_sleep(pause)
         return got
 
     def serve(self, *, once: bool = False) -> None:
         """Run until drained (or after one attempt with ``once``)."""
         self._work_root.mkdir(parents=True, exist_ok=True)
         try:
-            self._idle = True
             self._retrying("registration")(self._credentials.ensure)
             self._executor.remove_leftovers()
             while self._drain_started is None:
-                self._idle = True
                 # 409 while a lease of this runner's previous life is still live.
                 got = self._retrying("lease", Refused)(self._lease)
-                self._idle = False
                 if got is None:
                     continue
                 grant, clock = got

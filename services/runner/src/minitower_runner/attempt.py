@@ -46,6 +46,10 @@ class PrepareError(Exception):
     """The run cannot be executed (bad artifact, environment build failure): report it."""
 
 
+class Fenced(Exception):
+    """The lease went while the run was being prepared: report nothing."""
+
+
 @dataclass(frozen=True)
 class Finished:
     """What the runner reported for the attempt, or None for each when it reported nothing."""
@@ -106,6 +110,8 @@ class Attempt:
         self._done = threading.Event()
         self._cancel_requested = False
         self._shipper: LogShipper | None = None
+        self._workload: Workload | None = None
+        self._workload_finished = False
         self._phases = Phases()
 
     # --- shared state ------------------------------------------------------------------
@@ -119,6 +125,17 @@ class Attempt:
             log.warning("%s: lease lost (%s): stopping the work, reporting nothing", self._tag, why)
             self._fenced.set()
             self._wake.set()
+            # Nobody takes these lines any more, and a writer blocked on a full buffer
+            # must not hold the work up.
+            if self._shipper is not None:
+                self._shipper.abandon()
+
+    def _lease_expired(self) -> bool:
+        """True (and fenced) once the lease has certainly expired with no heartbeat
+        answered: someone else may hold the run by now."""
+        if not self._fenced.is_set() and self._clock.remaining() <= 0:
+            self._fence("the lease expired before a heartbeat got through")
+        return self._fenced.is_set()
 
     def _note_cancel(self) -> None:
         if not self._cancel_requested:
@@ -128,7 +145,7 @@ class Attempt:
     def _emit(self, message: str) -> None:
         """A line of the runner's own into the run's log (stderr), marked as such."""
         if self._shipper is not None:
-            self._shipper.add("stderr", f"[minitower] {message}")
+            self._shipper.add("stderr", f"[minitower] {message}", block=False)
 
     # --- calls that must get through while the lease lives -----------------------------
 
@@ -137,8 +154,10 @@ class Attempt:
         is gone or has certainly expired."""
 
         def hopeless(_state: object) -> bool:
-            return self._fenced.is_set() or self._clock.remaining() <= 0
+            return self._lease_expired()
 
+        if hopeless(None):
+            return None
         retrying = Retrying(
             retry=retry_if_exception_type(Unavailable),
             wait=wait_exponential_jitter(multiplier=0.1, max=5.0),
@@ -161,17 +180,22 @@ class Attempt:
     def _heartbeats(self) -> None:
         interval = min(self._settings.heartbeat_interval, self._ttl / 3)
         next_in = interval
+        grant = self.grant
         while not self._done.wait(next_in):
             next_in = interval
+            # A call that hangs must not outlast the lease it is trying to keep.
+            timeout = max(min(self._settings.request_timeout, self._clock.remaining()), 0.2)
             try:
-                grant = self.grant
-                beat, self._clock = self._client.heartbeat(grant.run_id, grant.lease_token)
+                beat, self._clock = self._client.heartbeat(
+                    grant.run_id, grant.lease_token, timeout=timeout
+                )
             except LeaseGone:
                 self._fence("410 on heartbeat")
                 return
-            except ApiError as exc:
-                if self._clock.remaining() <= 0:
-                    self._fence(f"no heartbeat got through before the lease expired ({exc})")
+            except Exception as exc:
+                # Whatever went wrong (no answer, a refusal, a bug), only the lease's
+                # expiry ends the attempt; until then, keep trying.
+                if self._lease_expired():
                     return
                 log.warning("%s: heartbeat failed (%s); retrying", self._tag, exc)
                 next_in = min(interval, 1.0, max(self._clock.remaining() / 2, 0.05))
@@ -184,12 +208,14 @@ class Attempt:
     def run(self) -> Finished:
         heartbeat = threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True)
         heartbeat.start()
-        workspace = Path(
-            tempfile.mkdtemp(
-                prefix=f"run-{self.grant.run_id}-{self.grant.attempt_no}-", dir=self._work_root
-            )
-        )
+        workspace: Path | None = None
         try:
+            workspace = Path(
+                tempfile.mkdtemp(
+                    prefix=f"run-{self.grant.run_id}-{self.grant.attempt_no}-",
+                    dir=self._work_root,
+                )
+            )
             return self._run(workspace)
         except Exception as exc:
             # A bug or an executor fault must not take the runner down, nor leave the run
@@ -201,11 +227,16 @@ class Attempt:
             self._emit(message)
             return self._report(Finished("failed", None, message))
         finally:
+            if self._workload is not None and not self._workload_finished:
+                # Only after a fault: nothing of the run may outlive the attempt.
+                self._workload.kill()
+                self._workload.finish(timeout=5.0)
             self._done.set()
             if self._shipper is not None:
                 self._shipper.abandon()
             heartbeat.join(self._settings.request_timeout + 1)
-            shutil.rmtree(workspace, ignore_errors=True)
+            if workspace is not None:
+                shutil.rmtree(workspace, ignore_errors=True)
 
     def _run(self, workspace: Path) -> Finished:
         grant = self.grant
@@ -222,21 +253,26 @@ class Attempt:
         )
         if start.cancel_requested:
             return self._report(Finished("cancelled", None, "cancelled before it started"))
+        preparing_since = time.monotonic()
         try:
             spec = self._unpack(workspace)
-            if self._stopping_before_start():
-                return self._stopped_before_start()
-            prepared = self._executor.prepare(spec, self._shipper.add)
+            if self._stop_reason(preparing_since) is not None:
+                return self._stopped_before_start(preparing_since)
+            prepared = self._executor.prepare(
+                spec, self._shipper.add, lambda: self._stop_reason(preparing_since) is not None
+            )
             self._phases.mark("prepare")
+        except Fenced:
+            return Finished(None)
         except (PrepareError, EnvironmentBuildError, UnsupportedEntrypoint) as exc:
+            if self._stop_reason(preparing_since) is not None:
+                return self._stopped_before_start(preparing_since)
             self._emit(str(exc))
             return self._report(Finished("failed", None, str(exc)))
-        if self._fenced.is_set():
-            return Finished(None)
-        if self._stopping_before_start():
-            return self._stopped_before_start()
-        workload = prepared.start(self._shipper.add, self._wake.set)
-        return self._supervise(workload)
+        if self._stop_reason(preparing_since) is not None:
+            return self._stopped_before_start(preparing_since)
+        self._workload = prepared.start(self._shipper.add, self._wake.set)
+        return self._supervise(self._workload)
 
     def _unpack(self, workspace: Path) -> RunSpec:
         grant = self.grant
@@ -245,7 +281,7 @@ class Attempt:
             lambda: self._client.download_artifact(grant.run_id, grant.lease_token, archive)
         )
         if got is None:
-            raise PrepareError("the lease was lost while downloading the artifact")
+            raise Fenced
         actual, announced = got
         self._phases.mark("download")
         if actual != announced or actual != grant.artifact_sha256:
@@ -275,17 +311,25 @@ class Attempt:
             app_dir=app_dir,
         )
 
-    def _stopping_before_start(self) -> bool:
-        return self._fenced.is_set() or self._cancel_requested or self._drain_started() is not None
-
-    def _stopped_before_start(self) -> Finished:
-        if self._cancel_requested and not self._fenced.is_set():
+    def _stopped_before_start(self, since: float) -> Finished:
+        """The run was stopped while it was being prepared."""
+        reason = self._stop_reason(since)
+        if reason == CANCEL:
             return self._report(Finished("cancelled", None, "cancelled before it started"))
+        if reason == TIMEOUT:
+            message = (
+                f"timeout: preparing the run took longer than its timeout of "
+                f"{self.grant.timeout_seconds} s"
+            )
+            self._emit(message)
+            return self._report(Finished("failed", None, message))
         # Fenced, or the runner is shutting down: the reaper hands the run on.
         return Finished(None)
 
     def _stop_reason(self, started_at: float) -> str | None:
-        if self._fenced.is_set():
+        """Why the work must stop now, if it must. The run's timeout counts from
+        ``started_at``; a drain allows MINITOWER_DRAIN_TIMEOUT from its start."""
+        if self._lease_expired():
             return FENCED
         if self._cancel_requested:
             return CANCEL
@@ -321,13 +365,16 @@ class Attempt:
             elif now >= kill_at:
                 workload.kill()
                 kill_at = float("inf")
-            elif self._fenced.is_set():
+            elif self._lease_expired():
                 workload.kill()
             # Sleep until the workload exits, something changes, or the next deadline;
             # at most half a second, to see a drain that a signal handler began.
-            horizon = min(kill_at, started_at + self.grant.timeout_seconds) - now
-            self._wake.wait(min(max(horizon, 0.0), 0.5))
-        workload.finish(timeout=5.0)
+            deadline = kill_at if reason is not None else started_at + self.grant.timeout_seconds
+            self._wake.wait(min(max(deadline - now, 0.0), 0.5))
+        # Its last lines may still be on their way through a full buffer: wait for them
+        # while the lease lasts.
+        workload.finish(timeout=max(5.0, self._clock.remaining()))
+        self._workload_finished = True
         self._phases.mark("execute")
         if self._fenced.is_set() or reason == DRAIN:
             return Finished(None)

@@ -1,7 +1,10 @@
 """``minitower-runner``: the runner agent as a process."""
 
+import ctypes
 import logging
+import os
 import signal
+from contextlib import suppress
 from types import FrameType
 from typing import Annotated
 
@@ -17,6 +20,8 @@ from minitower_runner.workload import Executor
 from minitower_shared.config import configure_logging, load_settings
 
 app = typer.Typer(add_completion=False)
+
+_PR_SET_DUMPABLE = 4
 
 HELP = """Lease runs from the MiniTower API and execute them, until SIGTERM or SIGINT.
 
@@ -38,6 +43,18 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+def hide_secrets() -> None:
+    """Keep the runner's secrets from its workloads, which run as the same user: drop
+    the registration token from the environment (a child could read it in
+    /proc/<pid>/environ) and make the process non-dumpable, which closes its /proc files
+    and ptrace to processes of the same uid. Process isolation still trusts the code it
+    runs; see the README."""
+    os.environ.pop("MINITOWER_RUNNER_REGISTRATION_TOKEN", None)
+    with suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+
+
 def _executor(settings: RunnerSettings, index: IndexOptions) -> Executor:
     if settings.runner_isolation == "docker":
         from minitower_runner.docker_executor import DockerExecutor, DockerUnavailable
@@ -57,6 +74,7 @@ def runner(
     ] = False,
 ) -> None:
     settings = load_settings(RunnerSettings, "minitower-runner")
+    hide_secrets()
     configure_logging(settings.log_level)
     # One line per HTTP call drowns the runner's own events; failures are logged anyway.
     logging.getLogger("httpx").setLevel(logging.WARNING)

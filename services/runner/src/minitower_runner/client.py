@@ -31,6 +31,8 @@ from minitower_shared.schemas import (
 
 _Model = TypeVar("_Model", bound=BaseModel)
 
+DATE_HEADER_SLACK = 2.0
+
 
 class ApiError(Exception):
     """The control plane did not give the runner an answer it can use."""
@@ -60,14 +62,19 @@ class LeaseClock:
     """When a lease expires on the runner's monotonic clock.
 
     Computed from the server's own ``Date`` header, so that a runner whose wall clock is
-    off still stops in time. ``Date`` has whole seconds and is truncated, which can make
-    the lease look up to a second longer than it is: take that second off.
+    off still stops in time, and counted from when the answer arrived (a long poll's
+    answer was written long after its request was sent). ``Date`` has whole seconds, is
+    truncated, and uvicorn refreshes it once a second, so it can be up to two seconds
+    behind the server's clock and make the lease look that much longer: those two
+    seconds are taken off (they cover the answer's time in transit as well).
     """
 
     deadline: float
 
     @classmethod
-    def from_answer(cls, expires_at: str, response: httpx.Response, sent_at: float) -> "LeaseClock":
+    def from_answer(
+        cls, expires_at: str, response: httpx.Response, received_at: float
+    ) -> "LeaseClock":
         expires = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
         server_now: datetime | None = None
         date = response.headers.get("date")
@@ -79,9 +86,9 @@ class LeaseClock:
         if server_now is None:
             server_now, slack = datetime.now(UTC), 0.0
         else:
-            slack = 1.0
+            slack = DATE_HEADER_SLACK
         remaining = (expires - server_now).total_seconds() - slack
-        return cls(deadline=sent_at + remaining)
+        return cls(deadline=received_at + remaining)
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -96,8 +103,10 @@ def _error_of(response: httpx.Response) -> tuple[str, str]:
 
 
 class ApiClient:
-    """One runner's calls. ``renew_token`` is called once on a 401 to register again (the
-    API hands the same runner a new token); the call is then repeated with it."""
+    """One runner's calls, from several threads. On a 401, ``renew_token`` is called
+    with the token that was refused, to register again (the API hands the same runner a
+    new token), and the call is repeated once with the new token. ``on_answer`` is called
+    as soon as an answer's headers arrive."""
 
     def __init__(
         self,
@@ -107,11 +116,20 @@ class ApiClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._http = httpx.Client(
-            base_url=server_url, timeout=timeout, transport=transport, follow_redirects=False
+            base_url=server_url,
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
+            event_hooks={"response": [self._answered]},
         )
         self._timeout = timeout
         self.token: str | None = None
-        self.renew_token: Callable[[], None] | None = None
+        self.renew_token: Callable[[str | None], None] | None = None
+        self.on_answer: Callable[[], None] | None = None
+
+    def _answered(self, _response: httpx.Response) -> None:
+        if self.on_answer is not None:
+            self.on_answer()
 
     def close(self) -> None:
         self._http.close()
@@ -141,9 +159,10 @@ class ApiClient:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """A runner-token call: one fresh registration on 401, then the answer checked."""
+        used = self.token
         response = self._send(method, path, **kwargs)
         if response.status_code == 401 and self.renew_token is not None:
-            self.renew_token()
+            self.renew_token(used)
             response = self._send(method, path, **kwargs)
         self._check(method, path, response)
         return response
@@ -185,7 +204,6 @@ class ApiClient:
         return self._parse(RunnerRegistered, response)
 
     def lease(self, wait_seconds: float) -> tuple[LeaseGranted, LeaseClock] | None:
-        sent_at = time.monotonic()
         response = self._call(
             "POST",
             "/api/v1/runs/lease",
@@ -196,29 +214,32 @@ class ApiClient:
         if response.status_code == 204:
             return None
         grant = self._parse(LeaseGranted, response)
-        return grant, LeaseClock.from_answer(grant.lease_expires_at, response, sent_at)
+        return grant, LeaseClock.from_answer(grant.lease_expires_at, response, time.monotonic())
 
     def start(self, run_id: int, lease_token: str) -> tuple[StartResult, LeaseClock]:
-        sent_at = time.monotonic()
         response = self._call("POST", f"/api/v1/runs/{run_id}/start", lease_token=lease_token)
         started = self._parse(StartResult, response)
-        return started, LeaseClock.from_answer(started.lease_expires_at, response, sent_at)
+        return started, LeaseClock.from_answer(started.lease_expires_at, response, time.monotonic())
 
-    def heartbeat(self, run_id: int, lease_token: str) -> tuple[HeartbeatResult, LeaseClock]:
-        sent_at = time.monotonic()
-        response = self._call("POST", f"/api/v1/runs/{run_id}/heartbeat", lease_token=lease_token)
+    def heartbeat(
+        self, run_id: int, lease_token: str, *, timeout: float | None = None
+    ) -> tuple[HeartbeatResult, LeaseClock]:
+        response = self._call(
+            "POST", f"/api/v1/runs/{run_id}/heartbeat", lease_token=lease_token, timeout=timeout
+        )
         beat = self._parse(HeartbeatResult, response)
-        return beat, LeaseClock.from_answer(beat.lease_expires_at, response, sent_at)
+        return beat, LeaseClock.from_answer(beat.lease_expires_at, response, time.monotonic())
 
     def download_artifact(self, run_id: int, lease_token: str, dest: Path) -> tuple[str, str]:
         """Stream the artifact to ``dest``; return (sha256 of the bytes, the header's)."""
         path = f"/api/v1/runs/{run_id}/artifact"
         for renewed in (False, True):
-            headers = {"Authorization": f"Bearer {self.token}", "X-Lease-Token": lease_token}
+            used = self.token
+            headers = {"Authorization": f"Bearer {used}", "X-Lease-Token": lease_token}
             try:
                 with self._http.stream("GET", path, headers=headers) as response:
                     if response.status_code == 401 and not renewed and self.renew_token:
-                        self.renew_token()
+                        self.renew_token(used)
                         continue
                     if response.status_code >= 300:
                         response.read()

@@ -8,6 +8,7 @@ when the saved one belongs to another server or name, or when the API answers 40
 import json
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def save_token(data_dir: Path, identity: Identity, runner_id: int, token: str) -
     never half-written."""
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / TOKEN_FILE
-    temporary = path.with_suffix(".tmp")
+    temporary = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
     body = {
         "server_url": identity.server_url,
         "name": identity.name,
@@ -80,16 +81,25 @@ class Credentials:
         self._identity = identity
         self._registration_token = registration_token
         self._labels = labels
-        client.renew_token = self.register
+        self._lock = threading.Lock()
+        client.renew_token = self.renew
+
+    def renew(self, refused: str | None) -> None:
+        """Register again after ``refused`` got a 401, unless another thread already did:
+        every registration revokes the token before it."""
+        with self._lock:
+            if self._client.token == refused:
+                self._register()
 
     def ensure(self) -> None:
         token = load_token(self._data_dir, self._identity)
         if token is None:
-            self.register()
+            with self._lock:
+                self._register()
         else:
             self._client.token = token
 
-    def register(self) -> None:
+    def _register(self) -> None:
         if self._registration_token is None:
             raise RegistrationUnavailable(
                 "the runner has no saved token and MINITOWER_RUNNER_REGISTRATION_TOKEN is not set"

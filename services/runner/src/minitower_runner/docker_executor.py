@@ -189,11 +189,14 @@ class ContainerWorkload:
     def _wait_then(self, on_exit: Callable[[], None]) -> None:
         try:
             self._exit_code = self._status(int(self._api.wait(self._id)["StatusCode"]))
-        except (DockerException, KeyError, TypeError, ValueError) as exc:
+        except Exception as exc:
+            # The engine went away (a restart) or answered nonsense: the run is over for
+            # the runner either way, and the attempt must not wait for it forever.
             log.warning("container %s: wait failed: %s", self._id[:12], exc)
             self._exit_code = -1
-        self._exited.set()
-        on_exit()
+        finally:
+            self._exited.set()
+            on_exit()
 
     def _status(self, code: int) -> int:
         """The exit code as the process executor reports it: negative for a workload the
@@ -203,7 +206,7 @@ class ContainerWorkload:
         signum = code - 128
         oom = False
         if code == 128 + signal.SIGKILL:
-            with suppress(DockerException, KeyError, TypeError):
+            with suppress(DockerException, OSError, KeyError, TypeError):
                 oom = bool(self._api.inspect_container(self._id)["State"]["OOMKilled"])
         if oom:
             self._emit(
@@ -222,7 +225,7 @@ class ContainerWorkload:
         if self._exited.is_set():
             return
         self._sent.add(signum)
-        with suppress(NotFound, APIError):
+        with suppress(DockerException, OSError):
             self._api.kill(self._id, signal=signum.name)
 
     def terminate(self) -> None:
@@ -240,7 +243,7 @@ class ContainerWorkload:
         _hang_up(self._attached)
         for thread in self._threads:
             thread.join(timeout)
-        with suppress(NotFound, APIError):
+        with suppress(DockerException, OSError):
             self._api.remove_container(self._id, force=True)
 
 
@@ -266,7 +269,10 @@ class DockerExecutor:
             raise DockerUnavailable(f"no Docker engine answers ({exc})") from exc
         self._api = self._client.api
 
-    def prepare(self, spec: RunSpec, emit: Emit) -> PreparedContainer:
+    def prepare(
+        self, spec: RunSpec, emit: Emit, should_stop: Callable[[], bool]
+    ) -> PreparedContainer:
+        """Checks the image (quick; the venv is built inside the container at start)."""
         interpreter_for(spec.entrypoint)
         try:
             self._client.images.get(self._settings.runner_image)
@@ -364,6 +370,6 @@ class DockerExecutor:
             log.warning("could not list containers left by a previous runner: %s", exc)
             return
         for container in leftovers:
-            with suppress(NotFound, APIError):
+            with suppress(DockerException, OSError):
                 self._api.remove_container(container["Id"], force=True)
                 log.warning("removed container %s left by a previous runner", container["Id"][:12])

@@ -5,6 +5,7 @@ sent again. Lines wait in memory while the API is away; past ``max_pending`` the
 writes block (its pipe fills) rather than lines being dropped.
 """
 
+import json
 import logging
 import threading
 import time
@@ -78,9 +79,11 @@ class LogShipper:
     def lines_sent(self) -> int:
         return self._sent_through
 
-    def add(self, stream: str, line: str) -> None:
+    def add(self, stream: str, line: str, *, block: bool = True) -> None:
+        """Queue a line. A workload's writer blocks while ``max_pending`` lines wait;
+        the runner's own few lines (``block=False``) never do."""
         with self._cond:
-            while len(self._pending) >= self._max_pending and not self._abandoned:
+            while block and len(self._pending) >= self._max_pending and not self._abandoned:
                 self._cond.wait(0.5)
             if self._abandoned:
                 return
@@ -90,6 +93,9 @@ class LogShipper:
                     "stream": stream,
                     "line": line,
                     "logged_at": rfc3339(datetime.now(UTC)),
+                    # What the line costs in the JSON body: escapes make control and
+                    # non-ASCII characters up to 12 bytes each.
+                    "_bytes": len(json.dumps(line)) + 96,
                 }
             )
             self._next_seq += 1
@@ -139,10 +145,12 @@ class LogShipper:
             batch: list[dict[str, Any]] = []
             size = 0
             for item in self._pending:
-                if len(batch) >= self._batch_lines or (batch and size >= MAX_BATCH_BYTES):
+                if len(batch) >= self._batch_lines or (
+                    batch and size + item["_bytes"] > MAX_BATCH_BYTES
+                ):
                     break
                 batch.append(item)
-                size += len(item["line"]) + 64
+                size += item["_bytes"]
             return batch
 
     def _run(self) -> None:
@@ -152,7 +160,7 @@ class LogShipper:
             if batch is None:
                 return
             try:
-                self._send(batch)
+                self._send([{k: v for k, v in item.items() if k != "_bytes"} for item in batch])
             except LeaseGone:
                 self.abandon()
                 self._on_gone()

@@ -116,12 +116,15 @@ class ProcessExecutor:
     def __init__(self, venvs: VenvCache) -> None:
         self.venvs = venvs
 
-    def prepare(self, spec: RunSpec, emit: Emit) -> PreparedProcess:
+    def prepare(
+        self, spec: RunSpec, emit: Emit, should_stop: Callable[[], bool]
+    ) -> PreparedProcess:
         interpreter_for(spec.entrypoint)
         requirements = spec.app_dir / "requirements.txt"
         venv = self.venvs.get(
             requirements if requirements.is_file() else None,
             lambda line: emit("stderr", f"[minitower] {line}"),
+            should_stop,
         )
         return PreparedProcess(spec, venv)
 

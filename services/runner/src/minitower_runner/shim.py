@@ -35,12 +35,19 @@ def main(argv: list[str]) -> int:
     if os.getppid() != runner_pid:  # the runner died before prctl took effect
         _kill_group(0, None)
     try:
-        # The workload starts with default dispositions, not the ones set above.
+        # The workload starts with default dispositions: not the ones set above, nor
+        # the SIGPIPE and SIGXFSZ that Python itself ignores.
         pid = os.posix_spawn(
             command[0],
             command,
             os.environ,
-            setsigdef=(signal.SIGTERM, signal.SIGINT, _PARENT_DIED),
+            setsigdef=(
+                signal.SIGTERM,
+                signal.SIGINT,
+                _PARENT_DIED,
+                signal.SIGPIPE,
+                signal.SIGXFSZ,
+            ),
         )
     except OSError as exc:
         os.write(2, f"minitower: cannot start {command[0]}: {exc.strerror}\n".encode())
@@ -49,7 +56,8 @@ def main(argv: list[str]) -> int:
     if os.WIFSIGNALED(status):
         # Report the signal as the workload's own death, as a shell does.
         signum = os.WTERMSIG(status)
-        signal.signal(signum, signal.SIG_DFL)
+        if signum not in (signal.SIGKILL, signal.SIGSTOP):  # those cannot be handled
+            signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
     return os.waitstatus_to_exitcode(status)
 

@@ -12,12 +12,18 @@ import fcntl
 import hashlib
 import logging
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 log = logging.getLogger("minitower.runner")
 
@@ -45,6 +51,24 @@ class IndexOptions:
             if value:
                 args += [flag, value]
         return args
+
+
+# Options that point at files of the run's workspace, which is gone after the run: the
+# cache, keyed by the text of requirements.txt alone, could not tell two such venvs apart.
+_LOCAL_REFERENCE = re.compile(
+    r"^\s*(-r|--requirement|-c|--constraint|-e|--editable)\b|^\s*(\.|/|file:)"
+)
+
+
+def check_requirements(content: bytes) -> None:
+    """Refuse requirements that the cache cannot key by their text."""
+    for number, line in enumerate(content.decode("utf-8", errors="replace").splitlines(), 1):
+        if _LOCAL_REFERENCE.search(line):
+            raise EnvironmentBuildError(
+                f"requirements.txt line {number} ({line.strip()!r}) refers to other files; "
+                "list packages by name and version (the runner caches venvs by the text of "
+                "requirements.txt)"
+            )
 
 
 def find_uv() -> str | None:
@@ -87,21 +111,38 @@ class VenvCache:
         digest = hashlib.sha256(self._python_tag.encode() + b"\0" + (requirements or b""))
         return digest.hexdigest()[:32]
 
-    def get(self, requirements: Path | None, emit: Callable[[str], None]) -> Path:
+    def get(
+        self,
+        requirements: Path | None,
+        emit: Callable[[str], None],
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> Path:
         """The venv for ``requirements`` (a requirements.txt or None), built if needed;
-        build output goes to ``emit`` line by line."""
+        build output goes to ``emit`` line by line. Waiting for another build and
+        building both give up (EnvironmentBuildError) once ``should_stop`` says so."""
         content = requirements.read_bytes() if requirements is not None else None
+        if content is not None:
+            check_requirements(content)
         path = self.root / self.key(content)
         if (path / READY_MARKER).exists():
             return path
         with (self.root / f"{path.name}.lock").open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if should_stop():
+                        raise EnvironmentBuildError(
+                            "stopped while waiting for a venv build"
+                        ) from None
+                    time.sleep(0.1)
             if (path / READY_MARKER).exists():
                 return path
             if path.exists():
                 shutil.rmtree(path)  # a build that died half-way
             try:
-                self._build(path, requirements, emit)
+                self._build(path, requirements, emit, should_stop)
             except BaseException:
                 shutil.rmtree(path, ignore_errors=True)
                 raise
@@ -109,13 +150,22 @@ class VenvCache:
             self.builds += 1
             return path
 
-    def _build(self, path: Path, requirements: Path | None, emit: Callable[[str], None]) -> None:
+    def _build(
+        self,
+        path: Path,
+        requirements: Path | None,
+        emit: Callable[[str], None],
+        should_stop: Callable[[], bool],
+    ) -> None:
+        def run(command: list[str]) -> None:
+            self._run(command, emit, should_stop)
+
         # Built in place, not renamed into place: venvs hold absolute paths.
         if self.uv is not None:
-            self._run([self.uv, "venv", "--quiet", "--python", self.python, str(path)], emit)
+            run([self.uv, "venv", "--quiet", "--python", self.python, str(path)])
             if requirements is not None:
                 emit(f"installing {requirements.name} with uv")
-                self._run(
+                run(
                     [
                         self.uv,
                         "pip",
@@ -125,16 +175,15 @@ class VenvCache:
                         "-r",
                         str(requirements),
                         *self.index.args(),
-                    ],
-                    emit,
+                    ]
                 )
             return
         if requirements is None:
-            self._run([self.python, "-m", "venv", "--without-pip", str(path)], emit)
+            run([self.python, "-m", "venv", "--without-pip", str(path)])
             return
-        self._run([self.python, "-m", "venv", str(path)], emit)
+        run([self.python, "-m", "venv", str(path)])
         emit(f"installing {requirements.name} with pip")
-        self._run(
+        run(
             [
                 str(path / "bin" / "python"),
                 "-m",
@@ -144,28 +193,48 @@ class VenvCache:
                 "-r",
                 str(requirements),
                 *self.index.args(),
-            ],
-            emit,
+            ]
         )
 
-    def _run(self, command: list[str], emit: Callable[[str], None]) -> None:
+    def _run(
+        self, command: list[str], emit: Callable[[str], None], should_stop: Callable[[], bool]
+    ) -> None:
         env = {
             key: value
             for key, value in os.environ.items()
             if not key.startswith("MINITOWER_") and key != "VIRTUAL_ENV"
         }
         env["UV_CACHE_DIR"] = str(self.root / ".uv-cache")
-        proc = subprocess.run(
+        output: list[str] = []
+        proc = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=env,
-            check=False,
+            start_new_session=True,
         )
-        output = proc.stdout.decode("utf-8", errors="replace").splitlines()
-        for line in output:
-            emit(line)
+        assert proc.stdout is not None
+
+        def pump(stream: IO[bytes]) -> None:
+            for raw in stream:
+                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                output.append(line)
+                emit(line)
+
+        reader = threading.Thread(target=pump, args=(proc.stdout,), daemon=True)
+        reader.start()
+        try:
+            while proc.poll() is None:
+                if should_stop():
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    raise EnvironmentBuildError("the environment build was stopped")
+                with suppress(subprocess.TimeoutExpired):
+                    proc.wait(0.1)
+        finally:
+            reader.join(5)
+            proc.stdout.close()
         if proc.returncode != 0:
             last = output[-1] if output else "no output"
             raise EnvironmentBuildError(

@@ -59,8 +59,9 @@ class Prepared(Protocol):
 
 
 class Executor(Protocol):
-    def prepare(self, spec: RunSpec, emit: Emit) -> Prepared:
-        """Get the environment ready (venv, image); raise with a clear message if not."""
+    def prepare(self, spec: RunSpec, emit: Emit, should_stop: Callable[[], bool]) -> Prepared:
+        """Get the environment ready (venv, image); raise with a clear message if not.
+        A long preparation checks ``should_stop`` and gives up when it answers True."""
 
     def remove_leftovers(self) -> None:
         """Remove what a previous runner process with this name left running."""
