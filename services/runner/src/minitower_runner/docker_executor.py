@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import docker
-from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.errors import DockerException, ImageNotFound
 from docker.types import LogConfig
 from docker.utils.socket import STDERR, STDOUT, SocketError, frames_iter
 
