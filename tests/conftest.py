@@ -9,6 +9,7 @@ import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from fastapi.testclient import TestClient
@@ -43,6 +44,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if os.environ.get("MINITOWER_REQUIRE_DOCKER") == "1":
         pytest.fail("MINITOWER_REQUIRE_DOCKER=1 but no Docker engine answers `docker info`")
     pytest.skip("no Docker engine here (`docker info` fails); set up Docker to run this test")
+
+
+def docker_prerequisite_missing(message: str) -> NoReturn:
+    """An engine answers but something a docker test needs (an image) is missing: a
+    failure under MINITOWER_REQUIRE_DOCKER=1, else a skip that says what to do."""
+    if os.environ.get("MINITOWER_REQUIRE_DOCKER") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def make_archive(files: dict[str, str | bytes]) -> bytes:

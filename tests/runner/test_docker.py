@@ -23,6 +23,7 @@ import docker
 import pytest
 from docker.errors import NotFound
 
+from tests.conftest import docker_prerequisite_missing
 from tests.runner.conftest import Stack
 from tests.support.clients import check
 from tests.support.processes import Process
@@ -43,9 +44,9 @@ def engine() -> Iterator[Any]:
     try:
         client.images.get(IMAGE)
     except docker.errors.ImageNotFound:
-        pytest.fail(
+        docker_prerequisite_missing(
             f"the workload image {IMAGE} is not on this host: "
-            "build it with deploy/offline/build-workload-image.sh"
+            "build it with deploy/offline/build-images.sh"
         )
     yield client
     client.close()

@@ -20,7 +20,11 @@ pytestmark = pytest.mark.slow
 
 
 def token_file(stack: Stack, name: str) -> Path:
-    return stack.workdir / name / "runner-token.json"
+    """The runner's saved token file, once it is there: the runner writes it just after
+    the API has answered its registration."""
+    path = stack.workdir / name / "runner-token.json"
+    wait_for(path.exists, timeout=10, what=f"{path} to be written")
+    return path
 
 
 def test_token_is_saved_0600_and_reused_across_restarts(stack: Stack) -> None:

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Build every image compose.yaml needs on a host with a Docker engine but no registry
+# and no network inside builds:
+#   1. the Python base (build-base-image.sh: mmdebstrap + docker import), unless
+#      MINITOWER_PYTHON_BASE names a base that is already present;
+#   2. a wheelhouse of every third-party dependency, built on the host with pip
+#      (deploy/docker/wheelhouse/, reused while the requirements are unchanged);
+#   3. minitower/api and minitower/runner (Dockerfile.api, Dockerfile.runner), installing
+#      from that wheelhouse with --no-index;
+#   4. the runners' workload image for Docker isolation (build-workload-image.sh).
+# Idempotent: a second run rebuilds nothing that is unchanged (a few seconds).
+#
+# Environment:
+#   MINITOWER_PYTHON_BASE   base image (default minitower/python-base:bookworm)
+#   MINITOWER_IMAGE_TAG     tag of minitower/api and minitower/runner (default latest)
+#   MINITOWER_RUNNER_IMAGE  workload image (default minitower/workload:latest)
+#   PYTHON                  the host's Python 3.11 for the wheelhouse (default python3)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+base="${MINITOWER_PYTHON_BASE:-minitower/python-base:bookworm}"
+tag="${MINITOWER_IMAGE_TAG:-latest}"
+python="${PYTHON:-python3}"
+wheelhouse="$root/deploy/docker/wheelhouse"
+
+log() { echo "build-images: $*" >&2; }
+timed() {
+  local started=$SECONDS
+  "$@"
+  log "$1 took $((SECONDS - started)) s"
+}
+
+base_image() {
+  if docker image inspect "$base" >/dev/null 2>&1; then
+    log "base $base is present"
+  elif [ "$base" = "minitower/python-base:bookworm" ]; then
+    MINITOWER_BASE_IMAGE="$base" "$here/build-base-image.sh"
+  else
+    log "base image $base is not present: pull it (online) or build it" \
+      "(unset MINITOWER_PYTHON_BASE to build minitower/python-base:bookworm offline)"
+    exit 1
+  fi
+}
+
+wheels() {
+  # Wheels must match the images' Python: one minor version everywhere.
+  local minor
+  minor="$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+  if [ "$minor" != "3.11" ]; then
+    log "$python is Python $minor; the images run 3.11: set PYTHON to a Python 3.11"
+    exit 1
+  fi
+  local stamp
+  stamp="$(cat "$root"/deploy/docker/requirements-*.txt | sha256sum | cut -c1-64)"
+  if [ -f "$wheelhouse/.stamp" ] && [ "$(cat "$wheelhouse/.stamp")" = "$stamp" ]; then
+    log "wheelhouse is up to date"
+    return
+  fi
+  log "building the wheelhouse with $python -m pip wheel"
+  rm -f "$wheelhouse"/*.whl "$wheelhouse/.stamp"
+  # hatchling: the project's build backend, for installing its packages with --no-index.
+  "$python" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$wheelhouse" \
+    -r "$root/deploy/docker/requirements-api.txt" \
+    -r "$root/deploy/docker/requirements-runner.txt" \
+    hatchling
+  echo "$stamp" >"$wheelhouse/.stamp"
+}
+
+service_image() {
+  local name="$1" dockerfile="$2"
+  log "docker build minitower/$name:$tag (FROM $base)"
+  DOCKER_BUILDKIT=0 docker build --quiet \
+    --build-arg "PYTHON_BASE=$base" \
+    --file "$root/$dockerfile" \
+    --tag "minitower/$name:$tag" \
+    "$root" >/dev/null
+  log "minitower/$name:$tag: $(docker image inspect --format '{{.Size}}' "minitower/$name:$tag" \
+    | awk '{printf "%.0f MB", $1/1e6}')"
+}
+
+timed base_image
+timed wheels
+timed service_image api Dockerfile.api
+timed service_image runner Dockerfile.runner
+MINITOWER_BASE_IMAGE="$base" timed "$here/build-workload-image.sh"

