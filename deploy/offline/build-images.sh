@@ -22,7 +22,11 @@ root="$(cd "$here/../.." && pwd)"
 base="${MINITOWER_PYTHON_BASE:-minitower/python-base:bookworm}"
 tag="${MINITOWER_IMAGE_TAG:-latest}"
 python="${PYTHON:-python3}"
+# The project's build backend, for installing its own packages with --no-index.
+HATCHLING=1.33.0
 wheelhouse="$root/deploy/docker/wheelhouse"
+# Not the build time: a label that changed every build would defeat the layer cache.
+revision="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 
 log() { echo "build-images: $*" >&2; }
 timed() {
@@ -52,18 +56,23 @@ wheels() {
     exit 1
   fi
   local stamp
-  stamp="$(cat "$root"/deploy/docker/requirements-*.txt | sha256sum | cut -c1-64)"
-  if [ -f "$wheelhouse/.stamp" ] && [ "$(cat "$wheelhouse/.stamp")" = "$stamp" ]; then
+  stamp="$(cat "$root"/deploy/docker/requirements-*.txt | sha256sum | cut -c1-64)-$HATCHLING"
+  if [ -f "$wheelhouse/.stamp" ] && [ "$(cat "$wheelhouse/.stamp")" = "$stamp" ] \
+      && ls "$wheelhouse"/*.whl >/dev/null 2>&1; then
     log "wheelhouse is up to date"
     return
   fi
+  # Debian's python3 comes without pip: use one in a venv of its own then.
+  if ! "$python" -m pip --version >/dev/null 2>&1; then
+    [ -x "$root/.tools/pip-venv/bin/python" ] || "$python" -m venv "$root/.tools/pip-venv"
+    python="$root/.tools/pip-venv/bin/python"
+  fi
   log "building the wheelhouse with $python -m pip wheel"
   rm -f "$wheelhouse"/*.whl "$wheelhouse/.stamp"
-  # hatchling: the project's build backend, for installing its packages with --no-index.
   "$python" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$wheelhouse" \
     -r "$root/deploy/docker/requirements-api.txt" \
     -r "$root/deploy/docker/requirements-runner.txt" \
-    hatchling
+    "hatchling==$HATCHLING"
   echo "$stamp" >"$wheelhouse/.stamp"
 }
 
@@ -72,6 +81,7 @@ service_image() {
   log "docker build minitower/$name:$tag (FROM $base)"
   DOCKER_BUILDKIT=0 docker build --quiet \
     --build-arg "PYTHON_BASE=$base" \
+    --build-arg "REVISION=$revision" \
     --file "$root/$dockerfile" \
     --tag "minitower/$name:$tag" \
     "$root" >/dev/null

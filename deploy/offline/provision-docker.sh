@@ -34,31 +34,37 @@ check_client() {
   log "client $client ($(docker version --format '{{.Client.Version}}' 2>/dev/null)) -> daemon $server"
 }
 
+# Install only what is missing; `apt-get update` at most once. Recommends stay on: they
+# bring apparmor (Debian kernels enable AppArmor, and without its parser containers fail to
+# start under the docker-default profile) and cgroupfs-mount.
+install_missing() {
+  local missing=() pkg
+  for pkg in "$@"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$pkg")
+    fi
+  done
+  if [ "${#missing[@]}" -eq 0 ]; then
+    log "$* already installed"
+    return
+  fi
+  [ "$(id -u)" -eq 0 ] || die "must run as root to install ${missing[*]}"
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q "${missing[@]}"
+}
+
 if engine_answers; then
-  log "a Docker engine already answers \`docker info\`; nothing to do"
+  log "a Docker engine already answers \`docker info\`"
+  # build-base-image.sh still needs mmdebstrap on a host that came with its own engine.
+  install_missing mmdebstrap
   check_client
   exit 0
 fi
 
 [ "$(id -u)" -eq 0 ] || die "must run as root to install and start dockerd"
-
-# Install only what is missing; `apt-get update` at most once. Recommends stay on: they
-# bring apparmor (Debian kernels enable AppArmor, and without its parser containers fail to
-# start under the docker-default profile) and cgroupfs-mount.
-missing=()
-for pkg in docker.io mmdebstrap; do
-  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$pkg")
-  fi
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  log "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q
-  apt-get install -y -q "${missing[@]}"
-else
-  log "docker.io and mmdebstrap already installed"
-fi
+install_missing docker.io mmdebstrap
 [ -x "$DOCKERD" ] || die "$DOCKERD not found after installing docker.io"
 
 # The pid of a live dockerd from its pidfile, if any (no pgrep: procps may be missing).

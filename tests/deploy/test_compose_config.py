@@ -55,6 +55,9 @@ def test_the_services_and_their_order() -> None:
     for service in services.values():
         assert service["init"] is True
         assert service["logging"]["options"]["max-size"] == "10m"
+        assert "volumes" not in service or all(
+            m["type"] != "volume" or m["source"] for m in service["volumes"]
+        )
 
 
 def test_api_is_published_on_loopback_with_a_readiness_healthcheck() -> None:
@@ -91,11 +94,32 @@ def test_runners_scale_replicas_and_have_no_fixed_name() -> None:
 
 def test_docker_isolated_runner_is_behind_a_profile() -> None:
     services = config("docker")["services"]
+    assert set(services) - set(config()["services"]) == {"runner-docker", "workload"}
     runner = services["runner-docker"]
     assert runner["environment"]["MINITOWER_RUNNER_ISOLATION"] == "docker"
     assert runner["environment"]["MINITOWER_DOCKER_NETWORK"] == "none"
+    assert runner["depends_on"]["workload"]["condition"] == "service_completed_successfully"
     (mount,) = runner["volumes"]
     assert (mount["source"], mount["target"]) == ("/var/run/docker.sock", "/var/run/docker.sock")
+    # Long syntax: a missing socket is an error, not a root-owned directory made there.
+    assert mount.get("bind", {}).get("create_host_path", False) is False
+    assert services["workload"]["image"] == "minitower/workload:latest"
+
+
+def test_images_are_built_here_never_pulled_and_api_built_once() -> None:
+    services = config("docker")["services"]
+    for service in services.values():
+        assert service["pull_policy"] == "never"
+    built = sorted(name for name, service in services.items() if "build" in service)
+    assert built == ["api", "runner", "workload"]
+
+
+def test_the_runner_drops_root_after_its_init() -> None:
+    runner = config()["services"]["runner"]
+    assert runner["user"] == "0:0" and runner["init"] is True
+    assert runner["command"][:2] == ["setpriv", "--reuid=10001"]
+    assert runner["command"][-1] == "minitower-runner"
+    assert "runner-token.json" in " ".join(runner["healthcheck"]["test"])
 
 
 @pytest.mark.parametrize("missing", sorted(SECRETS))

@@ -125,9 +125,9 @@ class Stack:
         wait_for(ready, timeout=timeout, what="the API to answer /ready", interval=0.2)
 
 
-def _missing_images(engine: docker.DockerClient) -> list[str]:
+def _missing_images(engine: docker.DockerClient, *extra: str) -> list[str]:
     missing = []
-    for image in IMAGES:
+    for image in (*IMAGES, *extra):
         try:
             engine.images.get(image)
         except docker.errors.ImageNotFound:
@@ -139,7 +139,7 @@ def bring_up(
     folder: Path, profiles: list[str] | None = None, runners: int = 2, lease_ttl: str = "6s"
 ) -> Stack:
     engine = docker.from_env()
-    missing = _missing_images(engine)
+    missing = _missing_images(engine, *([WORKLOAD_IMAGE] if profiles else []))
     if missing:
         docker_prerequisite_missing(
             f"images {missing} are missing: run deploy/offline/build-images.sh first"
@@ -174,23 +174,29 @@ def bring_up(
         profiles=profiles,
         wait=True,
     )
-    compose.start()
     url = f"http://127.0.0.1:{port}"
     http = httpx.Client(base_url=url, timeout=45)
-    stack = Stack(
-        compose=compose,
-        project=project,
-        url=url,
-        http=http,
-        team=TeamClient.bootstrap(http, "acme", BOOTSTRAP_TOKEN),
-        engine=engine,
-    )
-    wait_for(
-        lambda: len(stack.online_runners()) >= runners,
-        timeout=60,
-        what=f"{runners} runners to register",
-        interval=0.2,
-    )
+    try:
+        compose.start()
+        stack = Stack(
+            compose=compose,
+            project=project,
+            url=url,
+            http=http,
+            team=TeamClient.bootstrap(http, "acme", BOOTSTRAP_TOKEN),
+            engine=engine,
+        )
+        wait_for(
+            lambda: len(stack.online_runners()) >= runners,
+            timeout=60,
+            what=f"{runners} runners to register",
+            interval=0.2,
+        )
+    except BaseException:
+        # A stack that came up half-way is still a stack: take it down with its volumes.
+        http.close()
+        compose.stop(down=True)
+        raise
     return stack
 
 

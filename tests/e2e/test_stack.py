@@ -11,7 +11,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 HELLO = """\
 import os, socket
-print("hello", os.environ.get("who", "world"), "from", socket.gethostname())
+print("hello", os.environ.get("who", "world"), "from", socket.gethostname(), "as", os.getuid())
 """
 NAPPER = "import socket, time\ntime.sleep(1.5)\nprint(socket.gethostname())\n"
 
@@ -23,7 +23,7 @@ def test_deploy_and_run_through_the_published_port(stack: Stack) -> None:
     assert run["status"] == "completed", run
     (line,) = stack.lines(run["run_id"])
     runner = stack.attempts(run["run_id"])[0]["runner_name"]
-    assert line == f"hello compose from {runner}"
+    assert line == f"hello compose from {runner} as 10001"
     # It ran in a runner container of this project, as the runner's own (non-root) user.
     assert stack.runner_container(runner).labels["com.docker.compose.service"] == "runner"
     metrics = stack.http.get("/metrics").text
