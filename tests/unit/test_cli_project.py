@@ -548,3 +548,10 @@ def test_towerfile_bytes_are_packaged_as_they_are(tmp_path: Path) -> None:
         member = archive.extractfile("Towerfile")
         assert member is not None
         assert member.read() == raw
+
+
+def test_slug_pattern_is_the_apis() -> None:
+    from minitower_cli.project import SLUG_PATTERN
+    from minitower_shared.schemas import SLUG_PATTERN as API_SLUG_PATTERN
+
+    assert SLUG_PATTERN == API_SLUG_PATTERN

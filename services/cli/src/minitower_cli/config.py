@@ -121,7 +121,7 @@ def save_config(path: Path, config: ConfigFile) -> None:
         profile = config.profiles[name]
         lines += [
             "",
-            f"[profiles.{_toml_string(name)}]",
+            f"[profiles.{_toml_key(name)}]",
             f"server_url = {_toml_string(profile.server_url)}",
             f"token = {_toml_string(profile.token)}",
         ]
@@ -148,6 +148,10 @@ def readable_by_others(path: Path) -> bool:
     except OSError:
         return False
     return bool(mode & (stat.S_IRWXG | stat.S_IRWXO))
+
+
+def _toml_key(name: str) -> str:
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else _toml_string(name)
 
 
 def _toml_string(value: str) -> str:

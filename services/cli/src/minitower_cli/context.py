@@ -12,7 +12,6 @@ from minitower_cli.client import ApiClient
 from minitower_cli.config import Target, resolve_target
 from minitower_cli.errors import UsageError
 from minitower_cli.output import Output
-from minitower_shared.durations import parse_duration
 
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print the API's objects as JSON instead of a table")
@@ -58,6 +57,9 @@ def state(ctx: typer.Context) -> State:
 def seconds_option(value: str | None, option: str) -> float | None:
     if value is None:
         return None
+    # Imported here: it brings pydantic, which every other command can start without.
+    from minitower_shared.durations import parse_duration
+
     try:
         seconds = parse_duration(value)
     except ValueError as exc:

@@ -152,33 +152,37 @@ class Stack:
             self.output.out.print(message, soft_wrap=True)
 
     def stop_all(self) -> None:
-        """Runners first (they report their runs to the API), then reaper and API."""
+        """Runners first (they report their runs to the API), then reaper and API. A
+        signal arriving meanwhile (a second Ctrl-C) kills whatever is left at once."""
+        patience = self.signals_seen
         runners = [c for c in self.children if c.name.startswith("local-")]
         services = [c for c in self.children if c not in runners]
         for group, grace in ((runners, RUNNER_STOP_GRACE), (services, SERVICE_STOP_GRACE)):
             alive = [c for c in group if c.proc.poll() is None]
             for child in alive:
                 _signal(child.proc, signal.SIGTERM)
-            self._wait(alive, grace)
+            deadline = time.monotonic() + grace
+            while any(c.proc.poll() is None for c in alive):
+                if self.signals_seen > patience:
+                    self.say(Text("killing everything", style="yellow"))
+                    self._kill(self.children)
+                    break
+                if time.monotonic() > deadline:
+                    self._kill(alive, why="did not stop in time: killing it")
+                    break
+                time.sleep(0.05)
+        self._kill(self.children)
         for child in self.children:
-            if child.proc.poll() is None:
-                _signal(child.proc, signal.SIGKILL)
             child.proc.wait()
         for child in self.children:
             child.pump.join(timeout=2)
 
-    def _wait(self, group: list[Child], grace: float) -> None:
-        deadline = time.monotonic() + grace
-        forced = self.signals_seen
-        while any(c.proc.poll() is None for c in group):
-            if time.monotonic() > deadline or self.signals_seen > forced:
-                # Out of patience, or a second Ctrl-C: no more waiting.
-                for child in group:
-                    if child.proc.poll() is None:
-                        self.say(Text(f"{child.name} did not stop in time: killing it", "yellow"))
-                        _signal(child.proc, signal.SIGKILL)
-                return
-            time.sleep(0.05)
+    def _kill(self, group: list[Child], why: str | None = None) -> None:
+        for child in group:
+            if child.proc.poll() is None:
+                if why:
+                    self.say(Text(f"{child.name} {why}", style="yellow"))
+                _signal(child.proc, signal.SIGKILL)
 
     def first_exited(self) -> Child | None:
         return next((c for c in self.children if c.proc.poll() is not None), None)

@@ -235,8 +235,9 @@ def report_outcome(output: Output, run: dict[str, Any]) -> int:
         code = run.get("exit_code")
         line.append(f" (exit code {code})" if code is not None else "")
         line.append(f" after {took}" if took else "")
-        if run.get("error_message"):
-            line.append(f": {run['error_message']}")
+        message = run.get("error_message")
+        if message and message != f"exited with code {code}":
+            line.append(f": {message}")
     elif status == "dead":
         line.append(": its lease expired with no retries left")
         if run.get("error_message"):

@@ -20,7 +20,7 @@ from minitower_cli.context import State, state
 from minitower_cli.dev import DevOptions, run_dev
 from minitower_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError, UsageError
 from minitower_cli.output import Output
-from minitower_shared.schemas import SLUG_PATTERN
+from minitower_cli.project import SLUG_PATTERN
 
 HELP = """Deploy, run and follow MiniTower apps, over the HTTP API.
 
@@ -111,8 +111,11 @@ def dev(
         ),
     ] = True,
 ) -> int:
-    """Run the whole stack locally: migrate, then the API, the reaper and N runners as
-    processes of this machine, with their logs here. Ctrl-C stops them all."""
+    """Run the whole stack locally, in one command.
+
+    Migrates, then starts the API, the reaper and N runners as processes of this machine,
+    with their logs here and their state in --state-dir. Bootstraps a team on the first
+    start. Ctrl-C (or SIGTERM) stops them all."""
     if not re.fullmatch(SLUG_PATTERN, team):
         raise UsageError(f"--team {team!r}: use 3 to 32 of a-z, 0-9 and -, starting with a letter")
     options = DevOptions(

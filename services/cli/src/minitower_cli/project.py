@@ -24,7 +24,6 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from minitower_shared.schemas import SLUG_PATTERN
 from minitower_shared.towerfile import Towerfile, TowerfileError, parse_towerfile
 
 TOWERFILE = "Towerfile"
@@ -32,6 +31,8 @@ REQUIREMENTS = "requirements.txt"
 # The API's limits (docs/api-v1.md), checked here so a mistake is named with its key.
 MAX_DESCRIPTION = 2000
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+# The API's slug pattern (minitower_shared.schemas.SLUG_PATTERN, which brings pydantic).
+SLUG_PATTERN = r"^[a-z][a-z0-9-]{2,31}$"
 _SKIPPED_FOLDERS = frozenset({"__pycache__"})
 _SCRIPT_SUFFIXES = (".py", ".sh")
 

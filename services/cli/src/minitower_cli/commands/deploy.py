@@ -49,8 +49,11 @@ def deploy(
     ] = False,
     json_out: JsonOption = False,
 ) -> None:
-    """Package DIR by its Towerfile and upload it as the app's next version (creating the
-    app if it does not exist yet)."""
+    """Upload DIR as its app's next version.
+
+    Reads DIR's Towerfile, packages exactly the files its [app].source names into a
+    deterministic .tar.gz (same files, same SHA-256), creates the app if it does not exist
+    yet, and uploads the archive."""
     st = state(ctx)
     output = st.output
     try:

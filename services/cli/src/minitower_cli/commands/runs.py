@@ -82,9 +82,11 @@ def run(
     wait_timeout: WaitTimeoutOption = None,
     json_out: JsonOption = False,
 ) -> int:
-    """Start a run of APP. Prints the run's id; with --wait, follows its logs (the app's
-    stdout on stdout, its stderr on stderr) and exits 0 if it completed, 1 if it failed
-    or is dead, 2 if it was cancelled."""
+    """Start a run of APP.
+
+    Prints the run's id and returns. With --wait, follows its logs (the app's stdout on
+    stdout, its stderr on stderr) and exits 0 if it completed, 1 if it failed or is dead,
+    2 if it was cancelled. Only the keys given are sent; the server fills defaults."""
     if wait and detach:
         raise UsageError("--wait and --detach cannot be used together")
     timeout = seconds_option(wait_timeout, "--wait-timeout")
@@ -187,9 +189,11 @@ def logs(
     wait_timeout: WaitTimeoutOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per log line")] = False,
 ) -> int:
-    """Print a run's log lines: the app's stdout on stdout, its stderr on stderr. With
-    --follow, every attempt's lines as they come, until the run ends; then the exit code
-    says how it ended (0 completed, 1 failed or dead, 2 cancelled)."""
+    """Print a run's log lines.
+
+    The app's stdout goes to stdout, its stderr to stderr. With --follow, every attempt's
+    lines as they come, until the run ends; the exit code then says how it ended
+    (0 completed, 1 failed or dead, 2 cancelled)."""
     st = state(ctx)
     timeout = seconds_option(wait_timeout, "--wait-timeout")
     if follow and attempt is not None:
@@ -316,7 +320,9 @@ def runs_cancel(
     run_id: Annotated[int, typer.Argument(metavar="RUN")],
     json_out: JsonOption = False,
 ) -> None:
-    """Cancel a run: a queued one at once, a running one once its runner has stopped it."""
+    """Cancel a run.
+
+    A queued run is cancelled at once; a running one once its runner has stopped it."""
     st = state(ctx)
     before = st.client().get(f"/api/v1/runs/{run_id}")
     run = st.client().post(f"/api/v1/runs/{run_id}/cancel")
@@ -352,7 +358,7 @@ def runs_attempts(
     run_id: Annotated[int, typer.Argument(metavar="RUN")],
     json_out: JsonOption = False,
 ) -> None:
-    """Every attempt of a run: which runner ran it, and how it ended."""
+    """List a run's attempts: runner and outcome."""
     st = state(ctx)
     attempts = st.client().get(f"/api/v1/runs/{run_id}/attempts")["attempts"]
     if json_out:

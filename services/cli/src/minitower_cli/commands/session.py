@@ -46,8 +46,11 @@ def login(
         bool, typer.Option("--verify/--no-verify", help="Check the token with the API first")
     ] = True,
 ) -> None:
-    """Save a server and a team token as a profile (in ~/.config/minitower/config.toml,
-    mode 0600) and make it the default."""
+    """Save a server and a team token as a profile.
+
+    The profile goes to $XDG_CONFIG_HOME/minitower/config.toml (~/.config/... when unset),
+    mode 0600, and becomes the default profile. The token is checked with the API first
+    (--no-verify skips that)."""
     st = state(ctx)
     name = check_profile_name(
         profile or st.profile or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
@@ -102,7 +105,9 @@ def logout(
 
 
 def whoami(ctx: typer.Context, json_out: JsonOption = False) -> None:
-    """The team and token the CLI acts as, and where it sends requests."""
+    """Show the team and token in use.
+
+    Also where requests go, and which profile or variable the token came from."""
     st = state(ctx)
     target = st.target()
     me = st.client().get("/api/v1/me")
