@@ -262,6 +262,24 @@ def test_logs_follow_ends_when_the_run_ends(cli: Cli, cli_stack: CliStack) -> No
     ]
 
 
+def test_a_reader_going_away_ends_quietly(cli: Cli, cli_stack: CliStack) -> None:
+    folder = write_app(
+        cli_stack.workdir / "apps" / "chatty",
+        "chatty",
+        {"main.py": "for i in range(20000):\n    print('line', i)\n"},
+    )
+    cli.ok("deploy", str(folder))
+    cli.ok("run", "chatty", "--wait")  # 20000 lines: more than a pipe holds
+    run_id = cli.ok("runs", "list", "--app", "chatty", "--json").json()[0]["run_id"]
+    proc = cli.popen("logs", str(run_id))
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline() == "line 0\n"
+    proc.stdout.close()  # as `| head -1` does
+    assert proc.wait(60) == 141  # as a shell tool killed by SIGPIPE
+    assert proc.stderr.read() == ""
+    proc.stderr.close()
+
+
 def test_logs_follow_exit_code_follows_the_outcome(cli: Cli, exits: str) -> None:
     run_id = cli.ok("run", exits, "-p", "code=7").out.strip()
     followed = finish(cli.popen("logs", run_id, "-f"), timeout=60)

@@ -3,6 +3,7 @@ the stack up through ``minitower dev``, and Ctrl-C takes every process down with
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -17,6 +18,15 @@ from tests.support.waiting import wait_for
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def readme_next_commands() -> str:
+    """The quickstart's block that deploys, runs and follows the hello example."""
+    readme = (ROOT / "README.md").read_text()
+    quickstart = readme[readme.index("## Quickstart") : readme.index("## The CLI")]
+    blocks = re.findall(r"```sh\n(.*?)```", quickstart, flags=re.DOTALL)
+    assert len(blocks) == 2, blocks
+    return blocks[1]
 
 
 def test_scripts_dev_starts_the_stack_and_stops_on_ctrl_c(tmp_path: Path) -> None:
@@ -52,6 +62,20 @@ def test_scripts_dev_starts_the_stack_and_stops_on_ctrl_c(tmp_path: Path) -> Non
         assert ".venv/bin/minitower deploy examples/hello" in text
         me = Cli(env=env, cwd=ROOT).ok("whoami", "--json").json()
         assert me["team_slug"] == "dev"
+        # The README's next three commands, as they are written there.
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", readme_next_commands()],
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{log_path.read_text()}"
+        assert done.stdout.endswith("hello, MiniTower! (1/1)\n"), done.stdout
+        assert "completed" in done.stderr
         stack = children_of(proc.pid)
         assert len(stack) == 3, text  # API, reaper, one runner
         proc.send_signal(signal.SIGINT)

@@ -19,7 +19,7 @@ from minitower_cli.commands.session import login, logout, whoami
 from minitower_cli.context import State, state
 from minitower_cli.dev import DevOptions, run_dev
 from minitower_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError, UsageError
-from minitower_cli.output import Output
+from minitower_cli.output import Output, StdoutClosed, guard_stdout
 from minitower_cli.project import SLUG_PATTERN
 
 HELP = """Deploy, run and follow MiniTower apps, over the HTTP API.
@@ -139,6 +139,7 @@ def run_cli(argv: list[str] | None = None) -> int:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(errors="replace")
+    guard_stdout()
     command = typer.main.get_command(app)
     try:
         result = command.main(
@@ -149,15 +150,16 @@ def run_cli(argv: list[str] | None = None) -> int:
     except CliError as exc:
         output.error(exc.message)
         return exc.exit_code
+    except StdoutClosed:
+        # The reader went away: stop quietly, with the exit code of a shell tool
+        # killed by SIGPIPE (and nothing more to flush at exit).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.__stdout__.fileno() if sys.__stdout__ else 1)
+        return 141
     except Exception as exc:
         code = _click_failure(exc, output)
         if code is not None:
             return code
-        if isinstance(exc, BrokenPipeError):
-            # The reader went away (`minitower logs 12 | head`): quietly, as shell tools do.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            return 141
         if os.environ.get("MINITOWER_DEBUG"):
             raise
         output.error(f"unexpected {type(exc).__name__}: {exc} (MINITOWER_DEBUG=1 shows where)")

@@ -9,11 +9,44 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO, cast
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+
+class StdoutClosed(Exception):
+    """Whoever read stdout went away (``minitower logs 12 | head``). Not an OSError, so
+    that nothing on the way mistakes it for a failed request."""
+
+
+class _ClosedPipeGuard:
+    """stdout, with a broken pipe turned into StdoutClosed wherever it is written from."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise StdoutClosed from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise StdoutClosed from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def guard_stdout() -> None:
+    if not isinstance(sys.stdout, _ClosedPipeGuard):
+        sys.stdout = cast(TextIO, _ClosedPipeGuard(sys.stdout))
+
 
 STATUS_STYLES = {
     "queued": "bright_black",

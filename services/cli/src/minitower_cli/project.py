@@ -93,7 +93,7 @@ def load_project(directory: Path) -> Project:
     except OSError as exc:
         raise ProjectError(f"{shown}: cannot read it: {exc.strerror}") from exc
     towerfile = parse_checked(text, shown)
-    patterns = [_Pattern.compile(text, shown) for text in towerfile.source]
+    patterns = [_Pattern.compile(pattern, shown) for pattern in towerfile.source]
     selection = _select(root, patterns, shown)
     entries = selection.entries
     _check_references(towerfile, entries, root, shown)
@@ -205,7 +205,10 @@ class _Pattern:
                     f"{shown}: [app].source pattern {text!r}: '**' must be a whole path "
                     "segment, as in 'src/**/*.py'"
                 )
-            _segment_regex(segment)  # a bad [...] class fails here, with the pattern named
+            try:
+                _segment_regex(segment)
+            except ProjectError as exc:
+                raise ProjectError(f"{shown}: {exc} (in pattern {text!r})") from None
         return cls(text=text, segments=segments, dirs_only=text.endswith("/"))
 
     def matches(self, parts: tuple[str, ...], is_dir: bool) -> bool:
