@@ -129,7 +129,7 @@ def finish(proc: subprocess.Popen[str], timeout: float = 60) -> Result:
         proc.kill()
         out, err = proc.communicate()
         raise AssertionError(f"minitower did not end within {timeout}s:\n{out}\n{err}") from None
-    return Result(proc.returncode, out, err, tuple(str(a) for a in proc.args[1:]))  # type: ignore[index]
+    return Result(proc.returncode, out, err, tuple(str(a) for a in proc.args[1:]))
 
 
 def write_app(folder: Path, name: str, files: dict[str, str], extra: str = "") -> Path:

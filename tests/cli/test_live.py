@@ -22,6 +22,8 @@ from tests.support.wheels import make_wheel
 
 pytestmark = pytest.mark.slow
 
+TERMINAL = {"completed", "failed", "cancelled", "dead"}
+
 EXITS = {
     "main.py": """\
         import json, os, sys, time
@@ -294,8 +296,8 @@ def test_every_listing_has_json(cli: Cli, hello: list[Result], exits: str) -> No
     run_id = cli.ok("run", "hello").out.strip()
     runs = cli.ok("runs", "list", "--json").json()
     assert {"run_id", "app_slug", "status", "input", "queued_at"} <= set(runs[0])
-    limited = cli.ok("runs", "list", "--app", "hello", "--limit", "2", "--json").json()
-    assert len(limited) == 2 and {r["app_slug"] for r in limited} == {"hello"}
+    limited = cli.ok("runs", "list", "--app", "hello", "--limit", "1", "--json").json()
+    assert [(r["run_id"], r["app_slug"]) for r in limited] == [(int(run_id), "hello")]
     wait_for(
         lambda: cli.ok("runs", "show", run_id, "--json").json()["status"] == "completed",
         timeout=60,
@@ -318,7 +320,14 @@ def test_every_listing_has_json(cli: Cli, hello: list[Result], exits: str) -> No
 
 
 def test_tables_never_cut_ids_slugs_or_statuses(cli: Cli, hello: list[Result]) -> None:
-    runs = cli.ok("runs", "list", "--json").json()
+    cli.ok("run", "hello", "--wait")
+
+    # Statuses must hold still between the two listings compared below.
+    def all_ended() -> list[dict[str, Any]] | None:
+        found: list[dict[str, Any]] = cli.ok("runs", "list", "--json").json()
+        return found if all(r["status"] in TERMINAL for r in found) else None
+
+    runs = wait_for(all_ended, timeout=60, what="every run to end")
     for columns in ("200", "30"):
         table = cli.ok("runs", "list", env={"COLUMNS": columns}).out
         lines = table.splitlines()
