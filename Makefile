@@ -1,5 +1,8 @@
 # Shortcuts for the scripts in scripts/ (which work without make, too).
-.PHONY: run test lint ci
+.PHONY: dev run test lint ci
+
+dev:
+	./scripts/dev
 
 run:
 	./scripts/run-local

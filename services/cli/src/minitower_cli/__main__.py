@@ -1,0 +1,3 @@
+from minitower_cli.main import main
+
+main()

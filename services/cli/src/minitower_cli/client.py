@@ -1,0 +1,198 @@
+"""The API over HTTP: JSON calls, paginated listings and the live log stream.
+
+Every failure leaves as a :class:`~minitower_cli.errors.CliError` that names what went
+wrong in one sentence; nothing of httpx escapes. Tests pass an ``httpx.MockTransport``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from minitower_cli import __version__
+from minitower_cli.errors import ApiError, ConnectionFailed, UsageError
+from minitower_cli.sse import ServerEvent, parse_events
+
+# The API caps a page at 200 items.
+MAX_PAGE = 200
+# The log stream sends a keep-alive comment every 15 s; three missed ones mean it is dead.
+STREAM_READ_TIMEOUT = 45.0
+
+
+class ApiClient:
+    def __init__(
+        self,
+        server_url: str,
+        token: str | None,
+        *,
+        token_source: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.server_url = server_url
+        self.token = token
+        self._token_source = token_source
+        headers = {"User-Agent": f"minitower-cli/{__version__}"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(
+            base_url=server_url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # --- plain calls -----------------------------------------------------------------
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The decoded JSON answer of a successful call (None for an empty body)."""
+        with self._transport_errors():
+            response = self._http.request(method, path, **kwargs)
+        self._raise_for_error(response)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ConnectionFailed(
+                f"the server at {self.server_url} answered {method} {path} with something "
+                "that is not JSON: is --server the MiniTower API?"
+            ) from exc
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.request("POST", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> Any:
+        return self.request("PATCH", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> Any:
+        return self.request("DELETE", path, **kwargs)
+
+    def exists(self, path: str) -> bool:
+        """True on 200, False on 404; any other error is raised."""
+        try:
+            self.get(path)
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def list_all(
+        self, path: str, key: str, *, limit: int, params: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit`` items of a paginated listing, following ``next_cursor``."""
+        items: list[dict[str, Any]] = []
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        while len(items) < limit:
+            query["limit"] = min(MAX_PAGE, limit - len(items))
+            body = self.get(path, params=query)
+            page = body.get(key, []) if isinstance(body, dict) else []
+            items.extend(page)
+            cursor = body.get("next_cursor") if isinstance(body, dict) else None
+            if not cursor or not page:
+                break
+            query["cursor"] = cursor
+        return items[:limit]
+
+    # --- the log stream --------------------------------------------------------------
+
+    def stream_events(
+        self, path: str, *, last_event_id: str | None, read_timeout: float = STREAM_READ_TIMEOUT
+    ) -> Iterator[ServerEvent]:
+        """The events of one connection to an SSE endpoint, resuming after
+        ``last_event_id``. Ends when the server closes the stream; a lost connection or
+        a silent one raises ConnectionFailed (the caller may reconnect)."""
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = last_event_id
+        timeout = httpx.Timeout(10.0, read=read_timeout)
+        with (
+            self._transport_errors(),
+            self._http.stream("GET", path, headers=headers, timeout=timeout) as response,
+        ):
+            if response.status_code >= 400:
+                response.read()
+                self._raise_for_error(response)
+            yield from parse_events(response.iter_lines())
+
+    # --- errors ------------------------------------------------------------------------
+
+    @contextmanager
+    def _transport_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except httpx.TimeoutException as exc:
+            raise ConnectionFailed(
+                f"the API at {self.server_url} did not answer in time ({_reason(exc)})"
+            ) from exc
+        except httpx.ConnectError as exc:
+            raise ConnectionFailed(
+                f"cannot reach the API at {self.server_url} ({_reason(exc)}): is it running? "
+                "(set the server with --server, MINITOWER_SERVER_URL or `minitower login`)"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(
+                f"lost the connection to the API at {self.server_url} ({_reason(exc)})"
+            ) from exc
+        except httpx.InvalidURL as exc:
+            raise UsageError(f"invalid server URL {self.server_url!r}: {exc}") from exc
+
+    def _raise_for_error(self, response: httpx.Response) -> None:
+        if response.status_code < 400:
+            return
+        status = response.status_code
+        code, message = _error_body(response)
+        if code is None or message is None:
+            raise ApiError(
+                f"the server at {self.server_url} answered HTTP {status} "
+                f"{response.reason_phrase} to {response.request.method} "
+                f"{response.request.url.path}: is --server the MiniTower API?",
+                status=status,
+                code="http_error",
+            )
+        if status == 401:
+            if self.token is None:
+                hint = (
+                    "no token given: run `minitower login --server URL --token TOKEN`, "
+                    "or set MINITOWER_API_TOKEN"
+                )
+                message = f"the API wants a token: {message} ({hint})"
+            else:
+                source = self._token_source or "the configuration"
+                message = f"the API refused the token (from {source}): {message}"
+        raise ApiError(f"{message} ({status} {code})", status=status, code=code)
+
+
+def _error_body(response: httpx.Response) -> tuple[str | None, str | None]:
+    try:
+        body = response.json()
+    except (ValueError, json.JSONDecodeError):
+        return None, None
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return None, None
+    code, message = error.get("code"), error.get("message")
+    if not isinstance(code, str) or not isinstance(message, str):
+        return None, None
+    return code, message
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip()
+    if "Connection refused" in text:
+        return "connection refused"
+    return text or type(exc).__name__

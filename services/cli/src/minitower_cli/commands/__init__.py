@@ -1,0 +1,1 @@
+"""The commands, one module per area; main.py puts them together."""

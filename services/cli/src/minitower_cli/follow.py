@@ -1,0 +1,250 @@
+"""Following a run: its log lines as they come (over the SSE stream), then its outcome.
+
+The app's stdout lines go to stdout and its stderr lines to stderr, unchanged; the CLI's
+own lines (attempt headers, the outcome, reconnects) go to stderr. The stream is resumed
+with ``Last-Event-ID`` when the connection drops, so no line is shown twice or lost.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from minitower_cli.client import STREAM_READ_TIMEOUT, ApiClient
+from minitower_cli.errors import (
+    RUN_EXIT_CODES,
+    ApiError,
+    CliError,
+    ConnectionFailed,
+    WaitTimedOut,
+)
+from minitower_cli.output import Output, duration, human_seconds, status_text
+
+MAX_RECONNECTS = 8
+_RECONNECT_BACKOFF_CAP = 5.0
+
+
+class LogPrinter:
+    """Writes log entries as they arrive: the line itself, or one JSON object per line."""
+
+    def __init__(self, output: Output, *, json_lines: bool = False) -> None:
+        self._output = output
+        self._json = json_lines
+        self._attempt: int | None = None
+
+    def entry(self, entry: dict[str, Any]) -> None:
+        if self._json:
+            sys.stdout.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+            return
+        attempt = entry.get("attempt_no")
+        if attempt != self._attempt:
+            if self._attempt is not None or (isinstance(attempt, int) and attempt > 1):
+                self._output.status(Text(f"── attempt {attempt} ──", style="bright_black"))
+            self._attempt = attempt if isinstance(attempt, int) else None
+        stream = sys.stderr if entry.get("stream") == "stderr" else sys.stdout
+        stream.write(f"{entry.get('line', '')}\n")
+        stream.flush()
+
+
+class Waiting:
+    """A pulsing bar with the run's status while nothing has arrived yet (on a terminal
+    only). Shown after half a second, so a run that is already done never flashes one."""
+
+    def __init__(self, output: Output, describe: Callable[[], str], interval: float = 2.0):
+        self._output = output
+        self._describe = describe
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = False
+        self._progress: Progress | None = None
+
+    def start(self) -> Waiting:
+        if self._output.err.is_terminal:
+            threading.Thread(target=self._run, name="waiting", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            if self._progress is not None:
+                self._progress.stop()
+        self._wake.set()
+
+    def _run(self) -> None:
+        if self._wake.wait(0.5):
+            return
+        with self._lock:
+            if self._stopped:
+                return
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TimeElapsedColumn(),
+                console=self._output.err,
+                transient=True,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self._progress.start()
+            task = self._progress.add_task("waiting", total=None)
+        while True:
+            try:
+                text = self._describe()
+            except Exception:  # a status poll failing must not end the follow
+                text = "waiting"
+            with self._lock:
+                if self._stopped:
+                    return
+                self._progress.update(task, description=text)
+            if self._wake.wait(self._interval):
+                return
+
+
+def describe_waiting(client_factory: Callable[[], ApiClient], run_id: int) -> Callable[[], str]:
+    """The Waiting bar's text: what the run is waiting for, from its status."""
+    holder: dict[str, ApiClient] = {}
+
+    def describe() -> str:
+        client = holder.get("client")
+        if client is None:
+            client = holder["client"] = client_factory()
+        run = client.get(f"/api/v1/runs/{run_id}")
+        status = run.get("status")
+        if status == "queued":
+            return (
+                f"run {run_id} queued: waiting for a runner (environment {run.get('environment')})"
+            )
+        if status in ("leased", "running"):
+            return f"run {run_id} {status}: waiting for output"
+        return f"run {run_id} {status}"
+
+    return describe
+
+
+def follow_run(
+    client: ApiClient,
+    run_id: int,
+    printer: LogPrinter,
+    output: Output,
+    *,
+    timeout: float | None = None,
+    waiting: Waiting | None = None,
+) -> str:
+    """Print the run's lines until it is terminal; return its final status. Raises
+    WaitTimedOut once ``timeout`` seconds have passed, ConnectionFailed when the stream
+    cannot be had back after several tries."""
+    path = f"/api/v1/runs/{run_id}/logs/stream"
+    deadline = time.monotonic() + timeout if timeout is not None else None
+    last_id: str | None = None
+    failures = 0
+
+    def left() -> float:
+        if deadline is None:
+            return STREAM_READ_TIMEOUT
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            if waiting is not None:
+                waiting.stop()
+            raise WaitTimedOut(_timed_out(client, run_id, timeout))
+        return remaining
+
+    try:
+        while True:
+            read_timeout = min(STREAM_READ_TIMEOUT, left() + 0.05)
+            try:
+                for event in client.stream_events(
+                    path, last_event_id=last_id, read_timeout=read_timeout
+                ):
+                    if event.event == "log":
+                        entry = _decode(event.data)
+                        if waiting is not None:
+                            waiting.stop()
+                        printer.entry(entry)
+                        last_id = event.id or last_id
+                        failures = 0
+                    elif event.event == "end":
+                        status = _decode(event.data).get("status")
+                        if not isinstance(status, str):
+                            raise CliError(f"run {run_id} no longer exists")
+                        return status
+                    left()
+                problem = "the log stream closed early"
+            except ConnectionFailed as exc:
+                problem = exc.message
+            except ApiError as exc:
+                # A restarting API (or its proxy) answers 5xx for a moment: try again.
+                if exc.status < 500:
+                    raise
+                problem = exc.message
+            left()
+            failures += 1
+            if failures > MAX_RECONNECTS:
+                raise ConnectionFailed(f"{problem}; gave up following run {run_id}")
+            if failures == 1:
+                if waiting is not None:
+                    waiting.stop()
+                output.status(Text(f"{problem}; reconnecting…", style="yellow"))
+            pause = min(0.25 * 2**failures, _RECONNECT_BACKOFF_CAP)
+            time.sleep(min(pause, max(left(), 0.0)))
+    finally:
+        if waiting is not None:
+            waiting.stop()
+
+
+def _decode(data: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except ValueError as exc:
+        raise ConnectionFailed(f"the log stream sent an event that is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ConnectionFailed("the log stream sent an event that is not a JSON object")
+    return value
+
+
+def _timed_out(client: ApiClient, run_id: int, timeout: float | None) -> str:
+    waited = human_seconds(timeout or 0)
+    try:
+        status = client.get(f"/api/v1/runs/{run_id}").get("status")
+    except CliError:
+        return f"stopped waiting after {waited}: run {run_id} has not ended"
+    return f"stopped waiting after {waited}: run {run_id} is still {status}"
+
+
+def report_outcome(output: Output, run: dict[str, Any]) -> int:
+    """The run's outcome as a status line on stderr; returns the exit code for it."""
+    run_id, status = run.get("run_id"), str(run.get("status"))
+    took = duration(run.get("started_at"), run.get("finished_at"))
+    line = Text()
+    line.append_text(Text(f"run {run_id} "))
+    line.append_text(status_text(status))
+    if status == "completed":
+        line.append(f" in {took}" if took else "")
+    elif status == "failed":
+        code = run.get("exit_code")
+        line.append(f" (exit code {code})" if code is not None else "")
+        line.append(f" after {took}" if took else "")
+        message = run.get("error_message")
+        if message and message != f"exited with code {code}":
+            line.append(f": {message}")
+    elif status == "dead":
+        line.append(": its lease expired with no retries left")
+        if run.get("error_message"):
+            line.append(f" ({run['error_message']})")
+    elif status == "cancelled" and took:
+        line.append(f" after {took}")
+    output.status(line)
+    if status not in RUN_EXIT_CODES:
+        raise CliError(f"run {run_id} ended in an unexpected status {status!r}")
+    return RUN_EXIT_CODES[status]
