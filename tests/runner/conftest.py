@@ -207,15 +207,6 @@ def stack(
             private.stop()
 
 
-def pid_alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def assert_no_traceback(process: Process) -> None:
     text = process.log()
     assert "Traceback" not in text, text

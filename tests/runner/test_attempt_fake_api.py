@@ -22,7 +22,7 @@ from minitower_runner.venvs import VenvCache, find_uv
 from minitower_shared.clock import rfc3339
 from minitower_shared.schemas import LeaseGranted
 from tests.conftest import make_archive
-from tests.runner.conftest import pid_alive
+from tests.support.proctree import alive
 from tests.support.waiting import wait_for
 
 RUN_ID = 7
@@ -174,7 +174,7 @@ def run_until_fenced(fake: FakeApi, settings: RunnerSettings, executor: ProcessE
     assert fake.results == [], "a fenced attempt must report nothing"
     assert "result" not in fake.calls
     for pid in watcher_pids[0]:
-        assert not pid_alive(pid), "the workload outlived its lease"
+        assert not alive(pid), "the workload outlived its lease"
     assert list((settings.data_dir / "work").iterdir()) == []  # workspace removed
 
 

@@ -3,8 +3,9 @@ then SIGKILL; the run ends cancelled, or failed with a message naming the timeou
 
 import pytest
 
-from tests.runner.conftest import Stack, pid_alive
+from tests.runner.conftest import Stack
 from tests.support.clients import check
+from tests.support.proctree import alive
 
 pytestmark = pytest.mark.slow
 
@@ -25,11 +26,11 @@ def test_cancel_kills_the_process_tree(stack: Stack) -> None:
     stack.runner()
     run_id = stack.start_run("sleeper")
     pids = stack.pids(run_id)
-    assert all(pid_alive(p) for p in pids)
+    assert all(alive(p) for p in pids)
     check(stack.team.post(f"/api/v1/runs/{run_id}/cancel"), 200)
     run = stack.wait_status(run_id, timeout=20)
     assert run["status"] == "cancelled", run
-    assert not any(pid_alive(p) for p in pids), "a workload process outlived the cancel"
+    assert not any(alive(p) for p in pids), "a workload process outlived the cancel"
     assert any("stopping the run (cancel)" in line for line in stack.lines(run_id, "stderr"))
 
 
@@ -42,7 +43,7 @@ def test_timeout_kills_a_workload_that_ignores_sigterm(stack: Stack) -> None:
     assert run["status"] == "failed", run
     assert "timeout" in run["error_message"] and "2 s" in run["error_message"]
     assert "SIGKILL" in run["error_message"]  # SIGTERM was ignored; the grace period ran out
-    assert not any(pid_alive(p) for p in pids)
+    assert not any(alive(p) for p in pids)
     attempts = stack.attempts(run_id)
     assert [a["status"] for a in attempts] == ["failed"]
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.runner.conftest import Stack, pid_alive
+from tests.runner.conftest import Stack
+from tests.support.proctree import alive
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
@@ -55,7 +56,7 @@ def test_sigkilled_runner_takes_its_workload_down_and_the_run_is_retried(
     first.proc.send_signal(signal.SIGKILL)
     first.proc.wait(5)
     wait_for(
-        lambda: not any(pid_alive(p) for p in pids),
+        lambda: not any(alive(p) for p in pids),
         timeout=3,
         what="the workload (and its child) to die with the runner",
         interval=0.02,
@@ -93,7 +94,7 @@ def test_api_gone_past_the_lease_stops_the_work_and_the_retry_never_overlaps(
     stack.api.stop()
     stopped_at = time.monotonic()
     wait_for(
-        lambda: not any(pid_alive(p) for p in pids),
+        lambda: not any(alive(p) for p in pids),
         timeout=10,
         what="the runner to stop the work once its lease has expired",
         interval=0.05,

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.runner.conftest import Stack, assert_no_traceback, pid_alive
+from tests.runner.conftest import Stack, assert_no_traceback
 from tests.support.clients import RunnerClient
 from tests.support.processes import script
+from tests.support.proctree import alive
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
@@ -151,7 +152,7 @@ def test_drain_timeout_stops_the_run_without_reporting_it(stack: Stack) -> None:
     pids = stack.pids(run_id)
     runner.proc.send_signal(signal.SIGTERM)
     assert runner.proc.wait(20) == 0, runner.log()
-    assert not any(pid_alive(p) for p in pids)
+    assert not any(alive(p) for p in pids)
     # Nothing was reported: the reaper hands the run back to the queue once the lease ends.
     run = wait_for(
         lambda: (r := stack.run(run_id))["retry_count"] == 1 and r,

@@ -4,7 +4,7 @@ up, runs an app, and Ctrl-C takes every process down with it."""
 import os
 import signal
 import subprocess
-import time
+from contextlib import suppress
 from pathlib import Path
 
 import httpx
@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import HELLO_TOWERFILE, make_archive
 from tests.support.clients import TeamClient
 from tests.support.processes import free_port
+from tests.support.proctree import children_of, wait_gone
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
@@ -26,20 +27,6 @@ def read_secret(state: Path, name: str) -> str:
         if key == name:
             return value
     raise AssertionError(f"{name} not in secrets.env")
-
-
-def children_of(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid:
-                found.add(int(entry.name))
-    return found
 
 
 def test_run_local_serves_runs_and_stops_on_ctrl_c(tmp_path: Path) -> None:
@@ -99,11 +86,12 @@ def test_run_local_serves_runs_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert len(stack) >= 4  # API, reaper, two runners
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) in (0, 130)
-        deadline = time.monotonic() + 10
-        while any(Path(f"/proc/{pid}").exists() for pid in stack) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not any(Path(f"/proc/{pid}").exists() for pid in stack)
+        wait_gone(stack, timeout=10)
     finally:
+        # Whatever happened above, nothing of the stack may outlive the test.
+        for pid in children_of(proc.pid):
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         if proc.poll() is None:
             proc.kill()
             proc.wait()

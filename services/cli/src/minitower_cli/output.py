@@ -140,6 +140,15 @@ class Output:
         finally:
             self.out.width = width
 
+    def listing(
+        self, columns: Sequence[Column], rows: Sequence[dict[str, Any]], as_json: bool
+    ) -> None:
+        """A listing as the API's objects in JSON (``--json``), else as a table."""
+        if as_json:
+            self.json(rows)
+        else:
+            self.table(columns, rows)
+
     def details(self, pairs: Sequence[tuple[str, Any]]) -> None:
         """``key  value`` lines, values never cut."""
         width = max(len(key) for key, _ in pairs)

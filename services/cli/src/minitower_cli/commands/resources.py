@@ -49,10 +49,7 @@ def apps_list(ctx: typer.Context, json_out: JsonOption = False) -> None:
     """The team's apps."""
     st = state(ctx)
     apps = st.client().list_all("/api/v1/apps", "apps", limit=LIST_LIMIT)
-    if json_out:
-        st.output.json(apps)
-    else:
-        st.output.table(APP_COLUMNS, apps)
+    st.output.listing(APP_COLUMNS, apps, json_out)
 
 
 @apps_app.command("create")
@@ -140,10 +137,7 @@ def versions_list(ctx: typer.Context, app: AppArgument, json_out: JsonOption = F
     """The app's versions, newest first."""
     st = state(ctx)
     versions = st.client().list_all(f"/api/v1/apps/{app}/versions", "versions", limit=LIST_LIMIT)
-    if json_out:
-        st.output.json(versions)
-    else:
-        st.output.table(VERSION_COLUMNS, versions)
+    st.output.listing(VERSION_COLUMNS, versions, json_out)
 
 
 @versions_app.command("show")
@@ -217,10 +211,7 @@ def tokens_list(ctx: typer.Context, json_out: JsonOption = False) -> None:
     """The team's tokens, revoked ones too (never their secrets)."""
     st = state(ctx)
     tokens = st.client().list_all("/api/v1/tokens", "tokens", limit=LIST_LIMIT)
-    if json_out:
-        st.output.json(tokens)
-    else:
-        st.output.table(TOKEN_COLUMNS, tokens)
+    st.output.listing(TOKEN_COLUMNS, tokens, json_out)
 
 
 @tokens_app.command("revoke")
@@ -254,7 +245,4 @@ def runners_list(ctx: typer.Context, json_out: JsonOption = False) -> None:
     """Every registered runner and what it is doing (admin tokens only)."""
     st = state(ctx)
     runners = st.client().list_all("/api/v1/admin/runners", "runners", limit=LIST_LIMIT)
-    if json_out:
-        st.output.json(runners)
-    else:
-        st.output.table(RUNNER_COLUMNS, runners)
+    st.output.listing(RUNNER_COLUMNS, runners, json_out)

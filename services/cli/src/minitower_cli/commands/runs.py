@@ -274,10 +274,7 @@ def runs_list(
     rows = st.client().list_all(
         "/api/v1/runs", "runs", limit=limit, params={"app": app, "status": status}
     )
-    if json_out:
-        st.output.json(rows)
-    else:
-        st.output.table(RUN_COLUMNS, rows)
+    st.output.listing(RUN_COLUMNS, rows, json_out)
 
 
 @runs_app.command("show")
@@ -361,7 +358,4 @@ def runs_attempts(
     """List a run's attempts: runner and outcome."""
     st = state(ctx)
     attempts = st.client().get(f"/api/v1/runs/{run_id}/attempts")["attempts"]
-    if json_out:
-        st.output.json(attempts)
-    else:
-        st.output.table(ATTEMPT_COLUMNS, attempts)
+    st.output.listing(ATTEMPT_COLUMNS, attempts, json_out)
