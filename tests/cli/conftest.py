@@ -23,7 +23,15 @@ import pytest
 from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 from tests.support.clients import TeamClient
 from tests.support.databases import copy_database
-from tests.support.processes import LiveApi, Process, script, start_api, start_reaper, start_runner
+from tests.support.processes import (
+    LiveApi,
+    Process,
+    fast_runner_env,
+    script,
+    start_api,
+    start_reaper,
+    start_runner,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -35,20 +43,6 @@ API_ENV = {
     "MINITOWER_LEASE_TTL": "3s",
     "MINITOWER_LEASE_POLL_INTERVAL": "0.1s",
 }
-
-
-def runner_env(environment: str, venvs: Path) -> dict[str, str]:
-    return {
-        "MINITOWER_RUNNER_REGISTRATION_TOKEN": REGISTRATION_TOKEN,
-        "MINITOWER_RUNNER_ENVIRONMENT": environment,
-        "MINITOWER_LEASE_WAIT": "2s",
-        "MINITOWER_POLL_INTERVAL": "0.1s",
-        "MINITOWER_HEARTBEAT_INTERVAL": "0.5s",
-        "MINITOWER_KILL_GRACE_PERIOD": "1s",
-        "MINITOWER_DRAIN_TIMEOUT": "5s",
-        "MINITOWER_REQUEST_TIMEOUT": "5s",
-        "MINITOWER_VENV_CACHE_DIR": str(venvs),
-    }
 
 
 def clean_environment(home: Path) -> dict[str, str]:
@@ -156,7 +150,10 @@ class CliStack:
 
     def runner(self, name: str, environment: str = "default", **env: str) -> Process:
         process = start_runner(
-            self.workdir, self.api.url, name, {**runner_env(environment, self.venvs), **env}
+            self.workdir,
+            self.api.url,
+            name,
+            {**fast_runner_env(environment, self.venvs, REGISTRATION_TOKEN), **env},
         )
         self.processes.append(process)
         return process

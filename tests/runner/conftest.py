@@ -22,7 +22,14 @@ import pytest
 from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN, make_archive
 from tests.support.clients import TeamClient, check
 from tests.support.databases import copy_database
-from tests.support.processes import LiveApi, Process, start_api, start_reaper, start_runner
+from tests.support.processes import (
+    LiveApi,
+    Process,
+    fast_runner_env,
+    start_api,
+    start_reaper,
+    start_runner,
+)
 from tests.support.waiting import wait_for
 
 TERMINAL = {"completed", "failed", "cancelled", "dead"}
@@ -176,15 +183,7 @@ def stack(
     environment = f"env-{number}"
     http = api.client()
     runner_env = {
-        "MINITOWER_RUNNER_REGISTRATION_TOKEN": REGISTRATION_TOKEN,
-        "MINITOWER_RUNNER_ENVIRONMENT": environment,
-        "MINITOWER_LEASE_WAIT": "2s",
-        "MINITOWER_POLL_INTERVAL": "0.1s",
-        "MINITOWER_HEARTBEAT_INTERVAL": "0.5s",
-        "MINITOWER_KILL_GRACE_PERIOD": "1s",
-        "MINITOWER_DRAIN_TIMEOUT": "10s",
-        "MINITOWER_REQUEST_TIMEOUT": "5s",
-        "MINITOWER_VENV_CACHE_DIR": str(venv_cache),
+        **fast_runner_env(environment, venv_cache, REGISTRATION_TOKEN),
         # A secret the workload must never see.
         "MINITOWER_SECRET_CANARY": "canary-value",
     }

@@ -123,6 +123,22 @@ def start_reaper(workdir: Path, db_path: Path, env: dict[str, str], name: str) -
     )
 
 
+def fast_runner_env(environment: str, venvs: Path, registration_token: str) -> dict[str, str]:
+    """A runner paced for tests: short long polls and heartbeats, a quick kill, the
+    given environment and a venv cache shared by the session."""
+    return {
+        "MINITOWER_RUNNER_REGISTRATION_TOKEN": registration_token,
+        "MINITOWER_RUNNER_ENVIRONMENT": environment,
+        "MINITOWER_LEASE_WAIT": "2s",
+        "MINITOWER_POLL_INTERVAL": "0.1s",
+        "MINITOWER_HEARTBEAT_INTERVAL": "0.5s",
+        "MINITOWER_KILL_GRACE_PERIOD": "1s",
+        "MINITOWER_DRAIN_TIMEOUT": "10s",
+        "MINITOWER_REQUEST_TIMEOUT": "5s",
+        "MINITOWER_VENV_CACHE_DIR": str(venvs),
+    }
+
+
 def start_runner(workdir: Path, url: str, name: str, env: dict[str, str]) -> Process:
     """A ``minitower-runner`` named ``name`` with its own data directory under ``workdir``."""
     return spawn(
