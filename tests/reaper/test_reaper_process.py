@@ -60,6 +60,14 @@ def reapers(tmp_path: Path, db_path: Path) -> Iterator[Callable[[int], list[Proc
             for i in range(count)
         ]
         started.extend(new)
+        # Up means past start-up, signal handlers installed: on a loaded machine a reaper
+        # still importing would die of a SIGTERM instead of stopping cleanly.
+        for process in new:
+            wait_for(
+                lambda process=process: "reaper started" in process.log(),
+                timeout=60,
+                what=f"{process.log_path.name} to start",
+            )
         return new
 
     yield start
