@@ -8,7 +8,9 @@ the lock up front, inside the busy timeout. Read transactions use a plain ``BEGI
 which in WAL mode never blocks and is never blocked by writers.
 """
 
+import logging
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,18 +21,35 @@ from sqlalchemy import Engine, event
 from sqlalchemy.pool import QueuePool
 from sqlmodel import Session, create_engine
 
-BUSY_TIMEOUT_MS = 30_000
+# How long a writer waits for SQLite's lock before "database is locked"
+# (MINITOWER_DB_BUSY_TIMEOUT); statements slower than the threshold are logged
+# (MINITOWER_SLOW_QUERY_THRESHOLD).
+DEFAULT_BUSY_TIMEOUT = 30.0
+DEFAULT_SLOW_QUERY_THRESHOLD = 0.5
+log = logging.getLogger("minitower.db")
 _WRITE_LOCKS: "weakref.WeakKeyDictionary[Engine, threading.Lock]" = weakref.WeakKeyDictionary()
 _BEGIN_OPTION = "minitower_begin"
 
 
-def create_db_engine(db_path: str | Path, *, pool_size: int = 20) -> Engine:
-    """An engine for the SQLite file at ``db_path`` (its folder is created if missing)."""
+def create_db_engine(
+    db_path: str | Path,
+    *,
+    pool_size: int = 20,
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    slow_query_threshold: float | None = None,
+) -> Engine:
+    """An engine for the SQLite file at ``db_path`` (its folder is created if missing).
+
+    A writer waits up to ``busy_timeout`` seconds for the lock. With
+    ``slow_query_threshold`` (seconds; 0 logs every statement), each statement that takes
+    longer is logged as one ``slow query`` event.
+    """
     path = Path(db_path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    busy_timeout_ms = round(busy_timeout * 1000)
     engine = create_engine(
         f"sqlite:///{path}",
-        connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+        connect_args={"check_same_thread": False, "timeout": busy_timeout},
         poolclass=QueuePool,
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -44,7 +63,7 @@ def create_db_engine(db_path: str | Path, *, pool_size: int = 20) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -52,8 +71,44 @@ def create_db_engine(db_path: str | Path, *, pool_size: int = 20) -> Engine:
         mode = conn.get_execution_options().get(_BEGIN_OPTION, "IMMEDIATE")
         conn.exec_driver_sql(f"BEGIN {mode}")
 
+    if slow_query_threshold is not None:
+        _log_slow_queries(engine, slow_query_threshold)
     _WRITE_LOCKS[engine] = threading.Lock()
     return engine
+
+
+_STARTED = "minitower_query_started"
+
+
+def _log_slow_queries(engine: Engine, threshold: float) -> None:
+    """One log event per statement slower than ``threshold`` seconds. The statement is
+    logged without its parameters: they may hold token hashes or a run's input."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before(conn: Any, _cursor: Any, _statement: str, *_args: Any) -> None:
+        conn.info.setdefault(_STARTED, []).append(time.perf_counter())
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _after(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        started = conn.info.get(_STARTED)
+        if not started:
+            return
+        elapsed = time.perf_counter() - started.pop()
+        if elapsed >= threshold:
+            log.warning(
+                "slow query",
+                extra={
+                    "duration_ms": round(elapsed * 1000, 1),
+                    "statement": " ".join(statement.split()),
+                },
+            )
+
+    @event.listens_for(engine, "handle_error")
+    def _failed(context: Any) -> None:
+        # A statement that raised never reaches after_cursor_execute: drop its start.
+        connection = context.connection
+        if connection is not None and connection.info.get(_STARTED):
+            connection.info[_STARTED].pop()
 
 
 @contextmanager

@@ -43,3 +43,14 @@ Seconds = Annotated[float, BeforeValidator(parse_duration)]
 # expired the moment it is granted.
 PositiveSeconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+def parse_optional_duration(value: Any) -> float | None:
+    """A duration, or None for ``off`` (or an empty value): a threshold that can be off."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "off")):
+        return None
+    return parse_duration(value)
+
+
+# A threshold: a duration, 0 for "always", or ``off``.
+OptionalSeconds = Annotated[float | None, BeforeValidator(parse_optional_duration)]

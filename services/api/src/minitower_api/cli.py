@@ -1,11 +1,13 @@
 """``minitowerd``: serve the API, or apply migrations."""
 
 import logging
+import sqlite3
 from typing import Annotated
 
 import typer
 import uvicorn
 
+from minitower_api.maintenance import MaintenanceError, db_status, runner_tokens
 from minitower_api.settings import ApiSettings
 from minitower_shared.config import configure_logging, load_settings
 from minitower_shared.migrate import upgrade_to_head
@@ -60,6 +62,67 @@ def migrate() -> None:
     settings = _settings()
     upgrade_to_head(settings.db_path)
     typer.echo(f"database {settings.db_path} is up to date")
+
+
+@app.command("revoke-runner-tokens")
+def revoke_runner_tokens(
+    names: Annotated[
+        list[str] | None, typer.Argument(metavar="[NAME]...", help="Runners to revoke")
+    ] = None,
+    all_runners: Annotated[bool, typer.Option("--all", help="Revoke every runner's token")] = False,
+) -> None:
+    """Revoke runners' tokens: each runner's next call gets 401 and it registers again with
+    MINITOWER_RUNNER_REGISTRATION_TOKEN (run after rotating that token)."""
+    if all_runners == bool(names):
+        typer.echo("minitowerd revoke-runner-tokens: give runner names or --all", err=True)
+        raise typer.Exit(2)
+    settings = _settings()
+    try:
+        revoked = runner_tokens.revoke_runner_tokens(
+            settings.db_path, None if all_runners else names, busy_timeout=settings.db_busy_timeout
+        )
+    except MaintenanceError as exc:
+        typer.echo(f"minitowerd revoke-runner-tokens: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for line in runner_tokens.describe(revoked):
+        typer.echo(line)
+    missing = runner_tokens.not_revoked(names, revoked)
+    if missing:
+        typer.echo(
+            "minitowerd revoke-runner-tokens: no runner with a live token named "
+            + ", ".join(missing),
+            err=True,
+        )
+        raise typer.Exit(1)
+
+
+@app.command("db-status")
+def db_status_command(
+    checkpoint: Annotated[
+        bool,
+        typer.Option("--checkpoint", help="Also fold the WAL into the database and truncate it"),
+    ] = False,
+    integrity: Annotated[
+        bool, typer.Option("--integrity", help="Also run PRAGMA integrity_check (reads every page)")
+    ] = False,
+) -> None:
+    """Show the database's journal mode, busy timeout, size, WAL size and schema revision;
+    exits 1 when the integrity check fails or the checkpoint could not finish."""
+    settings = _settings()
+    try:
+        status = db_status.db_status(
+            settings.db_path,
+            busy_timeout=settings.db_busy_timeout,
+            checkpoint=checkpoint,
+            integrity=integrity,
+        )
+    except (MaintenanceError, sqlite3.Error) as exc:
+        typer.echo(f"minitowerd db-status: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for line in db_status.describe(status):
+        typer.echo(line)
+    if not status.ok:
+        raise typer.Exit(1)
 
 
 def main() -> None:

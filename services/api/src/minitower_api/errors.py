@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from minitower_api.storage_errors import install_storage_error_handlers
 from minitower_shared.schemas import ErrorResponse
 
 log = logging.getLogger("minitower.api")
@@ -124,6 +125,8 @@ def install_error_handlers(app: FastAPI) -> None:
             message = f"invalid request: {message}"
         headers = dict(exc.headers) if exc.headers else None
         return error_response(exc.status_code, code, message, headers=headers)
+
+    install_storage_error_handlers(app)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -33,7 +33,11 @@ API_VERSION = "1.0.0"
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
-    engine = create_db_engine(settings.db_path)
+    engine = create_db_engine(
+        settings.db_path,
+        busy_timeout=settings.db_busy_timeout,
+        slow_query_threshold=settings.slow_query_threshold,
+    )
     services = Services(
         settings=settings,
         engine=engine,

@@ -6,7 +6,13 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from minitower_shared.durations import LogLevel, PositiveSeconds, parse_duration
+from minitower_shared.db import DEFAULT_BUSY_TIMEOUT, DEFAULT_SLOW_QUERY_THRESHOLD
+from minitower_shared.durations import (
+    LogLevel,
+    OptionalSeconds,
+    PositiveSeconds,
+    parse_duration,
+)
 
 # A week: longer than any batch job should hold a runner, short enough to catch typos.
 MAX_RUN_TIMEOUT = 7 * 24 * 3600
@@ -36,6 +42,11 @@ class ApiSettings(BaseSettings):
     # put back in the queue; runs created through this API wake waiters at once.
     lease_poll_interval: PositiveSeconds = 1.0
     log_level: LogLevel = "info"
+    # How long a write waits for SQLite's lock before the request answers 503
+    # database_busy; statements slower than the threshold are logged (0: every one,
+    # ``off``: none).
+    db_busy_timeout: PositiveSeconds = DEFAULT_BUSY_TIMEOUT
+    slow_query_threshold: OptionalSeconds = DEFAULT_SLOW_QUERY_THRESHOLD
 
     @field_validator("listen_addr")
     @classmethod

@@ -36,7 +36,12 @@ def reaper(
             err=True,
         )
         raise typer.Exit(2)
-    engine = create_db_engine(settings.db_path, pool_size=1)
+    engine = create_db_engine(
+        settings.db_path,
+        pool_size=1,
+        busy_timeout=settings.db_busy_timeout,
+        slow_query_threshold=settings.slow_query_threshold,
+    )
     # A reaper on a schema it does not know would fail every pass, or worse, half-work.
     revision, head = current_revision(reader(engine)), head_revision()
     if revision != head:

@@ -4,7 +4,8 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from minitower_shared.durations import LogLevel, PositiveSeconds
+from minitower_shared.db import DEFAULT_BUSY_TIMEOUT, DEFAULT_SLOW_QUERY_THRESHOLD
+from minitower_shared.durations import LogLevel, OptionalSeconds, PositiveSeconds
 
 
 class ReaperSettings(BaseSettings):
@@ -18,3 +19,7 @@ class ReaperSettings(BaseSettings):
     # healthy idle runner never flaps to offline.
     runner_offline_after: PositiveSeconds = 90.0
     log_level: LogLevel = "info"
+    # As the API's: a pass that cannot get SQLite's lock in time fails and the next
+    # pass tries again.
+    db_busy_timeout: PositiveSeconds = DEFAULT_BUSY_TIMEOUT
+    slow_query_threshold: OptionalSeconds = DEFAULT_SLOW_QUERY_THRESHOLD

@@ -3,7 +3,7 @@
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import func, literal, update
 from sqlmodel import Session, col, select
 
 from minitower_shared.models import Run, RunAttempt, Runner, active_attempt
@@ -33,6 +33,34 @@ def register_runner(
     session.add(runner)
     session.flush()
     return runner, created
+
+
+# What a revoked runner's token hash becomes: unique per runner (the column is unique),
+# and never equal to a real hash, which is 64 hex digits.
+REVOKED_PREFIX = "revoked-"
+
+
+def revoke_runner_tokens(session: Session, names: list[str] | None) -> list[Runner]:
+    """Replace the token hash of the named runners (every runner for None), so that their
+    next call answers 401 and they register again. Returns the runners it revoked;
+    names that match no runner are left out."""
+    condition = [col(Runner.token_hash).not_like(f"{REVOKED_PREFIX}%")]
+    if names is not None:
+        condition.append(col(Runner.name).in_(names))
+    revoked_hash = literal(REVOKED_PREFIX) + func.lower(func.hex(func.randomblob(28)))
+    result = session.execute(
+        update(Runner)
+        .where(*condition)
+        .values(token_hash=revoked_hash)
+        .returning(col(Runner.id))
+        .execution_options(synchronize_session=False)
+    )
+    ids = [row[0] for row in result]
+    if not ids:
+        return []
+    return list(
+        session.exec(select(Runner).where(col(Runner.id).in_(ids)).order_by(col(Runner.name)))
+    )
 
 
 def find_runner_by_token(session: Session, token_hash: str) -> Runner | None:
