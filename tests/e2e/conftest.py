@@ -31,7 +31,10 @@ ROOT = Path(__file__).resolve().parents[2]
 BOOTSTRAP_TOKEN = "e2e-bootstrap-token-0123456789"
 REGISTRATION_TOKEN = "e2e-registration-token-0123456789"
 TERMINAL = {"completed", "failed", "cancelled", "dead"}
-IMAGES = ("minitower/api:latest", "minitower/runner:latest")
+# The tag of minitower/api and minitower/runner under test (build-images.sh's
+# MINITOWER_IMAGE_TAG), so that a branch's images can be tested beside another's.
+IMAGE_TAG = os.environ.get("MINITOWER_IMAGE_TAG", "latest")
+IMAGES = (f"minitower/api:{IMAGE_TAG}", f"minitower/runner:{IMAGE_TAG}")
 WORKLOAD_IMAGE = os.environ.get("MINITOWER_RUNNER_IMAGE", "minitower/workload:latest")
 
 
@@ -43,6 +46,17 @@ class Stack:
     http: httpx.Client
     team: TeamClient
     engine: docker.DockerClient
+    override: Path
+    env_file: Path
+
+    def compose_env(self) -> dict[str, str]:
+        """The environment under which a plain ``docker compose`` (a runbook's) works on
+        this stack, from the repository's root."""
+        return {
+            "COMPOSE_PROJECT_NAME": self.project,
+            "COMPOSE_FILE": os.pathsep.join([str(ROOT / "compose.yaml"), str(self.override)]),
+            "COMPOSE_ENV_FILES": str(self.env_file),
+        }
 
     def cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         """``docker compose`` with this stack's files and env file."""
@@ -136,8 +150,13 @@ def _missing_images(engine: docker.DockerClient, *extra: str) -> list[str]:
 
 
 def bring_up(
-    folder: Path, profiles: list[str] | None = None, runners: int = 2, lease_ttl: str = "6s"
+    folder: Path,
+    profiles: list[str] | None = None,
+    runners: int = 2,
+    lease_ttl: str = "6s",
+    env: dict[str, str] | None = None,
 ) -> Stack:
+    """A stack from ``compose.yaml``; ``env`` adds to (or overrides) its env file."""
     engine = docker.from_env()
     missing = _missing_images(engine, *([WORKLOAD_IMAGE] if profiles else []))
     if missing:
@@ -163,6 +182,8 @@ def bring_up(
                 "MINITOWER_KILL_GRACE_PERIOD=2s",
                 "MINITOWER_RUNNER_STOP_GRACE=20s",
                 f"MINITOWER_RUNNER_IMAGE={WORKLOAD_IMAGE}",
+                f"MINITOWER_IMAGE_TAG={IMAGE_TAG}",
+                *(f"{key}={value}" for key, value in (env or {}).items()),
                 "",
             ]
         )
@@ -185,6 +206,8 @@ def bring_up(
             http=http,
             team=TeamClient.bootstrap(http, "acme", BOOTSTRAP_TOKEN),
             engine=engine,
+            override=override,
+            env_file=env_file,
         )
         wait_for(
             lambda: len(stack.online_runners()) >= runners,
