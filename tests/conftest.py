@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -151,15 +151,28 @@ def runner2(client: TestClient) -> RunnerClient:
 
 
 @pytest.fixture
-def live_api(tmp_path: Path, db_path: Path) -> Iterator[LiveApi]:
-    """A real ``minitowerd`` process on a free port of 127.0.0.1."""
-    env = {
-        "MINITOWER_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN,
-        "MINITOWER_RUNNER_REGISTRATION_TOKEN": REGISTRATION_TOKEN,
-        "MINITOWER_LEASE_TTL": os.environ.get("MINITOWER_TEST_LEASE_TTL", "2s"),
-    }
-    api = start_api(tmp_path, db_path, env)
+def make_live_api(tmp_path: Path, db_path: Path) -> Iterator[Callable[[dict[str, str]], LiveApi]]:
+    """Start real ``minitowerd`` processes over this test's database, with the tests'
+    secrets and ``env`` on top; each is stopped at the end of the test."""
+    started: list[LiveApi] = []
+
+    def start(env: dict[str, str]) -> LiveApi:
+        full_env = {
+            "MINITOWER_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN,
+            "MINITOWER_RUNNER_REGISTRATION_TOKEN": REGISTRATION_TOKEN,
+            **env,
+        }
+        started.append(start_api(tmp_path, db_path, full_env))
+        return started[-1]
+
     try:
-        yield api
+        yield start
     finally:
-        api.stop()
+        for api in started:
+            api.stop()
+
+
+@pytest.fixture
+def live_api(make_live_api: Callable[[dict[str, str]], LiveApi]) -> LiveApi:
+    """A real ``minitowerd`` process on a free port of 127.0.0.1."""
+    return make_live_api({"MINITOWER_LEASE_TTL": os.environ.get("MINITOWER_TEST_LEASE_TTL", "2s")})

@@ -7,36 +7,23 @@ lock is released, writes go through and the checkpoint and integrity check pass.
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
+from tests.conftest import BOOTSTRAP_TOKEN
 from tests.support.clients import TeamClient, check
-from tests.support.databases import copy_database
-from tests.support.processes import LiveApi, start_api
+from tests.support.processes import LiveApi
 from tests.support.runbooks import run_step
 
 
 @pytest.fixture
-def api(tmp_path: Path, migrated_template: Path) -> Iterator[LiveApi]:
-    db_path = copy_database(migrated_template, tmp_path)
-    live = start_api(
-        tmp_path,
-        db_path,
-        {
-            "MINITOWER_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN,
-            "MINITOWER_RUNNER_REGISTRATION_TOKEN": REGISTRATION_TOKEN,
-            "MINITOWER_DB_BUSY_TIMEOUT": "500ms",
-            "MINITOWER_SLOW_QUERY_THRESHOLD": "0",
-        },
+def api(make_live_api: Callable[[dict[str, str]], LiveApi]) -> LiveApi:
+    return make_live_api(
+        {"MINITOWER_DB_BUSY_TIMEOUT": "500ms", "MINITOWER_SLOW_QUERY_THRESHOLD": "0"}
     )
-    try:
-        yield live
-    finally:
-        live.stop()
 
 
 class LockHolder:

@@ -4,7 +4,7 @@ rotated in the runbook's order (runners first, then the API, then the revocation
 run in flight, which finishes in its one attempt: its runner registered again and kept
 its lease."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,8 +14,7 @@ import pytest
 
 from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN, make_archive
 from tests.support.clients import TeamClient, check
-from tests.support.databases import copy_database
-from tests.support.processes import LiveApi, Process, fast_runner_env, start_api, start_runner
+from tests.support.processes import LiveApi, Process, fast_runner_env, start_runner
 from tests.support.runbooks import run_step
 from tests.support.waiting import wait_for
 
@@ -44,18 +43,8 @@ class Local:
 
 
 @pytest.fixture
-def local(tmp_path: Path, migrated_template: Path) -> Iterator[Local]:
-    db_path = copy_database(migrated_template, tmp_path)
-    api = start_api(
-        tmp_path,
-        db_path,
-        {
-            "MINITOWER_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN,
-            "MINITOWER_RUNNER_REGISTRATION_TOKEN": REGISTRATION_TOKEN,
-            "MINITOWER_LEASE_TTL": "3s",
-            "MINITOWER_LEASE_POLL_INTERVAL": "0.1s",
-        },
-    )
+def local(tmp_path: Path, make_live_api: Callable[[dict[str, str]], LiveApi]) -> Iterator[Local]:
+    api = make_live_api({"MINITOWER_LEASE_TTL": "3s", "MINITOWER_LEASE_POLL_INTERVAL": "0.1s"})
     runner_env = fast_runner_env("default", tmp_path / "venvs", REGISTRATION_TOKEN)
     runner = start_runner(tmp_path, api.url, "worker-1", runner_env)
     http = api.client()
@@ -64,7 +53,6 @@ def local(tmp_path: Path, migrated_template: Path) -> Iterator[Local]:
         yield Local(api=api, runner=runner, team=team, workdir=tmp_path, runner_env=runner_env)
     finally:
         runner.stop(timeout=20)
-        api.stop()
         http.close()
 
 

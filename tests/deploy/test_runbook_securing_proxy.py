@@ -11,7 +11,7 @@ import shutil
 import socket
 import ssl
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -24,8 +24,7 @@ from tests.conftest import (
     make_archive,
 )
 from tests.support.clients import TeamClient, check
-from tests.support.databases import copy_database
-from tests.support.processes import LiveApi, fast_runner_env, free_port, start_api, start_runner
+from tests.support.processes import LiveApi, fast_runner_env, free_port, start_runner
 from tests.support.runbooks import run_step
 from tests.support.waiting import wait_for
 
@@ -58,20 +57,8 @@ def _main_config(folder: Path, conf_dir: Path) -> Path:
 
 
 @pytest.fixture
-def api(tmp_path: Path, migrated_template: Path) -> Iterator[LiveApi]:
-    live = start_api(
-        tmp_path,
-        copy_database(migrated_template, tmp_path),
-        {
-            "MINITOWER_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN,
-            "MINITOWER_RUNNER_REGISTRATION_TOKEN": REGISTRATION_TOKEN,
-            "MINITOWER_LEASE_POLL_INTERVAL": "0.1s",
-        },
-    )
-    try:
-        yield live
-    finally:
-        live.stop()
+def api(make_live_api: Callable[[dict[str, str]], LiveApi]) -> LiveApi:
+    return make_live_api({"MINITOWER_LEASE_POLL_INTERVAL": "0.1s"})
 
 
 def _wait_listening(port: int, proxy: subprocess.Popen[bytes], log: Path) -> None:
