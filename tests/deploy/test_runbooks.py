@@ -74,4 +74,3 @@ def test_runbooks_link_only_to_files_that_exist() -> None:
             if not (path.parent / target).resolve().exists():
                 broken.append(f"{path.name}: {target}")
     assert broken == []
-
