@@ -11,7 +11,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
