@@ -23,11 +23,11 @@ from tests.support.runbooks import run_step
 VOLUME_BYTES = 1024 * 1024
 # Random bytes do not compress: each upload takes about this much of the volume.
 PAYLOAD_BYTES = 150 * 1024
-# What an API killed mid-upload left behind, larger than an upload, so that removing it
-# makes room for one more.
-LEFTOVER_BYTES = 300 * 1024
+# What an API killed mid-upload left behind, and an object no version references: the
+# runbook needs both removed to make room for one more upload.
+LEFTOVER_BYTES = 200 * 1024
 # The API refuses larger uploads; the runbook's check asks for room for one of these.
-MAX_ARTIFACT_BYTES = 200 * 1024
+MAX_ARTIFACT_BYTES = 300 * 1024
 TOWERFILE = '[app]\nname = "big"\nscript = "main.py"\n'
 
 
@@ -81,9 +81,12 @@ def test_a_full_objects_volume_refuses_uploads_then_the_runbook_frees_it(
 ) -> None:
     api = api_on_small_volume
     leftover = small_volume / "tmp" / "interrupted.part"
-    leftover.write_bytes(secrets.token_bytes(LEFTOVER_BYTES))
+    orphan = small_volume / "artifacts" / "sha256" / "00" / f"{'0' * 64}.tar.gz"
+    orphan.parent.mkdir(parents=True)
     two_hours_ago = time.time() - 7200
-    os.utime(leftover, (two_hours_ago, two_hours_ago))
+    for path in (leftover, orphan):
+        path.write_bytes(secrets.token_bytes(LEFTOVER_BYTES))
+        os.utime(path, (two_hours_ago, two_hours_ago))
     with httpx.Client(base_url=api.url, timeout=30) as http:
         team = TeamClient.bootstrap(http, "acme", BOOTSTRAP_TOKEN)
         team.create_app("big")
@@ -127,6 +130,13 @@ def test_a_full_objects_volume_refuses_uploads_then_the_runbook_frees_it(
         removed = run_step("disk-full", "local-remove-leftover-uploads", env=env)
         assert removed.stdout.strip() == str(leftover)
         assert not leftover.exists()
+        assert run_step("disk-full", "local-verify-room", env=env, check=False).returncode != 0
+        dry_run = run_step("disk-full", "local-prune-dry-run", env=env)
+        assert f"would delete 1 unreferenced objects ({LEFTOVER_BYTES} bytes)" in dry_run.stdout
+        assert orphan.exists()
+        pruned = run_step("disk-full", "local-prune", env=env)
+        assert f"deleted 1 unreferenced objects ({LEFTOVER_BYTES} bytes)" in pruned.stdout
+        assert not orphan.exists()
         checkpoint = run_step("disk-full", "local-checkpoint-wal", env=env)
         assert checkpoint.stdout.startswith("(0, "), checkpoint.stdout
         verified = run_step("disk-full", "local-verify-room", env=env)

@@ -202,6 +202,10 @@ def test_disk_full_diagnosis_and_clean_up_on_the_volumes(stack: Stack) -> None:
     left = stack.cli("exec", "api", "ls", "/var/lib/minitower/objects/tmp").stdout.split()
     assert left == ["fresh.part"]
     stack.cli("exec", "api", "rm", "/var/lib/minitower/objects/tmp/fresh.part")
+    dry_run = run_step("disk-full", "compose-prune-dry-run", env=env)
+    assert "would delete 0 unreferenced objects" in dry_run.stdout, dry_run.stdout
+    pruned = run_step("disk-full", "compose-prune", env=env)
+    assert "deleted 0 unreferenced objects" in pruned.stdout, pruned.stdout
     checkpoint = run_step("disk-full", "compose-checkpoint-wal", env=env)
     assert checkpoint.stdout.startswith("("), checkpoint.stdout
     run_step("disk-full", "compose-verify-room", env=env)
