@@ -71,19 +71,6 @@ class Stack:
         assert done.returncode == 0, f"docker compose {' '.join(args)}:\n{done.stderr}"
         return done
 
-    def runbook_env(self) -> dict[str, str]:
-        """What a runbook's compose steps need to reach this stack: plain ``docker
-        compose`` finds its project, files and env file, ``curl`` its API and token."""
-        files, env_files = self.compose.compose_file_name, self.compose.env_file
-        assert isinstance(files, list) and isinstance(env_files, list)
-        return {
-            "COMPOSE_PROJECT_NAME": self.project,
-            "COMPOSE_FILE": os.pathsep.join(str(ROOT / name) for name in files),
-            "COMPOSE_ENV_FILES": ",".join(env_files),
-            "MINITOWER_SERVER_URL": self.url,
-            "MINITOWER_API_TOKEN": self.team.token,
-        }
-
     def containers(self, service: str) -> list[Container]:
         found: list[Container] = self.engine.containers.list(
             filters={

@@ -20,18 +20,10 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
 def compose_env(stack: Stack, backups: Path) -> dict[str, str]:
-    files = stack.compose.compose_file_name
-    env_files = stack.compose.env_file
-    assert isinstance(files, list) and isinstance(env_files, list)
-    return {
-        "COMPOSE_PROJECT_NAME": stack.project,
-        "COMPOSE_FILE": ":".join(files),
-        "COMPOSE_ENV_FILES": ",".join(env_files),
-        "MINITOWER_BACKUP_DIR": str(backups),
-        "MINITOWER_SERVER_URL": stack.url,
-        "MINITOWER_API_TOKEN": stack.team.token,
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",  # the minitower CLI
-    }
+    return stack.runbook_env(
+        MINITOWER_BACKUP_DIR=str(backups),
+        PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",  # the minitower CLI
+    )
 
 
 def test_backup_under_load_restores_after_down_and_rolls_back(tmp_path: Path) -> None:
