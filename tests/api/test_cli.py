@@ -1,26 +1,12 @@
 """``minitowerd`` as an operator runs it: migrate, and clear start-up errors."""
 
-import os
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from minitower_shared.migrate import head_revision
-from tests.support.processes import script
-
-
-def minitowerd(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [script("minitowerd"), *args],
-        env={**os.environ, **env},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+from tests.api.maintenance_helpers import minitowerd
 
 
 def test_migrate_creates_the_schema_and_is_safe_to_repeat(tmp_path: Path) -> None:

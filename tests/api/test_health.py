@@ -52,7 +52,7 @@ def test_health(client: TestClient) -> None:
 
 
 def test_ready_after_migrations(client: TestClient) -> None:
-    assert check(client.get("/ready"), 200) == {"status": "ok"}
+    assert check(client.get("/ready"), 200) == {"status": "ok", "reaper": "no pass recorded"}
 
 
 def test_not_ready_on_a_database_that_was_never_migrated(
@@ -157,21 +157,24 @@ def test_metrics(make_client: ClientFactory, hello_archive: bytes) -> None:
         assert _value(samples, "minitower_runs", status=status) == 0
     assert _value(samples, "minitower_queue_depth", environment="default") == 1
     assert _value(samples, "minitower_queue_depth", environment="gpu") == 1
-    assert _value(samples, "minitower_runners_online") == 1
+    assert _value(samples, "minitower_runners_online", environment="default") == 1
+    assert _value(samples, "minitower_runners_online", environment="gpu") == 0
 
     check(runner.result(lease, "completed", exit_code=0), 200)
     after = _samples(client.get("/metrics").text)
     assert _value(after, "minitower_runs", status="completed") == 1
     assert _value(after, "minitower_runs", status="running") == 0
-    assert _value(after, "minitower_runs_finished_total", status="completed") == 1
+    assert _value(after, "minitower_runs_finished_total", app="acme/hello", status="completed") == 1
 
 
 def test_metrics_on_an_empty_database(client: TestClient) -> None:
     response = client.get("/metrics")
     assert response.status_code == 200
     samples = _samples(response.text)
-    assert _value(samples, "minitower_runners_online") == 0
     assert _value(samples, "minitower_runs", status="queued") == 0
+    # No environment yet: the families are there, without samples.
+    assert "# TYPE minitower_runners_online gauge" in response.text
+    assert not any(name == "minitower_runners_online" for name, _labels in samples)
 
 
 @pytest.fixture

@@ -31,10 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BOOTSTRAP_TOKEN = "e2e-bootstrap-token-0123456789"
 REGISTRATION_TOKEN = "e2e-registration-token-0123456789"
 TERMINAL = {"completed", "failed", "cancelled", "dead"}
-# The tag of minitower/api and minitower/runner under test (build-images.sh's
-# MINITOWER_IMAGE_TAG), so that a branch's images can be tested beside another's.
-IMAGE_TAG = os.environ.get("MINITOWER_IMAGE_TAG", "latest")
-IMAGES = (f"minitower/api:{IMAGE_TAG}", f"minitower/runner:{IMAGE_TAG}")
+IMAGES = ("minitower/api", "minitower/runner")
 WORKLOAD_IMAGE = os.environ.get("MINITOWER_RUNNER_IMAGE", "minitower/workload:latest")
 
 
@@ -46,16 +43,19 @@ class Stack:
     http: httpx.Client
     team: TeamClient
     engine: docker.DockerClient
-    override: Path
-    env_file: Path
+    compose_file: str = ""
+    env_file: str = ""
 
-    def compose_env(self) -> dict[str, str]:
-        """The environment under which a plain ``docker compose`` (a runbook's) works on
-        this stack, from the repository's root."""
+    def runbook_env(self, **extra: str) -> dict[str, str]:
+        """The variables under which a runbook's plain ``docker compose`` and
+        ``minitower`` commands act on this stack, as the team's admin."""
         return {
             "COMPOSE_PROJECT_NAME": self.project,
-            "COMPOSE_FILE": os.pathsep.join([str(ROOT / "compose.yaml"), str(self.override)]),
-            "COMPOSE_ENV_FILES": str(self.env_file),
+            "COMPOSE_FILE": self.compose_file,
+            "COMPOSE_ENV_FILES": self.env_file,
+            "MINITOWER_SERVER_URL": self.url,
+            "MINITOWER_API_TOKEN": self.team.token,
+            **extra,
         }
 
     def cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -139,9 +139,9 @@ class Stack:
         wait_for(ready, timeout=timeout, what="the API to answer /ready", interval=0.2)
 
 
-def _missing_images(engine: docker.DockerClient, *extra: str) -> list[str]:
+def _missing_images(engine: docker.DockerClient, tag: str, *extra: str) -> list[str]:
     missing = []
-    for image in (*IMAGES, *extra):
+    for image in (*(f"{name}:{tag}" for name in IMAGES), *extra):
         try:
             engine.images.get(image)
         except docker.errors.ImageNotFound:
@@ -154,40 +154,39 @@ def bring_up(
     profiles: list[str] | None = None,
     runners: int = 2,
     lease_ttl: str = "6s",
+    image_tag: str = "latest",
     env: dict[str, str] | None = None,
 ) -> Stack:
-    """A stack from ``compose.yaml``; ``env`` adds to (or overrides) its env file."""
+    """A stack of ``image_tag`` images (``previous``: deploy/offline/build-previous-images.sh
+    builds them); ``env`` adds to (or overrides) the env file's settings."""
     engine = docker.from_env()
-    missing = _missing_images(engine, *([WORKLOAD_IMAGE] if profiles else []))
+    missing = _missing_images(engine, image_tag, *([WORKLOAD_IMAGE] if profiles else []))
     if missing:
+        script = "build-previous-images.sh" if image_tag == "previous" else "build-images.sh"
         docker_prerequisite_missing(
-            f"images {missing} are missing: run deploy/offline/build-images.sh first"
+            f"images {missing} are missing: run deploy/offline/{script} first"
         )
     project = f"mt-e2e-{secrets.token_hex(3)}"
     port = free_port()
     override = folder / "compose.override.yaml"
     override.write_text(f"name: {project}\n")
     env_file = folder / "e2e.env"
-    env_file.write_text(
-        "\n".join(
-            [
-                f"MINITOWER_BOOTSTRAP_TOKEN={BOOTSTRAP_TOKEN}",
-                f"MINITOWER_RUNNER_REGISTRATION_TOKEN={REGISTRATION_TOKEN}",
-                f"MINITOWER_PORT={port}",
-                f"MINITOWER_RUNNERS={runners}",
-                f"MINITOWER_LEASE_TTL={lease_ttl}",
-                "MINITOWER_EXPIRY_CHECK_INTERVAL=1s",
-                "MINITOWER_HEARTBEAT_INTERVAL=1s",
-                "MINITOWER_DRAIN_TIMEOUT=10s",
-                "MINITOWER_KILL_GRACE_PERIOD=2s",
-                "MINITOWER_RUNNER_STOP_GRACE=20s",
-                f"MINITOWER_RUNNER_IMAGE={WORKLOAD_IMAGE}",
-                f"MINITOWER_IMAGE_TAG={IMAGE_TAG}",
-                *(f"{key}={value}" for key, value in (env or {}).items()),
-                "",
-            ]
-        )
-    )
+    settings = {
+        "MINITOWER_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN,
+        "MINITOWER_RUNNER_REGISTRATION_TOKEN": REGISTRATION_TOKEN,
+        "MINITOWER_PORT": str(port),
+        "MINITOWER_RUNNERS": str(runners),
+        "MINITOWER_LEASE_TTL": lease_ttl,
+        "MINITOWER_EXPIRY_CHECK_INTERVAL": "1s",
+        "MINITOWER_HEARTBEAT_INTERVAL": "1s",
+        "MINITOWER_DRAIN_TIMEOUT": "10s",
+        "MINITOWER_KILL_GRACE_PERIOD": "2s",
+        "MINITOWER_RUNNER_STOP_GRACE": "20s",
+        "MINITOWER_RUNNER_IMAGE": WORKLOAD_IMAGE,
+        "MINITOWER_IMAGE_TAG": image_tag,
+        **(env or {}),
+    }
+    env_file.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
     compose = DockerCompose(
         context=ROOT,
         compose_file_name=["compose.yaml", str(override)],
@@ -206,8 +205,8 @@ def bring_up(
             http=http,
             team=TeamClient.bootstrap(http, "acme", BOOTSTRAP_TOKEN),
             engine=engine,
-            override=override,
-            env_file=env_file,
+            compose_file=f"{ROOT / 'compose.yaml'}:{override}",
+            env_file=str(env_file),
         )
         wait_for(
             lambda: len(stack.online_runners()) >= runners,

@@ -42,15 +42,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture
 def env(stack: Stack, tmp_path: Path) -> dict[str, str]:
-    return {
-        **stack.compose_env(),
-        # The CLI gets a HOME of its own; docker keeps its compose plugin where it was.
-        "DOCKER_CONFIG": os.environ.get("DOCKER_CONFIG", str(Path.home() / ".docker")),
-        "HOME": str(tmp_path),
-        "XDG_CONFIG_HOME": str(tmp_path / ".config"),
-        "MINITOWER_SERVER_URL": stack.url,
-        "MINITOWER_API_TOKEN": stack.team.token,
-    }
+    # The CLI gets a HOME of its own; docker keeps its compose plugin where it was.
+    return stack.runbook_env(
+        DOCKER_CONFIG=os.environ.get("DOCKER_CONFIG", str(Path.home() / ".docker")),
+        HOME=str(tmp_path),
+        XDG_CONFIG_HOME=str(tmp_path / ".config"),
+    )
 
 
 def _registrations(stack: Stack) -> dict[str, int]:
@@ -77,12 +74,12 @@ def _completed_in_one_attempt(stack: Stack, run_id: int) -> dict[str, Any]:
 
 
 def test_security_checks(stack: Stack, env: dict[str, str]) -> None:
-    stack.env_file.chmod(0o644)
+    Path(stack.env_file).chmod(0o644)
     checked = run_step("securing", "compose-security-checks", env=env).stdout
     assert "env file: mode 600" in checked
     assert f"api published on: 127.0.0.1:{stack.url.rsplit(':', 1)[1]}" in checked
     assert "MINITOWER_ENV=production" in checked
-    assert stack.env_file.stat().st_mode & 0o777 == 0o600
+    assert Path(stack.env_file).stat().st_mode & 0o777 == 0o600
 
 
 def test_database_diagnosis(stack: Stack, env: dict[str, str]) -> None:
@@ -108,7 +105,7 @@ def test_rotating_the_registration_token(stack: Stack, env: dict[str, str]) -> N
 
     rotated = run_step("rotate-tokens", "compose-rotate-registration-token", env=env, timeout=240)
     assert "Healthy" in rotated.stderr, rotated.stderr
-    assert REGISTRATION_TOKEN not in stack.env_file.read_text()
+    assert REGISTRATION_TOKEN not in Path(stack.env_file).read_text()
     _completed_in_one_attempt(stack, draining)  # it finished on its draining runner
     runners = _registrations(stack)
     assert len(runners) == 2 and not set(runners) & before, (runners, before)

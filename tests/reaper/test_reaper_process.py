@@ -21,7 +21,7 @@ from sqlmodel import col, select
 
 from minitower_shared.clock import utcnow
 from minitower_shared.db import read_session
-from minitower_shared.models import RunAttempt
+from minitower_shared.models import ReaperPass, RunAttempt
 from minitower_shared.states import ACTIVE_ATTEMPT_STATUSES, AttemptStatus, RunStatus
 from tests.conftest import REGISTRATION_TOKEN
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
@@ -196,13 +196,21 @@ def test_reaper_once_makes_one_pass_and_exits(
     once = spawn(
         "minitower-reaper",
         ["--once"],
-        {"MINITOWER_DB_PATH": str(db_path), "MINITOWER_LOG_LEVEL": "info"},
+        {
+            "MINITOWER_DB_PATH": str(db_path),
+            "MINITOWER_LOG_LEVEL": "info",
+            "MINITOWER_REAPER_NAME": "reaper-once",
+        },
         tmp_path / "reaper-once.log",
     )
     assert once.proc.wait(timeout=30) == 0, once.log()
     assert "expired 1 leases" in clean_log(once)
     run = get_run(engine, run_id)
     assert (run.status, run.retry_count) == (RunStatus.QUEUED, 1)
+    with read_session(engine) as session:
+        recorded = session.get(ReaperPass, "reaper-once")
+    assert recorded is not None
+    assert (recorded.passes, recorded.leases_expired, recorded.runs_retried) == (1, 1, 1)
 
 
 def test_reaper_refuses_a_missing_database(tmp_path: Path) -> None:

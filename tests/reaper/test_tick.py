@@ -14,9 +14,9 @@ from sqlmodel import col, select
 
 from minitower_reaper import service
 from minitower_reaper.service import TickResult, run_forever, tick
-from minitower_shared.clock import utcnow
+from minitower_shared.clock import as_utc, utcnow
 from minitower_shared.db import create_db_engine, read_session, write_session
-from minitower_shared.models import IdempotencyKey
+from minitower_shared.models import IdempotencyKey, ReaperPass
 from minitower_shared.states import AttemptStatus, RunnerStatus, RunStatus
 from minitower_shared.store import leases as lease_store
 from minitower_shared.store import runners as runner_store
@@ -223,3 +223,70 @@ def test_tick_result_reports_what_changed(engine: Engine, seeded: Seeded, runs: 
     result = run_tick(engine, T0 + 2 * S)
     assert len(result.expired) == runs
     assert result.changed is (runs > 0)
+
+
+def passes_of(engine: Engine) -> dict[str, ReaperPass]:
+    with read_session(engine) as session:
+        return {row.name: row for row in session.exec(select(ReaperPass)).all()}
+
+
+def test_every_pass_is_recorded_under_the_reapers_name(engine: Engine) -> None:
+    with write_session(engine) as session:
+        tick(session, T0, runner_offline_after=OFFLINE_AFTER, name="reaper-a")
+    with write_session(engine) as session:
+        tick(session, T0 + S, runner_offline_after=OFFLINE_AFTER, name="reaper-a")
+    # Without a name, the process's own (hostname:pid).
+    run_tick(engine, T0 + 2 * S)
+    rows = passes_of(engine)
+    assert set(rows) == {"reaper-a", service.reaper_name()}
+    assert rows["reaper-a"].passes == 2
+    assert as_utc(rows["reaper-a"].last_pass_at) == T0 + S
+    assert 0 <= rows["reaper-a"].last_pass_duration_ms < 10_000
+    assert rows["reaper-a"].leases_expired == 0
+
+
+def test_pass_totals_add_up_to_what_the_passes_did(engine: Engine, seeded: Seeded) -> None:
+    # Two runs with a retry left, three without, one being cancelled; all leases lost.
+    retried = queue_runs(engine, seeded, 2, max_retries=1, now=T0)
+    buried = queue_runs(engine, seeded, 3, max_retries=0, now=T0)
+    (cancelling,) = queue_runs(engine, seeded, max_retries=3, now=T0)
+    lease_all(engine, 6, prefix="lost", now=T0, ttl=S)
+    with write_session(engine) as session:
+        run_store.cancel_run(session, cancelling, T0 + S / 2)
+    add_runner(engine, "silent", now=T0 - 2 * OFFLINE_AFTER)
+
+    def reap(at: datetime) -> TickResult:
+        with write_session(engine) as session:
+            return tick(session, at, runner_offline_after=OFFLINE_AFTER, name="r")
+
+    first = reap(T0 + 10 * S)
+    assert len(first.expired) == 6
+    # The retried runs are leased again and lost again: this time they are buried.
+    lease_all(engine, 2, prefix="again", now=T0 + 11 * S, ttl=S)
+    second = reap(T0 + 20 * S)
+    assert sorted(run_id for run_id, _ in second.expired) == retried
+
+    row = passes_of(engine)["r"]
+    assert (row.passes, row.leases_expired) == (2, 8)
+    assert (row.runs_retried, row.runs_buried, row.runs_cancelled) == (2, 3 + 2, 1)
+    assert row.leases_expired == row.runs_retried + row.runs_buried + row.runs_cancelled
+    # Only "silent" has been quiet longer than OFFLINE_AFTER.
+    assert (first.runners_offline, second.runners_offline, row.runners_marked_offline) == (1, 0, 1)
+    assert as_utc(row.last_pass_at) == T0 + 20 * S
+    assert {get_run(engine, run_id).status for run_id in buried} == {RunStatus.DEAD}
+
+
+def test_a_pass_that_rolls_back_is_not_counted(engine: Engine, seeded: Seeded) -> None:
+    queue_runs(engine, seeded, max_retries=0, now=T0)
+    lease_all(engine, 1, prefix="lost", now=T0, ttl=S)
+
+    def failing_pass() -> None:
+        with write_session(engine) as session:
+            assert tick(session, T0 + 10 * S, runner_offline_after=OFFLINE_AFTER, name="r").expired
+            raise RuntimeError("the transaction fails after the pass")
+
+    with pytest.raises(RuntimeError):
+        failing_pass()
+    assert passes_of(engine) == {}
+    run_tick(engine, T0 + 10 * S)
+    assert sum(row.runs_buried for row in passes_of(engine).values()) == 1

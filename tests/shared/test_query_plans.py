@@ -12,7 +12,8 @@ from sqlalchemy import Engine, event
 
 from minitower_reaper.service import tick
 from minitower_shared.clock import utcnow
-from minitower_shared.db import write_session
+from minitower_shared.db import read_session, write_session
+from minitower_shared.store import runs as run_store
 from tests.support.seed import Seeded, add_runner, lease, must_lease, queue_runs, seed_app
 
 
@@ -91,3 +92,16 @@ def test_hot_queries_use_indexes(
 def _tick(engine: Engine) -> None:
     with write_session(engine) as session:
         tick(session, utcnow(), runner_offline_after=timedelta(hours=1))
+
+
+def test_scrape_time_queue_figures_walk_the_queue_index(
+    engine: Engine, busy_history: Seeded
+) -> None:
+    """/metrics reads queue depth and age per environment on every scrape: from the
+    partial index of queued runs, never from the whole (mostly finished) run table."""
+    with captured(engine) as statements, read_session(engine) as session:
+        queues = run_store.queue_by_environment(session)
+    assert {name: figures.depth for name, figures in queues.items()} == {"default": 10, "gpu": 30}
+    assert_indexed(engine, statements, "run")
+    ((_sql, plan),) = plans(engine, statements)
+    assert "ix_run_queue" in plan, plan

@@ -16,6 +16,7 @@ by some test.
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,10 +59,14 @@ def run_step(
     available = steps(runbook)
     if step not in available:
         raise KeyError(f"{runbook}.md has no step {step!r} (it has {sorted(available)})")
+    merged = {**os.environ, **(env or {})}
+    # The project's programs (minitower, minitowerd, ...) as an operator who installed
+    # them finds them, however pytest itself was started.
+    merged["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{merged.get('PATH', '')}"
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", available[step]],
         cwd=cwd,
-        env={**os.environ, **(env or {})},
+        env=merged,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -8,6 +8,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(value: datetime | str) -> datetime:
+    """A datetime read back from SQLite as aware UTC. Aggregates (``MIN``, ``MAX``) over a
+    datetime column come back as the stored text, and stored values carry no offset."""
+    parsed = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
 def rfc3339(value: datetime | None) -> str | None:
     """``2026-11-27T20:30:00.123Z``: millisecond precision, always UTC."""
     if value is None:

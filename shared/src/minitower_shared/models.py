@@ -179,6 +179,25 @@ class IdempotencyKey(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, index=True)
 
 
+class ReaperPass(SQLModel, table=True):
+    """One row per reaper process (``MINITOWER_REAPER_NAME``, else ``hostname:pid``): when
+    it last finished a pass and what its passes did, so the API can tell a stalled reaper
+    from a quiet one and expose the reaper's work as counters. The counters only grow;
+    their sum over all rows is what ``/metrics`` exposes."""
+
+    __tablename__ = "reaper_pass"
+
+    name: str = Field(primary_key=True, max_length=200)
+    last_pass_at: datetime
+    last_pass_duration_ms: float = 0.0
+    passes: int = 0
+    leases_expired: int = 0
+    runs_retried: int = 0
+    runs_buried: int = 0
+    runs_cancelled: int = 0
+    runners_marked_offline: int = 0
+
+
 def active_attempt() -> Any:
     """``run_attempt.status`` is one of the active statuses, in the words of the partial
     indexes, so the query planner can use them."""

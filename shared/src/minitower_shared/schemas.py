@@ -73,6 +73,11 @@ class ErrorResponse(BaseModel):
 
 class HealthStatus(BaseModel):
     status: str
+    reaper: str | None = Field(
+        default=None,
+        description="/ready only: whether a reaper made a pass within MINITOWER_REAPER_STALL_AFTER",
+        examples=["ok", "stalled: last pass 95 s ago", "no pass recorded"],
+    )
 
 
 class BootstrapTeam(Strict):

@@ -1,15 +1,29 @@
-"""``minitowerd``: serve the API, or apply migrations."""
+"""``minitowerd``: serve the API, apply migrations, or maintain the data (backup,
+restore, prune; the logic of each is in ``minitower_api.maintenance``)."""
 
+import errno
 import logging
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
 from typing import Annotated
 
 import typer
 import uvicorn
 
-from minitower_api.maintenance import MaintenanceError, db_status, runner_tokens
+from minitower_api.maintenance import (
+    MaintenanceError,
+    backup,
+    db_status,
+    prune,
+    restore,
+    runner_tokens,
+)
 from minitower_api.settings import ApiSettings
 from minitower_shared.config import configure_logging, load_settings
+from minitower_shared.durations import parse_duration
 from minitower_shared.migrate import upgrade_to_head
 
 app = typer.Typer(
@@ -64,6 +78,102 @@ def migrate() -> None:
     typer.echo(f"database {settings.db_path} is up to date")
 
 
+@contextmanager
+def _one_line_errors(command: str) -> Iterator[None]:
+    """Failures an operator can act on as one line on stderr and exit 1, never a
+    traceback."""
+    try:
+        yield
+    except MaintenanceError as exc:
+        _fail(command, str(exc))
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        if exc.errno == errno.ENOSPC:
+            _fail(command, f"no space left on device{where}")
+        _fail(command, f"{exc.strerror or exc}{where}")
+    except sqlite3.Error as exc:
+        _fail(command, f"database error: {exc}")
+
+
+def _fail(command: str, message: str) -> None:
+    typer.echo(f"minitowerd {command}: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _echo(lines: list[str]) -> None:
+    for line in lines:
+        typer.echo(line)
+
+
+@app.command("backup")
+def backup_command(
+    dest: Annotated[Path, typer.Argument(help="New (or empty) directory for the backup")],
+) -> None:
+    """Copy the database (consistently, while the API and the reaper keep running) and
+    the objects into DEST, with a manifest.json to check them by."""
+    settings = _settings()
+    with _one_line_errors("backup"):
+        _echo(backup.summary(backup.take_backup(settings.db_path, settings.objects_dir, dest)))
+
+
+@app.command("restore")
+def restore_command(
+    src: Annotated[Path, typer.Argument(help="A directory written by `minitowerd backup`")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing database (it is kept aside)")
+    ] = False,
+) -> None:
+    """Check a backup and restore it. Stop the API and the reaper first."""
+    settings = _settings()
+    with _one_line_errors("restore"):
+        report = restore.restore_backup(src, settings.db_path, settings.objects_dir, force=force)
+        _echo(restore.summary(report))
+
+
+def _duration(value: str) -> timedelta:
+    try:
+        return timedelta(seconds=parse_duration(value))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+@app.command("prune")
+def prune_command(
+    older_than: Annotated[
+        timedelta,
+        typer.Option(
+            "--older-than",
+            parser=_duration,
+            metavar="DURATION",
+            help="Delete logs of runs that ended longer ago than this, e.g. 30d",
+        ),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only print what would be deleted")
+    ] = False,
+    vacuum: Annotated[
+        bool,
+        typer.Option(
+            "--vacuum",
+            help="Then VACUUM to give the space back to the filesystem; blocks the API's "
+            "writes while it runs (about a second per 100 MB)",
+        ),
+    ] = False,
+) -> None:
+    """Delete old terminal runs' log lines and objects no version references. Runs,
+    attempts and versions are kept."""
+    settings = _settings()
+    with _one_line_errors("prune"):
+        report = prune.prune(
+            settings.db_path,
+            settings.objects_dir,
+            older_than=older_than,
+            dry_run=dry_run,
+            vacuum_after=vacuum,
+        )
+        _echo(prune.summary(report))
+
+
 @app.command("revoke-runner-tokens")
 def revoke_runner_tokens(
     names: Annotated[
@@ -77,23 +187,14 @@ def revoke_runner_tokens(
         typer.echo("minitowerd revoke-runner-tokens: give runner names or --all", err=True)
         raise typer.Exit(2)
     settings = _settings()
-    try:
+    with _one_line_errors("revoke-runner-tokens"):
         revoked = runner_tokens.revoke_runner_tokens(
             settings.db_path, None if all_runners else names, busy_timeout=settings.db_busy_timeout
         )
-    except MaintenanceError as exc:
-        typer.echo(f"minitowerd revoke-runner-tokens: {exc}", err=True)
-        raise typer.Exit(1) from exc
-    for line in runner_tokens.describe(revoked):
-        typer.echo(line)
+    _echo(runner_tokens.describe(revoked))
     missing = runner_tokens.not_revoked(names, revoked)
     if missing:
-        typer.echo(
-            "minitowerd revoke-runner-tokens: no runner with a live token named "
-            + ", ".join(missing),
-            err=True,
-        )
-        raise typer.Exit(1)
+        _fail("revoke-runner-tokens", "no runner with a live token named " + ", ".join(missing))
 
 
 @app.command("db-status")
@@ -109,18 +210,14 @@ def db_status_command(
     """Show the database's journal mode, busy timeout, size, WAL size and schema revision;
     exits 1 when the integrity check fails or the checkpoint could not finish."""
     settings = _settings()
-    try:
+    with _one_line_errors("db-status"):
         status = db_status.db_status(
             settings.db_path,
             busy_timeout=settings.db_busy_timeout,
             checkpoint=checkpoint,
             integrity=integrity,
         )
-    except (MaintenanceError, sqlite3.Error) as exc:
-        typer.echo(f"minitowerd db-status: {exc}", err=True)
-        raise typer.Exit(1) from exc
-    for line in db_status.describe(status):
-        typer.echo(line)
+    _echo(db_status.describe(status))
     if not status.ok:
         raise typer.Exit(1)
 

@@ -1,8 +1,9 @@
 """Request dependencies: the database, the caller's identity, pagination."""
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Header, Path, Query, Request
@@ -35,6 +36,8 @@ class Services:
     objects: ObjectStore
     signal: QueueSignal
     metrics: Metrics
+    # When this process started (monotonic): /ready allows a reaper this long to appear.
+    started: float = field(default_factory=time.monotonic)
 
     @contextmanager
     def write(self) -> Iterator[Session]:

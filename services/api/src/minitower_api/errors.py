@@ -59,6 +59,12 @@ def gone(message: str = "the lease is gone: it expired, finished or was reassign
     return ApiError(410, "gone", message)
 
 
+def insufficient_storage(message: str) -> ApiError:
+    """The server's disk is full: nothing was kept, and the same request succeeds once an
+    operator frees space (deploy/runbooks/disk-full.md)."""
+    return ApiError(507, "insufficient_storage", message)
+
+
 def error_response(
     status: int,
     code: str,
@@ -152,6 +158,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "conflict, slug_taken or app_disabled",
         410: "gone: the lease expired, finished or was reassigned",
         413: "payload_too_large",
+        507: "insufficient_storage: the server's disk is full",
     }
     extra: dict[int | str, dict[str, Any]] = {
         s: {"model": ErrorResponse, "description": described[s]} for s in statuses

@@ -1,56 +1,126 @@
 """Prometheus metrics for ``/metrics``.
 
-Counters record what this process did; figures that other processes also change (runs
-by status, queue depth, runners online) are read from the database at scrape time, so
-they stay true however many API and reaper processes share the file.
+Counters of HTTP requests and of runs created, leased and finished record what this
+process did (``rate()`` copes with its restarts). Figures that other processes also
+change (runs by status, queue depth and age, runners online, the reaper's passes and
+totals) are read from the database at scrape time, so they stay true however many API
+and reaper processes share the file.
+
+Runs are labelled ``app="<team_slug>/<app_slug>"``: the slugs are the teams' own names,
+so an operator who does not want them readable by anyone reaching the port sets
+MINITOWER_METRICS_TOKEN (README, "Metrics").
 """
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlmodel import Session, func, select
+from sqlmodel import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from minitower_shared.models import Runner
+from minitower_shared.clock import utcnow
 from minitower_shared.states import RunStatus
+from minitower_shared.store import apps as app_store
+from minitower_shared.store import reaper_passes as pass_store
+from minitower_shared.store import runners as runner_store
 from minitower_shared.store import runs as run_store
+from minitower_shared.store import teams as team_store
+
+ReadSession = Callable[[], AbstractContextManager[Session]]
+
+# The reaper's totals (reaper_pass, summed over reapers) exposed as counters: the name
+# without ``_total``, the ReaperSummary field, the help text.
+_REAPER_COUNTERS = (
+    ("minitower_reaper_passes", "passes", "Reaper passes made"),
+    ("minitower_leases_expired", "leases_expired", "Leases the reaper expired"),
+    ("minitower_runs_retried", "runs_retried", "Runs put back in the queue after a lost lease"),
+    ("minitower_runs_buried", "runs_buried", "Runs marked dead after their last retry's lease"),
+    (
+        "minitower_runs_cancelled_by_reaper",
+        "runs_cancelled",
+        "Cancelling runs whose lease expired, marked cancelled",
+    ),
+    (
+        "minitower_runners_marked_offline",
+        "runners_marked_offline",
+        "Runners the reaper marked offline",
+    ),
+)
 
 
 class _DatabaseCollector(Collector):
-    def __init__(self, read: Callable[[], AbstractContextManager[Session]]) -> None:
+    def __init__(self, read: ReadSession) -> None:
         self._read = read
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         with self._read() as session:
             by_status = run_store.count_runs_by_status(session)
-            depth = run_store.queue_depth_by_environment(session)
-            runners = dict(
-                session.exec(select(Runner.status, func.count()).group_by(Runner.status)).all()
-            )
+            queues = run_store.queue_by_environment(session)
+            online = runner_store.online_by_environment(session)
+            environments = team_store.environment_names(session)
+            reaper = pass_store.summary(session)
+        now = utcnow()
         runs = GaugeMetricFamily("minitower_runs", "Runs by current status", labels=["status"])
         for status in RunStatus:
             runs.add_metric([status.value], by_status.get(status.value, 0))
         yield runs
-        queue = GaugeMetricFamily(
+
+        # Every environment known from runs or runners gets a sample, 0 when idle, so a
+        # graph shows an empty queue as 0 and an environment without runners as 0 online.
+        known = sorted(environments | set(queues) | set(online))
+        depth = GaugeMetricFamily(
             "minitower_queue_depth", "Queued runs per environment", labels=["environment"]
         )
-        for environment, count in sorted(depth.items()):
-            queue.add_metric([environment], count)
-        yield queue
-        yield GaugeMetricFamily(
-            "minitower_runners_online",
-            "Runners heard from recently",
-            value=runners.get("online", 0),
+        oldest = GaugeMetricFamily(
+            "minitower_queue_oldest_age_seconds",
+            "Seconds the oldest queued run of the environment has waited (0 when none)",
+            labels=["environment"],
         )
+        runners = GaugeMetricFamily(
+            "minitower_runners_online",
+            "Runners heard from recently, per environment",
+            labels=["environment"],
+        )
+        for environment in known:
+            queue = queues.get(environment)
+            depth.add_metric([environment], queue.depth if queue else 0)
+            age = (now - queue.oldest_queued_at).total_seconds() if queue else 0.0
+            oldest.add_metric([environment], max(age, 0.0))
+            runners.add_metric([environment], online.get(environment, 0))
+        yield depth
+        yield oldest
+        yield runners
+
+        # No sample before the first pass: an age would have to be invented, and the
+        # "reaper absent" alert looks for the missing series instead.
+        last_age = GaugeMetricFamily(
+            "minitower_reaper_last_pass_age_seconds",
+            "Seconds since the most recent pass of any reaper",
+        )
+        duration = GaugeMetricFamily(
+            "minitower_reaper_last_pass_duration_seconds",
+            "How long the most recent reaper pass took",
+        )
+        if reaper.last_pass_at is not None:
+            last_age.add_metric([], max((now - reaper.last_pass_at).total_seconds(), 0.0))
+            duration.add_metric([], (reaper.last_pass_duration_ms or 0.0) / 1000)
+        yield last_age
+        yield duration
+        for name, field, documentation in _REAPER_COUNTERS:
+            yield CounterMetricFamily(name, documentation, value=getattr(reaper, field))
 
 
 class Metrics:
-    def __init__(self, read: Callable[[], AbstractContextManager[Session]]) -> None:
+    def __init__(self, read: ReadSession) -> None:
+        self._read = read
+        self._app_labels: dict[int, str] = {}
+        self._app_labels_lock = threading.Lock()
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "minitower_http_requests",
@@ -65,18 +135,43 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 35),
             registry=self.registry,
         )
-        # No app label: /metrics is unauthenticated, and slugs are the teams' own names.
         self.runs_created = Counter(
-            "minitower_runs_created", "Runs created", registry=self.registry
+            "minitower_runs_created", "Runs created, by app", ["app"], registry=self.registry
         )
-        self.runs_leased = Counter("minitower_runs_leased", "Runs leased", registry=self.registry)
-        self.runs_finished = Counter(
-            "minitower_runs_finished",
-            "Runs finished by a runner's result, by final status",
-            ["status"],
+        self.runs_leased = Counter(
+            "minitower_runs_leased",
+            "Runs leased to a runner, by app",
+            ["app"],
             registry=self.registry,
         )
+        self.runs_finished = Counter(
+            "minitower_runs_finished",
+            "Runs finished by a runner's result, by app and final status",
+            ["app", "status"],
+            registry=self.registry,
+        )
+        build = Info("minitower_build", "The running minitowerd", registry=self.registry)
+        build.info({"version": _version()})
         self.registry.register(_DatabaseCollector(read))
+
+    def app_label(self, app_id: int) -> str:
+        """``team_slug/app_slug``, read once per app per process (slugs never change)."""
+        with self._app_labels_lock:
+            known = self._app_labels.get(app_id)
+        if known is not None:
+            return known
+        with self._read() as session:
+            label = app_store.app_label(session, app_id) or f"app-{app_id}"
+        with self._app_labels_lock:
+            self._app_labels[app_id] = label
+        return label
+
+
+def _version() -> str:
+    try:
+        return version("minitower-api")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
 
 
 class MetricsMiddleware:

@@ -47,6 +47,14 @@ class ApiSettings(BaseSettings):
     # ``off``: none).
     db_busy_timeout: PositiveSeconds = DEFAULT_BUSY_TIMEOUT
     slow_query_threshold: OptionalSeconds = DEFAULT_SLOW_QUERY_THRESHOLD
+    # A reaper whose last pass is older than this is "stalled" on /ready and in alerts.
+    reaper_stall_after: PositiveSeconds = 60.0
+    # Make /ready answer 503 while the reaper is stalled (or, once the API has been up
+    # longer than reaper_stall_after, when no reaper has ever made a pass).
+    ready_requires_reaper: bool = False
+    # When set, /metrics requires ``Authorization: Bearer <it>``: its series name teams
+    # and apps.
+    metrics_token: SecretStr | None = None
 
     @field_validator("listen_addr")
     @classmethod
@@ -60,7 +68,7 @@ class ApiSettings(BaseSettings):
     def _check_secrets(self) -> "ApiSettings":
         if self.env == "dev":
             return self
-        for name in ("bootstrap_token", "runner_registration_token"):
+        for name in ("bootstrap_token", "runner_registration_token", "metrics_token"):
             secret = getattr(self, name)
             if secret is not None and len(secret.get_secret_value()) < MIN_SECRET_LENGTH:
                 raise ValueError(

@@ -55,7 +55,7 @@ def install_storage_error_handlers(app: FastAPI) -> None:
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
         if condition == "full":
-            log.error("database full", extra=ids)
+            log.error("database or disk is full", extra=ids)
             return error_response(
                 507,
                 "insufficient_storage",

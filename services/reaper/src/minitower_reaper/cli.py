@@ -54,7 +54,9 @@ def reaper(
     offline_after = timedelta(seconds=settings.runner_offline_after)
     if once:
         with write_session(engine) as session:
-            result = tick(session, utcnow(), runner_offline_after=offline_after)
+            result = tick(
+                session, utcnow(), runner_offline_after=offline_after, name=settings.reaper_name
+            )
         typer.echo(
             f"expired {len(result.expired)} leases, marked {result.runners_offline} runners offline"
         )
@@ -72,6 +74,7 @@ def reaper(
         interval=settings.expiry_check_interval,
         runner_offline_after=offline_after,
         stop=stop,
+        name=settings.reaper_name,
     )
     engine.dispose()
 

@@ -6,7 +6,11 @@ transition twice.
 """
 
 import logging
+import os
+import socket
 import threading
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -18,8 +22,10 @@ from minitower_shared.clock import utcnow
 from minitower_shared.db import write_session
 from minitower_shared.states import RunStatus
 from minitower_shared.store import leases as lease_store
+from minitower_shared.store import reaper_passes as pass_store
 from minitower_shared.store import runners as runner_store
 from minitower_shared.store import runs as run_store
+from minitower_shared.store.reaper_passes import PassWork
 
 log = logging.getLogger("minitower.reaper")
 
@@ -37,26 +43,58 @@ class TickResult:
         return bool(self.expired or self.runners_offline or self.idempotency_keys_deleted)
 
 
-def tick(session: Session, now: datetime, *, runner_offline_after: timedelta) -> TickResult:
-    """One pass over the database as of ``now``."""
-    return TickResult(
+def tick(
+    session: Session, now: datetime, *, runner_offline_after: timedelta, name: str | None = None
+) -> TickResult:
+    """One pass over the database as of ``now``, recorded as reaper ``name``'s last pass
+    (default :func:`reaper_name`) in the same transaction."""
+    started = time.perf_counter()
+    result = TickResult(
         expired=lease_store.expire_stale_attempts(session, now, limit=BATCH),
         runners_offline=runner_store.mark_silent_runners_offline(
             session, seen_before=now - runner_offline_after
         ),
         idempotency_keys_deleted=run_store.delete_expired_idempotency_keys(session, now=now),
     )
+    outcomes = Counter(status for _run_id, status in result.expired)
+    pass_store.record_pass(
+        session,
+        name=name or reaper_name(),
+        at=now,
+        duration_ms=(time.perf_counter() - started) * 1000,
+        work=PassWork(
+            leases_expired=len(result.expired),
+            runs_retried=outcomes[RunStatus.QUEUED],
+            runs_buried=outcomes[RunStatus.DEAD],
+            runs_cancelled=outcomes[RunStatus.CANCELLED],
+            runners_marked_offline=result.runners_offline,
+        ),
+    )
+    return result
+
+
+def reaper_name() -> str:
+    """This process's default name in ``reaper_pass`` (when ``MINITOWER_REAPER_NAME`` is
+    unset): unique among the live reapers sharing one database file."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def run_forever(
-    engine: Engine, *, interval: float, runner_offline_after: timedelta, stop: threading.Event
+    engine: Engine,
+    *,
+    interval: float,
+    runner_offline_after: timedelta,
+    stop: threading.Event,
+    name: str | None = None,
 ) -> None:
     """Tick every ``interval`` seconds until ``stop`` is set."""
     log.info("reaper started: checking every %.1fs", interval)
     while not stop.is_set():
         try:
             with write_session(engine) as session:
-                result = tick(session, utcnow(), runner_offline_after=runner_offline_after)
+                result = tick(
+                    session, utcnow(), runner_offline_after=runner_offline_after, name=name
+                )
         except OperationalError as exc:
             # The database was busy past its timeout or briefly unavailable: the next
             # pass catches up, since nothing expires twice.

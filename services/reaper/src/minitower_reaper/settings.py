@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from minitower_shared.db import DEFAULT_BUSY_TIMEOUT, DEFAULT_SLOW_QUERY_THRESHOLD
@@ -18,6 +19,9 @@ class ReaperSettings(BaseSettings):
     # Longer than the longest lease long poll (30 s) plus a heartbeat interval, so a
     # healthy idle runner never flaps to offline.
     runner_offline_after: PositiveSeconds = 90.0
+    # This reaper's row in reaper_pass (default hostname:pid). A fixed name keeps one row
+    # across restarts; two live reapers must not share one.
+    reaper_name: str | None = Field(default=None, min_length=1, max_length=200)
     log_level: LogLevel = "info"
     # As the API's: a pass that cannot get SQLite's lock in time fails and the next
     # pass tries again.

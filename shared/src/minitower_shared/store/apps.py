@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from minitower_shared.models import App, AppVersion
+from minitower_shared.models import App, AppVersion, Team
 
 
 def create_app(session: Session, *, team_id: int, slug: str, description: str) -> App | None:
@@ -120,3 +120,13 @@ def object_key_in_use(session: Session, object_key: str) -> bool:
         ).first()
         is not None
     )
+
+
+def app_label(session: Session, app_id: int) -> str | None:
+    """``team_slug/app_slug`` of an app (both slugs are fixed at creation)."""
+    row = session.exec(
+        select(Team.slug, App.slug)
+        .join(Team, col(Team.id) == col(App.team_id))
+        .where(App.id == app_id)
+    ).first()
+    return None if row is None else f"{row[0]}/{row[1]}"

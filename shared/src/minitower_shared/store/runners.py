@@ -3,7 +3,7 @@
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, literal, update
+from sqlalchemy import case, func, literal, update
 from sqlmodel import Session, col, select
 
 from minitower_shared.models import Run, RunAttempt, Runner, active_attempt
@@ -112,3 +112,11 @@ def list_runners_with_current_run(
         .limit(limit)
     )
     return [(runner, run_id if run_team == team_id else None) for runner, run_id, run_team in rows]
+
+
+def online_by_environment(session: Session) -> dict[str, int]:
+    """Online runners per environment, 0 for an environment whose runners are all
+    offline (the runner table is small: a row per runner ever registered)."""
+    online = func.sum(case((col(Runner.status) == RunnerStatus.ONLINE.value, 1), else_=0))
+    rows = session.exec(select(Runner.environment, online).group_by(Runner.environment))
+    return {environment: int(count or 0) for environment, count in rows}

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import delete, func, update
 from sqlmodel import Session, col, select
 
+from minitower_shared.clock import as_utc
 from minitower_shared.models import (
     App,
     AppVersion,
@@ -201,10 +202,21 @@ def count_runs_by_status(session: Session) -> dict[str, int]:
     return {status: count for status, count in rows}
 
 
-def queue_depth_by_environment(session: Session) -> dict[str, int]:
+@dataclass(frozen=True)
+class QueueFigures:
+    depth: int
+    oldest_queued_at: datetime
+
+
+def queue_by_environment(session: Session) -> dict[str, QueueFigures]:
+    """Queued runs per environment and the oldest one's ``queued_at``: one walk of the
+    partial index ix_run_queue (it covers both columns), never the run table."""
     rows = session.exec(
-        select(Run.environment, func.count())
+        select(Run.environment, func.count(), func.min(Run.queued_at))
         .where(Run.status == RunStatus.QUEUED.value)
         .group_by(Run.environment)
     )
-    return {name: count for name, count in rows}
+    return {
+        name: QueueFigures(depth=count, oldest_queued_at=as_utc(oldest))
+        for name, count, oldest in rows
+    }

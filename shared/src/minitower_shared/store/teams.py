@@ -87,3 +87,8 @@ def get_or_create_environment(session: Session, team_id: int, name: str) -> Envi
         session.add(env)
         session.flush()
     return env
+
+
+def environment_names(session: Session) -> set[str]:
+    """Every environment name some team has used (one row per team and name: small)."""
+    return set(session.exec(select(Environment.name).distinct()).all())

@@ -1,22 +1,31 @@
 """Liveness, readiness and metrics for operators and orchestrators."""
 
 import logging
+import time
+from datetime import datetime
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from minitower_api.deps import ServicesDep
+from minitower_api.deps import BearerDep, ServicesDep, bearer_token
+from minitower_api.errors import unauthorized
+from minitower_shared.clock import utcnow
 from minitower_shared.db import reader
 from minitower_shared.migrate import current_revision, head_revision
-from minitower_shared.schemas import HealthStatus
+from minitower_shared.schemas import ErrorResponse, HealthStatus
+from minitower_shared.store import reaper_passes as pass_store
+from minitower_shared.tokens import same_secret
 
 router = APIRouter(tags=["operations"])
 log = logging.getLogger("minitower.api")
 
+REAPER_OK = "ok"
+NO_REAPER_PASS = "no pass recorded"
 
-@router.get("/health", response_model=HealthStatus)
+
+@router.get("/health", response_model=HealthStatus, response_model_exclude_none=True)
 def health() -> HealthStatus:
     """200 while the process lives."""
     return HealthStatus(status="ok")
@@ -28,7 +37,9 @@ def health() -> HealthStatus:
     responses={503: {"model": HealthStatus, "description": "not ready"}},
 )
 def ready(services: ServicesDep) -> Response:
-    """200 when the database answers and every migration is applied, else 503."""
+    """200 when the database answers and every migration is applied, else 503. ``reaper``
+    says whether a reaper made a pass within MINITOWER_REAPER_STALL_AFTER; with
+    MINITOWER_READY_REQUIRES_REAPER=true a stalled or missing reaper is also 503."""
     try:
         with services.read() as session:
             session.execute(text("SELECT 1"))
@@ -42,10 +53,40 @@ def ready(services: ServicesDep) -> Response:
             {"status": f"migrations pending (database at {revision}, code at {head})"},
             status_code=503,
         )
-    return JSONResponse({"status": "ok"})
+    with services.read() as session:
+        last_pass_at = pass_store.summary(session).last_pass_at
+    settings = services.settings
+    reaper = reaper_state(last_pass_at, utcnow(), stall_after=settings.reaper_stall_after)
+    if settings.ready_requires_reaper and reaper != REAPER_OK:
+        # A fresh install gets one stall window for its reaper to make a first pass.
+        waiting = time.monotonic() - services.started < settings.reaper_stall_after
+        if reaper != NO_REAPER_PASS:
+            return JSONResponse({"status": "reaper stalled", "reaper": reaper}, status_code=503)
+        if not waiting:
+            return JSONResponse({"status": "no reaper", "reaper": reaper}, status_code=503)
+    return JSONResponse({"status": "ok", "reaper": reaper})
 
 
-@router.get("/metrics", response_class=Response)
-def metrics(services: ServicesDep) -> Response:
-    """Prometheus text format."""
+def reaper_state(last_pass_at: datetime | None, now: datetime, *, stall_after: float) -> str:
+    if last_pass_at is None:
+        return NO_REAPER_PASS
+    age = (now - last_pass_at).total_seconds()
+    if age > stall_after:
+        return f"stalled: last pass {age:.0f} s ago"
+    return REAPER_OK
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={401: {"model": ErrorResponse, "description": "MINITOWER_METRICS_TOKEN is set"}},
+)
+def metrics(services: ServicesDep, credentials: BearerDep) -> Response:
+    """Prometheus text format. With MINITOWER_METRICS_TOKEN set, only for
+    ``Authorization: Bearer <that token>``."""
+    expected = services.settings.metrics_token
+    if expected is not None:
+        given = bearer_token(credentials)
+        if not same_secret(given, expected.get_secret_value()):
+            raise unauthorized("invalid metrics token")
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -76,7 +76,7 @@ def _try_lease(
         )
     if not isinstance(grant, LeaseGrant):
         return grant
-    services.metrics.runs_leased.inc()
+    services.metrics.runs_leased.labels(services.metrics.app_label(grant.run.app_id)).inc()
     log.info(
         "run leased: run_id=%s attempt_no=%s runner=%s",
         grant.run.id,
@@ -302,7 +302,8 @@ def report_result(
         run = session.get(Run, run_id)
         assert run is not None
     if reported_before is None:
-        services.metrics.runs_finished.labels(run.status).inc()
+        app_label = services.metrics.app_label(run.app_id)
+        services.metrics.runs_finished.labels(app_label, run.status).inc()
         log.info(
             "run finished: run_id=%s attempt_no=%s runner=%s status=%s",
             run_id,

@@ -103,7 +103,7 @@ def create_run(
             )
         view = RunView(run, record.slug, version.version_no, environment.name)
     services.signal.notify()
-    services.metrics.runs_created.inc()
+    services.metrics.runs_created.labels(f"{caller.team.slug}/{record.slug}").inc()
     return run_public(view)
 
 

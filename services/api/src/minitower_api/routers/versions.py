@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, UploadFile
 
 from minitower_api.deps import Caller, CallerDep, PageDep, Services, ServicesDep, VersionNo, paged
-from minitower_api.errors import ApiError, invalid, not_found, responses
-from minitower_api.objects import ObjectStore, TooLarge
+from minitower_api.errors import ApiError, insufficient_storage, invalid, not_found, responses
+from minitower_api.objects import ObjectStore, StoreFull, TooLarge
 from minitower_api.params import InputError, check_params_schema
 from minitower_api.routers.apps import require_app
 from minitower_api.settings import MAX_RUN_TIMEOUT, ApiSettings
@@ -24,6 +24,11 @@ from minitower_shared.store import apps as app_store
 from minitower_shared.towerfile import TowerfileError, parameters_schema, parse_towerfile
 
 router = APIRouter(prefix="/api/v1/apps/{app}/versions", tags=["versions"])
+
+_STORE_FULL = (
+    "the server's object store is out of space; nothing was kept: retry once an "
+    "operator has freed space"
+)
 
 
 class _Manifest:
@@ -101,6 +106,8 @@ def _vet_upload(
             f"artifact is larger than MINITOWER_MAX_ARTIFACT_BYTES "
             f"({settings.max_artifact_bytes} bytes)",
         ) from exc
+    except StoreFull as exc:
+        raise insufficient_storage(_STORE_FULL) from exc
     try:
         listing = inspect_archive(temp, max_unpacked_bytes=settings.max_unpacked_bytes)
     except UnsafeArchiveError as exc:
@@ -113,7 +120,7 @@ def _vet_upload(
     "",
     status_code=201,
     response_model=VersionPublic,
-    responses=responses(413),
+    responses=responses(413, 507),
 )
 def upload_version(
     app: str,
@@ -163,7 +170,10 @@ def _store_version(
     try:
         with services.write() as session:
             record = require_app(session, caller.team_id, app)
-            created = services.objects.commit(temp, key)
+            try:
+                created = services.objects.commit(temp, key)
+            except StoreFull as exc:
+                raise insufficient_storage(_STORE_FULL) from exc
             version = app_store.create_version(
                 session,
                 app=record,

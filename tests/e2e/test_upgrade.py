@@ -1,0 +1,139 @@
+"""deploy/runbooks/upgrade.md, as written, from the previous release's images
+(``:previous``, deploy/offline/build-previous-images.sh) to this checkout's (``:latest``),
+with finished runs to keep and long runs in flight that must finish exactly once.
+
+Leases last 30 s here (production: 60 s), longer than the API's restart; the drain
+timeout (40 s) is longer than the in-flight runs (about 30 s).
+"""
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Stack, bring_up, tear_down
+from tests.support.clients import check
+from tests.support.runbooks import run_step
+from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+HELLO = 'import os\nprint("hello", os.environ.get("who", "world"))\nprint("bye")\n'
+SLOW = """\
+import time
+for i in range(30):
+    print("tick", i, flush=True)
+    time.sleep(1)
+"""
+REVISION = (
+    "import sqlite3; print(sqlite3.connect('/var/lib/minitower/db/minitower.db')"
+    ".execute('select version_num from alembic_version').fetchone()[0])"
+)
+PATH = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    up = bring_up(
+        tmp_path_factory.mktemp("e2e-upgrade"),
+        image_tag="previous",
+        lease_ttl="30s",
+        env={"MINITOWER_DRAIN_TIMEOUT": "40s", "MINITOWER_RUNNER_STOP_GRACE": "60s"},
+    )
+    try:
+        yield up
+    finally:
+        tear_down(up)
+
+
+def schema_revision(stack: Stack) -> str:
+    done = stack.cli("run", "--rm", "--no-deps", "-T", "migrate", "python3", "-c", REVISION)
+    return done.stdout.strip()
+
+
+def images(stack: Stack, service: str) -> set[str]:
+    return {c.attrs["Config"]["Image"] for c in stack.containers(service)}
+
+
+def snapshot(stack: Stack, run_ids: list[int]) -> dict[int, tuple[dict[str, Any], list[str]]]:
+    return {run_id: (stack.run(run_id), stack.lines(run_id)) for run_id in run_ids}
+
+
+def test_upgrade_keeps_data_and_runs_in_flight(stack: Stack, tmp_path: Path) -> None:
+    assert images(stack, "runner") == {"minitower/runner:previous"}
+    # Data of the old release: two versions, finished runs with their logs.
+    stack.deploy("hello", HELLO)
+    stack.deploy("hello", HELLO.replace("bye", "bye, v2"))
+    finished = [stack.start_run("hello", input={"who": f"n{i}"}) for i in range(4)]
+    for run_id in finished:
+        assert stack.wait_status(run_id)["status"] == "completed"
+    before = snapshot(stack, finished)
+    versions = check(stack.team.get("/api/v1/apps/hello/versions"), 200)["versions"]
+    # In flight: two running (one per runner), one queued behind them.
+    stack.deploy("slow", SLOW)
+    in_flight = [stack.start_run("slow") for _ in range(3)]
+    wait_for(
+        lambda: sum(stack.run(r)["status"] == "running" for r in in_flight) == 2,
+        timeout=60,
+        what="two slow runs to be running",
+    )
+
+    record = tmp_path / "schema-before.txt"
+    old = stack.runbook_env(MINITOWER_UPGRADE_RECORD=str(record), PATH=PATH)
+    recorded = run_step(
+        "upgrade", "compose-record-before", env={**old, "MINITOWER_IMAGE_TAG": "previous"}
+    )
+    assert record.read_text().strip() == recorded.stdout.strip().splitlines()[-1]
+
+    new = {**old, "MINITOWER_IMAGE_TAG": "latest"}
+    started = time.monotonic()
+    checked = run_step("upgrade", "compose-check-images", env=new)
+    assert "minitower/api:latest revision" in checked.stdout
+    migrated = run_step("upgrade", "compose-migrate", env=new)
+    assert "is up to date" in migrated.stdout
+    run_step("upgrade", "compose-restart-control-plane", env=new)
+    # The old runners still hold runs: the rolling restart must drain them, not find idle.
+    assert any(stack.run(r)["status"] == "running" for r in in_flight)
+    rolled = run_step("upgrade", "compose-rolling-restart-runners", env=new, timeout=400)
+    took = time.monotonic() - started
+    print(f"upgrade took {took:.1f} s\n{rolled.stderr}")
+    assert "replaced 2 of 2; 2 runner containers, all on minitower/runner:latest" in rolled.stderr
+    assert images(stack, "api") == images(stack, "reaper") == {"minitower/api:latest"}
+    assert images(stack, "runner") == {"minitower/runner:latest"}
+
+    verified = run_step("upgrade", "verify-upgrade", env=new)
+    assert '"status":"ok"' in verified.stdout.replace(" ", "")
+    assert stack.http.get("/ready").status_code == 200  # the schema is at the new head
+    # Every run in flight finished once, with all its lines; nothing old was lost.
+    for run_id in in_flight:
+        run = stack.wait_status(run_id, timeout=120)
+        attempts = [(a["attempt_no"], a["status"]) for a in stack.attempts(run_id)]
+        assert (run["status"], attempts) == ("completed", [(1, "completed")]), (run, attempts)
+        assert stack.lines(run_id) == [f"tick {i}" for i in range(30)]
+    assert snapshot(stack, finished) == before
+    assert check(stack.team.get("/api/v1/apps/hello/versions"), 200)["versions"] == versions
+    again = stack.wait_status(stack.start_run("hello", input={"who": "after"}))
+    assert stack.lines(again["run_id"]) == ["hello after", "bye, v2"]
+
+    # Roll back to the old images: allowed only while the schema is the one recorded.
+    after = schema_revision(stack)
+    back = run_step(
+        "upgrade",
+        "compose-roll-back-images",
+        env={**old, "MINITOWER_IMAGE_TAG": "previous"},
+        timeout=400,
+        check=False,
+    )
+    if after != record.read_text().strip():
+        # The new release migrated: the old one cannot run on this database.
+        assert back.returncode != 0 and "restore the backup" in back.stderr, back
+        assert images(stack, "api") == {"minitower/api:latest"}
+    else:
+        assert back.returncode == 0, back.stderr
+        assert images(stack, "runner") == {"minitower/runner:previous"}
+    stack.wait_ready()
+    assert snapshot(stack, finished) == before
