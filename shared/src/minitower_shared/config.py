@@ -1,6 +1,5 @@
 """Helpers shared by the services' settings."""
 
-import logging
 import sys
 from collections.abc import Callable
 from typing import TypeVar
@@ -31,12 +30,3 @@ def load_settings(factory: Callable[[], _Settings], program: str) -> _Settings:
         for line in describe_settings_error(exc):
             print(f"{program}: configuration error: {line}", file=sys.stderr)
         raise SystemExit(2) from exc
-
-
-def configure_logging(level: str) -> None:
-    """Plain one-line records on stderr for the long-running services."""
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    # Alembic announces its context on every revision check (/ready, start-up): noise.
-    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)

@@ -22,8 +22,9 @@ from minitower_api.maintenance import (
     runner_tokens,
 )
 from minitower_api.settings import ApiSettings
-from minitower_shared.config import configure_logging, load_settings
+from minitower_shared.config import load_settings
 from minitower_shared.durations import parse_duration
+from minitower_shared.logging_setup import configure_logging
 from minitower_shared.migrate import upgrade_to_head
 
 app = typer.Typer(
@@ -55,7 +56,7 @@ def serve(
     from minitower_api.main import create_app
 
     settings = _settings()
-    configure_logging(settings.log_level)
+    configure_logging("api", settings.log_level, settings.log_format)
     log = logging.getLogger("minitower.api")
     if settings.bootstrap_token is None:
         log.warning("MINITOWER_BOOTSTRAP_TOKEN is not set: team bootstrap is disabled")
@@ -66,6 +67,10 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         log_level=settings.log_level.lower(),
+        # Our handler for uvicorn's own records; our middleware's line per request
+        # (access.py, with the request id and route) instead of uvicorn's access log.
+        log_config=None,
+        access_log=False,
         timeout_graceful_shutdown=5,
     )
 

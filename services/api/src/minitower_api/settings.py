@@ -13,6 +13,7 @@ from minitower_shared.durations import (
     PositiveSeconds,
     parse_duration,
 )
+from minitower_shared.logging_setup import LogFormat
 
 # A week: longer than any batch job should hold a runner, short enough to catch typos.
 MAX_RUN_TIMEOUT = 7 * 24 * 3600
@@ -42,6 +43,8 @@ class ApiSettings(BaseSettings):
     # put back in the queue; runs created through this API wake waiters at once.
     lease_poll_interval: PositiveSeconds = 1.0
     log_level: LogLevel = "info"
+    # auto: console at a terminal, JSON lines otherwise (compose, files, pipes).
+    log_format: LogFormat = "auto"
     # How long a write waits for SQLite's lock before the request answers 503
     # database_busy; statements slower than the threshold are logged (0: every one,
     # ``off``: none).

@@ -12,8 +12,9 @@ import typer
 from minitower_reaper.service import run_forever, tick
 from minitower_reaper.settings import ReaperSettings
 from minitower_shared.clock import utcnow
-from minitower_shared.config import configure_logging, load_settings
+from minitower_shared.config import load_settings
 from minitower_shared.db import create_db_engine, reader, write_session
+from minitower_shared.logging_setup import configure_logging
 from minitower_shared.migrate import current_revision, head_revision
 
 app = typer.Typer(add_completion=False)
@@ -28,7 +29,7 @@ def reaper(
     once: Annotated[bool, typer.Option("--once", help="Make one pass and exit")] = False,
 ) -> None:
     settings = load_settings(ReaperSettings, "minitower-reaper")
-    configure_logging(settings.log_level)
+    configure_logging("reaper", settings.log_level, settings.log_format)
     if not settings.db_path.exists():
         typer.echo(
             f"minitower-reaper: database {settings.db_path} does not exist; "
@@ -64,7 +65,9 @@ def reaper(
     stop = threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
-        logging.getLogger("minitower.reaper").info("signal %d: stopping", signum)
+        logging.getLogger("minitower.reaper").info(
+            "stopping", extra={"signal": signal.Signals(signum).name}
+        )
         stop.set()
 
     signal.signal(signal.SIGTERM, _stop)

@@ -88,7 +88,7 @@ def run_forever(
     name: str | None = None,
 ) -> None:
     """Tick every ``interval`` seconds until ``stop`` is set."""
-    log.info("reaper started: checking every %.1fs", interval)
+    log.info("reaper started", extra={"interval_seconds": interval})
     while not stop.is_set():
         try:
             with write_session(engine) as session:
@@ -98,13 +98,13 @@ def run_forever(
         except OperationalError as exc:
             # The database was busy past its timeout or briefly unavailable: the next
             # pass catches up, since nothing expires twice.
-            log.warning("reaper pass failed, will retry: %s", exc.orig)
+            log.warning("reaper pass failed, will retry", extra={"error": str(exc.orig)})
             stop.wait(interval)
             continue
         for run_id, status in result.expired:
-            log.info("lease expired: run_id=%d -> %s", run_id, status.value)
+            log.info("lease expired", extra={"run_id": run_id, "status": status.value})
         if result.runners_offline:
-            log.info("runners marked offline: %d", result.runners_offline)
+            log.info("runners marked offline", extra={"count": result.runners_offline})
         # A full batch means more may be waiting: go again without sleeping.
         if len(result.expired) < BATCH:
             stop.wait(interval)

@@ -7,6 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from minitower_shared.db import DEFAULT_BUSY_TIMEOUT, DEFAULT_SLOW_QUERY_THRESHOLD
 from minitower_shared.durations import LogLevel, OptionalSeconds, PositiveSeconds
+from minitower_shared.logging_setup import LogFormat
 
 
 class ReaperSettings(BaseSettings):
@@ -23,6 +24,8 @@ class ReaperSettings(BaseSettings):
     # across restarts; two live reapers must not share one.
     reaper_name: str | None = Field(default=None, min_length=1, max_length=200)
     log_level: LogLevel = "info"
+    # auto: console at a terminal, JSON lines otherwise (compose, files, pipes).
+    log_format: LogFormat = "auto"
     # As the API's: a pass that cannot get SQLite's lock in time fails and the next
     # pass tries again.
     db_busy_timeout: PositiveSeconds = DEFAULT_BUSY_TIMEOUT

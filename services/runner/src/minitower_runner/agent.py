@@ -14,7 +14,7 @@ import time
 from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
 
 from minitower_runner.attempt import Attempt, Finished
-from minitower_runner.client import ApiClient, LeaseClock, Refused, Unavailable
+from minitower_runner.client import ApiClient, LeaseClock, Refused, Unavailable, failure_ids
 from minitower_runner.credentials import Credentials
 from minitower_runner.settings import RunnerSettings
 from minitower_runner.workload import Executor
@@ -82,7 +82,10 @@ class Runner:
         def before_sleep(state: object) -> None:
             outcome = getattr(state, "outcome", None)
             exc = outcome.exception() if outcome is not None else None
-            log.warning("%s: %s; retrying", what, exc)
+            log.warning(
+                "api call failed; retrying",
+                extra={"call": what, "error": str(exc), **failure_ids(exc)},
+            )
 
         return Retrying(
             retry=retry_if_exception_type((Unavailable, *transient)),
@@ -122,10 +125,12 @@ class Runner:
                     continue
                 grant, clock = got
                 log.info(
-                    "leased: run_id=%s attempt_no=%s app=%s",
-                    grant.run_id,
-                    grant.attempt_no,
-                    grant.app_slug,
+                    "leased",
+                    extra={
+                        "run_id": grant.run_id,
+                        "attempt_no": grant.attempt_no,
+                        "app": grant.app_slug,
+                    },
                 )
                 attempt = Attempt(
                     grant,

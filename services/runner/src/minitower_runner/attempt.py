@@ -21,7 +21,14 @@ from typing import TypeVar
 
 from tenacity import RetryError, Retrying, retry_if_exception_type, wait_exponential_jitter
 
-from minitower_runner.client import ApiClient, ApiError, LeaseClock, LeaseGone, Unavailable
+from minitower_runner.client import (
+    ApiClient,
+    ApiError,
+    LeaseClock,
+    LeaseGone,
+    Unavailable,
+    failure_ids,
+)
 from minitower_runner.logs import LogShipper
 from minitower_runner.settings import RunnerSettings
 from minitower_runner.venvs import EnvironmentBuildError
@@ -32,6 +39,7 @@ from minitower_runner.workload import (
     Workload,
 )
 from minitower_shared.archives import UnsafeArchiveError, extract_archive
+from minitower_shared.log_context import bound_ids, carry_context
 from minitower_shared.schemas import LeaseGranted
 
 log = logging.getLogger("minitower.runner")
@@ -80,8 +88,8 @@ class Phases:
         self.seconds[name] = now - self._last
         self._last = now
 
-    def __str__(self) -> str:
-        return " ".join(f"{name}={value * 1000:.1f}ms" for name, value in self.seconds.items())
+    def milliseconds(self) -> dict[str, float]:
+        return {name: round(value * 1000, 1) for name, value in self.seconds.items()}
 
 
 class Attempt:
@@ -116,13 +124,9 @@ class Attempt:
 
     # --- shared state ------------------------------------------------------------------
 
-    @property
-    def _tag(self) -> str:
-        return f"run_id={self.grant.run_id} attempt_no={self.grant.attempt_no}"
-
     def _fence(self, why: str) -> None:
         if not self._fenced.is_set():
-            log.warning("%s: lease lost (%s): stopping the work, reporting nothing", self._tag, why)
+            log.warning("lease lost: stopping the work, reporting nothing", extra={"why": why})
             self._fenced.set()
             self._wake.set()
             # Nobody takes these lines any more, and a writer blocked on a full buffer
@@ -197,7 +201,9 @@ class Attempt:
                 # expiry ends the attempt; until then, keep trying.
                 if self._lease_expired():
                     return
-                log.warning("%s: heartbeat failed (%s); retrying", self._tag, exc)
+                log.warning(
+                    "heartbeat failed; retrying", extra={"error": str(exc), **failure_ids(exc)}
+                )
                 next_in = min(interval, 1.0, max(self._clock.remaining() / 2, 0.05))
                 continue
             if beat.cancel_requested:
@@ -206,7 +212,14 @@ class Attempt:
     # --- the attempt -------------------------------------------------------------------
 
     def run(self) -> Finished:
-        heartbeat = threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True)
+        # Every record of the attempt, on any of its threads, names the run and attempt.
+        with bound_ids(run_id=self.grant.run_id, attempt_no=self.grant.attempt_no):
+            return self._attempt()
+
+    def _attempt(self) -> Finished:
+        heartbeat = threading.Thread(
+            target=carry_context(self._heartbeats), name="heartbeat", daemon=True
+        )
         heartbeat.start()
         workspace: Path | None = None
         try:
@@ -220,7 +233,7 @@ class Attempt:
         except Exception as exc:
             # A bug or an executor fault must not take the runner down, nor leave the run
             # waiting for its lease to expire when the API can still be told.
-            log.exception("%s: the runner failed to execute the run", self._tag)
+            log.exception("the runner failed to execute the run")
             if self._shipper is None or self._fenced.is_set():
                 return Finished(None)
             message = f"runner error: {type(exc).__name__}: {exc}"
@@ -398,7 +411,7 @@ class Attempt:
         if not self._shipper.close(deadline=self._clock.deadline):
             if self._fenced.is_set():
                 return Finished(None)
-            log.warning("%s: some log lines were not accepted before the lease ran out", self._tag)
+            log.warning("some log lines were not accepted before the lease ran out")
         status = result.status
         grant = self.grant
         try:
@@ -412,16 +425,19 @@ class Attempt:
                 )
             )
         except ApiError as exc:
-            log.error("%s: result %s refused: %s", self._tag, status, exc)
+            log.error(
+                "result refused", extra={"status": status, "error": str(exc), **failure_ids(exc)}
+            )
             return Finished(None)
         if accepted is None:
             return Finished(None)
         self._phases.mark("report")
         log.info(
-            "%s: reported %s (run is %s); phases %s",
-            self._tag,
-            status,
-            accepted.run_status,
-            self._phases,
+            "reported",
+            extra={
+                "status": status,
+                "run_status": accepted.run_status,
+                "phases_ms": self._phases.milliseconds(),
+            },
         )
         return result

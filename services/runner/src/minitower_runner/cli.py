@@ -17,7 +17,8 @@ from minitower_runner.process_executor import ProcessExecutor
 from minitower_runner.settings import RunnerSettings
 from minitower_runner.venvs import IndexOptions, VenvCache, find_uv
 from minitower_runner.workload import Executor
-from minitower_shared.config import configure_logging, load_settings
+from minitower_shared.config import load_settings
+from minitower_shared.logging_setup import configure_logging
 
 app = typer.Typer(add_completion=False)
 
@@ -75,7 +76,9 @@ def runner(
 ) -> None:
     settings = load_settings(RunnerSettings, "minitower-runner")
     hide_secrets()
-    configure_logging(settings.log_level)
+    configure_logging(
+        "runner", settings.log_level, settings.log_format, fields={"runner": settings.runner_name}
+    )
     # One line per HTTP call drowns the runner's own events; failures are logged anyway.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     log = logging.getLogger("minitower.runner")
@@ -105,11 +108,12 @@ def runner(
     signal.signal(signal.SIGTERM, drain)
     signal.signal(signal.SIGINT, drain)
     log.info(
-        "runner %s (environment %s, %s isolation) serving %s",
-        settings.runner_name,
-        settings.runner_environment,
-        settings.runner_isolation,
-        settings.server_url,
+        "runner started",
+        extra={
+            "environment": settings.runner_environment,
+            "isolation": settings.runner_isolation,
+            "server_url": settings.server_url,
+        },
     )
     try:
         agent.serve(once=once)

@@ -7,10 +7,15 @@ Exceptions::
     ├── LeaseGone            410: the lease is gone; stop the work, report nothing
     ├── Unauthorized         401 that a fresh registration did not cure
     └── Refused              any other 4xx (status, code and message kept)
+
+Every call sends a fresh ``X-Request-ID`` (``runner-…``; a call repeated after a renewed
+registration keeps it). The API logs its lines of that request under this id, so an
+error's ``request_id`` (kept on the exception) finds them.
 """
 
 import hashlib
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,8 +39,26 @@ _Model = TypeVar("_Model", bound=BaseModel)
 DATE_HEADER_SLACK = 2.0
 
 
+REQUEST_ID_HEADER = "X-Request-ID"
+
+
+def new_request_id() -> str:
+    return f"runner-{uuid.uuid4().hex[:16]}"
+
+
 class ApiError(Exception):
-    """The control plane did not give the runner an answer it can use."""
+    """The control plane did not give the runner an answer it can use. ``request_id`` is
+    the id the call was sent with: the API's log lines of that call carry it."""
+
+    def __init__(self, message: str, *, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+
+
+def failure_ids(exc: BaseException | None) -> dict[str, str]:
+    """``request_id`` of a failed call, for its log line (nothing for other errors)."""
+    request_id = getattr(exc, "request_id", None)
+    return {"request_id": request_id} if request_id else {}
 
 
 class Unavailable(ApiError):
@@ -51,8 +74,10 @@ class Unauthorized(ApiError):
 
 
 class Refused(ApiError):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{status} {code}: {message}")
+    def __init__(
+        self, status: int, code: str, message: str, *, request_id: str | None = None
+    ) -> None:
+        super().__init__(f"{status} {code}: {message}", request_id=request_id)
         self.status = status
         self.code = code
 
@@ -145,8 +170,9 @@ class ApiClient:
         lease_token: str | None = None,
         json: Any = None,
         timeout: float | None = None,
+        request_id: str,
     ) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {auth or self.token}"}
+        headers = {"Authorization": f"Bearer {auth or self.token}", REQUEST_ID_HEADER: request_id}
         if lease_token is not None:
             headers["X-Lease-Token"] = lease_token
         try:
@@ -154,39 +180,45 @@ class ApiClient:
                 method, path, headers=headers, json=json, timeout=timeout or self._timeout
             )
         except httpx.TransportError as exc:
-            raise Unavailable(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+            raise Unavailable(
+                f"{method} {path}: {type(exc).__name__}: {exc}", request_id=request_id
+            ) from exc
         return response
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """A runner-token call: one fresh registration on 401, then the answer checked."""
         used = self.token
-        response = self._send(method, path, **kwargs)
+        request_id = new_request_id()
+        response = self._send(method, path, request_id=request_id, **kwargs)
         if response.status_code == 401 and self.renew_token is not None:
             self.renew_token(used)
-            response = self._send(method, path, **kwargs)
-        self._check(method, path, response)
+            response = self._send(method, path, request_id=request_id, **kwargs)
+        self._check(method, path, response, request_id)
         return response
 
     @staticmethod
-    def _check(method: str, path: str, response: httpx.Response) -> None:
+    def _check(method: str, path: str, response: httpx.Response, request_id: str) -> None:
         status = response.status_code
         if status < 300:
             return
         code, message = _error_of(response)
         if status >= 500 or status == 429:
-            raise Unavailable(f"{method} {path}: {status} {code}: {message}")
+            raise Unavailable(f"{method} {path}: {status} {code}: {message}", request_id=request_id)
         if status == 410:
-            raise LeaseGone(message)
+            raise LeaseGone(message, request_id=request_id)
         if status == 401:
-            raise Unauthorized(f"{method} {path}: {message}")
-        raise Refused(status, code, message)
+            raise Unauthorized(f"{method} {path}: {message}", request_id=request_id)
+        raise Refused(status, code, message, request_id=request_id)
 
     @staticmethod
     def _parse(model: type[_Model], response: httpx.Response) -> _Model:
         try:
             return model.model_validate_json(response.content)
         except ValueError as exc:
-            raise Unavailable(f"unexpected answer from the API: {exc}") from exc
+            raise Unavailable(
+                f"unexpected answer from the API: {exc}",
+                request_id=response.request.headers.get(REQUEST_ID_HEADER),
+            ) from exc
 
     # --- endpoints -------------------------------------------------------------------
 
@@ -194,13 +226,15 @@ class ApiClient:
         self, registration_token: str, name: str, environment: str, labels: dict[str, str]
     ) -> RunnerRegistered:
         path = "/api/v1/runners/register"
+        request_id = new_request_id()
         response = self._send(
             "POST",
             path,
             auth=registration_token,
             json={"name": name, "environment": environment, "labels": labels},
+            request_id=request_id,
         )
-        self._check("POST", path, response)
+        self._check("POST", path, response, request_id)
         return self._parse(RunnerRegistered, response)
 
     def lease(self, wait_seconds: float) -> tuple[LeaseGranted, LeaseClock] | None:
@@ -233,9 +267,14 @@ class ApiClient:
     def download_artifact(self, run_id: int, lease_token: str, dest: Path) -> tuple[str, str]:
         """Stream the artifact to ``dest``; return (sha256 of the bytes, the header's)."""
         path = f"/api/v1/runs/{run_id}/artifact"
+        request_id = new_request_id()
         for renewed in (False, True):
             used = self.token
-            headers = {"Authorization": f"Bearer {used}", "X-Lease-Token": lease_token}
+            headers = {
+                "Authorization": f"Bearer {used}",
+                "X-Lease-Token": lease_token,
+                REQUEST_ID_HEADER: request_id,
+            }
             try:
                 with self._http.stream("GET", path, headers=headers) as response:
                     if response.status_code == 401 and not renewed and self.renew_token:
@@ -243,7 +282,7 @@ class ApiClient:
                         continue
                     if response.status_code >= 300:
                         response.read()
-                        self._check("GET", path, response)
+                        self._check("GET", path, response, request_id)
                     digest = hashlib.sha256()
                     with dest.open("wb") as out:
                         for chunk in response.iter_bytes(1 << 20):
@@ -251,8 +290,10 @@ class ApiClient:
                             out.write(chunk)
                     return digest.hexdigest(), response.headers.get("x-artifact-sha256", "")
             except httpx.TransportError as exc:
-                raise Unavailable(f"GET {path}: {type(exc).__name__}: {exc}") from exc
-        raise Unauthorized(f"GET {path}: the runner token is not accepted")
+                raise Unavailable(
+                    f"GET {path}: {type(exc).__name__}: {exc}", request_id=request_id
+                ) from exc
+        raise Unauthorized(f"GET {path}: the runner token is not accepted", request_id=request_id)
 
     def send_logs(self, run_id: int, lease_token: str, lines: list[dict[str, Any]]) -> None:
         self._call(

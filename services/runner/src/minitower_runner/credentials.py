@@ -113,8 +113,10 @@ class Credentials:
         save_token(self._data_dir, self._identity, registered.runner_id, registered.token)
         self._client.token = registered.token
         log.info(
-            "registered: runner=%s runner_id=%s environment=%s",
-            registered.name,
-            registered.runner_id,
-            registered.environment,
+            "registered",
+            extra={
+                "runner": registered.name,
+                "runner_id": registered.runner_id,
+                "environment": registered.environment,
+            },
         )

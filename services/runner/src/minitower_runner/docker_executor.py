@@ -41,6 +41,7 @@ from minitower_runner.logs import split_lines
 from minitower_runner.settings import RunnerSettings
 from minitower_runner.venvs import EnvironmentBuildError, IndexOptions
 from minitower_runner.workload import Emit, RunSpec, interpreter_for, workload_environment
+from minitower_shared.log_context import carry_context
 
 log = logging.getLogger("minitower.runner")
 
@@ -156,13 +157,15 @@ class ContainerWorkload:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         self._threads = [
-            threading.Thread(target=self._pump, args=(out_w, err_w), daemon=True),
+            threading.Thread(target=carry_context(self._pump), args=(out_w, err_w), daemon=True),
             threading.Thread(target=self._read, args=(out_r, "stdout", emit), daemon=True),
             threading.Thread(target=self._read, args=(err_r, "stderr", emit), daemon=True),
         ]
         for thread in self._threads:
             thread.start()
-        threading.Thread(target=self._wait_then, args=(on_exit,), daemon=True).start()
+        threading.Thread(
+            target=carry_context(self._wait_then), args=(on_exit,), daemon=True
+        ).start()
 
     def _pump(self, out_w: int, err_w: int) -> None:
         """Demultiplexed container output into two pipes, split into lines by readers.
@@ -174,7 +177,10 @@ class ContainerWorkload:
                 elif stream == STDERR:
                     os.write(err_w, data)
         except (DockerException, SocketError, OSError, ValueError) as exc:
-            log.warning("container %s: output stream ended: %s", self._id[:12], exc)
+            log.warning(
+                "container output stream ended",
+                extra={"container": self._id[:12], "error": str(exc)},
+            )
         finally:
             os.close(out_w)
             os.close(err_w)
@@ -192,7 +198,9 @@ class ContainerWorkload:
         except Exception as exc:
             # The engine went away (a restart) or answered nonsense: the run is over for
             # the runner either way, and the attempt must not wait for it forever.
-            log.warning("container %s: wait failed: %s", self._id[:12], exc)
+            log.warning(
+                "container wait failed", extra={"container": self._id[:12], "error": str(exc)}
+            )
             self._exit_code = -1
         finally:
             self._exited.set()
@@ -350,10 +358,12 @@ class DockerExecutor:
                 self._api.remove_container(container_id, force=True)
             raise
         log.info(
-            "run_id=%s attempt_no=%s: container %s started",
-            spec.run_id,
-            spec.attempt_no,
-            container_id[:12],
+            "container started",
+            extra={
+                "run_id": spec.run_id,
+                "attempt_no": spec.attempt_no,
+                "container": container_id[:12],
+            },
         )
         return ContainerWorkload(
             self._api, container_id, attached, emit, on_exit, settings.docker_memory
@@ -367,9 +377,14 @@ class DockerExecutor:
                 all=True, filters={"label": f"{LABEL_RUNNER}={self._runner_name}"}
             )
         except DockerException as exc:
-            log.warning("could not list containers left by a previous runner: %s", exc)
+            log.warning(
+                "could not list containers left by a previous runner", extra={"error": str(exc)}
+            )
             return
         for container in leftovers:
             with suppress(DockerException, OSError):
                 self._api.remove_container(container["Id"], force=True)
-                log.warning("removed container %s left by a previous runner", container["Id"][:12])
+                log.warning(
+                    "removed a container left by a previous runner",
+                    extra={"container": container["Id"][:12]},
+                )

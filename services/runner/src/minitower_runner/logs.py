@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from minitower_runner.client import LeaseGone, Unavailable
+from minitower_runner.client import LeaseGone, Unavailable, failure_ids
 from minitower_shared.clock import rfc3339
+from minitower_shared.log_context import carry_context
 
 log = logging.getLogger("minitower.runner")
 
@@ -72,7 +73,9 @@ class LogShipper:
         self._closing = False
         self._abandoned = False
         self._sent_through = 0
-        self._thread = threading.Thread(target=self._run, name="log-shipper", daemon=True)
+        self._thread = threading.Thread(
+            target=carry_context(self._run), name="log-shipper", daemon=True
+        )
         self._thread.start()
 
     @property
@@ -166,14 +169,19 @@ class LogShipper:
                 self._on_gone()
                 return
             except Unavailable as exc:
-                log.warning("log batch not sent (%s); retrying in %.1fs", exc, delay)
+                log.warning(
+                    "log batch not sent; retrying",
+                    extra={"error": str(exc), "retry_in_seconds": delay, **failure_ids(exc)},
+                )
                 with self._cond:
                     self._cond.wait_for(lambda: self._abandoned, timeout=delay)
                 delay = min(delay * 2, 5.0)
                 continue
             except Exception:
                 # A refused batch (4xx) would be refused forever: drop it, keep the rest.
-                log.exception("log batch refused by the API; dropping %d lines", len(batch))
+                log.exception(
+                    "log batch refused by the API; dropping it", extra={"lines": len(batch)}
+                )
             delay = 0.1
             with self._cond:
                 for _ in batch:

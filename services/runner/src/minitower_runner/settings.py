@@ -8,6 +8,7 @@ from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from minitower_shared.durations import LogLevel, PositiveSeconds, Seconds, parse_duration
+from minitower_shared.logging_setup import LogFormat
 from minitower_shared.schemas import ENVIRONMENT_PATTERN, RUNNER_NAME_PATTERN
 
 MIN_SECRET_LENGTH = 16
@@ -59,6 +60,8 @@ class RunnerSettings(BaseSettings):
     log_batch_lines: int = Field(default=500, ge=1, le=5000)
     log_flush_interval: PositiveSeconds = 0.2
     log_level: LogLevel = "info"
+    # auto: console at a terminal, JSON lines otherwise (compose, files, pipes).
+    log_format: LogFormat = "auto"
 
     @field_validator("server_url")
     @classmethod

@@ -78,10 +78,12 @@ def _try_lease(
         return grant
     services.metrics.runs_leased.labels(services.metrics.app_label(grant.run.app_id)).inc()
     log.info(
-        "run leased: run_id=%s attempt_no=%s runner=%s",
-        grant.run.id,
-        grant.attempt.attempt_no,
-        runner.name,
+        "run leased",
+        extra={
+            "run_id": grant.run.id,
+            "attempt_no": grant.attempt.attempt_no,
+            "runner": runner.name,
+        },
     )
     return _granted(grant, token)
 
@@ -305,11 +307,13 @@ def report_result(
         app_label = services.metrics.app_label(run.app_id)
         services.metrics.runs_finished.labels(app_label, run.status).inc()
         log.info(
-            "run finished: run_id=%s attempt_no=%s runner=%s status=%s",
-            run_id,
-            attempt.attempt_no,
-            runner.name,
-            run.status,
+            "run finished",
+            extra={
+                "run_id": run_id,
+                "attempt_no": attempt.attempt_no,
+                "runner": runner.name,
+                "status": run.status,
+            },
         )
     return ResultAccepted(
         run_id=run_id, attempt_no=attempt.attempt_no, status=attempt.status, run_status=run.status
