@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import stat
@@ -21,6 +22,15 @@ from tests.support.proctree import alive, children_of, command_line, wait_gone
 from tests.support.waiting import wait_for
 
 BANNER_END = "Ctrl-C stops everything."
+# The services log for people here: `HH:MM:SS.mmm level service event key=value ...`.
+REAPER_STARTED = re.compile(
+    r"^reaper   │ \d\d:\d\d:\d\d\.\d{3} info    reaper reaper started ", re.M
+)
+RUN_REPORTED = re.compile(
+    r"^local-\d  │ \d\d:\d\d:\d\d\.\d{3} info    runner reported runner=local-\d "
+    r"run_id=\d+ attempt_no=1 status=completed run_status=completed phases_ms=\{",
+    re.M,
+)
 
 
 class Dev:
@@ -120,9 +130,12 @@ def test_dev_runs_the_stack_and_stops_it_cleanly(tmp_path: Path) -> None:
             timeout=30,
             what="both runners to register",
         )
+        wait_for(lambda: RUN_REPORTED.search(dev.log()), timeout=10, what="the run's report line")
         log = dev.log()
         for prefix in ("api      │ ", "reaper   │ ", "local-1  │ ", "local-2  │ "):
             assert prefix in log, log
+        assert REAPER_STARTED.search(log), log
+        assert '{"ts": ' not in log, log
         children = dev.children()
         assert len(children) == 4, log  # api, reaper, two runners
         started |= children

@@ -6,7 +6,6 @@ lease is reaped about two seconds after its last word.
 
 import functools
 import random
-import re
 import signal
 import time
 from collections import Counter
@@ -34,7 +33,6 @@ from tests.support.waiting import wait_for
 pytestmark = pytest.mark.slow
 
 REAPER_ENV = {"MINITOWER_EXPIRY_CHECK_INTERVAL": "0.2s"}
-EXPIRED_LINE = re.compile(r"lease expired: run_id=(\d+) -> (\w+)")
 
 
 def clean_log(process: Process) -> str:
@@ -64,7 +62,7 @@ def reapers(tmp_path: Path, db_path: Path) -> Iterator[Callable[[int], list[Proc
         # still importing would die of a SIGTERM instead of stopping cleanly.
         for process in new:
             wait_for(
-                lambda process=process: "reaper started" in process.log(),
+                lambda process=process: process.events("reaper started", service="reaper"),
                 timeout=60,
                 what=f"{process.log_path.name} to start",
             )
@@ -89,9 +87,9 @@ def runner_client(http: httpx.Client, name: str) -> RunnerClient:
 
 def expired_lines(*processes: Process) -> list[tuple[int, str]]:
     return [
-        (int(run_id), status)
+        (line["run_id"], line["status"])
         for process in processes
-        for run_id, status in EXPIRED_LINE.findall(process.log())
+        for line in process.events("lease expired", service="reaper", level="info")
     ]
 
 
@@ -175,15 +173,20 @@ def test_sigterm_stops_the_reaper_promptly(tmp_path: Path, db_path: Path) -> Non
         tmp_path, db_path, {"MINITOWER_EXPIRY_CHECK_INTERVAL": "30s"}, "sleepy-reaper"
     )
     try:
-        wait_for(lambda: "reaper started" in reaper.log(), timeout=20, what="the reaper to start")
+        wait_for(
+            lambda: reaper.events("reaper started", interval_seconds=30.0),
+            timeout=20,
+            what="the reaper to start",
+        )
         started = time.monotonic()
         reaper.proc.send_signal(signal.SIGTERM)
         assert reaper.proc.wait(timeout=5) == 0
         assert time.monotonic() - started < 3
     finally:
         reaper.stop()
-    text = clean_log(reaper)
-    assert "reaper stopped" in text
+    clean_log(reaper)
+    assert reaper.events("stopping", signal="SIGTERM")
+    assert reaper.events("reaper stopped")
 
 
 def test_reaper_once_makes_one_pass_and_exits(

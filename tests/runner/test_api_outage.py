@@ -32,7 +32,12 @@ def test_api_restart_mid_run_loses_no_line_and_duplicates_none(stack: Stack) -> 
     assert [entry["line"] for entry in logs] == [f"tick {i}" for i in range(200)] + ["done"]
     assert [entry["seq"] for entry in logs] == list(range(1, 202))
     assert [a["status"] for a in stack.attempts(run_id)] == ["completed"]
-    assert "retrying" in runner.log()
+    # The outage was noticed by the attempt (heartbeats, log batches), and ridden out.
+    attempt_retries = {"heartbeat failed; retrying", "log batch not sent; retrying"}
+    retried = [line for line in runner.events() if line["event"] in attempt_retries]
+    assert retried, runner.log()
+    assert all(line["run_id"] == run_id and line["attempt_no"] == 1 for line in retried)
+    assert all(line["request_id"].startswith("runner-") for line in retried)
     assert_no_traceback(runner)
 
 

@@ -288,7 +288,9 @@ def test_a_killed_runners_container_dies_and_its_successor_removes_it(
     attempts = [(a["attempt_no"], a["status"]) for a in stack.attempts(run_id)]
     assert attempts == [(1, "expired"), (2, "completed")]
     assert stack.lines(run_id)[-1] == "finished 2"
-    assert "left by a previous runner" in successor.log()
+    assert successor.events(
+        "removed a container left by a previous runner", container=container.id[:12]
+    )
     assert_gone(engine, run_id)
 
 

@@ -103,7 +103,7 @@ def test_api_gone_past_the_lease_stops_the_work_and_the_retry_never_overlaps(
     # heartbeats every 0.5 s), but before it really did.
     assert 1.5 < time.monotonic() - stopped_at < 5.0
     dead_at = time.time()
-    assert "lease lost" in runner.log()
+    assert runner.events("lease lost: stopping the work, reporting nothing", run_id=run_id)
     stack.api.restart()
     stack.reaper()
     # The same runner, back in its loop, may well take the retry: that is fine, as long
@@ -121,5 +121,13 @@ def test_api_gone_past_the_lease_stops_the_work_and_the_retry_never_overlaps(
     assert entries[1][2] > dead_at
     # Nothing was reported for the fenced attempt.
     assert first["exit_code"] is None
-    assert f"run_id={run_id} attempt_no=1: reported" not in runner.log()
+    assert not runner.events("reported", run_id=run_id, attempt_no=1)
     assert stack.wait_status(run_id)["status"] == "completed"
+    # The retry, by the same runner, was reported (and logged as such): only the fenced
+    # attempt's report is missing.
+    wait_for(
+        lambda: runner.events("reported", run_id=run_id, attempt_no=2, status="completed"),
+        timeout=10,
+        what="the runner's line for the retry's report",
+    )
+    assert not runner.events("reported", run_id=run_id, attempt_no=1)

@@ -79,6 +79,7 @@ def run_runner(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[st
         ({"MINITOWER_RUNNER_ISOLATION": "vm"}, "MINITOWER_RUNNER_ISOLATION"),
         ({"MINITOWER_RUNNER_NAME": "bad name!"}, "MINITOWER_RUNNER_NAME"),
         ({"MINITOWER_RUNNER_REGISTRATION_TOKEN": "short"}, "at least 16 characters"),
+        ({"MINITOWER_LOG_FORMAT": "xml"}, "MINITOWER_LOG_FORMAT"),
     ],
 )
 def test_bad_settings_exit_2_with_one_clear_line(
@@ -102,7 +103,7 @@ def test_no_token_and_no_registration_token_is_a_clear_error(stack: Stack, tmp_p
     wrong = run_runner({**env, "MINITOWER_RUNNER_REGISTRATION_TOKEN": "x" * 20}, tmp_path)
     assert wrong.returncode == 2
     assert "refused the registration token" in wrong.stderr
-    assert "Traceback" not in done.stderr + wrong.stderr
+    assert "Traceback" not in done.stderr + wrong.stderr + done.stdout + wrong.stdout
 
 
 def test_help_names_the_settings(tmp_path: Path) -> None:

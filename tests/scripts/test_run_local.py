@@ -2,6 +2,7 @@
 up, runs an app, and Ctrl-C takes every process down with it."""
 
 import os
+import re
 import signal
 import subprocess
 from contextlib import suppress
@@ -19,6 +20,15 @@ from tests.support.waiting import wait_for
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def console_report(run_id: int) -> re.Pattern[str]:
+    """The runner's line for the run's report, in the console format."""
+    return re.compile(
+        rf"^\d\d:\d\d:\d\d\.\d{{3}} info    runner reported runner=local-\d "
+        rf"run_id={run_id} attempt_no=1 status=completed ",
+        re.M,
+    )
 
 
 def read_secret(state: Path, name: str) -> str:
@@ -74,6 +84,12 @@ def test_run_local_serves_runs_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             assert run["status"] == "completed", (tmp_path / "run-local.log").read_text()
             body = team.get(f"/api/v1/runs/{run_id}/logs").json()
             assert [line["line"] for line in body["logs"]] == ["hello"]
+            # One terminal for every process: the console format, for people.
+            wait_for(
+                lambda: console_report(run_id).search((tmp_path / "run-local.log").read_text()),
+                timeout=10,
+                what="the runner's console line for the run",
+            )
             wait_for(
                 lambda: (
                     {r["name"] for r in team.get("/api/v1/admin/runners").json()["runners"]}

@@ -1,6 +1,7 @@
 """Start the real console scripts (``minitowerd``, ``minitower-reaper``,
-``minitower-runner``) as processes."""
+``minitower-runner``) as processes, and read their JSON log lines."""
 
+import json
 import os
 import shutil
 import signal
@@ -10,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -46,6 +48,31 @@ class Process:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def events(self, event: str | None = None, **fields: Any) -> list[dict[str, Any]]:
+        """Its JSON log lines so far (output to a file is JSON), those of ``event`` with
+        ``fields`` when given."""
+        return [
+            line
+            for line in log_events(self.log())
+            if (event is None or line["event"] == event)
+            and all(line.get(key) == value for key, value in fields.items())
+        ]
+
+
+def log_events(text: str) -> list[dict[str, Any]]:
+    """The JSON log lines in a process's output, in order (other output is skipped)."""
+    events = []
+    for line in text.splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "event" in record:
+            events.append(record)
+    return events
 
 
 def spawn(name: str, args: list[str], env: dict[str, str], log_path: Path) -> Process:

@@ -261,7 +261,9 @@ def _child_env(extra: dict[str, str]) -> dict[str, str]:
         for key, value in os.environ.items()
         if key not in (TOKEN_ENV, PROFILE_ENV, SERVER_ENV, *_SECRET_NAMES)
     }
-    return {**base, "PYTHONUNBUFFERED": "1", **extra}
+    # The services' output goes to a pipe (JSON by default) but is read by a person.
+    log_format = os.environ.get("MINITOWER_LOG_FORMAT", "console")
+    return {**base, "PYTHONUNBUFFERED": "1", "MINITOWER_LOG_FORMAT": log_format, **extra}
 
 
 def wait_ready(stack: Stack, api: Child, url: str) -> None:

@@ -14,6 +14,7 @@ error's ``request_id`` (kept on the exception) finds them.
 """
 
 import hashlib
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -35,6 +36,8 @@ from minitower_shared.schemas import (
 )
 
 _Model = TypeVar("_Model", bound=BaseModel)
+
+log = logging.getLogger("minitower.runner")
 
 DATE_HEADER_SLACK = 2.0
 
@@ -175,6 +178,7 @@ class ApiClient:
         headers = {"Authorization": f"Bearer {auth or self.token}", REQUEST_ID_HEADER: request_id}
         if lease_token is not None:
             headers["X-Lease-Token"] = lease_token
+        started = time.monotonic()
         try:
             response = self._http.request(
                 method, path, headers=headers, json=json, timeout=timeout or self._timeout
@@ -183,6 +187,18 @@ class ApiClient:
             raise Unavailable(
                 f"{method} {path}: {type(exc).__name__}: {exc}", request_id=request_id
             ) from exc
+        # Every call at debug level (httpx's own lines are silenced): the request_id
+        # finds the API's lines of the call.
+        log.debug(
+            "api call",
+            extra={
+                "method": method,
+                "path": path,
+                "status": response.status_code,
+                "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                "request_id": request_id,
+            },
+        )
         return response
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
