@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
-import re
 import shutil
 import socket
 import statistics
@@ -44,7 +44,6 @@ import httpx
 BOOTSTRAP_TOKEN = "bench-bootstrap-token-0123456789"
 REGISTRATION_TOKEN = "bench-registration-token-0123456789"
 BIN = Path(sys.executable).parent
-PHASES = re.compile(r"run_id=(\d+) attempt_no=\d+: reported \w+ .*; phases (.*)$")
 AIMS = {"warm": 0.200, "cold": 1.0, "docker": 2.0}
 AIM_THROUGHPUT = 10.0
 
@@ -114,15 +113,16 @@ class Stack:
                 proc.kill()
 
     def phases(self) -> dict[int, dict[str, float]]:
+        """Each run's phases in seconds, from its runner's ``reported`` JSON log line."""
         found: dict[int, dict[str, float]] = {}
         for path in self.runner_logs:
-            for line in path.read_text(errors="replace").splitlines():
-                match = PHASES.search(line)
-                if match:
-                    found[int(match.group(1))] = {
-                        k: float(v.removesuffix("ms")) / 1000
-                        for k, v in (part.split("=") for part in match.group(2).split())
-                    }
+            for text in path.read_text(errors="replace").splitlines():
+                try:
+                    line = json.loads(text)
+                except ValueError:
+                    continue
+                if isinstance(line, dict) and line.get("event") == "reported":
+                    found[int(line["run_id"])] = {k: v / 1000 for k, v in line["phases_ms"].items()}
         return found
 
 
@@ -137,6 +137,8 @@ def start_stack(workdir: Path) -> Stack:
         "MINITOWER_SERVER_URL": f"http://127.0.0.1:{port}",
         "MINITOWER_VENV_CACHE_DIR": str(workdir / "venvs"),
         "MINITOWER_LOG_LEVEL": "info",
+        # phases() reads the runners' JSON lines.
+        "MINITOWER_LOG_FORMAT": "json",
     }
     subprocess.run(
         [str(BIN / "minitowerd"), "migrate"],

@@ -74,7 +74,7 @@ def test_local_install_upgrade_and_drain(tmp_path: Path) -> None:
             reaped.join(10)
             assert f"runner {runner.proc.pid} exited" in drained.stdout
             assert runner.proc.returncode == 0
-            assert "drained: no run in hand, exiting" in runner.log()
+            assert runner.events("drained: no run in hand, exiting", service="runner")
             finished = run_step(
                 "scale-and-drain", "verify-run-finished", env={**cli, "RUN_ID": str(run_id)}
             )

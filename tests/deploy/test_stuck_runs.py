@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 from tests.support.clients import RunnerClient, TeamClient, check
-from tests.support.processes import LiveApi, fast_runner_env
+from tests.support.processes import LiveApi, fast_runner_env, log_events
 from tests.support.runbooks import run_step
 from tests.support.waiting import wait_for
 
@@ -86,7 +86,8 @@ def test_a_run_queued_where_no_runner_serves_starts_once_the_runbook_starts_one(
     finally:
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
-    assert "registered" in (tmp_path / "gpu-1.log").read_text()
+    lines = log_events((tmp_path / "gpu-1.log").read_text())
+    assert any(line["event"] == "registered" and line["runner"] == "gpu-1" for line in lines)
 
 
 def test_a_run_lost_with_its_runner_and_no_reaper_moves_on_after_the_runbook_pass(

@@ -79,7 +79,8 @@ def spawn(name: str, args: list[str], env: dict[str, str], log_path: Path) -> Pr
     log_file = log_path.open("wb")
     proc = subprocess.Popen(
         [script(name), *args],
-        env={**os.environ, **env},
+        # JSON whatever the caller's environment says: events() reads it.
+        env={**os.environ, "MINITOWER_LOG_FORMAT": "json", **env},
         stdout=log_file,
         stderr=subprocess.STDOUT,
         cwd=log_path.parent,
