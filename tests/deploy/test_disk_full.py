@@ -110,7 +110,9 @@ def test_a_full_objects_volume_refuses_uploads_then_the_runbook_frees_it(
         # Everything but uploads goes on: reads, readiness, new runs.
         assert check(http.get("/ready"), 200)["status"] == "ok"
         assert team.create_run("big")["status"] == "queued"
-        assert "object store full" in api.log()
+        assert api.events(
+            "object store full: uploads are refused with 507 until space is freed", level="error"
+        )
 
         env = {
             "MINITOWER_DB_PATH": api.env["MINITOWER_DB_PATH"],
