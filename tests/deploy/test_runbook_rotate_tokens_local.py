@@ -57,7 +57,7 @@ def local(tmp_path: Path, make_live_api: Callable[[dict[str, str]], LiveApi]) ->
 
 
 def _registrations(process: Process) -> int:
-    return process.log().count("registered: runner=worker-1")
+    return len(process.events("registered", runner="worker-1"))
 
 
 def _wait_status(team: TeamClient, run_id: int, statuses: set[str], timeout: float) -> Any:

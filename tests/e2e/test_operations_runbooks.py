@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import REGISTRATION_TOKEN, Stack, bring_up, tear_down
+from tests.support.processes import log_events
 from tests.support.runbooks import run_step
 from tests.support.waiting import wait_for
 
@@ -53,7 +54,9 @@ def env(stack: Stack, tmp_path: Path) -> dict[str, str]:
 def _registrations(stack: Stack) -> dict[str, int]:
     """How often each runner container registered, by runner name (its short id)."""
     return {
-        c.id[:12]: c.logs().decode(errors="replace").count("registered: runner=")
+        c.id[:12]: sum(
+            line["event"] == "registered" for line in log_events(c.logs().decode(errors="replace"))
+        )
         for c in stack.containers("runner")
     }
 
