@@ -76,6 +76,26 @@ def test_restore_refuses_while_the_api_has_the_database_open(
         api.stop()
 
 
+def test_restore_replaces_a_damaged_database_and_keeps_it_with_its_wal(
+    tmp_path: Path, migrated_template: Path
+) -> None:
+    state = new_state(tmp_path, migrated_template)
+    add_team(state, "saved")
+    assert minitowerd("backup", str(tmp_path / "b"), env=state.env, cwd=tmp_path).returncode == 0
+    state.db.write_bytes(b"not a database at all" * 100)
+    wal = state.db.with_name(state.db.name + "-wal")
+    wal.write_bytes(b"the last commits, maybe")
+
+    done = minitowerd("restore", str(tmp_path / "b"), "--force", env=state.env, cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert teams(state) == ["saved"]
+    assert not wal.exists()
+    (kept,) = state.db.parent.glob("minitower.db.before-restore-*[0-9TZ]")
+    assert kept.read_bytes().startswith(b"not a database")
+    assert kept.with_name(kept.name + "-wal").read_bytes() == b"the last commits, maybe"
+
+
 def test_restore_refuses_a_damaged_backup(tmp_path: Path, migrated_template: Path) -> None:
     state = new_state(tmp_path, migrated_template)
     assert minitowerd("backup", str(tmp_path / "b"), env=state.env, cwd=tmp_path).returncode == 0

@@ -241,6 +241,18 @@ def test_a_short_metrics_token_is_refused_in_production() -> None:
         ApiSettings(metrics_token="short")  # type: ignore[arg-type]
 
 
+def test_an_empty_metrics_token_means_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    # compose passes MINITOWER_METRICS_TOKEN=${MINITOWER_METRICS_TOKEN:-}: empty is unset.
+    monkeypatch.setenv("MINITOWER_METRICS_TOKEN", "")
+    assert ApiSettings().metrics_token is None
+
+
+def test_storage_full_series_exist_before_any_refusal(make_client: ClientFactory) -> None:
+    found = samples_of(check_text(make_client().get("/metrics")))
+    for volume in ("database", "objects"):
+        assert found[("minitower_storage_full_total", frozenset({("volume", volume)}))] == 0
+
+
 def check_text(response: Any) -> str:
     assert response.status_code == 200, response.text
     text: str = response.text

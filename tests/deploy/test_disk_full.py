@@ -113,6 +113,8 @@ def test_a_full_objects_volume_refuses_uploads_then_the_runbook_frees_it(
         assert api.events(
             "object store full: uploads are refused with 507 until space is freed", level="error"
         )
+        metrics = http.get("/metrics").text
+        assert 'minitower_storage_full_total{volume="objects"} 1.0' in metrics
 
         env = {
             "MINITOWER_DB_PATH": api.env["MINITOWER_DB_PATH"],

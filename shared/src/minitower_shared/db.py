@@ -54,6 +54,9 @@ def create_db_engine(
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=False,
+        # Errors quote the statement; its parameters hold run input, log lines and token
+        # hashes, which must not reach the logs with them.
+        hide_parameters=True,
     )
 
     @event.listens_for(engine, "connect")

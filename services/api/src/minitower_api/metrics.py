@@ -11,6 +11,7 @@ so an operator who does not want them readable by anyone reaching the port sets
 MINITOWER_METRICS_TOKEN (README, "Metrics").
 """
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,6 +33,8 @@ from minitower_shared.store import reaper_passes as pass_store
 from minitower_shared.store import runners as runner_store
 from minitower_shared.store import runs as run_store
 from minitower_shared.store import teams as team_store
+
+log = logging.getLogger("minitower.api")
 
 ReadSession = Callable[[], AbstractContextManager[Session]]
 
@@ -150,6 +154,16 @@ class Metrics:
             ["app", "status"],
             registry=self.registry,
         )
+        # Both series exist from the start at 0, so the first refusal is an increase an
+        # alert can see (a labelled child that appears at 1 has none).
+        self.storage_full = Counter(
+            "minitower_storage_full",
+            "Writes refused with 507 because a volume is full, by volume",
+            ["volume"],
+            registry=self.registry,
+        )
+        for volume in ("database", "objects"):
+            self.storage_full.labels(volume)
         build = Info("minitower_build", "The running minitowerd", registry=self.registry)
         build.info({"version": _version()})
         self.registry.register(_DatabaseCollector(read))
@@ -160,8 +174,14 @@ class Metrics:
             known = self._app_labels.get(app_id)
         if known is not None:
             return known
-        with self._read() as session:
-            label = app_store.app_label(session, app_id) or f"app-{app_id}"
+        try:
+            with self._read() as session:
+                label = app_store.app_label(session, app_id) or f"app-{app_id}"
+        except SQLAlchemyError:
+            # Called after the request's own transaction committed (a lease granted, a
+            # result stored): a busy database must not turn that into an error answer.
+            log.warning("metrics: app label not read", extra={"app_id": app_id})
+            return f"app-{app_id}"
         with self._app_labels_lock:
             self._app_labels[app_id] = label
         return label

@@ -23,7 +23,12 @@ MIN_SECRET_LENGTH = 16
 
 class ApiSettings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="MINITOWER_", env_file=".env", extra="ignore", frozen=True
+        # An empty variable means unset: compose passes `${VAR:-}` for optional ones.
+        env_prefix="MINITOWER_",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        env_ignore_empty=True,
     )
 
     env: Literal["dev", "production"] = "production"

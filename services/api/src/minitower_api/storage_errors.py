@@ -56,6 +56,11 @@ def install_storage_error_handlers(app: FastAPI) -> None:
             )
         if condition == "full":
             log.error("database or disk is full", extra=ids)
+            # Counted where the app is the API (it has services); the handlers also
+            # serve bare apps built on the API's error handling.
+            services = getattr(request.app.state, "services", None)
+            if services is not None:
+                services.metrics.storage_full.labels("database").inc()
             return error_response(
                 507,
                 "insufficient_storage",

@@ -12,7 +12,12 @@ from minitower_shared.logging_setup import LogFormat
 
 class ReaperSettings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="MINITOWER_", env_file=".env", extra="ignore", frozen=True
+        # An empty variable means unset: compose passes `${VAR:-}` for optional ones.
+        env_prefix="MINITOWER_",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        env_ignore_empty=True,
     )
 
     db_path: Path = Path("minitower.db")

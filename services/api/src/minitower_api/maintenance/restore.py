@@ -29,6 +29,7 @@ from minitower_shared.migrate import alembic_config, head_revision
 # How long to wait for the write lock before deciding someone is using the database.
 IN_USE_TIMEOUT = 2.0
 SIDECARS = ("-wal", "-shm", "-journal")
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 @dataclass(frozen=True)
@@ -57,12 +58,18 @@ def verify_backup(src: Path) -> Manifest:
     return manifest
 
 
-def close_for_replacement(db_path: Path) -> None:
+def close_for_replacement(db_path: Path) -> bool:
     """Refuse if another process has the database open; otherwise fold its WAL into the
-    file (leaving the database in rollback-journal mode, with no -wal to lose).
+    file (leaving the database in rollback-journal mode, with no -wal to lose) and answer
+    True. A damaged database (the usual reason to restore) cannot be folded: answer
+    False, and its -wal and -shm must be kept aside with it.
 
     Leaving WAL mode needs the only connection to the file: SQLite answers "database is
     locked" while the API or the reaper holds one, even an idle one in their pools."""
+    with db_path.open("rb") as file:
+        # Opening a file that is not a database can make SQLite drop its -wal: look first.
+        if file.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+            return False
     try:
         with closing(sqlite3.connect(db_path, timeout=IN_USE_TIMEOUT)) as conn:
             (mode,) = conn.execute("PRAGMA journal_mode=DELETE").fetchone()
@@ -73,11 +80,14 @@ def close_for_replacement(db_path: Path) -> None:
                 "(compose: docker compose stop api reaper)"
             ) from exc
         raise MaintenanceError(f"cannot open database {db_path}: {exc}") from exc
+    except sqlite3.DatabaseError:
+        return False  # "file is not a database", "database disk image is malformed"
     if mode != "delete":
         raise MaintenanceError(
             f"database {db_path} is in use: stop the API and the reaper first "
             "(compose: docker compose stop api reaper)"
         )
+    return True
 
 
 def restore_objects(src: Path, objects_dir: Path) -> tuple[int, int]:
@@ -126,8 +136,7 @@ def restore_backup(src: Path, db_path: Path, objects_dir: Path, *, force: bool) 
             f"database {db_path} exists: pass --force to replace it (it is kept as "
             f"{db_path.name}.before-restore-<time>)"
         )
-    if exists:
-        close_for_replacement(db_path)
+    folded = close_for_replacement(db_path) if exists else True
     db_path.parent.mkdir(parents=True, exist_ok=True)
     # Objects first: the restored database must never reference an object not yet there.
     added, present = restore_objects(src / OBJECTS, objects_dir)
@@ -144,9 +153,14 @@ def restore_backup(src: Path, db_path: Path, objects_dir: Path, *, force: bool) 
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         kept = db_path.with_name(f"{db_path.name}.before-restore-{stamp}")
         os.replace(db_path, kept)
-    # A -wal left beside the path would be replayed into the restored file.
+    # A -wal left beside the path would be replayed into the restored file. Folded, it
+    # holds nothing; beside a damaged file it may hold the last commits: keep it with it.
     for suffix in SIDECARS:
-        db_path.with_name(db_path.name + suffix).unlink(missing_ok=True)
+        sidecar = db_path.with_name(db_path.name + suffix)
+        if not folded and kept is not None and sidecar.exists():
+            os.replace(sidecar, kept.with_name(kept.name + suffix))
+        else:
+            sidecar.unlink(missing_ok=True)
     os.replace(temp, db_path)
     fsync_dir(db_path.parent)
     return RestoreReport(

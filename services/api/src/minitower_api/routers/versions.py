@@ -95,8 +95,9 @@ def _parse_plain_json(text: str) -> Any:
 
 
 def _vet_upload(
-    objects: ObjectStore, artifact: UploadFile, settings: ApiSettings
+    services: Services, artifact: UploadFile, settings: ApiSettings
 ) -> tuple[Path, str, int, ArchiveListing]:
+    objects = services.objects
     try:
         temp, sha256, size = objects.spool(artifact.file, max_bytes=settings.max_artifact_bytes)
     except TooLarge as exc:
@@ -107,6 +108,7 @@ def _vet_upload(
             f"({settings.max_artifact_bytes} bytes)",
         ) from exc
     except StoreFull as exc:
+        services.metrics.storage_full.labels("objects").inc()
         raise insufficient_storage(_STORE_FULL) from exc
     try:
         listing = inspect_archive(temp, max_unpacked_bytes=settings.max_unpacked_bytes)
@@ -143,7 +145,7 @@ def upload_version(
     settings = services.settings
     with services.read() as session:
         require_app(session, caller.team_id, app)
-    temp, sha256, size, listing = _vet_upload(services.objects, artifact, settings)
+    temp, sha256, size, listing = _vet_upload(services, artifact, settings)
     try:
         manifest = _Manifest(listing, settings, entrypoint, timeout_seconds, params_schema)
     except ApiError:
@@ -173,6 +175,7 @@ def _store_version(
             try:
                 created = services.objects.commit(temp, key)
             except StoreFull as exc:
+                services.metrics.storage_full.labels("objects").inc()
                 raise insufficient_storage(_STORE_FULL) from exc
             version = app_store.create_version(
                 session,
