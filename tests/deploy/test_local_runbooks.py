@@ -34,6 +34,8 @@ def test_local_install_upgrade_and_drain(tmp_path: Path) -> None:
     settings = read_env(env_file)
     migrated = run_step("install", "local-migrate", env=local)
     assert f"database {settings['MINITOWER_DB_PATH']} is up to date" in migrated.stdout
+    # Loopback, for a proxy in front; the test's API takes a free port instead of 8080.
+    assert settings.pop("MINITOWER_LISTEN_ADDR") == "127.0.0.1:8080"
     api = start_api(tmp_path, Path(settings["MINITOWER_DB_PATH"]), settings)
     reaper = start_reaper(
         tmp_path,

@@ -6,6 +6,7 @@ Leases last 30 s here (production: 60 s), longer than the API's restart; the dra
 timeout (40 s) is longer than the in-flight runs (about 30 s).
 """
 
+import json
 import os
 import sys
 import time
@@ -73,17 +74,12 @@ def test_upgrade_keeps_data_and_runs_in_flight(stack: Stack, tmp_path: Path) -> 
         assert stack.wait_status(run_id)["status"] == "completed"
     before = snapshot(stack, finished)
     versions = check(stack.team.get("/api/v1/apps/hello/versions"), 200)["versions"]
-    # In flight: two running (one per runner), one queued behind them.
-    stack.deploy("slow", SLOW)
-    in_flight = [stack.start_run("slow") for _ in range(3)]
-    wait_for(
-        lambda: sum(stack.run(r)["status"] == "running" for r in in_flight) == 2,
-        timeout=60,
-        what="two slow runs to be running",
-    )
-
     record = tmp_path / "schema-before.txt"
-    old = stack.runbook_env(MINITOWER_UPGRADE_RECORD=str(record), PATH=PATH)
+    old = stack.runbook_env(
+        MINITOWER_UPGRADE_RECORD=str(record),
+        MINITOWER_BACKUP_DIR=str(tmp_path / "backups"),
+        PATH=PATH,
+    )
     recorded = run_step(
         "upgrade", "compose-record-before", env={**old, "MINITOWER_IMAGE_TAG": "previous"}
     )
@@ -93,6 +89,19 @@ def test_upgrade_keeps_data_and_runs_in_flight(stack: Stack, tmp_path: Path) -> 
     started = time.monotonic()
     checked = run_step("upgrade", "compose-check-images", env=new)
     assert "minitower/api:latest revision" in checked.stdout
+    backed_up = run_step("upgrade", "compose-backup-before-upgrade", env=new)
+    backup = Path(backed_up.stdout.strip().splitlines()[-1].removeprefix("backup: "))
+    manifest = json.loads((backup / "manifest.json").read_text())
+    assert manifest["schema_revision"] == record.read_text().strip()
+
+    # Runs keep coming: two running (one per runner), one queued behind them.
+    stack.deploy("slow", SLOW)
+    in_flight = [stack.start_run("slow") for _ in range(3)]
+    wait_for(
+        lambda: sum(stack.run(r)["status"] == "running" for r in in_flight) == 2,
+        timeout=60,
+        what="two slow runs to be running",
+    )
     migrated = run_step("upgrade", "compose-migrate", env=new)
     assert "is up to date" in migrated.stdout
     run_step("upgrade", "compose-restart-control-plane", env=new)
@@ -129,9 +138,29 @@ def test_upgrade_keeps_data_and_runs_in_flight(stack: Stack, tmp_path: Path) -> 
         check=False,
     )
     if after != record.read_text().strip():
-        # The new release migrated: the old one cannot run on this database.
+        # The new release migrated: the old one cannot run on this database until the
+        # backup taken before the migration is back.
         assert back.returncode != 0 and "restore the backup" in back.stderr, back
         assert images(stack, "api") == {"minitower/api:latest"}
+        restored = run_step(
+            "upgrade",
+            "compose-roll-back-restore",
+            env={**new, "MINITOWER_RESTORE_FROM": str(backup)},
+        )
+        assert f"schema revision {record.read_text().strip()}" in restored.stdout
+        back = run_step(
+            "upgrade",
+            "compose-roll-back-images",
+            env={**old, "MINITOWER_IMAGE_TAG": "previous"},
+            timeout=400,
+        )
+        assert images(stack, "api") == {"minitower/api:previous"}
+        assert images(stack, "runner") == {"minitower/runner:previous"}
+        assert schema_revision(stack) == record.read_text().strip()
+        # The backup's runs and versions, not the later ones: the window is lost.
+        stack.wait_ready()
+        assert check(stack.team.get("/api/v1/apps/hello/versions"), 200)["versions"] == versions
+        assert stack.team.get(f"/api/v1/runs/{again['run_id']}").status_code == 404
     else:
         assert back.returncode == 0, back.stderr
         assert images(stack, "runner") == {"minitower/runner:previous"}
