@@ -28,6 +28,8 @@ def test_a_lock_held_past_the_busy_timeout_answers_503_then_the_api_recovers(
 ) -> None:
     client = make_client(db_busy_timeout=0.3)
     team = TeamClient.bootstrap(client, "acme", BOOTSTRAP_TOKEN)
+    # Never used yet: its first use records last_used_at, a write the lock refuses.
+    fresh = check(team.post("/api/v1/tokens", json={"name": "fresh"}), 201)["token"]
     with closing(sqlite3.connect(db_path, isolation_level=None)) as holder:
         holder.execute("BEGIN IMMEDIATE")
         with caplog.at_level(logging.WARNING, logger="minitower.api"):
@@ -37,12 +39,15 @@ def test_a_lock_held_past_the_busy_timeout_answers_503_then_the_api_recovers(
         assert refused.headers["retry-after"] == str(RETRY_AFTER_SECONDS)
         # Reads never wait for the write lock in WAL mode: the health check stays green.
         check(client.get("/ready"), 200)
+        # Nor does an authenticated read: recording the token's use is bookkeeping.
+        read = client.get("/api/v1/apps", headers={"Authorization": f"Bearer {fresh}"})
+        check(read, 200)
         holder.execute("COMMIT")
     busy = [r for r in caplog.records if r.getMessage() == "database busy"]
     assert [(r.method, r.path) for r in busy] == [("POST", "/api/v1/tokens")]  # type: ignore[attr-defined]
     created = check(team.post("/api/v1/tokens", json={"name": "after the lock"}), 201)
     names = [t["name"] for t in check(team.get("/api/v1/tokens"), 200)["tokens"]]
-    assert names == ["bootstrap", created["name"]]
+    assert names == ["bootstrap", "fresh", created["name"]]
 
 
 def _app_over(engine: Engine) -> FastAPI:

@@ -1,5 +1,6 @@
 """Request dependencies: the database, the caller's identity, pagination."""
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -10,6 +11,7 @@ from fastapi import Depends, Header, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from minitower_api.errors import forbidden, invalid, unauthorized
@@ -17,6 +19,7 @@ from minitower_api.longpoll import QueueSignal
 from minitower_api.metrics import Metrics
 from minitower_api.objects import ObjectStore
 from minitower_api.settings import ApiSettings
+from minitower_api.storage_errors import sqlite_condition
 from minitower_shared.clock import utcnow
 from minitower_shared.db import read_session, write_session
 from minitower_shared.models import Runner, Team, TeamToken
@@ -25,6 +28,8 @@ from minitower_shared.states import TokenRole
 from minitower_shared.store import runners as runner_store
 from minitower_shared.store import teams as team_store
 from minitower_shared.tokens import hash_token, same_secret
+
+log = logging.getLogger("minitower.api")
 
 
 @dataclass
@@ -93,8 +98,15 @@ def current_caller(services: ServicesDep, credentials: BearerDep) -> Caller:
         raise unauthorized("invalid or revoked team token")
     now = utcnow()
     if token.last_used_at is None or now - token.last_used_at >= team_store.LAST_USED_RESOLUTION:
-        with services.write() as session:
-            team_store.touch_token(session, token, now)
+        try:
+            with services.write() as session:
+                team_store.touch_token(session, token, now)
+        except OperationalError as exc:
+            # Bookkeeping only: a read must not fail because the write lock is held
+            # (a long backup, a stuck writer); a later request records the use.
+            if sqlite_condition(exc) is None:
+                raise
+            log.warning("token use not recorded: database busy or full")
     return Caller(team=team, token=token)
 
 
