@@ -2,10 +2,7 @@
 taking log lines while the backup runs; the copy must hold every acknowledged run."""
 
 import json
-import os
-import shutil
 import sqlite3
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +16,7 @@ from tests.api.maintenance_helpers import State, minitowerd, new_state, one_line
 from tests.conftest import BOOTSTRAP_TOKEN, HELLO_TOWERFILE, REGISTRATION_TOKEN, make_archive
 from tests.support.clients import RunnerClient, TeamClient, check
 from tests.support.processes import start_api
+from tests.support.volumes import small_tmpfs
 
 
 class RunCreator(threading.Thread):
@@ -158,21 +156,8 @@ def test_backup_of_a_missing_database_is_one_line(tmp_path: Path) -> None:
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A 64 KiB tmpfs: smaller than a migrated database."""
-    mount_point = tmp_path / "tiny"
-    mount_point.mkdir()
-    if not shutil.which("mount") or os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(tmp_path / "tiny", 64 * 1024) as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=True)
 
 
 def test_backup_on_a_full_disk_is_one_line_and_leaves_nothing(

@@ -5,7 +5,6 @@ again."""
 
 import os
 import secrets
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,12 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN, docker_prerequisite_missing
+from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 from tests.conftest import make_archive as archive_of
 from tests.support.clients import TeamClient, check
 from tests.support.databases import copy_database
 from tests.support.processes import LiveApi, start_api
 from tests.support.runbooks import run_step
+from tests.support.volumes import small_tmpfs
 
 VOLUME_BYTES = 1024 * 1024
 # Random bytes do not compress: each upload takes about this much of the volume.
@@ -40,22 +40,8 @@ def _archive() -> bytes:
 @pytest.fixture
 def small_volume(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs mounted where the API keeps its objects."""
-    objects = tmp_path / "objects"
-    objects.mkdir()
-    if os.geteuid() != 0:
-        docker_prerequisite_missing("mounting a small tmpfs needs root: run as root (as CI does)")
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={VOLUME_BYTES}", "tmpfs", str(objects)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        docker_prerequisite_missing(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "objects", VOLUME_BYTES) as objects:
         yield objects
-    finally:
-        subprocess.run(["umount", str(objects)], check=True, timeout=30)
 
 
 @pytest.fixture
