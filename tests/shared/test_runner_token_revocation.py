@@ -5,26 +5,16 @@ revocation finds nothing left to revoke."""
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from minitower_shared.clock import utcnow
 from minitower_shared.db import read_session, write_session
 from minitower_shared.models import Runner
 from minitower_shared.store import runners as runner_store
 from minitower_shared.tokens import RUNNER_TOKEN_PREFIX, hash_token, new_token
+from tests.support.seed import add_runner
 
 
 def _register(engine: Engine, name: str) -> tuple[int, str]:
     token = new_token(RUNNER_TOKEN_PREFIX)
-    with write_session(engine) as session:
-        runner, _ = runner_store.register_runner(
-            session,
-            name=name,
-            environment="default",
-            labels={},
-            token_hash=hash_token(token),
-            now=utcnow(),
-        )
-    assert runner.id is not None
-    return runner.id, token
+    return add_runner(engine, name, token=token), token
 
 
 def _runner_of(engine: Engine, token: str) -> Runner | None:

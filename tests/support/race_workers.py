@@ -17,9 +17,9 @@ from minitower_shared.db import create_db_engine, write_session
 from minitower_shared.models import RunAttempt
 from minitower_shared.states import AttemptStatus
 from minitower_shared.store import leases as lease_store
-from minitower_shared.store import runners as runner_store
 from minitower_shared.store.leases import LeaseGrant, LeaseRefusal, Outcome
-from minitower_shared.tokens import LEASE_TOKEN_PREFIX, RUNNER_TOKEN_PREFIX, hash_token, new_token
+from minitower_shared.tokens import LEASE_TOKEN_PREFIX, hash_token, new_token
+from tests.support.seed import add_runner
 
 WORKER_TTL_SECONDS = 60.0
 
@@ -49,17 +49,7 @@ def _lease_until_empty(
     ttl = timedelta(seconds=WORKER_TTL_SECONDS)
     engine = create_db_engine(db_path, pool_size=1)
     try:
-        with write_session(engine) as session:
-            runner, _ = runner_store.register_runner(
-                session,
-                name=name,
-                environment="default",
-                labels={},
-                token_hash=hash_token(new_token(RUNNER_TOKEN_PREFIX)),
-                now=utcnow(),
-            )
-            runner_id = runner.id
-        assert runner_id is not None
+        runner_id = add_runner(engine, name)
         # Everyone starts hammering at the same moment.
         start_barrier.wait(timeout=60)
         done: list[tuple[int, int]] = []

@@ -76,14 +76,16 @@ def add_runner(
     *,
     environment: str = "default",
     now: datetime | None = None,
+    token: str | None = None,
 ) -> int:
+    """A registered runner's id; ``token`` is its runner token (default: a new one)."""
     with write_session(engine) as session:
         runner, _created = runner_store.register_runner(
             session,
             name=name,
             environment=environment,
             labels={},
-            token_hash=hash_token(new_token(RUNNER_TOKEN_PREFIX)),
+            token_hash=hash_token(token or new_token(RUNNER_TOKEN_PREFIX)),
             now=now or utcnow(),
         )
         assert runner.id is not None
