@@ -1,10 +1,12 @@
 """Fixtures shared by every test tier: temporary databases, the in-process API, a live
 API process, archives and clients that act as a team or a runner."""
 
+import contextlib
 import functools
 import io
 import os
 import shutil
+import signal
 import subprocess
 import tarfile
 from collections.abc import Callable, Iterator
@@ -22,6 +24,7 @@ from minitower_shared.migrate import upgrade_to_head
 from tests.support.clients import RunnerClient, TeamClient
 from tests.support.databases import copy_database
 from tests.support.processes import LiveApi, start_api
+from tests.support.proctree import alive, children_of, command_line
 
 BOOTSTRAP_TOKEN = "test-bootstrap-token-0123456789"
 REGISTRATION_TOKEN = "test-registration-token-0123456789"
@@ -34,6 +37,23 @@ def _docker_available() -> bool:
         return False
     probe = subprocess.run([docker, "info"], capture_output=True, timeout=20, check=False)
     return probe.returncode == 0
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A process the suite started and never stopped (a runner polling a dead API, say)
+    would outlive the run on the machine: name it, kill it and fail the session."""
+    left = {pid: command_line(pid) for pid in children_of(os.getpid()) if alive(pid)}
+    if not left:
+        return
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    lines = "\n".join(f"  pid {pid}: {cmd}" for pid, cmd in sorted(left.items()))
+    session.config.get_terminal_writer().line(
+        f"\nFAILED: the suite left {len(left)} process(es) running (now killed):\n{lines}",
+        red=True,
+    )
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

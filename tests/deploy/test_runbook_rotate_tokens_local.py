@@ -48,11 +48,14 @@ def local(tmp_path: Path, make_live_api: Callable[[dict[str, str]], LiveApi]) ->
     runner_env = fast_runner_env("default", tmp_path / "venvs", REGISTRATION_TOKEN)
     runner = start_runner(tmp_path, api.url, "worker-1", runner_env)
     http = api.client()
+    state: Local | None = None
     try:
         team = TeamClient.bootstrap(http, "acme", BOOTSTRAP_TOKEN)
-        yield Local(api=api, runner=runner, team=team, workdir=tmp_path, runner_env=runner_env)
+        state = Local(api=api, runner=runner, team=team, workdir=tmp_path, runner_env=runner_env)
+        yield state
     finally:
-        runner.stop(timeout=20)
+        # A test may put a new runner in the first one's place: stop whichever runs now.
+        (state.runner if state is not None else runner).stop(timeout=20)
         http.close()
 
 
