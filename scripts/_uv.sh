@@ -1,5 +1,5 @@
 # Sourced by the other scripts: find or install uv, then sync the workspace.
-# Needs only Python 3.11 with its venv module; uv itself comes from PyPI.
+# Needs only Python 3.11–3.13 with its venv module; uv itself comes from PyPI.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
