@@ -48,7 +48,7 @@ def test_pattern_properties_and_additional_properties_run_on_re2() -> None:
     }
     check_params_schema(schema)
     assert prepare_input(schema, {"xxx": 1}) == {"xxx": 1}
-    with pytest.raises(InputError, match="must be|is not of type"):
+    with pytest.raises(InputError, match=r"is not of type"):
         prepare_input(schema, {"xxx": "one"})
     started = time.monotonic()
     with pytest.raises(InputError, match="not match any of the regexes"):
@@ -74,7 +74,7 @@ def test_property_names_patterns_run_on_re2() -> None:
     ],
 )
 def test_a_pattern_re2_cannot_run_is_refused_at_upload(schema: dict[str, Any]) -> None:
-    with pytest.raises(InputError, match="a pattern the server cannot run.*RE2"):
+    with pytest.raises(InputError, match=r"a pattern the server cannot run.*RE2"):
         check_params_schema(schema)
 
 
@@ -160,7 +160,7 @@ def test_validation_stops_at_its_time_budget() -> None:
     schema = _exponential_schema(40)
     limits = InputLimits(validation_timeout=0.2)
     started = time.monotonic()
-    with pytest.raises(InputError, match="took more than 0.2 s"):
+    with pytest.raises(InputError, match=r"took more than 0\.2 s"):
         prepare_input(schema, {"x": {}}, limits)
     assert time.monotonic() - started < 1
 
@@ -168,5 +168,5 @@ def test_validation_stops_at_its_time_budget() -> None:
 def test_a_schema_too_slow_for_even_an_empty_input_is_refused_at_upload() -> None:
     schema = _exponential_schema(40)
     schema["allOf"] = [{"$ref": "#/$defs/l0"}]  # applies to the input object itself
-    with pytest.raises(InputError, match="takes more than 0.2 s"):
+    with pytest.raises(InputError, match=r"takes more than 0\.2 s"):
         check_params_schema(schema, InputLimits(validation_timeout=0.2))
