@@ -120,9 +120,12 @@ def _vet_upload(
             max_unpacked_bytes=settings.max_unpacked_bytes,
             max_towerfile_bytes=settings.max_towerfile_bytes,
         )
-    except UnsafeArchiveError as exc:
+    except BaseException as exc:
+        # Whatever went wrong (an unexpected error too), the temporary file must go.
         temp.unlink(missing_ok=True)
-        raise invalid(f"artifact refused: {exc}") from exc
+        if isinstance(exc, UnsafeArchiveError):
+            raise invalid(f"artifact refused: {exc}") from exc
+        raise
     return temp, sha256, size, listing
 
 
@@ -156,7 +159,8 @@ def upload_version(
     temp, sha256, size, listing = _vet_upload(services, artifact, settings)
     try:
         manifest = _Manifest(listing, settings, entrypoint, timeout_seconds, params_schema)
-    except ApiError:
+    except BaseException:
+        # A 400, but also any error nobody foresaw: nothing of the upload may stay behind.
         temp.unlink(missing_ok=True)
         raise
     key = ObjectStore.artifact_key(sha256)
