@@ -12,6 +12,8 @@ import pytest
 from tests.support import hostile
 from tests.support.processes import LiveApi
 
+pytestmark = pytest.mark.hostile
+
 MAX_SECONDS = 2.0
 MAX_RSS_GROWTH = 100 * hostile.MiB
 # /health is served between the hostile request's steps; slow, but never stuck.
