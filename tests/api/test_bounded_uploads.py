@@ -7,6 +7,7 @@ import json
 import os
 import tarfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +156,31 @@ def test_stale_upload_files_are_swept_at_start_up(settings: ApiSettings) -> None
         assert client.get("/health").status_code == 200
     assert not stale.exists()
     assert fresh.exists(), "an upload being received right now must be left alone"
+
+
+def test_a_chunked_upload_over_the_limit_is_cut_off_and_leaves_nothing(
+    make_client: ClientFactory, objects_dir: Path
+) -> None:
+    """No Content-Length to refuse up front: the read that crosses the limit answers 413
+    (the limit is the artifact's plus 1 MiB of form), and nothing of it is kept."""
+    client = make_client(max_artifact_bytes=2_000)
+    team = TeamClient.bootstrap(client, "acme", BOOTSTRAP_TOKEN)
+    team.create_app("hello")
+
+    def body() -> Iterator[bytes]:
+        yield (
+            b'--b\r\nContent-Disposition: form-data; name="artifact"; filename="a.tar.gz"\r\n'
+            b"Content-Type: application/gzip\r\n\r\n"
+        )
+        for _ in range(64):  # 4 MiB, well past the limit
+            yield b"x" * 65536
+        yield b"\r\n--b--\r\n"
+
+    response = team.post(
+        "/api/v1/apps/hello/versions",
+        content=body(),
+        headers={"Content-Type": "multipart/form-data; boundary=b", "Transfer-Encoding": "chunked"},
+    )
+    error = expect_error(response, 413, "payload_too_large")
+    assert str(1024 * 1024 + 2_000) in error["message"]
+    assert_object_store_empty(objects_dir)
