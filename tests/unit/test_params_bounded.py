@@ -100,7 +100,8 @@ UNIQUE = {"properties": {"rows": {"type": "array", "uniqueItems": True}}}
 def test_unique_items_on_8000_objects_is_fast() -> None:
     """jsonschema's fallback compares every pair of unsortable items: 66 s for these."""
     rows = [{"id": i, "tags": ["x", i]} for i in range(8000)]
-    assert elapsed(prepare_input, UNIQUE, {"rows": rows}) < 0.5
+    # Tenths of a second (a loaded CI machine: more); the pairwise comparison took 66 s.
+    assert elapsed(prepare_input, UNIQUE, {"rows": rows}) < 2
     with pytest.raises(InputError, match="non-unique"):
         prepare_input(UNIQUE, {"rows": [*rows, {"tags": ["x", 7], "id": 7}]})
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextvars
 import copy
 import functools
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -304,25 +305,37 @@ def _check_refs_resolve(schema: dict[str, Any]) -> None:
 
 
 def check_input_size(data: Any, limits: InputLimits) -> None:
-    """Refuse input with an array or object past the caps. Iterative: no stack to exhaust."""
-    pending: list[tuple[Any, str, int]] = [(data, "$", 1)]
+    """Refuse input with an array or object past the caps. Iterative: no stack to exhaust;
+    only containers are visited, and the path of one is spelled out only to report it."""
+    # (container, depth, the entry of its parent, its key or index there)
+    pending: list[tuple[Any, int, Any, Any]] = [(data, 1, None, None)]
     while pending:
-        item, path, depth = pending.pop()
-        if not isinstance(item, dict | list):
-            continue
+        entry = pending.pop()
+        item, depth = entry[0], entry[1]
         if depth > limits.max_depth:
             raise InputError(
-                f"input is nested more than {limits.max_depth} levels deep (at {path})"
+                f"input is nested more than {limits.max_depth} levels deep (at {_path(entry)})"
             )
         if len(item) > limits.max_items:
             kind = "object has" if isinstance(item, dict) else "array has"
             raise InputError(
-                f"input {kind} more than {limits.max_items} items (at {path}: {len(item)})"
+                f"input {kind} more than {limits.max_items} items (at {_path(entry)}: {len(item)})"
             )
-        if isinstance(item, dict):
-            pending.extend((value, f"{path}.{key}", depth + 1) for key, value in item.items())
-        else:
-            pending.extend((value, f"{path}[{i}]", depth + 1) for i, value in enumerate(item))
+        children = item.items() if isinstance(item, dict) else enumerate(item)
+        pending.extend(
+            (child, depth + 1, entry, key)
+            for key, child in children
+            if isinstance(child, dict | list)
+        )
+
+
+def _path(entry: tuple[Any, int, Any, Any]) -> str:
+    parts = []
+    while entry[2] is not None:
+        key = entry[3]
+        parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
+        entry = entry[2]
+    return "$" + "".join(reversed(parts))
 
 
 def prepare_input(
@@ -331,7 +344,8 @@ def prepare_input(
     """Return a copy of `data` with parameter defaults filled in, validated against `schema`."""
     limits = limits or InputLimits()
     check_input_size(data, limits)
-    filled = copy.deepcopy(data)
+    # Input is plain JSON (the request's body): a JSON round trip is the fast deep copy.
+    filled = json.loads(json.dumps(data))
     if schema is None:
         return filled
     properties = schema.get("properties")
