@@ -345,7 +345,7 @@ def prepare_input(
     limits = limits or InputLimits()
     check_input_size(data, limits)
     # Input is plain JSON (the request's body): a JSON round trip is the fast deep copy.
-    filled = json.loads(json.dumps(data))
+    filled: dict[str, Any] = json.loads(json.dumps(data))
     if schema is None:
         return filled
     properties = schema.get("properties")
