@@ -44,6 +44,10 @@ MAX_NAME_BYTES = 4096
 MAX_COMPONENT_BYTES = 255
 # pax extended headers and GNU long-name records: a name or two and some metadata.
 MAX_EXTENDED_HEADER_BYTES = 64 * 1024
+# ... and all of them in one archive: tarfile keeps every member's names in memory and
+# scans each pax header more than once. A pax writer's mtime/atime/ctime records for
+# 20,000 members come to about 3 MB.
+MAX_EXTENDED_TOTAL_BYTES = 8 * 1024 * 1024
 # Writers put at most a global header, a pax header and GNU long name and link records
 # before a member; tarfile recurses once per header, so a long chain is a RecursionError.
 _MAX_EXTENDED_CHAIN = 4
@@ -59,6 +63,7 @@ _EXTENDED_TYPES = (
     tarfile.GNUTYPE_LONGLINK,
 )
 _LOCAL_PAX_TYPES = (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE)
+_LOW_BYTES = bytes(range(128))
 # Headers, long-name records and padding around each member; generous so that only
 # archives that hide data outside their members' declared sizes hit the limit.
 _FRAMING_BYTES_PER_MEMBER = 8 * tarfile.BLOCKSIZE
@@ -198,6 +203,7 @@ def _walk_headers(reader: _CountingReader) -> None:
     """Follow the member headers as tarfile will, checking each extended header's size
     and content before its data is read; stop where tarfile would see the end."""
     chain: list[bytes] = []
+    extended_total = 0
     global_size: int | None = None
     pax_size: int | None = None
     while True:
@@ -205,7 +211,7 @@ def _walk_headers(reader: _CountingReader) -> None:
         if len(block) < tarfile.BLOCKSIZE or block.count(0) == tarfile.BLOCKSIZE:
             return  # the end, or truncated: tarfile's own pass says which
         size = _header_number(block[124:136])
-        if size is None or _header_number(block[148:156]) not in _checksums(block):
+        if size is None or not _checksum_ok(block):
             return  # not a header: tarfile ends the archive here too
         if size < 0:
             raise UnsafeArchiveError("archive has a member with a negative size")
@@ -218,6 +224,12 @@ def _walk_headers(reader: _CountingReader) -> None:
                 raise UnsafeArchiveError(
                     f"archive has an extended header (pax or GNU long name) of {size} bytes, "
                     f"more than the limit of {MAX_EXTENDED_HEADER_BYTES}"
+                )
+            extended_total += size
+            if extended_total > MAX_EXTENDED_TOTAL_BYTES:
+                raise UnsafeArchiveError(
+                    f"archive has more than {MAX_EXTENDED_TOTAL_BYTES} bytes of extended "
+                    "headers (pax or GNU long names) in all"
                 )
             data = reader.read(_blocks(size))[:size]
             if kind in (*_LOCAL_PAX_TYPES, tarfile.XGLTYPE):
@@ -256,13 +268,16 @@ def _header_number(field: bytes) -> int | None:
         return None
 
 
-def _checksums(block: bytes) -> tuple[int, int]:
-    """The header's checksum with its own field as spaces, over unsigned and signed bytes
-    (old writers used the latter)."""
+def _checksum_ok(block: bytes) -> bool:
+    """The header's checksum matches, summed with its own field as spaces over unsigned
+    bytes or (old writers) signed ones, as tarfile accepts."""
+    expected = _header_number(block[148:156])
+    unsigned = 256 + sum(block) - sum(block[148:156])
+    if expected == unsigned:
+        return True
     rest = block[:148] + block[156:]
-    unsigned = 256 + sum(rest)
-    signed = unsigned - 256 * sum(1 for byte in rest if byte > 127)
-    return unsigned, signed
+    high_bytes = len(rest.translate(None, _LOW_BYTES))
+    return expected == unsigned - 256 * high_bytes
 
 
 def _pax_records(data: bytes) -> dict[bytes, bytes]:
