@@ -409,6 +409,9 @@ def _member_name(info: tarfile.TarInfo) -> str:
         ) from None
     if info.name.startswith("/"):
         raise UnsafeArchiveError(f"archive member {info.name!r} has an absolute path")
+    if "\0" in info.name:
+        # No file name can hold one (and _check_parents sorts "/" as one).
+        raise UnsafeArchiveError(f"archive member {info.name!r} has a NUL in its name")
     _check_name_length(info.name, "member name")
     if info.linkname:
         _check_name_length(info.linkname, "link target")
@@ -483,21 +486,42 @@ def _read_towerfile(tar: tarfile.TarFile, info: tarfile.TarInfo, max_bytes: int)
 
 
 def _check_parents(members: Sequence[_Member], kinds: Mapping[str, _Kind]) -> None:
-    """Refuse members stored under a symlink or a file: writing them would follow the link."""
-    for member in members:
-        parts = member.name.split("/")
-        for depth in range(1, len(parts)):
-            parent = "/".join(parts[:depth])
-            kind = kinds.get(parent)
-            if kind == "symlink":
-                raise UnsafeArchiveError(
-                    f"archive member {member.info.name!r} is stored under the symlink {parent!r}"
-                )
-            if kind is not None and kind != "dir":
-                raise UnsafeArchiveError(
-                    f"archive member {member.info.name!r} is stored under {parent!r}, "
-                    "which is not a directory"
-                )
+    """Refuse members stored under a symlink or a file: writing them would follow the link.
+
+    One pass over the names sorted component by component (a "/" sorts as NUL, which no
+    name holds): the names below any name then follow it directly, so a stack of the
+    enclosing non-directories finds every member below one. Checking each parent path of
+    each name instead was quadratic in the depth (20,000 names 60 deep: 4 s).
+    """
+    under: dict[str, str] = {}  # member name -> the shallowest non-directory above it
+    enclosing: list[str] = []  # sort keys of the non-directories the sweep is inside
+    for name in sorted(kinds, key=_sort_key):
+        key = _sort_key(name)
+        while enclosing and not _is_below(key, enclosing[-1]):
+            enclosing.pop()
+        if enclosing:
+            under[name] = enclosing[0].replace("\0", "/")
+        if kinds[name] != "dir":
+            enclosing.append(key)
+    if not under:
+        return
+    member = next(member for member in members if member.name in under)
+    parent = under[member.name]
+    if kinds[parent] == "symlink":
+        raise UnsafeArchiveError(
+            f"archive member {member.info.name!r} is stored under the symlink {parent!r}"
+        )
+    raise UnsafeArchiveError(
+        f"archive member {member.info.name!r} is stored under {parent!r}, which is not a directory"
+    )
+
+
+def _sort_key(name: str) -> str:
+    return name.replace("/", "\0")
+
+
+def _is_below(key: str, ancestor: str) -> bool:
+    return key.startswith(ancestor) and key[len(ancestor) : len(ancestor) + 1] == "\0"
 
 
 def _check_symlink_target(member: _Member, symlinks: Mapping[str, str]) -> None:
