@@ -64,11 +64,15 @@ _EXTENDED_TYPES = (
 )
 _LOCAL_PAX_TYPES = (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE)
 _LOW_BYTES = bytes(range(128))
+_LONG_COMPONENT = re.compile(rb"[^/]{%d}" % (MAX_COMPONENT_BYTES + 1))
 # Headers, long-name records and padding around each member; generous so that only
 # archives that hide data outside their members' declared sizes hit the limit.
 _FRAMING_BYTES_PER_MEMBER = 8 * tarfile.BLOCKSIZE
 # Linux gives up after 40 symlinks in one lookup (MAXSYMLINKS); do the same.
 _MAX_LINK_HOPS = 40
+# Steps of resolving every symlink of an archive (20,000 links of 15 short components;
+# a step more per 256 bytes of the path it builds): a few tenths of a second at most.
+_MAX_LINK_STEPS = 300_000
 
 
 class UnsafeArchiveError(ValueError):
@@ -391,9 +395,10 @@ def _scan(
         members.append(_Member(name, info))
 
     _check_parents(members, kinds)
+    budget = _StepBudget(_MAX_LINK_STEPS)
     for member in members:
         if member.name in symlinks:
-            _check_symlink_target(member, symlinks)
+            _check_symlink_target(member, symlinks, budget)
 
     files = frozenset(name for name, kind in kinds.items() if kind != "dir")
     return members, ArchiveListing(files, towerfile_text, total_bytes)
@@ -429,7 +434,7 @@ def _check_name_length(name: str, what: str) -> None:
             f"archive member {shown!r} has a {what} of {len(encoded)} bytes, "
             f"more than {MAX_NAME_BYTES}"
         )
-    if any(len(part) > MAX_COMPONENT_BYTES for part in encoded.split(b"/")):
+    if _LONG_COMPONENT.search(encoded):
         raise UnsafeArchiveError(
             f"archive member {shown!r} has a {what} with a component of more than "
             f"{MAX_COMPONENT_BYTES} bytes"
@@ -524,38 +529,67 @@ def _is_below(key: str, ancestor: str) -> bool:
     return key.startswith(ancestor) and key[len(ancestor) : len(ancestor) + 1] == "\0"
 
 
-def _check_symlink_target(member: _Member, symlinks: Mapping[str, str]) -> None:
+class _StepBudget:
+    """The steps all of an archive's symlink resolutions may take together: each is
+    cheap, but hostile links (thousands of them, deep, through chains of other links)
+    could otherwise take minutes."""
+
+    def __init__(self, steps: int) -> None:
+        self.left = steps
+
+    def spend(self, steps: int = 1) -> None:
+        self.left -= steps
+        if self.left < 0:
+            raise UnsafeArchiveError(
+                f"archive has symlinks too complex to check (more than {_MAX_LINK_STEPS} "
+                "steps to resolve them all)"
+            )
+
+
+def _check_symlink_target(
+    member: _Member, symlinks: Mapping[str, str], budget: _StepBudget
+) -> None:
     """Resolve the link inside the archive, following the archive's other symlinks.
 
     Purely lexical resolution is not enough: with `s -> .`, the target `s/..` looks like the
     root but is its parent once `s` is followed.
     """
-    resolved: list[str] = []
+    # paths[-1] is the path resolved so far, one entry per component (".." pops one).
+    paths: list[str] = []
     pending = list(reversed([*member.name.split("/")[:-1], *symlinks[member.name].split("/")]))
     hops = 0
     while pending:
+        budget.spend()
         part = pending.pop()
         if part in ("", "."):
             continue
         if part == "..":
-            if not resolved:
+            if not paths:
                 raise UnsafeArchiveError(
                     f"archive member {member.info.name!r} is a symlink that points outside "
                     f"the archive root ({member.info.linkname!r})"
                 )
-            resolved.pop()
+            paths.pop()
             continue
-        resolved.append(part)
-        target = symlinks.get("/".join(resolved))
-        if target is not None:
-            hops += 1
-            if hops > _MAX_LINK_HOPS:
-                raise UnsafeArchiveError(
-                    f"archive member {member.info.name!r} is a symlink that never resolves "
-                    "(a loop of links)"
-                )
-            resolved.pop()
-            pending.extend(reversed(target.split("/")))
+        path = f"{paths[-1]}/{part}" if paths else part
+        # Building and hashing a long path costs more than a step: a step per 256 bytes.
+        budget.spend(len(path) // 256)
+        if len(path) > MAX_NAME_BYTES:
+            raise UnsafeArchiveError(
+                f"archive member {member.info.name!r} is a symlink that resolves to a path "
+                f"of more than {MAX_NAME_BYTES} bytes"
+            )
+        target = symlinks.get(path)
+        if target is None:
+            paths.append(path)
+            continue
+        hops += 1
+        if hops > _MAX_LINK_HOPS:
+            raise UnsafeArchiveError(
+                f"archive member {member.info.name!r} is a symlink that never resolves "
+                "(a loop of links)"
+            )
+        pending.extend(reversed(target.split("/")))
 
 
 def _write_member(tar: tarfile.TarFile, root_fd: int, member: _Member) -> None:
