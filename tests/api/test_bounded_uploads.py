@@ -184,3 +184,15 @@ def test_a_chunked_upload_over_the_limit_is_cut_off_and_leaves_nothing(
     error = expect_error(response, 413, "payload_too_large")
     assert str(1024 * 1024 + 2_000) in error["message"]
     assert_object_store_empty(objects_dir)
+
+
+def test_a_params_schema_over_64_kib_is_refused_before_parsing(
+    acme: TeamClient, objects_dir: Path
+) -> None:
+    schema = {"type": "object", "description": "x" * 70_000}
+    response = upload(
+        acme, make_archive({"main.py": ""}), entrypoint="main.py", params_schema=json.dumps(schema)
+    )
+    error = expect_error(response, 400, "invalid_request")
+    assert error["message"] == "params_schema is larger than the limit of 65536 bytes"
+    assert_object_store_empty(objects_dir)

@@ -171,3 +171,53 @@ def test_a_schema_too_slow_for_even_an_empty_input_is_refused_at_upload() -> Non
     schema["allOf"] = [{"$ref": "#/$defs/l0"}]  # applies to the input object itself
     with pytest.raises(InputError, match=r"takes more than 0\.2 s"):
         check_params_schema(schema, InputLimits(validation_timeout=0.2))
+
+
+# --- $schema, size and shape ------------------------------------------------------------
+
+DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
+
+
+@pytest.mark.parametrize("uri", [DRAFT_2020_12, "http://json-schema.org/draft-07/schema#"])
+def test_schema_below_the_root_is_refused(uri: str) -> None:
+    """jsonschema switches to the validator a $schema names: Python's re again (0.6 s
+    for 22 a's, doubling with each more)."""
+    schema = {"type": "object", "properties": {"s": {"$schema": uri, "pattern": "^(a+)+$"}}}
+    with pytest.raises(InputError, match=r"\$schema only at its root"):
+        check_params_schema(schema)
+    with pytest.raises(InputError, match=r"names \$schema below its root"):
+        prepare_input(schema, {"s": EVIL_INPUT})  # a version stored before the check
+
+
+def test_a_root_schema_keyword_keeps_re2_through_a_ref_to_the_root() -> None:
+    schema = {
+        "$schema": DRAFT_2020_12,
+        "type": "object",
+        "properties": {"s": {"type": "string", "pattern": "^(a+)+$"}, "child": {"$ref": "#"}},
+    }
+    check_params_schema(schema)
+    started = time.monotonic()
+    with pytest.raises(InputError, match="does not match"):
+        prepare_input(schema, {"child": {"child": {"s": EVIL_INPUT}}})
+    assert time.monotonic() - started < 0.2
+
+
+def test_another_root_schema_is_refused() -> None:
+    with pytest.raises(InputError, match=r"\$schema only at its root"):
+        check_params_schema({"$schema": "http://json-schema.org/draft-07/schema#"})
+
+
+def test_a_schema_of_more_than_500_objects_and_arrays_is_refused_at_once() -> None:
+    """The meta-schema's check takes about a millisecond per subschema, uninterrupted."""
+    check_params_schema({"type": "object", "properties": {f"p{i}": {} for i in range(498)}})
+    schema = {"type": "object", "properties": {f"p{i}": {} for i in range(3000)}}
+    started = time.monotonic()
+    with pytest.raises(InputError, match="more than 500 objects and arrays"):
+        check_params_schema(schema)
+    assert time.monotonic() - started < 0.1
+
+
+def test_a_pattern_over_1024_characters_is_refused() -> None:
+    check_params_schema({"properties": {"s": {"pattern": "a" * 1024}}})
+    with pytest.raises(InputError, match="a pattern of 1025 characters, more than 1024"):
+        check_params_schema({"properties": {"s": {"pattern": "a" * 1025}}})

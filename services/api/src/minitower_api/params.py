@@ -31,6 +31,9 @@ from referencing.jsonschema import DRAFT202012
 from minitower_api.settings import ApiSettings
 
 __all__ = [
+    "MAX_PARAMS_SCHEMA_BYTES",
+    "MAX_PATTERN_LENGTH",
+    "MAX_SCHEMA_NODES",
     "InputError",
     "InputLimits",
     "check_input_size",
@@ -50,6 +53,16 @@ class InputError(ValueError):
         super().__init__(message)
         self.message = message
         self.details: list[dict[str, Any]] = details if details is not None else []
+
+
+# A version's params_schema, as sent: parameters, descriptions and a few patterns. Its
+# check against the meta-schema costs about a millisecond per subschema.
+MAX_PARAMS_SCHEMA_BYTES = 64 * 1024
+# Longer patterns are no parameter check; compiling them is not free either.
+MAX_PATTERN_LENGTH = 1024
+# Objects and arrays in a params_schema: a few per parameter.
+MAX_SCHEMA_NODES = 500
+_DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
 
 
 @dataclass(frozen=True)
@@ -205,6 +218,9 @@ def check_params_schema(schema: Any, limits: InputLimits | None = None) -> dict[
     limits = limits or InputLimits()
     if not isinstance(schema, dict):
         raise InputError("params_schema must be a JSON object")
+    # Before the meta-schema's check, which compiles every pattern with Python's re.
+    _check_shape(schema)
+    _check_regexes(schema)
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
@@ -214,12 +230,12 @@ def check_params_schema(schema: Any, limits: InputLimits | None = None) -> dict[
     if "type" in schema and schema["type"] != "object":
         raise InputError('params_schema must describe an object: its "type" must be "object"')
     _check_refs_resolve(schema)
-    _check_regexes(schema)
     try:
         # Validating once finds a schema that recurses into itself without end, which
         # would otherwise fail every run of the version.
         with _budget(limits.validation_timeout):
-            for _error in _Validator(schema, registry=_LOCAL_REFS_ONLY).iter_errors({}):
+            validator = _Validator(_validating(schema), registry=_LOCAL_REFS_ONLY)
+            for _error in validator.iter_errors({}):
                 pass
     except RecursionError:
         raise InputError("params_schema refers to itself endlessly (a $ref loop)") from None
@@ -257,6 +273,11 @@ def _check_regexes(schema: dict[str, Any]) -> None:
                 uses_patterns = True
             uses_unevaluated = uses_unevaluated or "unevaluatedProperties" in node
             for pattern in patterns:
+                if len(pattern) > MAX_PATTERN_LENGTH:
+                    raise InputError(
+                        f"params_schema has a pattern of {len(pattern)} characters, more "
+                        f"than {MAX_PATTERN_LENGTH}: {pattern[:40]!r}..."
+                    )
                 try:
                     _regex(pattern)
                 except re2.error as exc:
@@ -277,6 +298,55 @@ def _check_regexes(schema: dict[str, Any]) -> None:
 def _re2_reason(exc: Exception) -> str:
     reason = exc.args[0] if exc.args else exc
     return reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
+
+
+def _schema_below_root(schema: dict[str, Any]) -> bool:
+    """Whether `$schema` appears anywhere but at the root (in a version stored before
+    upload refused that)."""
+    pending: list[Any] = list(schema.values())
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            if "$schema" in node:
+                return True
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return False
+
+
+def _check_shape(schema: dict[str, Any]) -> None:
+    """Refuse what would take the schema's checks out of their bounds: more than
+    MAX_SCHEMA_NODES objects and arrays (the meta-schema's check costs about a millisecond
+    each and cannot be interrupted), and `$schema` anywhere but at the root as 2020-12's:
+    jsonschema switches to the validator a `$schema` names, which would check patterns
+    with Python's re again."""
+    nodes = 0
+    pending: list[tuple[Any, bool]] = [(schema, True)]
+    while pending:
+        node, root = pending.pop()
+        if isinstance(node, dict):
+            if "$schema" in node and not (root and node["$schema"] == _DRAFT_2020_12):
+                raise InputError(
+                    f"params_schema may name $schema only at its root, as {_DRAFT_2020_12!r}"
+                )
+            pending.extend((value, False) for value in node.values())
+        elif isinstance(node, list):
+            pending.extend((value, False) for value in node)
+        else:
+            continue
+        nodes += 1
+        if nodes > MAX_SCHEMA_NODES:
+            raise InputError(
+                f"params_schema has more than {MAX_SCHEMA_NODES} objects and arrays: "
+                "make it smaller"
+            )
+
+
+def _validating(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema the budgeted validator runs: without the root's `$schema`, which would
+    make jsonschema switch to its own validator on a `$ref` back to the root."""
+    return {key: value for key, value in schema.items() if key != "$schema"}
 
 
 def _check_refs_resolve(schema: dict[str, Any]) -> None:
@@ -354,7 +424,12 @@ def prepare_input(
             if key not in filled and isinstance(prop, dict) and "default" in prop:
                 filled[key] = copy.deepcopy(prop["default"])
 
-    validator = _Validator(schema, registry=_LOCAL_REFS_ONLY)
+    if _schema_below_root(schema):
+        raise InputError(
+            "the version's parameter schema names $schema below its root, which the server "
+            "no longer runs: upload a version without it"
+        )
+    validator = _Validator(_validating(schema), registry=_LOCAL_REFS_ONLY)
     try:
         with _budget(limits.validation_timeout):
             errors = sorted(validator.iter_errors(filled), key=lambda e: (e.json_path, e.message))

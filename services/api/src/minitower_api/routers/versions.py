@@ -9,7 +9,12 @@ from fastapi import APIRouter, File, Form, UploadFile
 from minitower_api.deps import Caller, CallerDep, PageDep, Services, ServicesDep, VersionNo, paged
 from minitower_api.errors import ApiError, insufficient_storage, invalid, not_found, responses
 from minitower_api.objects import ObjectStore, StoreFull, TooLarge
-from minitower_api.params import InputError, InputLimits, check_params_schema
+from minitower_api.params import (
+    MAX_PARAMS_SCHEMA_BYTES,
+    InputError,
+    InputLimits,
+    check_params_schema,
+)
 from minitower_api.routers.apps import require_app
 from minitower_api.settings import MAX_RUN_TIMEOUT, ApiSettings
 from minitower_api.views import version_public
@@ -70,6 +75,10 @@ class _Manifest:
         self.timeout_seconds = timeout
         self.params_schema: dict[str, Any] | None = None
         if params_schema is not None:
+            if len(params_schema.encode(errors="surrogatepass")) > MAX_PARAMS_SCHEMA_BYTES:
+                raise invalid(
+                    f"params_schema is larger than the limit of {MAX_PARAMS_SCHEMA_BYTES} bytes"
+                )
             try:
                 self.params_schema = check_params_schema(
                     _parse_plain_json(params_schema), InputLimits.from_settings(settings)
