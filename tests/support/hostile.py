@@ -287,6 +287,23 @@ def redos_input(target: Target) -> int:
     return _run(target, "redos", {"s": "a" * 28 + "!"})
 
 
+def nested_schema_pattern(target: Target) -> int:
+    """A `$schema` below the root made jsonschema validate with its own classes (and
+    Python's re) instead of the API's: refused at upload now."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "s": {"$schema": "http://json-schema.org/draft-07/schema#", "pattern": "^(a+)+$"}
+        },
+    }
+    with target.client() as api:
+        return api.post(
+            "/api/v1/apps/hello/versions",
+            files={"artifact": ("app.tar.gz", app_archive({"main.py": b""}), "application/gzip")},
+            data={"entrypoint": "main.py", "params_schema": json.dumps(schema)},
+        ).status_code
+
+
 def unique_items_8000(target: Target) -> int:
     rows: list[object] = [{"id": i, "name": f"row {i}"} for i in range(8000)]
     return _run(target, "unique", {"rows": [*rows, {"name": "row 7", "id": 7}]})
@@ -354,6 +371,7 @@ CASES: dict[str, Callable[[Target], int | None]] = {
     "dotted Towerfile (60 KB)": dotted_towerfile,
     "Towerfile 5,000 levels deep": deep_towerfile,
     "ReDoS pattern, evil input": redos_input,
+    "ReDoS pattern under a $schema": nested_schema_pattern,
     "uniqueItems, 8,000 objects": unique_items_8000,
     "pax header bomb (300 MB)": pax_header_bomb,
     "GNU long name bomb (300 MB)": gnu_long_name_bomb,
