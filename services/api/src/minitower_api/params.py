@@ -6,7 +6,9 @@ in the input (Python's `re` backtracks: `^(a+)+$` against 28 a's and a "!" held 
 interpreter for 9 s); a pattern RE2 cannot run (backreferences, lookaround) is refused
 at upload. `uniqueItems` compares by hashing instead of jsonschema's quadratic fallback.
 Input arrays and objects are capped in size and nesting, and each validation has a time
-budget (MINITOWER_PARAMS_VALIDATION_TIMEOUT), checked at every keyword.
+budget (MINITOWER_PARAMS_VALIDATION_TIMEOUT), checked at every keyword. Schemas are capped
+in size and shape, and may name `$schema` only at the root: jsonschema hands a subschema
+with its own `$schema` to the validator class that names, which has none of the above.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ class InputLimits:
     max_items: int = 10_000
     # Arrays and objects inside each other (the input object itself is level 1).
     max_depth: int = 32
-    # CPU seconds one validation (or the upload's trial one) may take.
+    # Seconds one validation (or the upload's trial one) may take, by the clock.
     validation_timeout: float = 1.0
 
     @classmethod
