@@ -7,17 +7,26 @@ import io
 import os
 import stat
 import tarfile
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from minitower_shared.archives import (
+    MAX_EXTENDED_HEADER_BYTES,
+    MAX_EXTENDED_TOTAL_BYTES,
     ArchiveListing,
     UnsafeArchiveError,
+    _check_parents,
+    _Member,
+    _open_tar,
     extract_archive,
     inspect_archive,
 )
+from minitower_shared.towerfile import MAX_TOWERFILE_BYTES
+from tests.support import hostile
 
 Member = tuple[tarfile.TarInfo, bytes | None]
 
@@ -466,8 +475,18 @@ def test_refuses_a_towerfile_directory(make_archive: Callable[..., Path]) -> Non
 
 
 def test_refuses_a_huge_towerfile(make_archive: Callable[..., Path]) -> None:
-    path = make_archive(file("Towerfile", b"#" * ((1 << 20) + 1)))
-    assert refused(path) == f"Towerfile is larger than {1 << 20} bytes"
+    path = make_archive(file("Towerfile", b"#" * (MAX_TOWERFILE_BYTES + 1)))
+    assert refused(path) == f"Towerfile is larger than {MAX_TOWERFILE_BYTES} bytes"
+
+
+def test_a_towerfile_at_the_limit_is_read(make_archive: Callable[..., Path]) -> None:
+    path = make_archive(file("Towerfile", b"#" * MAX_TOWERFILE_BYTES))
+    assert inspect_archive(path).towerfile_text == "#" * MAX_TOWERFILE_BYTES
+
+
+def test_the_towerfile_limit_is_the_callers(make_archive: Callable[..., Path]) -> None:
+    path = make_archive(file("Towerfile", b"#" * 1025))
+    assert refused(path, max_towerfile_bytes=1024) == "Towerfile is larger than 1024 bytes"
 
 
 # --- extraction ------------------------------------------------------------------------
@@ -634,3 +653,172 @@ def test_round_trips_a_tree_packed_by_tarfile(tmp_path: Path, dest: Path) -> Non
 def test_dest_must_exist(make_archive: Callable[..., Path], tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         extract_archive(make_archive(file("main.py")), tmp_path / "missing")
+
+
+# --- hostile tar headers (read while the gzip stream is checked) ----------------------
+
+
+@pytest.mark.parametrize("kind", [tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME])
+def test_refuses_an_extended_header_over_64_kib(tmp_path: Path, kind: bytes) -> None:
+    path = hostile.header_bomb(tmp_path / "bomb.tar.gz", kind, MAX_EXTENDED_HEADER_BYTES + 1)
+    assert refused(path) == (
+        f"archive has an extended header (pax or GNU long name) of "
+        f"{MAX_EXTENDED_HEADER_BYTES + 1} bytes, more than the limit of "
+        f"{MAX_EXTENDED_HEADER_BYTES}"
+    )
+
+
+def test_refuses_a_300_mb_pax_header_without_reading_it(tmp_path: Path) -> None:
+    """Refused after the first block: tarfile would hold the 300 MB in memory, and even
+    decompressing it all would take the better part of a second."""
+    path = hostile.header_bomb(tmp_path / "bomb.tar.gz", tarfile.XHDTYPE, 300 * hostile.MiB)
+    started = time.monotonic()
+    assert "more than the limit" in refused(path)
+    assert time.monotonic() - started < 0.2
+
+
+def test_the_tarfile_pass_refuses_an_oversized_header_too(tmp_path: Path) -> None:
+    """Should the stream check ever lose track of the headers, tarfile's own pass still
+    refuses before reading: an unchecked gzip stream goes straight to it here."""
+    path = hostile.header_bomb(tmp_path / "bomb.tar.gz", tarfile.XHDTYPE, 1 << 20)
+    with pytest.raises(UnsafeArchiveError, match="more than the limit"), _open_tar(path) as tar:
+        tar.getmembers()
+
+
+def test_refuses_a_pax_header_with_a_long_run_of_digits(make_archive: Callable[..., Path]) -> None:
+    """tarfile searches pax headers for `hdrcharset` in time quadratic in a digit run."""
+    info, data = file("main.py")
+    info.pax_headers = {"comment": "1" * 60_000}
+    started = time.monotonic()
+    assert refused(make_archive((info, data))) == (
+        "archive has a pax header with a number of over 64 digits"
+    )
+    assert time.monotonic() - started < 0.2
+
+
+def test_refuses_a_malformed_pax_header(tmp_path: Path) -> None:
+    record = b"99 path=main.py\n"  # says 99 bytes, has 16
+    data = hostile.raw_header("pax", tarfile.XHDTYPE, len(record)) + record.ljust(512, b"\0")
+    path = hostile.write_gzip(
+        tmp_path / "a.tar.gz",
+        iter([data, hostile.member("main.py", b""), b"\0" * tarfile.RECORDSIZE]),
+    )
+    assert refused(path) == "archive has a malformed pax header"
+
+
+def test_refuses_a_chain_of_extended_headers(tmp_path: Path) -> None:
+    """tarfile recurses once per header: 400 of them were a RecursionError."""
+    record = b"16 path=main.py\n"
+    pax = hostile.raw_header("pax", tarfile.XHDTYPE, len(record)) + record.ljust(512, b"\0")
+    path = hostile.write_gzip(
+        tmp_path / "a.tar.gz",
+        iter([pax * 400, hostile.member("main.py", b""), b"\0" * tarfile.RECORDSIZE]),
+    )
+    assert refused(path) == "archive has a chain of repeated extended headers"
+
+
+def test_a_pax_size_record_moves_the_next_header(make_archive: Callable[..., Path]) -> None:
+    """tarfile takes a member's size from its pax header; so does the stream check, or it
+    would read the wrong blocks as headers."""
+    info, data = file("big.bin", b"x" * 3000)
+    info.pax_headers = {"size": "3000"}
+    path = make_archive((info, data), file("main.py", b"print(1)\n"))
+    assert inspect_archive(path).files == frozenset({"big.bin", "main.py"})
+
+
+def test_accepts_long_names_in_both_formats(make_archive: Callable[..., Path]) -> None:
+    name = "/".join(["d" * 200] * 20) + "/main.py"  # 4,027 bytes
+    for tar_format in (tarfile.PAX_FORMAT, tarfile.GNU_FORMAT):
+        listing = inspect_archive(make_archive(file(name), tar_format=tar_format))
+        assert listing.files == frozenset({name})
+
+
+@pytest.mark.parametrize("tar_format", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT])
+def test_refuses_a_member_name_over_4096_bytes(
+    make_archive: Callable[..., Path], tar_format: int
+) -> None:
+    name = "/".join(["d" * 200] * 21)  # 4,220 bytes
+    message = refused(make_archive(file(name), tar_format=tar_format))
+    assert message.endswith("has a member name of 4220 bytes, more than 4096")
+
+
+def test_refuses_a_name_component_over_255_bytes(make_archive: Callable[..., Path]) -> None:
+    message = refused(make_archive(file("src/" + "n" * 256 + ".py")))
+    assert message.endswith("has a member name with a component of more than 255 bytes")
+
+
+def test_refuses_a_link_target_over_4096_bytes(make_archive: Callable[..., Path]) -> None:
+    message = refused(make_archive(symlink("link", "/".join(["t"] * 2100))))
+    assert message.endswith("has a link target of 4199 bytes, more than 4096")
+
+
+def test_refuses_more_than_8_mib_of_extended_headers_in_all(
+    make_archive: Callable[..., Path],
+) -> None:
+    """tarfile keeps every member's names and scans every pax header: 20,000 members with
+    4 KB names took 26 s and 170 MiB before this cap."""
+    members = []
+    for i in range(140):  # 140 pax headers of 60 KB: over 8 MiB
+        info, data = file(f"f{i}")
+        info.pax_headers = {"comment": "x" * 60_000}
+        members.append((info, data))
+    archive = make_archive(*members)
+    started = time.monotonic()
+    assert refused(archive) == (
+        f"archive has more than {MAX_EXTENDED_TOTAL_BYTES} bytes of extended headers "
+        "(pax or GNU long names) in all"
+    )
+    assert time.monotonic() - started < 2  # both entry points
+    assert inspect_archive(make_archive(*members[:130])).files == {f"f{i}" for i in range(130)}
+
+
+def test_a_member_under_a_file_is_found_past_names_that_sort_between(
+    make_archive: Callable[..., Path],
+) -> None:
+    """ "a-b" sorts between "a" and "a/c" as plain text; the check sorts by component."""
+    path = make_archive(file("a"), file("a-b"), file("a.c"), file("a/c"))
+    assert refused(path) == "archive member 'a/c' is stored under 'a', which is not a directory"
+    path = make_archive(directory("d"), symlink("d/s", "."), file("d/s-x"), file("d/s/x/y"))
+    assert refused(path) == "archive member 'd/s/x/y' is stored under the symlink 'd/s'"
+
+
+def test_refuses_a_nul_in_a_name(make_archive: Callable[..., Path]) -> None:
+    info, data = file("main.py")
+    info.pax_headers = {"path": "a\0b"}
+    assert refused(make_archive((info, data))) == "archive member 'a\\x00b' has a NUL in its name"
+
+
+def test_checking_parents_is_linear_in_the_names() -> None:
+    """20,000 names 60 components deep: 4 s when every parent path was joined and looked up."""
+    names = [f"{i:05d}/" + "a/" * 60 + "f" for i in range(20_000)]
+    kinds: dict[str, Any] = dict.fromkeys(names, "file")
+    members = [_Member(name, tarfile.TarInfo(name)) for name in names]
+    started = time.monotonic()
+    _check_parents(members, kinds)
+    assert time.monotonic() - started < 1
+
+
+def test_symlinks_too_costly_to_resolve_are_refused(make_archive: Callable[..., Path]) -> None:
+    """1,900 links to a 2,000-component path: 89 s of CPU for 36 KB of gzip before."""
+    links = [symlink(f"l{i}", "d/" * 2000) for i in range(1900)]
+    archive = make_archive(directory("d"), *links)
+    started = time.monotonic()
+    assert refused(archive) == (
+        "archive has symlinks too complex to check (more than 300000 steps to resolve them all)"
+    )
+    assert time.monotonic() - started < 5  # both entry points, on a loaded machine
+    # Fewer of them are fine.
+    assert len(inspect_archive(make_archive(directory("d"), *links[:10])).files) == 10
+
+
+def test_a_symlink_resolving_past_4096_bytes_is_refused(
+    make_archive: Callable[..., Path],
+) -> None:
+    """Each target is short enough; followed one through the other, the path is not."""
+    archive = make_archive(
+        symlink("p", "q/" * 1000),  # 1,999 bytes once resolved
+        symlink("r", "p/" + "/".join(["z" * 250] * 9)),  # and 2,259 more
+    )
+    assert refused(archive) == (
+        "archive member 'r' is a symlink that resolves to a path of more than 4096 bytes"
+    )

@@ -28,7 +28,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from minitower_shared.toml_prescan import TomlTooComplex, prescan_toml
+
 __all__ = [
+    "MAX_TOWERFILE_BYTES",
     "ParamType",
     "Parameter",
     "Towerfile",
@@ -36,6 +39,11 @@ __all__ = [
     "parameters_schema",
     "parse_towerfile",
 ]
+
+
+# A Towerfile is a few hundred bytes; this leaves room for long parameter descriptions and
+# bounds what a hostile one can cost (the API's MINITOWER_MAX_TOWERFILE_BYTES).
+MAX_TOWERFILE_BYTES = 64 * 1024
 
 
 class TowerfileError(ValueError):
@@ -52,6 +60,7 @@ _TOP_LEVEL_KEYS = ("app", "parameters")
 _APP_KEYS = ("name", "script", "source", "import_paths", "description", "timeout")
 _TIMEOUT_KEYS = ("seconds",)
 _PARAMETER_KEYS = ("name", "description", "type", "default")
+_UNKNOWN_KEYS_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -76,12 +85,26 @@ class Towerfile:
     parameters: tuple[Parameter, ...]
 
 
-def parse_towerfile(text: str) -> Towerfile:
-    """Parse Towerfile text; raise TowerfileError naming the first offending key."""
+def parse_towerfile(text: str, *, max_bytes: int = MAX_TOWERFILE_BYTES) -> Towerfile:
+    """Parse Towerfile text; raise TowerfileError naming the first offending key.
+
+    The cost is bounded: at most `max_bytes` of UTF-8, and a pre-scan refuses what would
+    make tomllib quadratic or recurse deeply (minitower_shared.toml_prescan)."""
+    size = len(text.encode("utf-8", errors="surrogatepass"))
+    if size > max_bytes:
+        raise TowerfileError(f"Towerfile: it is {size} bytes, more than the limit of {max_bytes}")
+    try:
+        prescan_toml(text)
+    except TomlTooComplex as exc:
+        raise TowerfileError(f"Towerfile: too complex to parse: {exc}") from exc
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise TowerfileError(f"Towerfile: invalid TOML: {exc}") from exc
+    except RecursionError:
+        # The pre-scan bounds nesting well below the interpreter's limit; this is the
+        # backstop should some construct it does not count still recurse.
+        raise TowerfileError("Towerfile: nested too deeply") from None
 
     _reject_unknown_keys(document, _TOP_LEVEL_KEYS, "at the top level")
     if "app" not in document:
@@ -135,9 +158,12 @@ def _reject_unknown_keys(table: Mapping[str, Any], allowed: Sequence[str], where
     if not unknown:
         return
     described = []
-    for key in unknown:
+    # A handful is enough to fix the file, and difflib on thousands would be slow.
+    for key in unknown[:_UNKNOWN_KEYS_SHOWN]:
         close = difflib.get_close_matches(key, allowed, n=1)
         described.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+    if len(unknown) > _UNKNOWN_KEYS_SHOWN:
+        described.append(f"and {len(unknown) - _UNKNOWN_KEYS_SHOWN} more")
     noun = "key" if len(unknown) == 1 else "keys"
     raise TowerfileError(f"Towerfile: unknown {noun} {where}: {', '.join(described)}")
 

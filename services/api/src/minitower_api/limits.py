@@ -1,7 +1,8 @@
-"""Request body limits, enforced before a handler reads anything."""
+"""Request body limits, enforced as the body arrives: nothing is buffered here."""
 
 import re
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from minitower_api.errors import error_response
@@ -13,8 +14,10 @@ _FORM_OVERHEAD = 1024 * 1024
 
 class BodyLimitMiddleware:
     """413 for bodies over the limit: the artifact limit for version uploads, the
-    request limit for everything else. A body without Content-Length is buffered up to
-    the limit, so chunked uploads cannot get around it."""
+    request limit for everything else. A declared Content-Length over it is refused
+    before anything is read; every body (chunked ones included) is counted as the
+    handler reads it, and the read that goes past the limit raises the 413 instead of
+    returning the chunk, so no more than the limit is ever taken in."""
 
     def __init__(self, app: ASGIApp, *, max_request_bytes: int, max_artifact_bytes: int) -> None:
         self.app = app
@@ -37,33 +40,26 @@ class BodyLimitMiddleware:
             if int(length) > limit:
                 await self._too_large(scope, receive, send, limit)
                 return
-            await self.app(scope, receive, send)
-            return
-        body = bytearray()
-        more = True
-        while more:
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
             message = await receive()
-            if message["type"] != "http.request":
-                return
-            body.extend(message.get("body", b""))
-            more = message.get("more_body", False)
-            if len(body) > limit:
-                await self._too_large(scope, receive, send, limit)
-                return
-        replayed = False
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    # Raised inside the handler's read: FastAPI passes HTTPExceptions
+                    # from body parsing through, and the error handlers shape it.
+                    raise HTTPException(413, _too_large_message(limit))
+            return message
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": bytes(body), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, counted, send)
 
     @staticmethod
     async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        response = error_response(
-            413, "payload_too_large", f"request body is larger than the limit of {limit} bytes"
-        )
+        response = error_response(413, "payload_too_large", _too_large_message(limit))
         await response(scope, receive, send)
+
+
+def _too_large_message(limit: int) -> str:
+    return f"request body is larger than the limit of {limit} bytes"

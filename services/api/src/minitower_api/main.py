@@ -1,6 +1,7 @@
 """The FastAPI application: ``create_app(settings)`` wires routers, errors and metrics."""
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,6 +32,8 @@ from minitower_api.settings import ApiSettings
 from minitower_shared.db import create_db_engine, read_session
 
 API_VERSION = "1.0.0"
+
+log = logging.getLogger("minitower.api")
 
 DESCRIPTION = f"""Deploy and run Python apps: the MiniTower control plane, HTTP API v1.
 
@@ -65,6 +68,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         services.signal.bind(asyncio.get_running_loop())
+        _sweep_stale_uploads(services.objects)
         yield
         engine.dispose()
 
@@ -88,6 +92,17 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _sweep_stale_uploads(objects: ObjectStore) -> None:
+    """Temporary files of uploads that died with an earlier process (`minitowerd prune`
+    sweeps them too, for an API that stays up)."""
+    removed = objects.sweep_temp()
+    if removed:
+        log.info(
+            "removed stale upload files",
+            extra={"files": len(removed), "bytes": sum(size for _, size in removed)},
+        )
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

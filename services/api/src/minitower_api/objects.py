@@ -9,12 +9,16 @@ import hashlib
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 _CHUNK = 1024 * 1024
+# A temporary file this old belongs to no upload still being received: one that died
+# with its process (a crash, a kill) left it. `minitowerd prune` uses the same age.
+STALE_TEMP_SECONDS = 3600
 # "No space left on device" and "disk quota exceeded": both mean the volume is full for
 # this process, and both pass once an operator frees space (deploy/runbooks/disk-full.md).
 _FULL = {errno.ENOSPC, errno.EDQUOT}
@@ -102,3 +106,19 @@ class ObjectStore:
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+    def sweep_temp(self, *, older_than: float = STALE_TEMP_SECONDS) -> list[tuple[str, int]]:
+        """Remove temporary files last modified more than `older_than` seconds ago;
+        return their names and sizes."""
+        oldest = time.time() - older_than
+        removed = []
+        for path in sorted(self._tmp.iterdir()):
+            try:
+                stat = path.lstat()
+                if not path.is_file() or path.is_symlink() or stat.st_mtime >= oldest:
+                    continue
+                path.unlink()
+            except FileNotFoundError:
+                continue  # gone meanwhile
+            removed.append((path.name, stat.st_size))
+        return removed

@@ -14,6 +14,8 @@ from minitower_shared.durations import (
     parse_duration,
 )
 from minitower_shared.logging_setup import LogFormat
+from minitower_shared.schemas import MAX_JSON_DEPTH
+from minitower_shared.towerfile import MAX_TOWERFILE_BYTES
 
 # A week: longer than any batch job should hold a runner, short enough to catch typos.
 MAX_RUN_TIMEOUT = 7 * 24 * 3600
@@ -44,6 +46,17 @@ class ApiSettings(BaseSettings):
     max_artifact_bytes: int = 100 * 1024 * 1024
     max_unpacked_bytes: int = 1024 * 1024 * 1024
     max_request_bytes: int = 2 * 1024 * 1024
+    # The Towerfile in an upload; at most the 64 KiB that the runners and the CLI allow.
+    max_towerfile_bytes: Annotated[int, Field(ge=1024, le=MAX_TOWERFILE_BYTES)] = (
+        MAX_TOWERFILE_BYTES
+    )
+    # A run's input: elements of any one array or members of any one object, levels of
+    # nesting, and the time its check against the version's params_schema may take.
+    max_input_items: Annotated[int, Field(ge=1)] = 10_000
+    max_input_depth: Annotated[int, Field(ge=1, le=MAX_JSON_DEPTH)] = MAX_JSON_DEPTH
+    params_validation_timeout: Annotated[
+        float, BeforeValidator(parse_duration), Field(gt=0, le=60)
+    ] = 1.0
     # How often a waiting lease looks again for runs that another process (the reaper)
     # put back in the queue; runs created through this API wake waiters at once.
     lease_poll_interval: PositiveSeconds = 1.0

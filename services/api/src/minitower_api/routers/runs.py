@@ -7,7 +7,7 @@ from sqlmodel import Session
 
 from minitower_api.deps import CallerDep, PageDep, RunId, ServicesDep, paged
 from minitower_api.errors import ApiError, conflict, invalid, not_found, responses
-from minitower_api.params import InputError, prepare_input
+from minitower_api.params import InputError, InputLimits, prepare_input
 from minitower_api.routers.apps import require_app
 from minitower_api.views import attempt_public, run_public
 from minitower_shared.clock import utcnow
@@ -66,7 +66,9 @@ def create_run(
         assert record.id is not None
         version = _pick_version(session, record.id, app, body.version_no)
     try:
-        run_input = prepare_input(version.params_schema, body.input)
+        run_input = prepare_input(
+            version.params_schema, body.input, InputLimits.from_settings(services.settings)
+        )
     except InputError as exc:
         raise invalid(str(exc), exc.details) from exc
     with services.write() as session:

@@ -9,7 +9,12 @@ from fastapi import APIRouter, File, Form, UploadFile
 from minitower_api.deps import Caller, CallerDep, PageDep, Services, ServicesDep, VersionNo, paged
 from minitower_api.errors import ApiError, insufficient_storage, invalid, not_found, responses
 from minitower_api.objects import ObjectStore, StoreFull, TooLarge
-from minitower_api.params import InputError, check_params_schema
+from minitower_api.params import (
+    MAX_PARAMS_SCHEMA_BYTES,
+    InputError,
+    InputLimits,
+    check_params_schema,
+)
 from minitower_api.routers.apps import require_app
 from minitower_api.settings import MAX_RUN_TIMEOUT, ApiSettings
 from minitower_api.views import version_public
@@ -45,7 +50,9 @@ class _Manifest:
         towerfile = None
         if listing.towerfile_text is not None:
             try:
-                towerfile = parse_towerfile(listing.towerfile_text)
+                towerfile = parse_towerfile(
+                    listing.towerfile_text, max_bytes=settings.max_towerfile_bytes
+                )
             except TowerfileError as exc:
                 raise invalid(str(exc)) from exc
         chosen = entrypoint or (towerfile.script if towerfile else None)
@@ -68,8 +75,14 @@ class _Manifest:
         self.timeout_seconds = timeout
         self.params_schema: dict[str, Any] | None = None
         if params_schema is not None:
+            if len(params_schema.encode(errors="surrogatepass")) > MAX_PARAMS_SCHEMA_BYTES:
+                raise invalid(
+                    f"params_schema is larger than the limit of {MAX_PARAMS_SCHEMA_BYTES} bytes"
+                )
             try:
-                self.params_schema = check_params_schema(_parse_plain_json(params_schema))
+                self.params_schema = check_params_schema(
+                    _parse_plain_json(params_schema), InputLimits.from_settings(settings)
+                )
             except InputError as exc:
                 raise invalid(str(exc), exc.details) from exc
             except ValueError as exc:  # json.JSONDecodeError included
@@ -111,10 +124,17 @@ def _vet_upload(
         services.metrics.storage_full.labels("objects").inc()
         raise insufficient_storage(_STORE_FULL) from exc
     try:
-        listing = inspect_archive(temp, max_unpacked_bytes=settings.max_unpacked_bytes)
-    except UnsafeArchiveError as exc:
+        listing = inspect_archive(
+            temp,
+            max_unpacked_bytes=settings.max_unpacked_bytes,
+            max_towerfile_bytes=settings.max_towerfile_bytes,
+        )
+    except BaseException as exc:
+        # Whatever went wrong (an unexpected error too), the temporary file must go.
         temp.unlink(missing_ok=True)
-        raise invalid(f"artifact refused: {exc}") from exc
+        if isinstance(exc, UnsafeArchiveError):
+            raise invalid(f"artifact refused: {exc}") from exc
+        raise
     return temp, sha256, size, listing
 
 
@@ -148,7 +168,8 @@ def upload_version(
     temp, sha256, size, listing = _vet_upload(services, artifact, settings)
     try:
         manifest = _Manifest(listing, settings, entrypoint, timeout_seconds, params_schema)
-    except ApiError:
+    except BaseException:
+        # A 400, but also any error nobody foresaw: nothing of the upload may stay behind.
         temp.unlink(missing_ok=True)
         raise
     key = ObjectStore.artifact_key(sha256)
