@@ -342,6 +342,11 @@ class LogBatch(Strict):
 
 class LogsAccepted(BaseModel):
     accepted: int
+    dropped: int = Field(
+        default=0,
+        description="Lines accepted but not stored: the attempt reached the server's log "
+        "cap (MINITOWER_MAX_LOG_BYTES_PER_ATTEMPT). Do not resend them.",
+    )
 
 
 class ResultReport(Strict):

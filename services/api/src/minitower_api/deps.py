@@ -15,11 +15,14 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from minitower_api.errors import forbidden, invalid, unauthorized
+from minitower_api.log_budgets import LogBudgets
 from minitower_api.longpoll import QueueSignal
 from minitower_api.metrics import Metrics
 from minitower_api.objects import ObjectStore
+from minitower_api.run_signals import RunSignals
 from minitower_api.settings import ApiSettings
 from minitower_api.storage_errors import sqlite_condition
+from minitower_api.stream_slots import StreamSlots
 from minitower_shared.clock import utcnow
 from minitower_shared.db import read_session, write_session
 from minitower_shared.models import Runner, Team, TeamToken
@@ -41,6 +44,10 @@ class Services:
     objects: ObjectStore
     signal: QueueSignal
     metrics: Metrics
+    run_signals: RunSignals
+    long_polls: StreamSlots
+    followers: StreamSlots
+    log_budgets: LogBudgets
     # When this process started (monotonic): /ready allows a reaper this long to appear.
     started: float = field(default_factory=time.monotonic)
 

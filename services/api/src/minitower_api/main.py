@@ -12,7 +12,9 @@ from starlette.types import ASGIApp
 from minitower_api.access import REQUEST_ID_HEADER, REQUEST_ID_PATTERN, RequestIdMiddleware
 from minitower_api.deps import Services
 from minitower_api.errors import install_error_handlers
+from minitower_api.header_limits import HeaderLimitMiddleware
 from minitower_api.limits import BodyLimitMiddleware
+from minitower_api.log_budgets import LogBudgets
 from minitower_api.longpoll import QueueSignal
 from minitower_api.metrics import Metrics, MetricsMiddleware
 from minitower_api.objects import ObjectStore
@@ -27,7 +29,9 @@ from minitower_api.routers import (
     tokens,
     versions,
 )
+from minitower_api.run_signals import RunSignals
 from minitower_api.settings import ApiSettings
+from minitower_api.stream_slots import StreamSlots
 from minitower_shared.db import create_db_engine, read_session
 
 API_VERSION = "1.0.0"
@@ -60,11 +64,22 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         objects=ObjectStore(settings.objects_dir),
         signal=QueueSignal(),
         metrics=Metrics(lambda: read_session(engine)),
+        run_signals=RunSignals(),
+        long_polls=StreamSlots(
+            "lease long polls",
+            settings.max_long_polls_per_token,
+            "MINITOWER_MAX_LONG_POLLS_PER_TOKEN",
+        ),
+        followers=StreamSlots(
+            "log streams", settings.max_followers_per_token, "MINITOWER_MAX_FOLLOWERS_PER_TOKEN"
+        ),
+        log_budgets=LogBudgets(settings.max_log_bytes_per_attempt),
     )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         services.signal.bind(asyncio.get_running_loop())
+        services.run_signals.bind(asyncio.get_running_loop())
         yield
         engine.dispose()
 
@@ -84,6 +99,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         BodyLimitMiddleware,
         max_request_bytes=settings.max_request_bytes,
         max_artifact_bytes=settings.max_artifact_bytes,
+    )
+    app.add_middleware(
+        HeaderLimitMiddleware,
+        max_header_bytes=settings.max_header_bytes,
+        max_header_count=settings.max_header_count,
     )
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
