@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from minitower_api.errors import forbidden, invalid, unauthorized
+from minitower_api.follow_watch import FollowWatch
 from minitower_api.log_budgets import LogBudgets
 from minitower_api.longpoll import QueueSignal
 from minitower_api.metrics import Metrics
@@ -45,6 +46,7 @@ class Services:
     signal: QueueSignal
     metrics: Metrics
     run_signals: RunSignals
+    follow_watch: FollowWatch
     long_polls: StreamSlots
     followers: StreamSlots
     log_budgets: LogBudgets

@@ -1,6 +1,7 @@
 """The FastAPI application: ``create_app(settings)`` wires routers, errors and metrics."""
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,6 +13,7 @@ from starlette.types import ASGIApp
 from minitower_api.access import REQUEST_ID_HEADER, REQUEST_ID_PATTERN, RequestIdMiddleware
 from minitower_api.deps import Services
 from minitower_api.errors import install_error_handlers
+from minitower_api.follow_watch import FollowWatch
 from minitower_api.header_limits import HeaderLimitMiddleware
 from minitower_api.limits import BodyLimitMiddleware
 from minitower_api.log_budgets import LogBudgets
@@ -33,6 +35,8 @@ from minitower_api.run_signals import RunSignals
 from minitower_api.settings import ApiSettings
 from minitower_api.stream_slots import StreamSlots
 from minitower_shared.db import create_db_engine, read_session
+from minitower_shared.store import runs as run_store
+from minitower_shared.store import teams as team_store
 
 API_VERSION = "1.0.0"
 
@@ -58,13 +62,23 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         busy_timeout=settings.db_busy_timeout,
         slow_query_threshold=settings.slow_query_threshold,
     )
+    run_signals = RunSignals()
+
+    def read_followed(run_ids: list[int], token_ids: list[int]) -> tuple[dict[int, str], set[int]]:
+        with read_session(engine) as session:
+            return (
+                run_store.statuses_of(session, run_ids),
+                team_store.inactive_tokens(session, token_ids),
+            )
+
     services = Services(
         settings=settings,
         engine=engine,
         objects=ObjectStore(settings.objects_dir),
         signal=QueueSignal(),
         metrics=Metrics(lambda: read_session(engine)),
-        run_signals=RunSignals(),
+        run_signals=run_signals,
+        follow_watch=FollowWatch(run_signals, read_followed, settings.follow_recheck_interval),
         long_polls=StreamSlots(
             "lease long polls",
             settings.max_long_polls_per_token,
@@ -80,8 +94,14 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         services.signal.bind(asyncio.get_running_loop())
         services.run_signals.bind(asyncio.get_running_loop())
-        yield
-        engine.dispose()
+        watch = asyncio.create_task(services.follow_watch.run())
+        try:
+            yield
+        finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+            engine.dispose()
 
     app = MiniTowerApp(
         title="MiniTower",

@@ -26,6 +26,10 @@ class RunSignals:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._wake, run_id)
 
+    def wake(self, run_id: int) -> None:
+        """``notify`` from the event loop's own thread."""
+        self._wake(run_id)
+
     def _wake(self, run_id: int) -> None:
         event = self._events.pop(run_id, None)
         if event is not None:

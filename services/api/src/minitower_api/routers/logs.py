@@ -140,17 +140,19 @@ class _Follower:
         return True, rows, status
 
     async def stream(self, position: tuple[int, int], slot: StreamSlot) -> AsyncIterator[str]:
+        watch = self.services.follow_watch
+        watch.add(self.run_id, self.token_id)
         try:
             async for event in self._events(position):
                 yield event
         finally:
+            watch.discard(self.run_id, self.token_id)
             slot.release()
 
     async def _events(self, position: tuple[int, int]) -> AsyncIterator[str]:
         attempt_no, seq = position
         loop = asyncio.get_running_loop()
         last_sent = loop.time()
-        recheck = self.services.settings.follow_recheck_interval
         while True:
             # Armed before the read: a write landing during it still wakes us.
             woken = self.services.run_signals.arm(self.run_id)
@@ -170,8 +172,12 @@ class _Follower:
             if status is None or status in TERMINAL_RUN_STATUSES:
                 yield _sse("end", {"status": status})
                 return
-            if loop.time() - last_sent >= KEEPALIVE_SECONDS:
-                yield ": keep-alive\n\n"
-                last_sent = loop.time()
-            until_keepalive = KEEPALIVE_SECONDS - (loop.time() - last_sent)
-            await QueueSignal.wait(woken, max(0.0, min(recheck, until_keepalive)))
+            # Idle until a writer or the follow watch (follow_watch.py) wakes the run: an
+            # idle follower reads nothing, it only sends a keep-alive now and then.
+            while not woken.is_set():
+                until_keepalive = KEEPALIVE_SECONDS - (loop.time() - last_sent)
+                if until_keepalive <= 0:
+                    yield ": keep-alive\n\n"
+                    last_sent = loop.time()
+                    continue
+                await QueueSignal.wait(woken, until_keepalive)
