@@ -149,11 +149,9 @@ def require_runner(session: Session, token_hash: str) -> Runner:
 
 async def lease_token_hash(
     x_lease_token: Annotated[
-        str | None, Header(description="The lease token the lease call returned")
-    ] = None,
+        str, Header(min_length=1, description="The lease token the lease call returned")
+    ],
 ) -> str:
-    if not x_lease_token:
-        raise invalid("missing X-Lease-Token header")
     return hash_token(x_lease_token)
 
 
@@ -165,6 +163,9 @@ LeaseTokenDep = Annotated[str, Depends(lease_token_hash)]
 RunId = Annotated[int, Path(ge=1, le=MAX_INT64, description="The run's id")]
 TokenId = Annotated[int, Path(ge=1, le=MAX_INT64, description="The token's id")]
 VersionNo = Annotated[int, Path(ge=1, le=MAX_INT64, description="The version's number")]
+
+
+CURSOR_PATTERN = "^[0-9]{1,18}$"
 
 
 def parse_cursor(cursor: str | None) -> int | None:
@@ -186,7 +187,14 @@ class Page:
 
 async def page_params(
     limit: Annotated[int, Query(ge=1, le=200, description="Page size")] = 50,
-    cursor: Annotated[str | None, Query(description="The next_cursor of the previous page")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            description="The next_cursor of the previous page",
+            # Documented narrower than checked (any id up to 2**63-1): a cursor is an id.
+            json_schema_extra={"pattern": CURSOR_PATTERN},
+        ),
+    ] = None,
     offset: Annotated[
         int, Query(ge=0, le=MAX_INT64, description="Rows to skip (instead of a cursor)")
     ] = 0,

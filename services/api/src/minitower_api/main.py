@@ -155,8 +155,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         "schema": request_id,
     }
     for path in schema.get("paths", {}).values():
-        for operation in path.values():
+        for method, operation in path.items():
             operation.get("responses", {}).pop("422", None)
+            _add_server_statuses(method, operation)
             operation.setdefault("parameters", []).append(
                 {"$ref": "#/components/parameters/RequestId"}
             )
@@ -168,3 +169,32 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         components.get("schemas", {}).pop(name, None)
     app.openapi_schema = schema
     return schema
+
+
+_ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "string"}}}
+_WRITE_METHODS = ("post", "put", "patch", "delete")
+
+
+def _add_server_statuses(method: str, operation: dict[str, Any]) -> None:
+    """The answers any route can give, whatever its handler does: the server's limits
+    (server.py, header_limits.py, limits.py) and the database's (storage_errors.py)."""
+    answers = operation.setdefault("responses", {})
+
+    def add(status: str, description: str, headers: dict[str, Any] | None = None) -> None:
+        entry: dict[str, Any] = {"description": description, "content": _ERROR_CONTENT}
+        if headers:
+            entry["headers"] = headers
+        answers.setdefault(status, entry)
+
+    add("431", "header_too_large: too many headers, or a head over MINITOWER_MAX_HEADER_BYTES")
+    add(
+        "503",
+        "server_busy (MINITOWER_MAX_CONNECTIONS open connections) or database_busy (the "
+        "database's write lock was held past MINITOWER_DB_BUSY_TIMEOUT)",
+        _RETRY_AFTER,
+    )
+    if "requestBody" in operation:
+        add("413", "payload_too_large")
+    if method in _WRITE_METHODS:
+        add("507", "insufficient_storage: the server's disk is full")
