@@ -3,7 +3,7 @@
 live lease, with all of schemathesis's checks. 0 server errors and 0 answers that
 contradict the document.
 
-Examples per operation are bounded (MINITOWER_CONTRACT_EXAMPLES, default 15) and
+Examples per operation are bounded (MINITOWER_CONTRACT_EXAMPLES, default 25) and
 derandomised, so a run takes a minute or two on 2 cores and fails the same way twice.
 """
 
@@ -25,7 +25,7 @@ from tests.support.processes import LiveApi
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = int(os.environ.get("MINITOWER_CONTRACT_EXAMPLES", "15"))
+EXAMPLES = int(os.environ.get("MINITOWER_CONTRACT_EXAMPLES", "25"))
 # An answer slower than this is a finding too (and keeps a hung stream from hanging CI).
 REQUEST_TIMEOUT = 20.0
 RUNNER_PATHS = ("/start", "/artifact", "/heartbeat", "/logs", "/result")

@@ -18,6 +18,7 @@ from tests.support.clients import RunnerClient, TeamClient, check
 from tests.support.processes import LiveApi
 from tests.support.slow_clients import (
     RawResponse,
+    allow_open_files,
     connect,
     cpu_seconds,
     is_closed_by_peer,
@@ -51,6 +52,7 @@ def _expect_error(response: RawResponse | None, status: int, code: str) -> None:
 def test_health_and_team_requests_stay_fast_under_400_slow_sockets_and_200_long_polls(
     make_live_api: MakeApi,
 ) -> None:
+    allow_open_files(2048)
     # The slow sockets must stay open for the whole measurement: a long head deadline.
     api = make_live_api({"MINITOWER_HEADER_TIMEOUT": "60s"})
     with api.client() as http:

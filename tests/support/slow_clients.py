@@ -3,6 +3,7 @@ a time, huge heads, requests left open. For the server-limit tests (tests/hostil
 
 import json
 import os
+import resource
 import select
 import socket
 import threading
@@ -216,3 +217,13 @@ def rss_bytes(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise AssertionError(f"no VmRSS for {pid}")
+
+
+def allow_open_files(count: int) -> None:
+    """Lift this process's soft limit on open files to ``count`` (within the hard one),
+    for tests that hold hundreds of sockets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < count:
+        target = count if hard == resource.RLIM_INFINITY else min(count, hard)
+        assert target >= count, f"the hard limit on open files ({hard}) is below {count}"
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
