@@ -41,10 +41,6 @@ class StreamSlots:
             self._open[key] += 1
         return StreamSlot(self, key)
 
-    def open_count(self, key: Hashable) -> int:
-        with self._lock:
-            return self._open[key]
-
     def _release(self, key: Hashable) -> None:
         with self._lock:
             self._open[key] -= 1
