@@ -165,6 +165,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 response.setdefault("headers", {})[REQUEST_ID_HEADER] = {
                     "$ref": "#/components/headers/RequestId"
                 }
+    _forms_without_nulls(schema)
     for name in ("HTTPValidationError", "ValidationError"):
         components.get("schemas", {}).pop(name, None)
     app.openapi_schema = schema
@@ -198,3 +199,22 @@ def _add_server_statuses(method: str, operation: dict[str, Any]) -> None:
         add("413", "payload_too_large")
     if method in _WRITE_METHODS:
         add("507", "insufficient_storage: the server's disk is full")
+
+
+def _forms_without_nulls(schema: dict[str, Any]) -> None:
+    """A multipart form has no null: an optional field is one left out. FastAPI documents
+    ``int | None`` fields as "integer or null", which invites clients to send ``null``."""
+    components = schema.get("components", {}).get("schemas", {})
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            content = operation.get("requestBody", {}).get("content", {})
+            ref = content.get("multipart/form-data", {}).get("schema", {}).get("$ref", "")
+            form = components.get(ref.rpartition("/")[2], {})
+            for name, field in form.get("properties", {}).items():
+                variants = field.get("anyOf")
+                if not variants:
+                    continue
+                kept = [v for v in variants if v.get("type") != "null"]
+                if len(kept) == 1:
+                    rest = {k: v for k, v in field.items() if k not in ("anyOf", "default")}
+                    form["properties"][name] = {**kept[0], **rest}
