@@ -329,3 +329,35 @@ def test_100_idle_followers_cost_almost_no_cpu(make_live_api: MakeApi) -> None:
             sock.close()
     print(f"\n100 idle followers: {used:.2f} s of CPU in 6 s ({used / 6:.1%} of a core)")
     assert used / 6 < 0.05, used
+
+
+def test_a_runner_flooding_its_log_is_cut_at_the_cap(make_live_api: MakeApi) -> None:
+    api = make_live_api({"MINITOWER_MAX_LOG_BYTES_PER_ATTEMPT": "1048576"})
+    with api.client() as http:
+        team, run_id = _team_with_run(http)
+        runner = RunnerClient.register(http, "flood", REGISTRATION_TOKEN)
+        lease = runner.lease()
+        assert lease is not None
+        check(runner.start(lease), 200)
+        rss_before = rss_bytes(api.proc.pid)
+        slowest = 0.0
+        line = "x" * 3900
+        for batch in range(10):  # 10 batches of ~2 MB: 19.5 MB against a 1 MiB cap
+            lines = [{"seq": batch * 500 + n, "stream": "stdout", "line": line} for n in range(500)]
+            started = time.monotonic()
+            answer = check(runner.logs(lease, lines), 200)
+            slowest = max(slowest, time.monotonic() - started)
+            assert answer["accepted"] == 500
+        page = check(team.get(f"/api/v1/runs/{run_id}/logs", params={"limit": 10_000}), 200)
+        rss_growth = rss_bytes(api.proc.pid) - rss_before
+        check(http.get("/health"), 200)
+    stored = page["logs"]
+    assert sum(len(entry["line"]) for entry in stored[:-1]) <= 1048576
+    assert stored[-1]["line"].startswith("[minitower] log truncated:")
+    assert sum(entry["line"].startswith("[minitower] log truncated:") for entry in stored) == 1
+    print(
+        f"\nlog flood: {len(stored)} lines kept, slowest batch {slowest * 1000:.0f} ms, "
+        f"RSS +{rss_growth / 2**20:.1f} MiB"
+    )
+    assert slowest < 2.0
+    assert rss_growth < 100 * 2**20
