@@ -33,6 +33,9 @@ def test_migrate_creates_the_schema_and_is_safe_to_repeat(tmp_path: Path) -> Non
         ({"MINITOWER_LEASE_TTL": "2x"}, "MINITOWER_LEASE_TTL: invalid duration '2x'"),
         ({"MINITOWER_LISTEN_ADDR": "8080"}, "MINITOWER_LISTEN_ADDR: must be host:port"),
         ({"MINITOWER_LOG_FORMAT": "xml"}, "MINITOWER_LOG_FORMAT: Input should be"),
+        ({"MINITOWER_MAX_HEADER_BYTES": "100"}, "MINITOWER_MAX_HEADER_BYTES: Input should be"),
+        ({"MINITOWER_HEADER_TIMEOUT": "0"}, "MINITOWER_HEADER_TIMEOUT: Input should be"),
+        ({"MINITOWER_MAX_CONNECTIONS": "none"}, "MINITOWER_MAX_CONNECTIONS: Input should be"),
     ],
 )
 def test_bad_configuration_is_one_clear_line_and_exit_2(

@@ -285,7 +285,7 @@ def test_logs_are_stored_once_per_seq(
         {"seq": 1, "stream": "stdout", "line": "one"},
         {"seq": 2, "stream": "stderr", "line": "two", "logged_at": "2026-01-02T03:04:05.678Z"},
     ]
-    assert check(runner.logs(lease, batch), 200) == {"accepted": 2}
+    assert check(runner.logs(lease, batch), 200) == {"accepted": 2, "dropped": 0}
     check(runner.logs(lease, batch), 200)
     check(
         runner.logs(

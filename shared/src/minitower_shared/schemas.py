@@ -6,9 +6,9 @@ shapes without the database layer. Timestamps travel as RFC 3339 strings.
 
 import math
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 SLUG_PATTERN = r"^[a-z][a-z0-9-]{2,31}$"
 ENVIRONMENT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -21,6 +21,45 @@ MAX_INT64 = 2**63 - 1
 # Deep enough for any real run input or parameter schema, shallow enough that validating,
 # copying and serialising it never comes near Python's recursion limit.
 MAX_JSON_DEPTH = 32
+
+
+def _integral_number(value: Any) -> Any:
+    """JSON Schema's ``integer`` (what the OpenAPI document promises) is any number
+    without a fractional part, so ``5.0`` is 5; strings and booleans stay refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# An integer of a request body with bounds of its own.
+JsonInt = Annotated[int, BeforeValidator(_integral_number)]
+# Documented bounds of the 64-bit integers of request bodies: up to 2**53 - 1, the
+# integers every JSON parser holds exactly (a client's float 2**63 is not 2**63 - 1).
+# The server accepts the whole 64-bit range.
+JSON_SAFE_INT = 2**53 - 1
+
+
+_INTEGRAL = BeforeValidator(_integral_number)
+# An integer of a request body: 64-bit on the server, documented as JSON-safe.
+Int64 = Annotated[
+    int,
+    Field(
+        ge=MIN_INT64,
+        le=MAX_INT64,
+        json_schema_extra={"minimum": -JSON_SAFE_INT, "maximum": JSON_SAFE_INT},
+    ),
+    _INTEGRAL,
+]
+NonNegativeInt64 = Annotated[
+    int,
+    Field(ge=0, le=MAX_INT64, json_schema_extra={"minimum": 0, "maximum": JSON_SAFE_INT}),
+    _INTEGRAL,
+]
+PositiveInt64 = Annotated[
+    int,
+    Field(ge=1, le=MAX_INT64, json_schema_extra={"minimum": 1, "maximum": JSON_SAFE_INT}),
+    _INTEGRAL,
+]
 
 
 class Strict(BaseModel):
@@ -207,9 +246,9 @@ class VersionList(BaseModel):
 
 class RunCreate(Strict):
     input: dict[str, Any] = Field(default_factory=dict)
-    version_no: int | None = Field(default=None, ge=1, le=MAX_INT64)
-    priority: int = Field(default=0, ge=-1000, le=1000)
-    max_retries: int = Field(default=0, ge=0, le=100)
+    version_no: PositiveInt64 | None = None
+    priority: JsonInt = Field(default=0, ge=-1000, le=1000)
+    max_retries: JsonInt = Field(default=0, ge=0, le=100)
     environment: str = Field(default="default", pattern=ENVIRONMENT_PATTERN)
 
     @field_validator("input")
@@ -309,7 +348,7 @@ class HeartbeatResult(BaseModel):
 
 
 class LogLineIn(Strict):
-    seq: int = Field(ge=0, le=MAX_INT64)
+    seq: NonNegativeInt64
     stream: Literal["stdout", "stderr"]
     line: str = Field(max_length=MAX_LOG_LINE_CHARS)
     logged_at: datetime | None = Field(
@@ -342,11 +381,16 @@ class LogBatch(Strict):
 
 class LogsAccepted(BaseModel):
     accepted: int
+    dropped: int = Field(
+        default=0,
+        description="Lines accepted but not stored: the attempt reached the server's log "
+        "cap (MINITOWER_MAX_LOG_BYTES_PER_ATTEMPT). Do not resend them.",
+    )
 
 
 class ResultReport(Strict):
     status: Literal["completed", "failed", "cancelled"]
-    exit_code: int | None = Field(default=None, ge=MIN_INT64, le=MAX_INT64)
+    exit_code: Int64 | None = None
     error_message: str | None = Field(default=None, max_length=10_000)
 
 

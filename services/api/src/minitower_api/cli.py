@@ -3,6 +3,7 @@ restore, prune; the logic of each is in ``minitower_api.maintenance``)."""
 
 import errno
 import logging
+import resource
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from minitower_api.maintenance import (
     restore,
     runner_tokens,
 )
+from minitower_api.server import ServerLimits, protocol_class
 from minitower_api.settings import ApiSettings
 from minitower_shared.config import load_settings
 from minitower_shared.durations import parse_duration
@@ -62,6 +64,7 @@ def serve(
         log.warning("MINITOWER_BOOTSTRAP_TOKEN is not set: team bootstrap is disabled")
     if settings.runner_registration_token is None:
         log.warning("MINITOWER_RUNNER_REGISTRATION_TOKEN is not set: runners cannot register")
+    _raise_open_files_limit(settings.max_connections, log)
     uvicorn.run(
         create_app(settings),
         host=host or settings.host,
@@ -72,7 +75,39 @@ def serve(
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=5,
+        # h11 with our limits (server.py); no WebSockets to upgrade to.
+        http=protocol_class(
+            ServerLimits(
+                max_connections=settings.max_connections,
+                max_header_bytes=settings.max_header_bytes,
+                header_timeout=settings.header_timeout,
+                client_timeout=settings.client_timeout,
+            )
+        ),
+        ws="none",
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        timeout_keep_alive=settings.keep_alive_timeout,  # type: ignore[arg-type]
     )
+
+
+# Descriptors beyond the connections: the database, its WAL, uploads, the listener.
+_SPARE_FILES = 64
+
+
+def _raise_open_files_limit(max_connections: int, log: logging.Logger) -> None:
+    """Lift the soft limit on open files towards the hard one, so that the connection cap,
+    not EMFILE, is what a flood of connections meets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max_connections + _SPARE_FILES
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        if target < wanted:
+            log.warning(
+                "open files limited to %d: fewer than MINITOWER_MAX_CONNECTIONS (%d) can be served",
+                target,
+                max_connections,
+            )
 
 
 @app.command()

@@ -15,11 +15,15 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from minitower_api.errors import forbidden, invalid, unauthorized
+from minitower_api.follow_watch import FollowWatch
+from minitower_api.log_budgets import LogBudgets
 from minitower_api.longpoll import QueueSignal
 from minitower_api.metrics import Metrics
 from minitower_api.objects import ObjectStore
+from minitower_api.run_signals import RunSignals
 from minitower_api.settings import ApiSettings
 from minitower_api.storage_errors import sqlite_condition
+from minitower_api.stream_slots import StreamSlots
 from minitower_shared.clock import utcnow
 from minitower_shared.db import read_session, write_session
 from minitower_shared.models import Runner, Team, TeamToken
@@ -41,6 +45,11 @@ class Services:
     objects: ObjectStore
     signal: QueueSignal
     metrics: Metrics
+    run_signals: RunSignals
+    follow_watch: FollowWatch
+    long_polls: StreamSlots
+    followers: StreamSlots
+    log_budgets: LogBudgets
     # When this process started (monotonic): /ready allows a reaper this long to appear.
     started: float = field(default_factory=time.monotonic)
 
@@ -140,11 +149,9 @@ def require_runner(session: Session, token_hash: str) -> Runner:
 
 async def lease_token_hash(
     x_lease_token: Annotated[
-        str | None, Header(description="The lease token the lease call returned")
-    ] = None,
+        str, Header(min_length=1, description="The lease token the lease call returned")
+    ],
 ) -> str:
-    if not x_lease_token:
-        raise invalid("missing X-Lease-Token header")
     return hash_token(x_lease_token)
 
 
@@ -156,6 +163,9 @@ LeaseTokenDep = Annotated[str, Depends(lease_token_hash)]
 RunId = Annotated[int, Path(ge=1, le=MAX_INT64, description="The run's id")]
 TokenId = Annotated[int, Path(ge=1, le=MAX_INT64, description="The token's id")]
 VersionNo = Annotated[int, Path(ge=1, le=MAX_INT64, description="The version's number")]
+
+
+CURSOR_PATTERN = "^[0-9]{1,18}$"
 
 
 def parse_cursor(cursor: str | None) -> int | None:
@@ -177,7 +187,14 @@ class Page:
 
 async def page_params(
     limit: Annotated[int, Query(ge=1, le=200, description="Page size")] = 50,
-    cursor: Annotated[str | None, Query(description="The next_cursor of the previous page")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            description="The next_cursor of the previous page",
+            # Documented narrower than checked (any id up to 2**63-1): a cursor is an id.
+            json_schema_extra={"pattern": CURSOR_PATTERN},
+        ),
+    ] = None,
     offset: Annotated[
         int, Query(ge=0, le=MAX_INT64, description="Rows to skip (instead of a cursor)")
     ] = 0,

@@ -59,6 +59,17 @@ def gone(message: str = "the lease is gone: it expired, finished or was reassign
     return ApiError(410, "gone", message)
 
 
+# How long a caller over a per-token stream cap should wait: streams end within seconds
+# to minutes, so a short wait and a retry is the normal way through.
+RETRY_AFTER_SECONDS = 5
+
+
+def too_many_requests(message: str) -> ApiError:
+    return ApiError(
+        429, "too_many_requests", message, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+    )
+
+
 def insufficient_storage(message: str) -> ApiError:
     """The server's disk is full: nothing was kept, and the same request succeeds once an
     operator frees space (deploy/runbooks/disk-full.md)."""
@@ -87,6 +98,7 @@ _STATUS_CODES = {
     409: "conflict",
     410: "gone",
     413: "payload_too_large",
+    429: "too_many_requests",
 }
 
 
@@ -159,6 +171,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "conflict, slug_taken or app_disabled",
         410: "gone: the lease expired, finished or was reassigned",
         413: "payload_too_large",
+        429: "too_many_requests: too many open streams for this token (see Retry-After)",
         507: "insufficient_storage: the server's disk is full",
     }
     extra: dict[int | str, dict[str, Any]] = {

@@ -1,6 +1,7 @@
 """The FastAPI application: ``create_app(settings)`` wires routers, errors and metrics."""
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,7 +14,10 @@ from starlette.types import ASGIApp
 from minitower_api.access import REQUEST_ID_HEADER, REQUEST_ID_PATTERN, RequestIdMiddleware
 from minitower_api.deps import Services
 from minitower_api.errors import install_error_handlers
+from minitower_api.follow_watch import FollowWatch
+from minitower_api.header_limits import HeaderLimitMiddleware
 from minitower_api.limits import BodyLimitMiddleware
+from minitower_api.log_budgets import LogBudgets
 from minitower_api.longpoll import QueueSignal
 from minitower_api.metrics import Metrics, MetricsMiddleware
 from minitower_api.objects import ObjectStore
@@ -28,8 +32,12 @@ from minitower_api.routers import (
     tokens,
     versions,
 )
+from minitower_api.run_signals import RunSignals
 from minitower_api.settings import ApiSettings
+from minitower_api.stream_slots import StreamSlots
 from minitower_shared.db import create_db_engine, read_session
+from minitower_shared.store import runs as run_store
+from minitower_shared.store import teams as team_store
 
 API_VERSION = "1.0.0"
 
@@ -57,20 +65,47 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         busy_timeout=settings.db_busy_timeout,
         slow_query_threshold=settings.slow_query_threshold,
     )
+    run_signals = RunSignals()
+
+    def read_followed(run_ids: list[int], token_ids: list[int]) -> tuple[dict[int, str], set[int]]:
+        with read_session(engine) as session:
+            return (
+                run_store.statuses_of(session, run_ids),
+                team_store.inactive_tokens(session, token_ids),
+            )
+
     services = Services(
         settings=settings,
         engine=engine,
         objects=ObjectStore(settings.objects_dir),
         signal=QueueSignal(),
         metrics=Metrics(lambda: read_session(engine)),
+        run_signals=run_signals,
+        follow_watch=FollowWatch(run_signals, read_followed, settings.follow_recheck_interval),
+        long_polls=StreamSlots(
+            "lease long polls",
+            settings.max_long_polls_per_token,
+            "MINITOWER_MAX_LONG_POLLS_PER_TOKEN",
+        ),
+        followers=StreamSlots(
+            "log streams", settings.max_followers_per_token, "MINITOWER_MAX_FOLLOWERS_PER_TOKEN"
+        ),
+        log_budgets=LogBudgets(settings.max_log_bytes_per_attempt),
     )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         services.signal.bind(asyncio.get_running_loop())
         _sweep_stale_uploads(services.objects)
-        yield
-        engine.dispose()
+        services.run_signals.bind(asyncio.get_running_loop())
+        watch = asyncio.create_task(services.follow_watch.run())
+        try:
+            yield
+        finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+            engine.dispose()
 
     app = MiniTowerApp(
         title="MiniTower",
@@ -88,6 +123,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         BodyLimitMiddleware,
         max_request_bytes=settings.max_request_bytes,
         max_artifact_bytes=settings.max_artifact_bytes,
+    )
+    app.add_middleware(
+        HeaderLimitMiddleware,
+        max_header_bytes=settings.max_header_bytes,
+        max_header_count=settings.max_header_count,
     )
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -130,8 +170,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         "schema": request_id,
     }
     for path in schema.get("paths", {}).values():
-        for operation in path.values():
+        for method, operation in path.items():
             operation.get("responses", {}).pop("422", None)
+            _add_server_statuses(method, operation)
             operation.setdefault("parameters", []).append(
                 {"$ref": "#/components/parameters/RequestId"}
             )
@@ -139,7 +180,56 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 response.setdefault("headers", {})[REQUEST_ID_HEADER] = {
                     "$ref": "#/components/headers/RequestId"
                 }
+    _forms_without_nulls(schema)
     for name in ("HTTPValidationError", "ValidationError"):
         components.get("schemas", {}).pop(name, None)
     app.openapi_schema = schema
     return schema
+
+
+_ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "string"}}}
+_WRITE_METHODS = ("post", "put", "patch", "delete")
+
+
+def _add_server_statuses(method: str, operation: dict[str, Any]) -> None:
+    """The answers any route can give, whatever its handler does: the server's limits
+    (server.py, header_limits.py, limits.py) and the database's (storage_errors.py)."""
+    answers = operation.setdefault("responses", {})
+
+    def add(status: str, description: str, headers: dict[str, Any] | None = None) -> None:
+        entry: dict[str, Any] = {"description": description, "content": _ERROR_CONTENT}
+        if headers:
+            entry["headers"] = headers
+        answers.setdefault(status, entry)
+
+    add("431", "header_too_large: too many headers, or a head over MINITOWER_MAX_HEADER_BYTES")
+    add(
+        "503",
+        "server_busy (MINITOWER_MAX_CONNECTIONS open connections) or database_busy (the "
+        "database's write lock was held past MINITOWER_DB_BUSY_TIMEOUT)",
+        _RETRY_AFTER,
+    )
+    if "requestBody" in operation:
+        add("413", "payload_too_large")
+    if method in _WRITE_METHODS:
+        add("507", "insufficient_storage: the server's disk is full")
+
+
+def _forms_without_nulls(schema: dict[str, Any]) -> None:
+    """A multipart form has no null: an optional field is one left out. FastAPI documents
+    ``int | None`` fields as "integer or null", which invites clients to send ``null``."""
+    components = schema.get("components", {}).get("schemas", {})
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            content = operation.get("requestBody", {}).get("content", {})
+            ref = content.get("multipart/form-data", {}).get("schema", {}).get("$ref", "")
+            form = components.get(ref.rpartition("/")[2], {})
+            for name, field in form.get("properties", {}).items():
+                variants = field.get("anyOf")
+                if not variants:
+                    continue
+                kept = [v for v in variants if v.get("type") != "null"]
+                if len(kept) == 1:
+                    rest = {k: v for k, v in field.items() if k not in ("anyOf", "default")}
+                    form["properties"][name] = {**kept[0], **rest}

@@ -76,6 +76,27 @@ class ApiSettings(BaseSettings):
     # When set, /metrics requires ``Authorization: Bearer <it>``: its series name teams
     # and apps.
     metrics_token: SecretStr | None = None
+    # The HTTP server's own limits (server.py, header_limits.py): open connections (over
+    # it: 503), a request's head (request line and headers: 431 over either cap), how
+    # long its head may take to arrive (408), how long a kept-alive connection may sit
+    # idle, and how long a request may go without the client sending or reading a byte.
+    max_connections: Annotated[int, Field(ge=1)] = 1000
+    max_header_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024
+    max_header_count: Annotated[int, Field(ge=8)] = 100
+    header_timeout: PositiveSeconds = 10.0
+    keep_alive_timeout: PositiveSeconds = 5.0
+    client_timeout: PositiveSeconds = 30.0
+    # Open lease long polls per runner token and SSE log followers per team token (429
+    # beyond), so one token cannot take the connections every other caller needs.
+    max_long_polls_per_token: Annotated[int, Field(ge=1)] = 4
+    max_followers_per_token: Annotated[int, Field(ge=1)] = 10
+    # How often an SSE follower with nothing new re-reads the run (for writes of other
+    # processes, such as the reaper's) and re-checks its token; this process's own writes
+    # wake followers at once.
+    follow_recheck_interval: PositiveSeconds = 3.0
+    # Log bytes stored per attempt; past it one truncation line is stored and later lines
+    # are accepted but dropped.
+    max_log_bytes_per_attempt: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
 
     @field_validator("listen_addr")
     @classmethod

@@ -1,5 +1,6 @@
-"""Reading a run's log lines."""
+"""Reading a run's log lines, and what an attempt's lines already weigh."""
 
+from sqlalchemy import LargeBinary, cast, func
 from sqlmodel import Session, col, or_, select
 
 from minitower_shared.models import RunAttempt, RunLog
@@ -37,3 +38,39 @@ def list_run_logs_after(
         .limit(limit)
     )
     return [(log, attempt_no) for log, attempt_no in rows]
+
+
+def stored_log_bytes(session: Session, attempt_id: int) -> int:
+    """The UTF-8 bytes of the attempt's stored lines (reads them all: done once per
+    attempt and process, see minitower_api.log_budgets)."""
+    total = session.exec(
+        select(func.coalesce(func.sum(func.length(cast(RunLog.line, LargeBinary))), 0)).where(
+            RunLog.attempt_id == attempt_id
+        )
+    ).one()
+    return int(total)
+
+
+def has_line_starting(session: Session, attempt_id: int, prefix: str) -> bool:
+    return (
+        session.exec(
+            select(RunLog.seq)
+            .where(
+                RunLog.attempt_id == attempt_id,
+                col(RunLog.line).startswith(prefix, autoescape=True),
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )
+
+
+def stored_seqs(session: Session, attempt_id: int, seqs: list[int]) -> set[int]:
+    """Which of ``seqs`` the attempt already has (a resent batch)."""
+    if not seqs:
+        return set()
+    return set(
+        session.exec(
+            select(RunLog.seq).where(RunLog.attempt_id == attempt_id, col(RunLog.seq).in_(seqs))
+        )
+    )

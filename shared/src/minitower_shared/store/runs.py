@@ -220,3 +220,12 @@ def queue_by_environment(session: Session) -> dict[str, QueueFigures]:
         name: QueueFigures(depth=count, oldest_queued_at=as_utc(oldest))
         for name, count, oldest in rows
     }
+
+
+def statuses_of(session: Session, run_ids: list[int]) -> dict[int, str]:
+    """The status of each of the runs (missing ids are left out): one query for all the
+    runs live followers watch."""
+    if not run_ids:
+        return {}
+    rows = session.exec(select(Run.id, Run.status).where(col(Run.id).in_(run_ids)))
+    return {run_id: status for run_id, status in rows if run_id is not None}

@@ -40,6 +40,26 @@ def find_active_token(session: Session, token_hash: str) -> TeamToken | None:
     ).first()
 
 
+def token_is_active(session: Session, token_id: int) -> bool:
+    """False once the token is revoked: a stream opened with it must end."""
+    token = session.get(TeamToken, token_id)
+    return token is not None and token.revoked_at is None
+
+
+def inactive_tokens(session: Session, token_ids: list[int]) -> set[int]:
+    """Which of the tokens are revoked (or gone): one query for all open streams."""
+    if not token_ids:
+        return set()
+    active = set(
+        session.exec(
+            select(TeamToken.id).where(
+                col(TeamToken.id).in_(token_ids), col(TeamToken.revoked_at).is_(None)
+            )
+        )
+    )
+    return set(token_ids) - active
+
+
 def touch_token(session: Session, token: TeamToken, now: datetime) -> bool:
     """Record a use of ``token`` unless one was recorded recently; True if written."""
     if token.last_used_at is not None and now - token.last_used_at < LAST_USED_RESOLUTION:

@@ -12,7 +12,15 @@ from minitower_shared.tokens import TEAM_TOKEN_PREFIX, hash_token, new_token
 router = APIRouter(prefix="/api/v1/bootstrap", tags=["operations"])
 
 
-@router.post("/team", status_code=201, response_model=BootstrapResult, responses=responses(403))
+@router.post(
+    "/team",
+    status_code=201,
+    response_model=BootstrapResult,
+    responses={
+        **responses(403),
+        200: {"model": BootstrapResult, "description": "the team existed: a fresh admin token"},
+    },
+)
 def bootstrap_team(
     body: BootstrapTeam, services: ServicesDep, credentials: BearerDep, response: Response
 ) -> BootstrapResult:

@@ -80,6 +80,8 @@ def reaper_state(last_pass_at: datetime | None, now: datetime, *, stall_after: f
     "/metrics",
     response_class=Response,
     responses={401: {"model": ErrorResponse, "description": "MINITOWER_METRICS_TOKEN is set"}},
+    # Open unless MINITOWER_METRICS_TOKEN is set: the bearer token is optional.
+    openapi_extra={"security": [{}, {"HTTPBearer": []}]},
 )
 def metrics(services: ServicesDep, credentials: BearerDep) -> Response:
     """Prometheus text format. With MINITOWER_METRICS_TOKEN set, only for

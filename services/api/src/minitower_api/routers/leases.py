@@ -114,7 +114,7 @@ def _granted(grant: LeaseGrant, token: str) -> LeaseGranted:
 @router.post(
     "/lease",
     response_model=LeaseGranted,
-    responses={**responses(409), 204: {"description": "no work (within wait_seconds)"}},
+    responses={**responses(409, 429), 204: {"description": "no work (within wait_seconds)"}},
 )
 async def lease_run(
     request: Request,
@@ -125,8 +125,22 @@ async def lease_run(
     """Claim the next queued run of the runner's environment: highest priority, then
     oldest, then lowest id. With ``wait_seconds`` (≤ 30) the call waits for work (long
     poll); give the HTTP client a longer timeout than that. 409 while this runner already
-    holds a live lease."""
+    holds a live lease; 429 while its token already has MINITOWER_MAX_LONG_POLLS_PER_TOKEN
+    waiting calls open."""
     wait = body.wait_seconds if body is not None else 0.0
+    if wait <= 0:
+        return await _lease_loop(request, runner_token, services, wait)
+    # Only waiting calls hold a slot: a plain lease is over in milliseconds.
+    slot = services.long_polls.acquire(runner_token)
+    try:
+        return await _lease_loop(request, runner_token, services, wait)
+    finally:
+        slot.release()
+
+
+async def _lease_loop(
+    request: Request, runner_token: str, services: Services, wait: float
+) -> LeaseGranted | Response:
     deadline = time.monotonic() + wait
     first = True
     while True:
@@ -242,7 +256,9 @@ def append_logs(
     services: ServicesDep,
 ) -> LogsAccepted:
     """Store a batch of log lines. A ``seq`` already stored is ignored, so a batch may be
-    resent safely."""
+    resent safely. Past MINITOWER_MAX_LOG_BYTES_PER_ATTEMPT bytes of an attempt's lines,
+    one truncation line is stored in place of the first line over it, and later lines
+    are accepted but dropped (counted in ``dropped``)."""
     received = utcnow()
     lines = [
         {
@@ -253,13 +269,20 @@ def append_logs(
         }
         for line in body.logs
     ]
-    with services.write() as session:
-        now = utcnow()
-        runner = require_runner(session, runner_token)
-        attempt = _live_attempt(session, runner, run_id, lease, now)
-        if lease_store.append_logs(session, attempt, lines, now=now) != Outcome.OK:
-            raise gone()
-    return LogsAccepted(accepted=len(lines))
+    budgets = services.log_budgets
+    with budgets.lock:
+        with services.write() as session:
+            now = utcnow()
+            runner = require_runner(session, runner_token)
+            attempt = _live_attempt(session, runner, run_id, lease, now)
+            assert attempt.id is not None
+            admitted = budgets.admit(session, attempt.id, lines)
+            if lease_store.append_logs(session, attempt, admitted.lines, now=now) != Outcome.OK:
+                raise gone()
+        budgets.remember(attempt.id, admitted.after)
+    if admitted.lines:
+        services.run_signals.notify(run_id)
+    return LogsAccepted(accepted=len(lines), dropped=admitted.dropped)
 
 
 @router.post("/{run_id}/result", response_model=ResultAccepted, responses=responses(409, 410))
@@ -303,6 +326,9 @@ def report_result(
             raise conflict("the run was not cancelled: report completed or failed")
         run = session.get(Run, run_id)
         assert run is not None
+    services.run_signals.notify(run_id)
+    if attempt.id is not None:
+        services.log_budgets.forget(attempt.id)
     if reported_before is None:
         app_label = services.metrics.app_label(run.app_id)
         services.metrics.runs_finished.labels(app_label, run.status).inc()

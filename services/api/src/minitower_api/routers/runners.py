@@ -24,7 +24,10 @@ router = APIRouter(prefix="/api/v1", tags=["runners"])
     "/runners/register",
     status_code=201,
     response_model=RunnerRegistered,
-    responses=responses(403),
+    responses={
+        **responses(403),
+        200: {"model": RunnerRegistered, "description": "the name was registered: a new token"},
+    },
 )
 def register_runner(
     body: RunnerRegister, services: ServicesDep, credentials: BearerDep, response: Response

@@ -209,4 +209,6 @@ def cancel_run(run_id: RunId, caller: CallerDep, services: ServicesDep) -> RunPu
     with services.write() as session:
         require_run(session, caller.team_id, run_id)
         run_store.cancel_run(session, run_id, utcnow())
-        return run_public(require_run(session, caller.team_id, run_id))
+        public = run_public(require_run(session, caller.team_id, run_id))
+    services.run_signals.notify(run_id)
+    return public

@@ -153,7 +153,11 @@ def upload_version(
         str | None, Form(description="Script to run; overrides the Towerfile's [app] script")
     ] = None,
     timeout_seconds: Annotated[
-        int | None, Form(description="Run timeout; overrides the Towerfile's [app.timeout]")
+        int | None,
+        Form(
+            description="Run timeout; overrides the Towerfile's [app.timeout]",
+            json_schema_extra={"minimum": 1, "maximum": MAX_RUN_TIMEOUT},
+        ),
     ] = None,
     params_schema: Annotated[
         str | None, Form(description="JSON Schema of the run input; overrides [[parameters]]")
