@@ -156,7 +156,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error statuses a route adds to the common ones."""
     described = {
         403: "forbidden",
-        409: "conflict, slug_taken or app_disabled",
+        409: "conflict, slug_taken, name_taken or app_disabled",
         410: "gone: the lease expired, finished or was reassigned",
         413: "payload_too_large",
         507: "insufficient_storage: the server's disk is full",
