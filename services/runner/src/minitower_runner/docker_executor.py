@@ -369,6 +369,9 @@ class DockerExecutor:
             self._api, container_id, attached, emit, on_exit, settings.docker_memory
         )
 
+    def bind(self, *, shared: bool) -> None:
+        """Every run gets a container of its own: any binding is kept apart."""
+
     def remove_leftovers(self) -> None:
         """Removes the containers of this runner's name: its watchdog has stopped those of
         a runner that died; one that died between create and start left one never run."""
