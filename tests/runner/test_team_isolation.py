@@ -21,6 +21,7 @@ from tests.runner.conftest import Stack, app_archive
 from tests.support.clients import RunnerClient, TeamClient, check
 from tests.support.privileges import passable_folder, require_root, workload_python
 from tests.support.processes import Process, script, start_runner
+from tests.support.proctree import alive
 from tests.support.waiting import wait_for
 
 VICTIM = """\
@@ -317,3 +318,39 @@ def test_workload_uid_must_not_be_root_or_the_runners(stack: Stack, who: str) ->
         )
     assert done.returncode == 2, done.stderr
     assert "must differ from the runner's own uid" in done.stderr or "greater than" in done.stderr
+
+
+SPAWNS_A_CHILD = """\
+import os, signal, subprocess, time
+if os.environ.get("stubborn") == "yes":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+child = subprocess.Popen(["sleep", "300"])
+print(f"pids {os.getpid()} {child.pid}", flush=True)
+time.sleep(300)
+"""
+
+
+def test_cancel_and_runner_death_still_stop_every_workload_process(stack: Stack) -> None:
+    """Workloads under another uid are still signalled as a group on cancel, and die
+    with the runner even when it is SIGKILLed (the shim stays the runner's user)."""
+    require_root("a shared runner switches workloads to another uid")
+    stack.deploy("sleeper", {"main.py": SPAWNS_A_CHILD})
+    with passable_folder() as base:
+        runner, _, _ = shared_runner(stack, base, "shared-k", 64005)
+        cancelled = stack.start_run("sleeper", input={"stubborn": "yes"})
+        pids = stack.pids(cancelled)
+        assert all(alive(p) for p in pids)
+        assert {os.stat(f"/proc/{p}").st_uid for p in pids} == {64005}
+        check(stack.team.post(f"/api/v1/runs/{cancelled}/cancel"), 200)
+        assert stack.wait_status(cancelled, timeout=30)["status"] == "cancelled"
+        assert not any(alive(p) for p in pids), "a workload process outlived the cancel"
+
+        orphaned = stack.start_run("sleeper")
+        pids = stack.pids(orphaned)
+        runner.proc.kill()
+        runner.proc.wait(10)
+        wait_for(
+            lambda: not any(alive(p) for p in pids),
+            timeout=10,
+            what="the workload to die with its runner",
+        )
