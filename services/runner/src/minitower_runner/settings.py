@@ -62,6 +62,9 @@ class RunnerSettings(BaseSettings):
     # "none" keeps runs off every network; "bridge" (or a network's name) lets them out.
     docker_network: str = "none"
     docker_user: str = "10001:10001"
+    # The container's only writable place (a tmpfs at /tmp): the workspace, the venv,
+    # what the run writes.
+    docker_tmp_size: str = Field(default="1g", pattern=r"^[0-9]+[kmg]?$")
     # For operators behind a package mirror: passed to uv (or pip) when installing a
     # version's requirements.txt.
     pip_index_url: str | None = None
