@@ -132,11 +132,13 @@ def secure_runner_dirs(data_dir: Path, work_root: Path, venvs_dir: Path) -> None
 
 def hand_over(workspace: Path, user: WorkloadUser) -> None:
     """Give the run's workspace to the workload user, private to it."""
+    # Mode first: once the workload user owns it, changing the mode would need
+    # CAP_FOWNER, which compose's runner does not have.
+    os.chmod(workspace, 0o700)
     for root, dirs, files in os.walk(workspace):
         for name in [*dirs, *files]:
             os.lchown(os.path.join(root, name), user.uid, user.gid)
     os.chown(workspace, user.uid, user.gid)
-    os.chmod(workspace, 0o700)
 
 
 def _reclaim(top: str, uid: int, gid: int) -> None:

@@ -100,7 +100,7 @@ class PreparedProcess:
         drop: list[str] = []
         if self.user is not None:
             hand_over(spec.app_dir.parent, self.user)
-            drop = ["--as", f"{self.user.uid}:{self.user.gid}"]
+            drop = ["--as", f"{self.user.uid}:{self.user.gid}:{spec.app_dir}"]
         entry = str(spec.app_dir / spec.entrypoint)
         if interpreter_for(spec.entrypoint) == "python":
             command = [str(venv / "bin" / "python"), "-u", entry]
@@ -116,7 +116,9 @@ class PreparedProcess:
         env["TMPDIR"] = str(home)
         proc = subprocess.Popen(
             [sys.executable, "-I", "-S", SHIM_PATH, str(os.getpid()), *drop, *command],
-            cwd=spec.app_dir,
+            # A workload user's workspace is not the runner's to enter: the shim changes
+            # into it once it has dropped to that user.
+            cwd=spec.app_dir if self.user is None else spec.app_dir.parent.parent,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -7,8 +7,8 @@ kills its whole group, so no workload process of an attempt outlives the runner 
 retried run never overlaps an orphan. It ignores the SIGTERM that the runner sends to
 the group on cancel or timeout (the workload gets it) and exits as the workload did.
 
-With ``--as UID:GID`` (a shared runner), the shim stays the runner's user and starts
-the workload under that uid and gid with no supplementary groups, no capabilities and
+With ``--as UID:GID:DIR`` (a shared runner), the shim stays the runner's user and starts
+the workload under that uid and gid, in DIR, with no supplementary groups, no capabilities and
 ``no_new_privs``: the workload cannot signal, trace or read the shim or the runner.
 
 Runs as ``python -I -S shim.py``: standard library only, nothing imported from the runner.
@@ -33,7 +33,7 @@ def _kill_group(_signum: int, _frame: object) -> None:
     os.killpg(0, signal.SIGKILL)
 
 
-def _spawn_as(command: list[str], uid: int, gid: int, libc: ctypes.CDLL) -> int:
+def _spawn_as(command: list[str], uid: int, gid: int, cwd: str, libc: ctypes.CDLL) -> int:
     """fork, drop to ``uid``:``gid`` for good, exec. A failure to drop is fatal: the
     workload never runs with the runner's rights."""
     pid = os.fork()
@@ -52,6 +52,8 @@ def _spawn_as(command: list[str], uid: int, gid: int, libc: ctypes.CDLL) -> int:
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
         if os.getresuid() != (uid, uid, uid) or os.getgroups() not in ([], [gid]):
             raise OSError(1, "the uid did not change")
+        # Only now: the workspace is the workload user's, private to it.
+        os.chdir(cwd)
         os.execve(command[0], command, os.environ)  # noqa: S606 - the workload, as posix_spawn
     except OSError as exc:
         os.write(2, f"minitower: cannot start {command[0]} as {uid}:{gid}: {exc}\n".encode())
@@ -60,10 +62,10 @@ def _spawn_as(command: list[str], uid: int, gid: int, libc: ctypes.CDLL) -> int:
 
 def main(argv: list[str]) -> int:
     runner_pid, command = int(argv[1]), argv[2:]
-    as_user: tuple[int, int] | None = None
+    as_user: tuple[int, int, str] | None = None
     if command[:1] == ["--as"]:
-        uid, gid = command[1].split(":")
-        as_user, command = (int(uid), int(gid)), command[2:]
+        uid, gid, cwd = command[1].split(":", 2)
+        as_user, command = (int(uid), int(gid), cwd), command[2:]
     signal.signal(_PARENT_DIED, _kill_group)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
