@@ -126,3 +126,21 @@ def test_openapi_documents_the_routes(client: TestClient) -> None:
     )
     register_responses = paths["/api/v1/runners/register"]["post"]["responses"]
     assert {"200", "201", "401", "403", "409"} <= set(register_responses)
+
+
+def test_hostile_inputs_are_clear_4xx(client: TestClient, team: TeamClient) -> None:
+    expect_error(register(client, "huge", "mtg_" + "x" * 60_000), 401, "unauthorized")  # type: ignore[arg-type]
+    expect_error(team.post(PATH, json={"name": "n" * 60_000}), 400, "invalid_request")
+    expect_error(team.post(PATH, json={"name": "ok", "team_id": 2}), 400, "invalid_request")
+    expect_error(team.delete(f"{PATH}/{2**63}"), 400, "invalid_request")
+    expect_error(team.delete(f"{PATH}/abc"), 400, "invalid_request")
+
+
+def test_a_revoked_admin_token_reaches_nothing(team: TeamClient) -> None:
+    other_admin = check(team.post("/api/v1/tokens", json={"role": "admin"}), 201)
+    revoked = TeamClient(http=team.http, token=other_admin["token"], team_id=team.team_id)
+    created = mint(revoked)
+    check(team.delete(f"/api/v1/tokens/{other_admin['token_id']}"), 200)
+    expect_error(revoked.get(PATH), 401, "unauthorized")
+    expect_error(revoked.post(PATH, json={}), 401, "unauthorized")
+    expect_error(revoked.delete(f"{PATH}/{created['registration_token_id']}"), 401, "unauthorized")
