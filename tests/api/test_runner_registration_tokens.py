@@ -4,7 +4,9 @@ runner bound to the team."""
 import sqlite3
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
+import httpx
 from fastapi.testclient import TestClient
 
 from tests.api.helpers import assert_timestamps, expect_error
@@ -14,12 +16,12 @@ from tests.support.clients import RunnerClient, TeamClient, check
 PATH = "/api/v1/runner-registration-tokens"
 
 
-def mint(team: TeamClient, name: str = "ci") -> dict[str, object]:
-    body: dict[str, object] = check(team.post(PATH, json={"name": name}), 201)
+def mint(team: TeamClient, name: str = "ci") -> dict[str, Any]:
+    body: dict[str, Any] = check(team.post(PATH, json={"name": name}), 201)
     return body
 
 
-def register(client: TestClient, name: str, token: str) -> object:
+def register(client: TestClient, name: str, token: str) -> httpx.Response:
     return client.post(
         "/api/v1/runners/register",
         json={"name": name},
@@ -32,7 +34,7 @@ def test_secret_is_shown_once_and_stored_only_as_its_hash(team: TeamClient, db_p
     token = created["token"]
     assert isinstance(token, str) and token.startswith("mtg_") and len(token) >= 4 + 43
     assert created["name"] == "build-hosts"
-    assert_timestamps(created, "created_at")  # type: ignore[arg-type]
+    assert_timestamps(created, "created_at")
 
     listed = check(team.get(PATH), 200)
     assert listed["next_cursor"] is None
@@ -69,7 +71,7 @@ def test_another_teams_token_is_404_and_stays_usable(
     assert check(team.get(PATH), 200)["registration_tokens"] == []
     expect_error(team.delete(f"{PATH}/999999"), 404, "not_found")
     expect_error(team.delete(f"{PATH}/0"), 400, "invalid_request")
-    assert check(register(client, "globex-1", str(theirs["token"])), 201)["name"] == "globex-1"  # type: ignore[attr-defined]
+    assert check(register(client, "globex-1", str(theirs["token"])), 201)["name"] == "globex-1"
 
 
 def test_a_runner_registered_with_it_is_bound_to_the_team(
@@ -129,7 +131,7 @@ def test_openapi_documents_the_routes(client: TestClient) -> None:
 
 
 def test_hostile_inputs_are_clear_4xx(client: TestClient, team: TeamClient) -> None:
-    expect_error(register(client, "huge", "mtg_" + "x" * 60_000), 401, "unauthorized")  # type: ignore[arg-type]
+    expect_error(register(client, "huge", "mtg_" + "x" * 60_000), 401, "unauthorized")
     expect_error(team.post(PATH, json={"name": "n" * 60_000}), 400, "invalid_request")
     expect_error(team.post(PATH, json={"name": "ok", "team_id": 2}), 400, "invalid_request")
     expect_error(team.delete(f"{PATH}/{2**63}"), 400, "invalid_request")
