@@ -20,7 +20,8 @@ def register(client: TestClient, body: Any, token: str | None = REGISTRATION_TOK
 
 def test_register_returns_a_runner_token(client: TestClient) -> None:
     body = check(register(client, {"name": "runner-1"}), 201)
-    assert set(body) == {"runner_id", "name", "environment", "token"}
+    assert set(body) == {"runner_id", "name", "environment", "token", "team_id"}
+    assert body["team_id"] is None  # the operator's token: a shared runner
     assert body["name"] == "runner-1"
     assert body["environment"] == "default"
     assert isinstance(body["runner_id"], int)
@@ -47,6 +48,7 @@ def test_register_with_environment_and_labels(client: TestClient, team: TeamClie
             "labels": {"zone": "eu-1"},
             "last_seen_at": listed[0]["last_seen_at"],
             "current_run_id": None,
+            "shared": True,
         }
     ]
     assert_timestamps(listed[0], "last_seen_at")

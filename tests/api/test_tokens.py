@@ -36,7 +36,8 @@ def list_all(team: TeamClient) -> list[dict[str, Any]]:
 
 def test_me_describes_the_caller(team: TeamClient) -> None:
     me = check(team.get("/api/v1/me"), 200)
-    assert set(me) == {"team_id", "team_slug", "token_id", "role"}
+    assert set(me) == {"team_id", "team_slug", "token_id", "role", "allow_shared_runners"}
+    assert me["allow_shared_runners"] is True
     assert me["team_id"] == team.team_id
     assert me["team_slug"] == "acme"
     assert me["role"] == "admin"

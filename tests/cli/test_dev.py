@@ -110,7 +110,11 @@ def test_dev_runs_the_stack_and_stops_it_cleanly(tmp_path: Path) -> None:
         assert f"MiniTower is running at {url}" in log
         assert f"admin token {token}" in log
         assert "deploy examples/hello" in log and "run hello -p name=you --wait" in log
-        for private in (state / "dev-token", state / "secrets.env"):
+        for private in (
+            state / "dev-token",
+            state / "secrets.env",
+            state / "runner-registration-token",
+        ):
             assert stat.S_IMODE(private.stat().st_mode) == 0o600
         assert stat.S_IMODE(state.stat().st_mode) == 0o700
         assert (state / "minitower.db").exists()
@@ -130,6 +134,9 @@ def test_dev_runs_the_stack_and_stops_it_cleanly(tmp_path: Path) -> None:
             timeout=30,
             what="both runners to register",
         )
+        # Bound to the dev team: no uid switching needed for a non-root developer.
+        listed = cli.ok("runners", "list", "--json").json()
+        assert {r["name"]: r["shared"] for r in listed} == {"local-1": False, "local-2": False}
         wait_for(lambda: RUN_REPORTED.search(dev.log()), timeout=10, what="the run's report line")
         log = dev.log()
         for prefix in ("api      │ ", "reaper   │ ", "local-1  │ ", "local-2  │ "):

@@ -376,6 +376,31 @@ def test_tokens_create_use_and_revoke(cli: Cli) -> None:
     one_line_error(cli("runners", "list", env=as_member), 3, "")
 
 
+def test_runner_tokens_create_register_list_and_revoke(cli_stack: CliStack) -> None:
+    cli = cli_stack.cli
+    made = cli.ok("runner-tokens", "create", "--name", "build-hosts")
+    secret = made.out.strip()
+    assert secret.startswith("mtg_") and "shown only this once" in made.err
+    listed = cli.ok("runner-tokens", "list", "--json").json()
+    (entry,) = [t for t in listed if t["name"] == "build-hosts"]
+    assert "token" not in entry and secret not in cli.ok("runner-tokens", "list").out
+    registered = cli_stack.http.post(
+        "/api/v1/runners/register",
+        json={"name": "cli-bound-1"},
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    assert registered.status_code == 201, registered.text
+    runners = {r["name"]: r for r in cli.ok("runners", "list", "--json").json()}
+    assert runners["cli-bound-1"]["shared"] is False and runners["cli-runner-1"]["shared"]
+    table = cli.ok("runners", "list").out
+    assert "SCOPE" in table and "team" in table and "shared" in table
+    token_id = entry["registration_token_id"]
+    revoked = cli.ok("runner-tokens", "revoke", str(token_id))
+    assert f"runner registration token {token_id} revoked" in revoked.out
+    assert cli.ok("runner-tokens", "list", "--json").json()[0]["revoked_at"] is not None
+    one_line_error(cli("runner-tokens", "revoke", "999999"), 3, "404 not_found")
+
+
 # --- configuration and errors -------------------------------------------------------------
 
 

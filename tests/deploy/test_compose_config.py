@@ -77,7 +77,7 @@ def test_volumes_are_shared_only_where_they_must_be() -> None:
         return {m["source"] for m in services[name].get("volumes", []) if m["type"] == "volume"}
 
     assert volumes("migrate") == {"db"}
-    assert volumes("api") == {"db", "objects"}
+    assert volumes("api") == {"db", "objects", "api_tmp"}
     assert volumes("reaper") == {"db"}
     assert volumes("runner") == {"venvs"}
 
@@ -120,6 +120,30 @@ def test_the_runner_drops_root_after_its_init() -> None:
     assert runner["command"][:2] == ["setpriv", "--reuid=10001"]
     assert runner["command"][-1] == "minitower-runner"
     assert "runner-token.json" in " ".join(runner["healthcheck"]["test"])
+
+
+def test_services_are_hardened() -> None:
+    """No capabilities but what each needs, no privilege gain, read-only root
+    filesystems: each service writes only to its volumes and tmpfs mounts."""
+    services = config()["services"]
+    for name in ("migrate", "api", "reaper", "runner"):
+        service = services[name]
+        assert service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+        assert service["read_only"] is True, name
+    for name in ("migrate", "api", "reaper"):
+        assert "cap_add" not in services[name], name
+    runner = services["runner"]
+    assert sorted(runner["cap_add"]) == ["CHOWN", "KILL", "SETGID", "SETUID"]
+    # The runner keeps those for its own user; its workloads run as another uid.
+    command = " ".join(runner["command"])
+    assert "--ambient-caps=-all,+setuid,+setgid,+chown,+kill" in command
+    assert runner["environment"]["MINITOWER_RUNNER_WORKLOAD_UID"] == "10002"
+    assert "MINITOWER_RUNNER_TRUST_ALL_TEAMS" not in runner["environment"]
+    tmpfs = runner["tmpfs"]
+    assert any(t.startswith("/var/lib/minitower/runner:uid=10001,") for t in tmpfs), tmpfs
+    assert any(t.startswith("/tmp:size=") for t in tmpfs)
+    assert any(t.startswith("/tmp:size=") for t in services["reaper"]["tmpfs"])
 
 
 @pytest.mark.parametrize("missing", sorted(SECRETS))

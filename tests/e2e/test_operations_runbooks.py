@@ -7,6 +7,7 @@ and revoking the runner tokens makes every live runner register again, with a ru
 flight that keeps its lease: both runs complete in one attempt."""
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,18 @@ def test_security_checks(stack: Stack, env: dict[str, str]) -> None:
     assert f"api published on: 127.0.0.1:{stack.url.rsplit(':', 1)[1]}" in checked
     assert "MINITOWER_ENV=production" in checked
     assert Path(stack.env_file).stat().st_mode & 0o777 == 0o600
+
+
+def test_denying_shared_runners_to_a_team(stack: Stack, env: dict[str, str]) -> None:
+    stack.deploy("quick", "print('quick')\n")
+    denied = run_step("securing", "compose-deny-shared-runners", env={**env, "TEAM": "acme"})
+    assert "team acme: shared runners denied" in denied.stdout
+    run_id = stack.start_run("quick")
+    time.sleep(3)  # compose's runners are shared: none may take it
+    assert stack.run(run_id)["status"] == "queued"
+    # The roll back: allowed again, a shared runner takes it at its next lease.
+    stack.cli("exec", "-T", "api", "minitowerd", "team-shared-runners", "acme", "--allow")
+    assert stack.wait_status(run_id, timeout=60)["status"] == "completed"
 
 
 def test_database_diagnosis(stack: Stack, env: dict[str, str]) -> None:

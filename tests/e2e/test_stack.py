@@ -3,8 +3,9 @@ scale the runners, take it down and up again without losing anything."""
 
 import pytest
 
-from tests.e2e.conftest import Stack
-from tests.support.clients import check
+from tests.conftest import make_archive
+from tests.e2e.conftest import BOOTSTRAP_TOKEN, Stack
+from tests.support.clients import TeamClient, check
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -23,11 +24,67 @@ def test_deploy_and_run_through_the_published_port(stack: Stack) -> None:
     assert run["status"] == "completed", run
     (line,) = stack.lines(run["run_id"])
     runner = stack.attempts(run["run_id"])[0]["runner_name"]
-    assert line == f"hello compose from {runner} as 10001"
-    # It ran in a runner container of this project, as the runner's own (non-root) user.
+    assert line == f"hello compose from {runner} as 10002"
+    # It ran in a runner container of this project, as the workload user (not root, and
+    # not the runner's own 10001: compose's runners are shared by every team).
     assert stack.runner_container(runner).labels["com.docker.compose.service"] == "runner"
     metrics = stack.http.get("/metrics").text
     assert "minitower_runs_finished_total" in metrics
+
+
+# Team A's app, as in the security review: each attempt prints "ATTACK <what>: blocked"
+# or "... SUCCEEDED".
+ATTACKER = """\
+import glob, os
+
+def attempt(what, action):
+    try:
+        got = action()
+    except OSError as exc:
+        print(f"ATTACK {what}: blocked {type(exc).__name__}", flush=True)
+    else:
+        print(f"ATTACK {what}: SUCCEEDED {got!r}", flush=True)
+
+def pth(site):
+    with open(os.path.join(site, "zz_evil.pth"), "w") as out:
+        out.write("import os; print('INJECTED', os.environ.get('MINITOWER_INPUT'))\\n")
+
+attempt("token", lambda: open("../../../runner-token.json").read())
+attempt("init environ", lambda: open("/proc/1/environ").read())
+attempt("work root", lambda: os.listdir("../.."))
+for site in glob.glob("/var/lib/minitower/venvs/*/lib/python*/site-packages"):
+    attempt("venv " + site, lambda: pth(site))
+attempt("venv cache", lambda: open("/var/lib/minitower/venvs/x", "w"))
+print("uid", os.getuid(), os.getgroups(), flush=True)
+"""
+VICTIM = "import os\nprint('victim ran', os.environ['MINITOWER_APP'], flush=True)\n"
+
+
+def test_a_teams_app_cannot_reach_the_runner_or_another_team(stack: Stack) -> None:
+    """The cross-team injection of the review, on compose's default (shared) runners."""
+    victim = TeamClient.bootstrap(stack.http, "globex", BOOTSTRAP_TOKEN)
+    towerfile = '[app]\nname = "victim"\nscript = "main.py"\n'
+    victim.deploy("victim", make_archive({"Towerfile": towerfile, "main.py": VICTIM}))
+    first = victim.create_run("victim", input={"db_password": "hunter2"})["run_id"]
+    stack.deploy("attacker", ATTACKER)
+    attacks = [stack.start_run("attacker") for _ in range(2)]  # both runners, likely
+    for run_id in attacks:
+        assert stack.wait_status(run_id)["status"] == "completed"
+        lines = stack.lines(run_id)
+        found = [line for line in lines if line.startswith("ATTACK ")]
+        assert len(found) >= 4, lines
+        assert all(": blocked " in line for line in found), lines
+        assert "uid 10002 []" in lines
+        assert not any("hunter2" in line or "mtr_" in line for line in lines)
+    # B's runs, on the runners A attacked, load nothing of A's.
+    for run_id in [first, *(victim.create_run("victim")["run_id"] for _ in range(2))]:
+        run = wait_for(
+            lambda run_id=run_id: (r := victim.run(run_id))["status"] == "completed" and r,
+            timeout=60,
+            what=f"victim run {run_id}",
+        )
+        logs = check(victim.get(f"/api/v1/runs/{run['run_id']}/logs"), 200)["logs"]
+        assert [entry["line"] for entry in logs] == ["victim ran victim"]
 
 
 def test_scaled_runners_share_the_work(stack: Stack) -> None:

@@ -213,6 +213,12 @@ def test_cancel_stops_and_removes_the_container(stack: Stack, engine: Any) -> No
     assert host["CapDrop"] == ["ALL"] and host["PidsLimit"] == 512
     assert host["Memory"] == 2**30 and host["NanoCpus"] == 10**9
     assert host["Binds"] is None and not container.attrs["Mounts"]
+    # A read-only root: the only writable place is a size-limited tmpfs.
+    assert host["ReadonlyRootfs"] is True
+    assert host["SecurityOpt"] == ["no-new-privileges"]
+    assert "size=1g" in host["Tmpfs"]["/tmp"]
+    written = container.exec_run(["sh", "-c", "touch /usr/x || echo refused"], user="10001")
+    assert b"refused" in written.output
     # Both processes, in the container's own pid namespace.
     top = " ".join(" ".join(p) for p in container.top()["Processes"])
     assert "sleep 300" in top and "main.py" in top

@@ -195,3 +195,17 @@ def test_waiting_for_another_build_stops_when_asked(tmp_path: Path) -> None:
             cache.get(
                 None, lambda _line: None, should_stop=lambda: time.monotonic() > asked_at + 0.3
             )
+
+
+def test_venvs_are_keyed_by_team(tmp_path: Path) -> None:
+    """One team's venv never serves another's, even for the same requirements: whatever
+    a team's build put into it stays with that team."""
+    cache = VenvCache(tmp_path / "venvs", uv=find_uv())
+    req = tmp_path / "requirements.txt"
+    req.write_text("")
+    keys = {cache.key(b"", 1), cache.key(b"", 2), cache.key(b"")}
+    assert len(keys) == 3
+    first = cache.get(req, lambda _line: None, team_id=1)
+    second = cache.get(req, lambda _line: None, team_id=2)
+    assert first != second and cache.builds == 2
+    assert cache.get(req, lambda _line: None, team_id=1) == first and cache.builds == 2

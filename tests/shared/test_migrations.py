@@ -1,5 +1,5 @@
 """The migrations build exactly the schema the models describe (``alembic check``), and
-0002 (reaper_pass) goes down and up again."""
+0002 (reaper_pass) and 0003 (runner binding) go down and up again."""
 
 import sqlite3
 from pathlib import Path
@@ -19,10 +19,36 @@ def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
 def test_reaper_pass_migration_downgrades_and_upgrades(tmp_path: Path) -> None:
     db = tmp_path / "down-up.db"
     upgrade_to_head(db)
-    assert head_revision() == "0002"
+    assert head_revision() == "0003_runner_binding"
     command.downgrade(alembic_config(db), "0001")
     with sqlite3.connect(db) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert "reaper_pass" not in tables and "run" in tables
+    command.upgrade(alembic_config(db), "head")
+    command.check(alembic_config(db))
+
+
+def test_runner_binding_migration_keeps_runners_shared_and_teams_open(tmp_path: Path) -> None:
+    """Runners and teams from before 0003 keep today's behaviour: every runner shared,
+    every team's runs allowed on shared runners."""
+    db = tmp_path / "binding.db"
+    command.upgrade(alembic_config(db), "0002")
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO team (slug, name, created_at) VALUES ('old', 'Old', '2026-01-01')"
+        )
+        conn.execute(
+            "INSERT INTO runner (name, environment, labels, token_hash, status, created_at) "
+            "VALUES ('r1', 'default', '{}', 'h', 'online', '2026-01-01')"
+        )
+    command.upgrade(alembic_config(db), "head")
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT allow_shared_runners FROM team").fetchall() == [(1,)]
+        assert conn.execute("SELECT team_id FROM runner").fetchall() == [(None,)]
+    command.downgrade(alembic_config(db), "0002")
+    with sqlite3.connect(db) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(runner)")}
+    assert "runner_registration_token" not in tables and "team_id" not in columns
     command.upgrade(alembic_config(db), "head")
     command.check(alembic_config(db))

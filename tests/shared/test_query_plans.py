@@ -71,6 +71,8 @@ def busy_history(engine: Engine, seeded: Seeded) -> Seeded:
     ("name", "action"),
     [
         ("lease", lambda engine, runner: lease(engine, runner)),
+        # A runner bound to the team of the queued runs (seed_app's first team, id 1).
+        ("bound lease", lambda engine, runner: lease(engine, runner, team_id=1)),
         (
             "reaper tick",
             lambda engine, _runner: _tick(engine),

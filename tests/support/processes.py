@@ -153,8 +153,12 @@ def start_reaper(workdir: Path, db_path: Path, env: dict[str, str], name: str) -
 
 def fast_runner_env(environment: str, venvs: Path, registration_token: str) -> dict[str, str]:
     """A runner paced for tests: short long polls and heartbeats, a quick kill, the
-    given environment and a venv cache shared by the session."""
+    given environment and a venv cache shared by the session. Its workloads run as
+    itself even when it is shared (one test's team trusts itself; the session's folders
+    are private to the user running the tests): tests/runner/test_team_isolation.py
+    covers the separate workload uid."""
     return {
+        "MINITOWER_RUNNER_TRUST_ALL_TEAMS": "true",
         "MINITOWER_RUNNER_REGISTRATION_TOKEN": registration_token,
         "MINITOWER_RUNNER_ENVIRONMENT": environment,
         "MINITOWER_LEASE_WAIT": "2s",

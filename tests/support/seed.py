@@ -128,7 +128,9 @@ def lease(
     now: datetime | None = None,
     ttl: timedelta = TTL,
     environment: str = "default",
+    team_id: int | None = None,
 ) -> lease_store.LeaseGrant | lease_store.LeaseRefusal | None:
+    """``team_id``: the runner's binding (None: a shared runner)."""
     with write_session(engine) as session:
         return lease_store.lease_next_run(
             session,
@@ -137,6 +139,7 @@ def lease(
             lease_token_hash=hash_token(new_token(LEASE_TOKEN_PREFIX)),
             now=now or utcnow(),
             ttl=ttl,
+            team_id=team_id,
         )
 
 

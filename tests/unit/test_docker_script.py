@@ -2,6 +2,7 @@
 archive, and a container workload driven by a fake engine over a socket pair."""
 
 import io
+import os
 import shutil
 import signal
 import socket
@@ -40,7 +41,10 @@ def test_the_script_parses_and_keeps_the_watchdog_apart(has_requirements: bool) 
     )
     sh = shutil.which("dash") or "/bin/sh"
     subprocess.run([sh, "-n", "-c", script], check=True)
-    lines = script.splitlines()
+    # The workspace arrives first, on stdin; the watchdog only then takes stdin over.
+    receive = script.index("|| exit 125\n")
+    lines = script[receive:].splitlines()[1:]
+    assert lines.pop(0) == "cd /tmp/minitower/app"
     assert lines[0] == "exec 3<&0"
     # POSIX kill syntax (dash rejects `kill -s KILL -1`), and deaf to tini's SIGTERM.
     assert lines[1] == "(trap '' TERM; cat <&3 >/dev/null; kill -s KILL -- -1) &"
@@ -161,3 +165,40 @@ def test_finish_hangs_up_a_stream_the_engine_keeps_open() -> None:
     workload.finish(0.5)  # returns although the other end never closed
     assert theirs.recv(1) == b""  # and the engine sees the hang-up (stdin closes)
     theirs.close()
+
+
+def test_the_workspace_is_received_from_stdin_and_the_rest_left_for_the_watchdog(
+    tmp_path: Path,
+) -> None:
+    """Exactly the announced bytes are unpacked; what follows on stdin (the watchdog's
+    stream) is not consumed by the receiver."""
+    from minitower_runner.docker_executor import RECEIVE_WORKSPACE
+
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "main.py").write_text("print(1)\n")
+    workspace = workspace_tar(app, os.getuid(), os.getgid())
+    target = tmp_path / "unpacked"
+    target.mkdir()
+    script = RECEIVE_WORKSPACE.replace('"/tmp"', repr(str(target)))
+    done = subprocess.run(
+        [
+            "python3",
+            "-c",
+            f"{script}\nimport sys; sys.stdout.buffer.write(sys.stdin.buffer.read())",
+            str(len(workspace)),
+        ],
+        input=workspace + b"after",
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
+    assert (target / "minitower" / "app" / "main.py").read_text() == "print(1)\n"
+    assert done.stdout == b"after"
+    short = subprocess.run(
+        ["python3", "-c", script, str(len(workspace) + 10)],
+        input=workspace,
+        capture_output=True,
+        timeout=30,
+    )
+    assert short.returncode != 0 and b"the workspace did not arrive" in short.stderr

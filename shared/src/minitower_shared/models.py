@@ -29,6 +29,10 @@ class Team(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     slug: str = Field(unique=True, max_length=32)
     name: str = Field(max_length=200)
+    # Whether the team's runs may go to shared runners (registered with the operator's
+    # token), or only to runners bound to the team. An operator's switch
+    # (``minitowerd team-shared-runners``).
+    allow_shared_runners: bool = Field(default=True, sa_column_kwargs={"server_default": text("1")})
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -85,10 +89,27 @@ class AppVersion(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class RunnerRegistrationToken(SQLModel, table=True):
+    """A team admin's secret that registers runners bound to the team."""
+
+    __tablename__ = "runner_registration_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: int = Field(foreign_key="team.id", index=True)
+    name: str = Field(default="", max_length=200)
+    token_hash: str = Field(unique=True, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
 class Runner(SQLModel, table=True):
     __tablename__ = "runner"
 
     id: int | None = Field(default=None, primary_key=True)
+    # None: a shared runner (the operator's registration token), which serves every team
+    # that allows shared runners; else the only team whose runs it is handed.
+    team_id: int | None = Field(default=None, foreign_key="team.id", index=True)
     name: str = Field(unique=True, max_length=200)
     environment: str = Field(default="default", max_length=64)
     labels: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -150,6 +150,9 @@ class RunnerRegistered(BaseModel):
     name: str
     environment: str
     token: str
+    # None: a shared runner (registered with the operator's token); else the team it is
+    # bound to, whose runs alone it is handed.
+    team_id: int | None = None
 
 
 class RunnerPublic(BaseModel):
@@ -160,6 +163,9 @@ class RunnerPublic(BaseModel):
     labels: dict[str, Any]
     last_seen_at: str | None
     current_run_id: int | None
+    # True: registered with the operator's token, serves every team that allows shared
+    # runners. False: bound to the caller's team (other teams' runners are not listed).
+    shared: bool = True
 
 
 class RunnerList(BaseModel):
@@ -175,6 +181,33 @@ class Me(BaseModel):
     team_slug: str
     token_id: int
     role: str
+    # Whether the team's runs may go to shared runners (an operator's setting).
+    allow_shared_runners: bool = True
+
+
+class RunnerRegistrationTokenCreate(Strict):
+    name: str = Field(default="", max_length=200)
+
+
+class RunnerRegistrationTokenCreated(BaseModel):
+    registration_token_id: int
+    name: str
+    # Shown only in this answer: the runner's MINITOWER_RUNNER_REGISTRATION_TOKEN.
+    token: str
+    created_at: str
+
+
+class RunnerRegistrationTokenPublic(BaseModel):
+    registration_token_id: int
+    name: str
+    created_at: str
+    last_used_at: str | None
+    revoked_at: str | None
+
+
+class RunnerRegistrationTokenList(BaseModel):
+    registration_tokens: list[RunnerRegistrationTokenPublic]
+    next_cursor: str | None
 
 
 class TokenCreate(Strict):
@@ -333,6 +366,8 @@ class LeaseGranted(BaseModel):
     attempt_no: int
     lease_token: str
     lease_expires_at: str
+    # The run's team: runners keep the venvs of different teams apart.
+    team_id: int = 0
 
 
 class StartResult(BaseModel):

@@ -6,6 +6,8 @@ import secrets
 
 TEAM_TOKEN_PREFIX = "mtk_"
 RUNNER_TOKEN_PREFIX = "mtr_"
+# A team's runner registration token: registers runners bound to that team.
+RUNNER_REGISTRATION_TOKEN_PREFIX = "mtg_"
 LEASE_TOKEN_PREFIX = "mtl_"
 
 

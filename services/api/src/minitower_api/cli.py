@@ -21,6 +21,7 @@ from minitower_api.maintenance import (
     prune,
     restore,
     runner_tokens,
+    shared_runners,
 )
 from minitower_api.server import ServerLimits, protocol_class
 from minitower_api.settings import ApiSettings
@@ -235,6 +236,33 @@ def revoke_runner_tokens(
     missing = runner_tokens.not_revoked(names, revoked)
     if missing:
         _fail("revoke-runner-tokens", "no runner with a live token named " + ", ".join(missing))
+
+
+@app.command("team-shared-runners")
+def team_shared_runners(
+    slug: Annotated[str, typer.Argument(help="The team's slug")],
+    allow: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow/--deny",
+            help="Let the team's runs go to shared runners, or only to runners bound to "
+            "the team; without either, show the setting",
+        ),
+    ] = None,
+) -> None:
+    """Show or set whether a team's runs may go to shared runners (registered with
+    MINITOWER_RUNNER_REGISTRATION_TOKEN). Takes effect on the next lease."""
+    settings = _settings()
+    with _one_line_errors("team-shared-runners"):
+        if allow is None:
+            line = shared_runners.show_shared_runners(
+                settings.db_path, slug, busy_timeout=settings.db_busy_timeout
+            )
+        else:
+            line = shared_runners.set_shared_runners(
+                settings.db_path, slug, allow, busy_timeout=settings.db_busy_timeout
+            )
+    typer.echo(line)
 
 
 @app.command("db-status")

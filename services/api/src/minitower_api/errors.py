@@ -168,7 +168,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error statuses a route adds to the common ones."""
     described = {
         403: "forbidden",
-        409: "conflict, slug_taken or app_disabled",
+        409: "conflict, slug_taken, name_taken or app_disabled",
         410: "gone: the lease expired, finished or was reassigned",
         413: "payload_too_large",
         429: "too_many_requests: too many open streams for this token (see Retry-After)",

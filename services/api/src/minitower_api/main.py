@@ -27,6 +27,7 @@ from minitower_api.routers import (
     health,
     leases,
     logs,
+    runner_registration_tokens,
     runners,
     runs,
     tokens,
@@ -117,7 +118,18 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     # Lease long polls (routers/leases.py) are registered before the /runs/{run_id}
     # routes so that "lease" is never read as a run id.
-    for module in (health, bootstrap, runners, tokens, apps, versions, leases, runs, logs):
+    for module in (
+        health,
+        bootstrap,
+        runners,
+        runner_registration_tokens,
+        tokens,
+        apps,
+        versions,
+        leases,
+        runs,
+        logs,
+    ):
         app.include_router(module.router)
     app.add_middleware(
         BodyLimitMiddleware,

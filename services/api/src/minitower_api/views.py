@@ -1,12 +1,21 @@
 """Database rows to wire shapes."""
 
 from minitower_shared.clock import rfc3339
-from minitower_shared.models import App, AppVersion, RunAttempt, RunLog, Runner, TeamToken
+from minitower_shared.models import (
+    App,
+    AppVersion,
+    RunAttempt,
+    RunLog,
+    Runner,
+    RunnerRegistrationToken,
+    TeamToken,
+)
 from minitower_shared.schemas import (
     AppPublic,
     AttemptPublic,
     LogLinePublic,
     RunnerPublic,
+    RunnerRegistrationTokenPublic,
     RunPublic,
     TokenPublic,
     VersionPublic,
@@ -116,4 +125,16 @@ def runner_public(runner: Runner, current_run_id: int | None) -> RunnerPublic:
         labels=runner.labels,
         last_seen_at=rfc3339(runner.last_seen_at),
         current_run_id=current_run_id,
+        shared=runner.team_id is None,
+    )
+
+
+def registration_token_public(token: RunnerRegistrationToken) -> RunnerRegistrationTokenPublic:
+    assert token.id is not None
+    return RunnerRegistrationTokenPublic(
+        registration_token_id=token.id,
+        name=token.name,
+        created_at=_ts(token.created_at),
+        last_used_at=rfc3339(token.last_used_at),
+        revoked_at=rfc3339(token.revoked_at),
     )

@@ -47,6 +47,9 @@ from minitower_cli.output import Output
 
 SECRETS_FILE = "secrets.env"
 TOKEN_FILE = "dev-token"
+# The dev team's runner registration token ("<id> <secret>"): the local runners are
+# bound to the dev team, so they need not run workloads under another uid.
+RUNNER_REGISTRATION_FILE = "runner-registration-token"
 DEV_PROFILE = "dev"
 READY_TIMEOUT = 60.0
 MIGRATE_TIMEOUT = 120.0
@@ -307,6 +310,31 @@ def team_token(url: str, state: Path, team: str, bootstrap_token: str) -> tuple[
     return token, True
 
 
+def runner_registration_token(url: str, state: Path, admin_token: str) -> str:
+    """The dev team's runner registration token, kept in the state folder; a new one
+    when it is missing or was revoked."""
+    path = state / RUNNER_REGISTRATION_FILE
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    tokens_path = "/api/v1/runner-registration-tokens"
+    with httpx.Client(base_url=url, timeout=10) as http:
+        if path.exists():
+            saved_id, _, saved = path.read_text(encoding="utf-8").strip().partition(" ")
+            listed = http.get(tokens_path, headers=headers, params={"limit": 200})
+            if listed.status_code == 200 and any(
+                str(t["registration_token_id"]) == saved_id and t["revoked_at"] is None
+                for t in listed.json()["registration_tokens"]
+            ):
+                return saved
+        answer = http.post(tokens_path, json={"name": "minitower dev"}, headers=headers)
+    if answer.status_code != 201:
+        raise CliError(
+            f"could not create a runner registration token: HTTP {answer.status_code} {answer.text}"
+        )
+    body = answer.json()
+    _write_private(path, f"{body['registration_token_id']} {body['token']}\n")
+    return str(body["token"])
+
+
 def save_dev_profile(url: str, token: str) -> tuple[Path, bool]:
     """Store the ``dev`` profile; it becomes the default only if there is none yet."""
     path = config_path()
@@ -401,6 +429,11 @@ def _serve(stack: Stack, values: dict[str, str]) -> int:
     )
     wait_ready(stack, api, url)
     stack.spawn("reaper", "minitower-reaper", [], _child_env(db))
+    try:
+        token, _new = team_token(url, state, options.team, values[_SECRET_NAMES[0]])
+        registration = runner_registration_token(url, state, token)
+    except httpx.HTTPError as exc:
+        raise CliError(f"could not bootstrap team {options.team!r}: {exc}") from exc
     names = [f"local-{i}" for i in range(1, options.runners + 1)]
     for name in names:
         stack.spawn(
@@ -414,16 +447,16 @@ def _serve(stack: Stack, values: dict[str, str]) -> int:
                     ),
                     "MINITOWER_SERVER_URL": url,
                     "MINITOWER_RUNNER_NAME": name,
-                    "MINITOWER_RUNNER_REGISTRATION_TOKEN": values[_SECRET_NAMES[1]],
+                    # Bound to the dev team: handed only its runs, so its workloads may
+                    # run as the developer. A state folder from before runners could be
+                    # bound keeps its shared runners; they serve this one team alone.
+                    "MINITOWER_RUNNER_REGISTRATION_TOKEN": registration,
+                    "MINITOWER_RUNNER_TRUST_ALL_TEAMS": "true",
                     "MINITOWER_DATA_DIR": str(state / "runners" / name),
                     "MINITOWER_VENV_CACHE_DIR": str(state / "venvs"),
                 }
             ),
         )
-    try:
-        token, _new = team_token(url, state, options.team, values[_SECRET_NAMES[0]])
-    except httpx.HTTPError as exc:
-        raise CliError(f"could not bootstrap team {options.team!r}: {exc}") from exc
     profile_note = _login(stack, url, token)
     _banner(stack, token, names, profile_note)
     return _supervise(stack)

@@ -117,6 +117,7 @@ class Runner:
         self._work_root.mkdir(parents=True, exist_ok=True)
         try:
             self._retrying("registration")(self._credentials.ensure)
+            self._executor.bind(shared=self._credentials.team_id is None)
             self._executor.remove_leftovers()
             while self._drain_started is None:
                 # 409 while a lease of this runner's previous life is still live.

@@ -9,7 +9,6 @@ else may hold the run by now.
 """
 
 import logging
-import shutil
 import signal
 import tempfile
 import threading
@@ -29,6 +28,7 @@ from minitower_runner.client import (
     Unavailable,
     failure_ids,
 )
+from minitower_runner.isolation import remove_workspace
 from minitower_runner.logs import LogShipper
 from minitower_runner.settings import RunnerSettings
 from minitower_runner.venvs import EnvironmentBuildError
@@ -249,7 +249,7 @@ class Attempt:
                 self._shipper.abandon()
             heartbeat.join(self._settings.request_timeout + 1)
             if workspace is not None:
-                shutil.rmtree(workspace, ignore_errors=True)
+                remove_workspace(workspace)
 
     def _run(self, workspace: Path) -> Finished:
         grant = self.grant
@@ -322,6 +322,7 @@ class Attempt:
             input=grant.input,
             import_paths=grant.import_paths,
             app_dir=app_dir,
+            team_id=grant.team_id,
         )
 
     def _stopped_before_start(self, since: float) -> Finished:

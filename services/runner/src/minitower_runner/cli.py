@@ -4,6 +4,7 @@ import ctypes
 import logging
 import os
 import signal
+import sys
 from contextlib import suppress
 from types import FrameType
 from typing import Annotated
@@ -13,7 +14,8 @@ import typer
 from minitower_runner.agent import Runner
 from minitower_runner.client import ApiClient, Refused, Unauthorized
 from minitower_runner.credentials import Credentials, Identity, RegistrationUnavailable
-from minitower_runner.process_executor import ProcessExecutor
+from minitower_runner.isolation import IsolationRefused
+from minitower_runner.process_executor import ProcessExecutor, WorkloadIdentity
 from minitower_runner.settings import RunnerSettings
 from minitower_runner.venvs import IndexOptions, VenvCache, find_uv
 from minitower_runner.workload import Executor
@@ -64,8 +66,16 @@ def _executor(settings: RunnerSettings, index: IndexOptions) -> Executor:
             return DockerExecutor(settings, settings.runner_name, index)
         except DockerUnavailable as exc:
             raise _fail(f"MINITOWER_RUNNER_ISOLATION=docker, but {exc}") from exc
-    venvs = VenvCache(settings.venvs_dir, uv=find_uv(), index=index)
-    return ProcessExecutor(venvs)
+    python = str(settings.runner_python) if settings.runner_python else sys.executable
+    venvs = VenvCache(settings.venvs_dir, python=python, uv=find_uv(), index=index)
+    identity = WorkloadIdentity(
+        uid=settings.runner_workload_uid,
+        gid=settings.runner_workload_gid,
+        trust_all_teams=settings.runner_trust_all_teams,
+        data_dir=settings.data_dir,
+        work_root=settings.data_dir / "work",
+    )
+    return ProcessExecutor(venvs, identity)
 
 
 @app.command(help=HELP)
@@ -119,6 +129,8 @@ def runner(
         agent.serve(once=once)
     except RegistrationUnavailable as exc:
         raise _fail(str(exc)) from exc
+    except IsolationRefused as exc:
+        raise _fail(f"refusing to start in process isolation: {exc}") from exc
     except Unauthorized as exc:
         raise _fail(f"the API refused the registration token ({exc})") from exc
     except Refused as exc:

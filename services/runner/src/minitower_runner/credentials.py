@@ -43,7 +43,20 @@ def load_token(data_dir: Path, identity: Identity) -> str | None:
     return token if isinstance(token, str) and token else None
 
 
-def save_token(data_dir: Path, identity: Identity, runner_id: int, token: str) -> None:
+def saved_team_id(data_dir: Path) -> int | None:
+    """The team the saved token's runner is bound to; None for a shared runner, and for
+    a file written before runners could be bound (they were all shared)."""
+    try:
+        saved = json.loads((data_dir / TOKEN_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    team_id = saved.get("team_id") if isinstance(saved, dict) else None
+    return team_id if isinstance(team_id, int) else None
+
+
+def save_token(
+    data_dir: Path, identity: Identity, runner_id: int, token: str, team_id: int | None = None
+) -> None:
     """Written to a temporary file with mode 0600 and renamed: never readable by others,
     never half-written."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -55,6 +68,7 @@ def save_token(data_dir: Path, identity: Identity, runner_id: int, token: str) -
         "environment": identity.environment,
         "runner_id": runner_id,
         "token": token,
+        "team_id": team_id,
     }
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
@@ -82,6 +96,8 @@ class Credentials:
         self._registration_token = registration_token
         self._labels = labels
         self._lock = threading.Lock()
+        # The team this runner is bound to (None: shared), known once ``ensure`` returns.
+        self.team_id: int | None = None
         client.renew_token = self.renew
 
     def renew(self, refused: str | None) -> None:
@@ -98,6 +114,7 @@ class Credentials:
                 self._register()
         else:
             self._client.token = token
+            self.team_id = saved_team_id(self._data_dir)
 
     def _register(self) -> None:
         if self._registration_token is None:
@@ -110,13 +127,21 @@ class Credentials:
             self._identity.environment,
             self._labels,
         )
-        save_token(self._data_dir, self._identity, registered.runner_id, registered.token)
+        save_token(
+            self._data_dir,
+            self._identity,
+            registered.runner_id,
+            registered.token,
+            registered.team_id,
+        )
         self._client.token = registered.token
+        self.team_id = registered.team_id
         log.info(
             "registered",
             extra={
                 "runner": registered.name,
                 "runner_id": registered.runner_id,
                 "environment": registered.environment,
+                "team_id": registered.team_id,
             },
         )

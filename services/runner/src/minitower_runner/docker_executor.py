@@ -1,9 +1,13 @@
 """Runs each attempt in its own throwaway container (MINITOWER_RUNNER_ISOLATION=docker).
 
-The workspace goes in with ``put_archive``, never a bind mount, so this works as well when
-the runner itself is a container talking to the host's Docker socket. Inside, as a
-non-root user with memory, CPU and pids limits and no network unless configured, a shell
-creates a venv, installs ``requirements.txt`` if there is one, and execs the entrypoint.
+The container's root filesystem is read-only; its only writable place is ``/tmp``, a
+tmpfs of MINITOWER_DOCKER_TMP_SIZE. The workspace goes in as a tar stream over the
+container's stdin once it has started (a tmpfs cannot be written before that, nor read
+or written with ``put_archive``), never a bind mount, so this works as well when the
+runner itself is a container talking to the host's Docker socket. Inside, as a non-root
+user with no capabilities, memory, CPU and pids limits and no network unless configured,
+a shell creates a venv, installs ``requirements.txt`` if there is one, and execs the
+entrypoint.
 
 The container's init (tini, ``init=True``) forwards the runner's SIGTERM to the
 workload's whole process group, as the process executor signals its group; a SIGKILL
@@ -79,14 +83,43 @@ def workspace_tar(app_dir: Path, uid: int, gid: int) -> bytes:
     return buffer.getvalue()
 
 
-def container_script(spec: RunSpec, has_requirements: bool, index: IndexOptions) -> str:
-    """The container's command. fd 3 keeps the attached stdin for the watchdog; the
-    workload itself reads /dev/null."""
+# Reads exactly argv[1] bytes of tar from stdin and unpacks them into /tmp, streaming:
+# the rest of stdin stays for the watchdog.
+RECEIVE_WORKSPACE = """\
+import os, sys, tarfile
+class Exactly:
+    def __init__(self, left):
+        self.left = left
+    def read(self, size=-1):
+        if self.left <= 0:
+            return b""
+        size = self.left if size is None or size < 0 else min(size, self.left)
+        data = os.read(0, size)
+        if not data:
+            sys.exit("minitower: the workspace did not arrive")
+        self.left -= len(data)
+        return data
+source = Exactly(int(sys.argv[1]))
+with tarfile.open(fileobj=source, mode="r|") as tar:
+    tar.extractall("/tmp")
+while source.read(1 << 16):
+    pass
+"""
+
+
+def container_script(
+    spec: RunSpec, has_requirements: bool, index: IndexOptions, workspace_bytes: int = 0
+) -> str:
+    """The container's command. It first receives the workspace (``workspace_bytes`` of
+    tar on stdin); then fd 3 keeps the attached stdin for the watchdog, and the workload
+    itself reads /dev/null."""
     if interpreter_for(spec.entrypoint) == "python":
         run = f"exec {VENV_DIR}/bin/python -u {shlex.quote(spec.entrypoint)}"
     else:
         run = f"exec /bin/sh {shlex.quote(spec.entrypoint)}"
     lines = [
+        f"python3 -c {shlex.quote(RECEIVE_WORKSPACE)} {workspace_bytes} || exit 125",
+        f"cd {APP_DIR}",
         "exec 3<&0",
         # Ignores SIGTERM (tini sends it to the whole process group), so that a runner
         # dying during the grace period still takes the container down.
@@ -316,17 +349,23 @@ class DockerExecutor:
             pids_limit=settings.docker_pids_limit,
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
+            read_only=True,
+            tmpfs={"/tmp": f"rw,nosuid,nodev,size={settings.docker_tmp_size},mode=1777"},  # noqa: S108
             # The output reaches the runner over the attach stream; what the engine keeps
             # for `docker logs` (while the container exists) must not fill its disk.
             log_config=LogConfig(
                 type=LogConfig.types.JSON, config={"max-size": "10m", "max-file": "1"}
             ),
         )
+        workspace = workspace_tar(spec.app_dir, self._uid, self._gid)
+        script = container_script(spec, has_requirements, self._index, len(workspace))
         container = self._api.create_container(
             settings.runner_image,
-            command=["/bin/sh", "-c", container_script(spec, has_requirements, self._index)],
+            command=["/bin/sh", "-c", script],
             user=settings.docker_user,
-            working_dir=APP_DIR,
+            # Not APP_DIR: the engine would create it, as root, before the workspace
+            # arrives (the script changes into it).
+            working_dir="/tmp",  # noqa: S108
             environment=env,
             labels={
                 LABEL_RUNNER: self._runner_name,
@@ -341,8 +380,6 @@ class DockerExecutor:
         container_id = container["Id"]
         attached: Any = None
         try:
-            workspace = workspace_tar(spec.app_dir, self._uid, self._gid)
-            self._api.put_archive(container_id, "/tmp", workspace)  # noqa: S108
             # Attached before the start: no output is missed, and stdin (held by this
             # process alone) stays open for the watchdog exactly as long as the runner lives.
             attached = self._api.attach_socket(
@@ -351,6 +388,7 @@ class DockerExecutor:
             # The engine's client times requests out; this stream stays silent at will.
             _raw_socket(attached).settimeout(None)
             self._api.start(container_id)
+            _raw_socket(attached).sendall(workspace)
         except BaseException:
             if attached is not None:
                 _hang_up(attached)
@@ -368,6 +406,9 @@ class DockerExecutor:
         return ContainerWorkload(
             self._api, container_id, attached, emit, on_exit, settings.docker_memory
         )
+
+    def bind(self, *, shared: bool) -> None:
+        """Every run gets a container of its own: any binding is kept apart."""
 
     def remove_leftovers(self) -> None:
         """Removes the containers of this runner's name: its watchdog has stopped those of

@@ -21,6 +21,14 @@ from pathlib import Path
 from typing import IO
 
 from minitower_runner import shim
+from minitower_runner.isolation import (
+    WorkloadUser,
+    check_reachable,
+    check_runnable,
+    hand_over,
+    secure_runner_dirs,
+    workload_user,
+)
 from minitower_runner.logs import split_lines
 from minitower_runner.venvs import VenvCache
 from minitower_runner.workload import Emit, RunSpec, interpreter_for, workload_environment
@@ -82,11 +90,17 @@ class ProcessWorkload:
 class PreparedProcess:
     spec: RunSpec
     venv: Path
+    # None: the workload runs as the runner (a runner bound to one team).
+    user: WorkloadUser | None = None
 
     def start(self, emit: Emit, on_exit: Callable[[], None]) -> ProcessWorkload:
         spec, venv = self.spec, self.venv
         home = spec.app_dir.parent / "home"
         home.mkdir(exist_ok=True)
+        drop: list[str] = []
+        if self.user is not None:
+            hand_over(spec.app_dir.parent, self.user)
+            drop = ["--as", f"{self.user.uid}:{self.user.gid}:{spec.app_dir}"]
         entry = str(spec.app_dir / spec.entrypoint)
         if interpreter_for(spec.entrypoint) == "python":
             command = [str(venv / "bin" / "python"), "-u", entry]
@@ -101,8 +115,10 @@ class PreparedProcess:
         env["VIRTUAL_ENV"] = str(venv)
         env["TMPDIR"] = str(home)
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", SHIM_PATH, str(os.getpid()), *command],
-            cwd=spec.app_dir,
+            [sys.executable, "-I", "-S", SHIM_PATH, str(os.getpid()), *drop, *command],
+            # A workload user's workspace is not the runner's to enter: the shim changes
+            # into it once it has dropped to that user.
+            cwd=spec.app_dir if self.user is None else spec.app_dir.parent.parent,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -112,9 +128,40 @@ class PreparedProcess:
         return ProcessWorkload(proc, emit, on_exit)
 
 
+@dataclass(frozen=True)
+class WorkloadIdentity:
+    """What a shared runner needs to run workloads apart from itself."""
+
+    uid: int
+    gid: int
+    trust_all_teams: bool
+    data_dir: Path
+    work_root: Path
+
+
 class ProcessExecutor:
-    def __init__(self, venvs: VenvCache) -> None:
+    def __init__(self, venvs: VenvCache, identity: WorkloadIdentity | None = None) -> None:
         self.venvs = venvs
+        self._identity = identity
+        self.user: WorkloadUser | None = None
+
+    def bind(self, *, shared: bool) -> None:
+        identity = self._identity
+        if identity is None:
+            return
+        self.user = workload_user(
+            shared=shared,
+            uid=identity.uid,
+            gid=identity.gid,
+            trust_all_teams=identity.trust_all_teams,
+        )
+        if self.user is None:
+            return
+        secure_runner_dirs(identity.data_dir, identity.work_root, self.venvs.root)
+        check_reachable(identity.work_root, self.user, "the workspaces in")
+        check_reachable(self.venvs.root, self.user, "the venv cache")
+        check_runnable(Path(self.venvs.python), self.user)
+        self.venvs.wheels_only = True
 
     def prepare(
         self, spec: RunSpec, emit: Emit, should_stop: Callable[[], bool]
@@ -125,8 +172,9 @@ class ProcessExecutor:
             requirements if requirements.is_file() else None,
             lambda line: emit("stderr", f"[minitower] {line}"),
             should_stop,
+            team_id=spec.team_id,
         )
-        return PreparedProcess(spec, venv)
+        return PreparedProcess(spec, venv, self.user)
 
     def remove_leftovers(self) -> None:
         """Nothing to do: the shim takes its group down with the runner."""

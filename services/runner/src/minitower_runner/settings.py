@@ -44,6 +44,17 @@ class RunnerSettings(BaseSettings):
     drain_timeout: Seconds = 60.0
     request_timeout: PositiveSeconds = 30.0
     runner_isolation: Literal["process", "docker"] = "process"
+    # A shared runner in process isolation runs workloads under this uid and gid (no
+    # supplementary groups): one no other process of the host uses, and one per runner
+    # where several share a host.
+    runner_workload_uid: int = Field(default=65534, ge=1, le=2**32 - 2)
+    runner_workload_gid: int = Field(default=65534, ge=1, le=2**32 - 2)
+    # Run a shared runner's workloads as the runner itself: only where every team that
+    # can reach this runner trusts every other (one team, a test stack).
+    runner_trust_all_teams: bool = False
+    # The interpreter venvs are built from (default: the runner's own). A shared
+    # runner's workloads run it under their own uid, so it must be one they can run.
+    runner_python: Path | None = None
     runner_image: str = "python:3.11-slim-bookworm"
     docker_memory: str = "1g"
     docker_cpus: float = Field(default=1.0, gt=0)
@@ -51,6 +62,9 @@ class RunnerSettings(BaseSettings):
     # "none" keeps runs off every network; "bridge" (or a network's name) lets them out.
     docker_network: str = "none"
     docker_user: str = "10001:10001"
+    # The container's only writable place (a tmpfs at /tmp): the workspace, the venv,
+    # what the run writes.
+    docker_tmp_size: str = Field(default="1g", pattern=r"^[0-9]+[kmg]?$")
     # For operators behind a package mirror: passed to uv (or pip) when installing a
     # version's requirements.txt.
     pip_index_url: str | None = None

@@ -103,12 +103,19 @@ class VenvCache:
         self.python = python
         self.uv = uv
         self.index = index or IndexOptions()
+        # Wheels only: no package's build code runs as the runner (a shared runner's
+        # builds would otherwise run one team's code with the runner's rights).
+        self.wheels_only = False
         self._python_tag = _python_tag(python)
         self.builds = 0  # venvs this cache created (for tests and the bench)
         root.mkdir(parents=True, exist_ok=True)
 
-    def key(self, requirements: bytes | None) -> str:
-        digest = hashlib.sha256(self._python_tag.encode() + b"\0" + (requirements or b""))
+    def key(self, requirements: bytes | None, team_id: int | None = None) -> str:
+        """The interpreter, the requirements and the team: one team's venv never serves
+        another's, so nothing a team put into one (through a build it controls) reaches
+        another team's runs."""
+        scope = b"" if team_id is None else f"\0team:{team_id}".encode()
+        digest = hashlib.sha256(self._python_tag.encode() + scope + b"\0" + (requirements or b""))
         return digest.hexdigest()[:32]
 
     def get(
@@ -116,14 +123,16 @@ class VenvCache:
         requirements: Path | None,
         emit: Callable[[str], None],
         should_stop: Callable[[], bool] = lambda: False,
+        team_id: int | None = None,
     ) -> Path:
-        """The venv for ``requirements`` (a requirements.txt or None), built if needed;
+        """The venv for ``requirements`` (a requirements.txt or None) of ``team_id``'s
+        runs, built if needed;
         build output goes to ``emit`` line by line. Waiting for another build and
         building both give up (EnvironmentBuildError) once ``should_stop`` says so."""
         content = requirements.read_bytes() if requirements is not None else None
         if content is not None:
             check_requirements(content)
-        path = self.root / self.key(content)
+        path = self.root / self.key(content, team_id)
         if (path / READY_MARKER).exists():
             return path
         with (self.root / f"{path.name}.lock").open("w") as lock:
@@ -174,6 +183,7 @@ class VenvCache:
                         str(path / "bin" / "python"),
                         "-r",
                         str(requirements),
+                        *(["--no-build"] if self.wheels_only else []),
                         *self.index.args(),
                     ]
                 )
@@ -192,6 +202,7 @@ class VenvCache:
                 "--disable-pip-version-check",
                 "-r",
                 str(requirements),
+                *(["--only-binary", ":all:"] if self.wheels_only else []),
                 *self.index.args(),
             ]
         )

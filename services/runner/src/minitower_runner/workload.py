@@ -37,6 +37,8 @@ class RunSpec:
     import_paths: list[str]
     # The extracted archive: the workload's working directory.
     app_dir: Path
+    # The run's team: venvs are cached per team, so one team's never serves another's.
+    team_id: int = 0
 
 
 class Workload(Protocol):
@@ -65,6 +67,10 @@ class Executor(Protocol):
 
     def remove_leftovers(self) -> None:
         """Remove what a previous runner process with this name left running."""
+
+    def bind(self, *, shared: bool) -> None:
+        """Told once registered whether the runner is shared (may serve several teams);
+        raises IsolationRefused when it cannot keep their workloads apart."""
 
 
 def interpreter_for(entrypoint: str) -> str:

@@ -20,6 +20,7 @@ from minitower_shared.states import (
     AttemptStatus,
     RunStatus,
 )
+from minitower_shared.store.runner_registration import runnable_by
 
 _ACTIVE = [s.value for s in ACTIVE_ATTEMPT_STATUSES]
 _LIVE_RUN = [RunStatus.LEASED.value, RunStatus.RUNNING.value]
@@ -138,13 +139,19 @@ def expire_stale_attempts(
     return outcomes
 
 
-def may_lease(session: Session, *, runner_id: int, environment: str) -> bool:
+def may_lease(
+    session: Session, *, runner_id: int, environment: str, team_id: int | None = None
+) -> bool:
     """Whether ``lease_next_run`` could change anything now: a run waits in the
     environment, or the runner holds an attempt (to refuse, or to expire inline). Lets
     an idle long poll look without taking the write lock."""
     queued = session.exec(
         select(Run.id)
-        .where(Run.status == RunStatus.QUEUED.value, Run.environment == environment)
+        .where(
+            Run.status == RunStatus.QUEUED.value,
+            Run.environment == environment,
+            runnable_by(team_id),
+        )
         .limit(1)
     ).first()
     if queued is not None:
@@ -163,8 +170,10 @@ def lease_next_run(
     lease_token_hash: str,
     now: datetime,
     ttl: timedelta,
+    team_id: int | None = None,
 ) -> LeaseGrant | LeaseRefusal | None:
     """Claim the next queued run of ``environment`` for the runner; None when there is none.
+    ``team_id`` is the runner's binding (None: a shared runner), see ``runnable_by``.
 
     Pick order: highest priority, then oldest ``queued_at``, then lowest id."""
     held = session.exec(
@@ -182,6 +191,7 @@ def lease_next_run(
             Run.status == RunStatus.QUEUED.value,
             Run.environment == environment,
             col(Run.cancel_requested).is_(False),
+            runnable_by(team_id),
         )
         .order_by(col(Run.priority).desc(), col(Run.queued_at), col(Run.id))
         .limit(1)

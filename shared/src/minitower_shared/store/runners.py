@@ -18,13 +18,15 @@ def register_runner(
     labels: dict[str, Any],
     token_hash: str,
     now: datetime,
+    team_id: int | None = None,
 ) -> tuple[Runner, bool]:
     """Create the runner, or give an existing one of that name a new token (the old one
-    stops working at once). Returns the runner and whether it was created."""
+    stops working at once). Returns the runner and whether it was created. A runner
+    keeps the binding it was created with: check ``bound_elsewhere`` first."""
     runner = session.exec(select(Runner).where(Runner.name == name)).first()
     created = runner is None
     if runner is None:
-        runner = Runner(name=name, token_hash=token_hash, created_at=now)
+        runner = Runner(name=name, token_hash=token_hash, created_at=now, team_id=team_id)
     runner.environment = environment
     runner.labels = labels
     runner.token_hash = token_hash
@@ -33,6 +35,14 @@ def register_runner(
     session.add(runner)
     session.flush()
     return runner, created
+
+
+def bound_elsewhere(session: Session, *, name: str, team_id: int | None) -> Runner | None:
+    """The runner of that name when it is bound otherwise (shared vs a team, or another
+    team): registering it again would hand one team's runner, with its token, to
+    another, so the route refuses."""
+    runner = session.exec(select(Runner).where(Runner.name == name)).first()
+    return runner if runner is not None and runner.team_id != team_id else None
 
 
 # What a revoked runner's token hash becomes: unique per runner (the column is unique),
@@ -101,12 +111,16 @@ def mark_silent_runners_offline(session: Session, *, seen_before: datetime) -> i
 def list_runners_with_current_run(
     session: Session, *, team_id: int, after_id: int, limit: int, offset: int = 0
 ) -> list[tuple[Runner, int | None]]:
-    """Runners are shared by every team; the run one holds is shown only to its team."""
+    """The shared runners and the team's own; another team's runners are not listed.
+    The run a shared runner holds is shown only to its team."""
     rows = session.exec(
         select(Runner, RunAttempt.run_id, Run.team_id)
         .outerjoin(RunAttempt, (col(RunAttempt.runner_id) == col(Runner.id)) & active_attempt())
         .outerjoin(Run, col(Run.id) == col(RunAttempt.run_id))
-        .where(col(Runner.id) > after_id)
+        .where(
+            col(Runner.id) > after_id,
+            col(Runner.team_id).is_(None) | (col(Runner.team_id) == team_id),
+        )
         .order_by(col(Runner.id))
         .offset(offset)
         .limit(limit)

@@ -57,7 +57,10 @@ def _try_lease(
             runner = require_runner(session, runner_token)
             assert runner.id is not None
             if not lease_store.may_lease(
-                session, runner_id=runner.id, environment=runner.environment
+                session,
+                runner_id=runner.id,
+                environment=runner.environment,
+                team_id=runner.team_id,
             ):
                 return None
     token = new_token(LEASE_TOKEN_PREFIX)
@@ -73,6 +76,7 @@ def _try_lease(
             lease_token_hash=hash_token(token),
             now=now,
             ttl=_ttl(services),
+            team_id=runner.team_id,
         )
     if not isinstance(grant, LeaseGrant):
         return grant
@@ -108,6 +112,7 @@ def _granted(grant: LeaseGrant, token: str) -> LeaseGranted:
         attempt_no=attempt.attempt_no,
         lease_token=token,
         lease_expires_at=expires,
+        team_id=run.team_id,
     )
 
 

@@ -22,6 +22,7 @@ def me(caller: CallerDep) -> Me:
         team_slug=caller.team.slug,
         token_id=caller.token.id,
         role=caller.token.role,
+        allow_shared_runners=caller.team.allow_shared_runners,
     )
 
 

@@ -233,6 +233,8 @@ RUNNER_COLUMNS = [
     Column("ID", lambda r: r["runner_id"], keep=True, justify="right"),
     Column("NAME", lambda r: r["name"], keep=True),
     Column("ENVIRONMENT", lambda r: r["environment"], keep=True),
+    # Servers before team-bound runners do not say: all their runners were shared.
+    Column("SCOPE", lambda r: "shared" if r.get("shared", True) else "team", keep=True),
     Column("STATUS", lambda r: status_text(r["status"]), keep=True),
     Column("LAST SEEN", lambda r: short_time(r["last_seen_at"]), keep=True),
     Column("RUN", lambda r: r["current_run_id"], keep=True, justify="right"),
@@ -242,7 +244,8 @@ RUNNER_COLUMNS = [
 
 @runners_app.command("list")
 def runners_list(ctx: typer.Context, json_out: JsonOption = False) -> None:
-    """Every registered runner and what it is doing (admin tokens only)."""
+    """The shared runners and the team's own, and what they are doing (admin tokens
+    only). SCOPE is shared (the operator's) or team (bound to this team)."""
     st = state(ctx)
     runners = st.client().list_all("/api/v1/admin/runners", "runners", limit=LIST_LIMIT)
     st.output.listing(RUNNER_COLUMNS, runners, json_out)
