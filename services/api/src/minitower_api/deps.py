@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from minitower_api.errors import forbidden, invalid, unauthorized
+from minitower_api.login_attempts import LoginAttempts
 from minitower_api.longpoll import QueueSignal
 from minitower_api.metrics import Metrics
 from minitower_api.objects import ObjectStore
@@ -41,6 +42,7 @@ class Services:
     objects: ObjectStore
     signal: QueueSignal
     metrics: Metrics
+    login_attempts: LoginAttempts
     # When this process started (monotonic): /ready allows a reaper this long to appear.
     started: float = field(default_factory=time.monotonic)
 

@@ -13,6 +13,7 @@ from minitower_api.access import REQUEST_ID_HEADER, REQUEST_ID_PATTERN, RequestI
 from minitower_api.deps import Services
 from minitower_api.errors import install_error_handlers
 from minitower_api.limits import BodyLimitMiddleware
+from minitower_api.login_attempts import LoginAttempts
 from minitower_api.longpoll import QueueSignal
 from minitower_api.metrics import Metrics, MetricsMiddleware
 from minitower_api.objects import ObjectStore
@@ -24,6 +25,7 @@ from minitower_api.routers import (
     logs,
     runners,
     runs,
+    team_auth,
     tokens,
     versions,
 )
@@ -60,6 +62,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         objects=ObjectStore(settings.objects_dir),
         signal=QueueSignal(),
         metrics=Metrics(lambda: read_session(engine)),
+        login_attempts=LoginAttempts(
+            per_slug=settings.login_attempts_per_slug,
+            per_address=settings.login_attempts_per_address,
+            window=settings.login_rate_window,
+        ),
     )
 
     @asynccontextmanager
@@ -78,7 +85,18 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     # Lease long polls (routers/leases.py) are registered before the /runs/{run_id}
     # routes so that "lease" is never read as a run id.
-    for module in (health, bootstrap, runners, tokens, apps, versions, leases, runs, logs):
+    for module in (
+        health,
+        bootstrap,
+        team_auth,
+        runners,
+        tokens,
+        apps,
+        versions,
+        leases,
+        runs,
+        logs,
+    ):
         app.include_router(module.router)
     app.add_middleware(
         BodyLimitMiddleware,

@@ -18,7 +18,9 @@ from minitower_shared.models import (
     Runner,
 )
 from minitower_shared.states import (
+    TERMINAL_RUN_STATUSES,
     AttemptStatus,
+    RunnerStatus,
     RunStatus,
     run_sources,
 )
@@ -46,6 +48,7 @@ def create_run(
     priority: int,
     max_retries: int,
     now: datetime,
+    rerun_of: int | None = None,
 ) -> Run:
     """Numbers runs 1, 2, … per app; the caller's write lock makes the count safe."""
     assert app.id is not None and version.id is not None and environment.id is not None
@@ -63,6 +66,7 @@ def create_run(
         max_retries=max_retries,
         queued_at=now,
         updated_at=now,
+        rerun_of=rerun_of,
     )
     session.add(run)
     session.flush()
@@ -220,3 +224,62 @@ def queue_by_environment(session: Session) -> dict[str, QueueFigures]:
         name: QueueFigures(depth=count, oldest_queued_at=as_utc(oldest))
         for name, count, oldest in rows
     }
+
+
+@dataclass(frozen=True)
+class TeamRunSummary:
+    by_status: dict[str, int]
+    last_day_by_status: dict[str, int]
+    queued_by_environment: dict[str, QueueFigures]
+    recent_failures: list[RunView]
+    runners_online: int
+
+    def count(self, statuses: frozenset[RunStatus]) -> int:
+        return sum(self.by_status.get(s.value, 0) for s in statuses)
+
+
+RECENT_FAILURES = 5
+
+
+def summarize_team_runs(session: Session, team_id: int, *, since: datetime) -> TeamRunSummary:
+    """Counts by status (all time and since ``since``), the team's queue per environment,
+    its latest failures and the runners online (runners serve every team)."""
+    by_status = session.exec(
+        select(Run.status, func.count()).where(Run.team_id == team_id).group_by(Run.status)
+    )
+    recent = session.exec(
+        select(Run.status, func.count())
+        .where(Run.team_id == team_id, col(Run.queued_at) >= since)
+        .group_by(Run.status)
+    )
+    queued = session.exec(
+        select(Run.environment, func.count(), func.min(Run.queued_at))
+        .where(Run.team_id == team_id, Run.status == RunStatus.QUEUED.value)
+        .group_by(Run.environment)
+    )
+    failures = session.exec(
+        _view_query()
+        .where(
+            Run.team_id == team_id,
+            col(Run.status).in_([RunStatus.FAILED.value, RunStatus.DEAD.value]),
+        )
+        .order_by(col(Run.id).desc())
+        .limit(RECENT_FAILURES)
+    )
+    online = session.exec(
+        select(func.count()).select_from(Runner).where(Runner.status == RunnerStatus.ONLINE.value)
+    ).one()
+    return TeamRunSummary(
+        by_status={status: count for status, count in by_status},
+        last_day_by_status={status: count for status, count in recent},
+        queued_by_environment={
+            name: QueueFigures(depth=count, oldest_queued_at=as_utc(oldest))
+            for name, count, oldest in queued
+        },
+        recent_failures=[RunView(*row) for row in failures],
+        runners_online=int(online),
+    )
+
+
+def is_terminal(status: str) -> bool:
+    return status in {s.value for s in TERMINAL_RUN_STATUSES}
