@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp
 
+from minitower_api import console
 from minitower_api.access import REQUEST_ID_HEADER, REQUEST_ID_PATTERN, RequestIdMiddleware
 from minitower_api.deps import Services
 from minitower_api.errors import install_error_handlers
@@ -98,6 +99,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         logs,
     ):
         app.include_router(module.router)
+    console.install(app)
     app.add_middleware(
         BodyLimitMiddleware,
         max_request_bytes=settings.max_request_bytes,

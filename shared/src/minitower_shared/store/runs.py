@@ -132,6 +132,7 @@ def list_run_views(
     before_id: int | None,
     offset: int,
     limit: int,
+    environment: str | None = None,
 ) -> list[RunView]:
     """Newest first."""
     query = _view_query().where(Run.team_id == team_id)
@@ -139,6 +140,8 @@ def list_run_views(
         query = query.where(Run.app_id == app_id)
     if status is not None:
         query = query.where(Run.status == status)
+    if environment is not None:
+        query = query.where(Run.environment == environment)
     if before_id is not None:
         query = query.where(col(Run.id) < before_id)
     query = query.order_by(col(Run.id).desc()).offset(offset).limit(limit)
@@ -283,3 +286,16 @@ def summarize_team_runs(session: Session, team_id: int, *, since: datetime) -> T
 
 def is_terminal(status: str) -> bool:
     return status in {s.value for s in TERMINAL_RUN_STATUSES}
+
+
+def last_run_status_by_app(session: Session, team_id: int, app_ids: list[int]) -> dict[int, str]:
+    """The status of each app's newest run (apps without runs are left out)."""
+    if not app_ids:
+        return {}
+    newest = (
+        select(func.max(Run.id))
+        .where(Run.team_id == team_id, col(Run.app_id).in_(app_ids))
+        .group_by(col(Run.app_id))
+    )
+    rows = session.exec(select(Run.app_id, Run.status).where(col(Run.id).in_(newest)))
+    return {app_id: status for app_id, status in rows}

@@ -152,6 +152,7 @@ def _list(
     app_slug: str | None,
     status: RunStatus | None,
     page: PageDep,
+    environment: str | None = None,
 ) -> RunList:
     with services.read() as session:
         app_id = None
@@ -165,6 +166,7 @@ def _list(
             before_id=page.cursor,
             offset=page.offset,
             limit=page.limit + 1,
+            environment=environment,
         )
     views, next_cursor = paged(views, page, lambda view: view.run.id)
     return RunList(
@@ -188,9 +190,12 @@ def list_runs(
     page: PageDep,
     status: StatusFilter = None,
     app: Annotated[str | None, Query(description="Only runs of this app (slug)")] = None,
+    environment: Annotated[
+        str | None, Query(max_length=64, description="Only runs in this environment")
+    ] = None,
 ) -> RunList:
     """The team's runs, newest first."""
-    return _list(services, caller.team_id, app, status, page)
+    return _list(services, caller.team_id, app, status, page, environment)
 
 
 @router.get("/runs/summary", response_model=RunsSummary, responses=responses())
