@@ -137,9 +137,10 @@ def run_log_text(
                 batch = log_store.list_attempt_logs(
                     session, attempt_id, after_seq=after, limit=_DOWNLOAD_BATCH
                 )
-            for line in batch:
-                prefix = "[stderr] " if line.stream == "stderr" else ""
-                yield f"{prefix}{line.line}\n"
+            # One chunk per batch: each chunk of a plain iterator is a hop to the threadpool.
+            yield "".join(
+                f"{'[stderr] ' if line.stream == 'stderr' else ''}{line.line}\n" for line in batch
+            )
             if len(batch) < _DOWNLOAD_BATCH:
                 return
             after = batch[-1].seq
