@@ -80,7 +80,7 @@ def seed(db: Path, team_id: int, runs: int, lines: int) -> int:
                     version_id,
                     n,
                     status,
-                    '{"n": %d}' % n,
+                    f'{{"n": {n}}}',
                     0,
                     0,
                     0,
@@ -94,9 +94,9 @@ def seed(db: Path, team_id: int, runs: int, lines: int) -> int:
                 )
             )
         conn.executemany(
-            "INSERT INTO run (team_id, app_id, environment_id, environment, app_version_id, run_no, "
-            "status, input, priority, max_retries, retry_count, cancel_requested, queued_at, "
-            "started_at, finished_at, exit_code, error_message, updated_at) "
+            "INSERT INTO run (team_id, app_id, environment_id, environment, app_version_id, "
+            "run_no, status, input, priority, max_retries, retry_count, cancel_requested, "
+            "queued_at, started_at, finished_at, exit_code, error_message, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
@@ -164,7 +164,8 @@ def main() -> None:
             started = time.perf_counter()
             run_id = seed(db, team["team_id"], args.runs, args.lines)
             print(
-                f"seeded {args.runs} runs and {args.lines} log lines in {time.perf_counter() - started:.1f} s"
+                f"seeded {args.runs} runs and {args.lines} log lines "
+                f"in {time.perf_counter() - started:.1f} s"
             )
             form = client.get("/signin").text
             csrf = re.search(r'name="csrf_token" value="([^"]+)"', form)
