@@ -56,7 +56,8 @@ def stack(
     require_chromium()
     workdir = tmp_path_factory.mktemp("console-stack")
     db_path = copy_database(migrated_template, workdir)
-    api = start_api(workdir, db_path, API_ENV)
+    # Leases long enough for a runner to ship a 100,000-line log before reporting.
+    api = start_api(workdir, db_path, {**API_ENV, "MINITOWER_LEASE_TTL": "30s"})
     http = api.client()
     body = check(
         http.post(

@@ -354,3 +354,27 @@ def test_readme_screenshot(deployed: ConsoleStack, signed_in: Page, tmp_path: Pa
     target.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(target), full_page=True)
     assert target.stat().st_size > 10_000
+
+
+def test_a_100000_line_log_stays_usable(deployed: ConsoleStack, signed_in: Page) -> None:
+    page = signed_in
+    run = deployed.team.create_run("sleeper", input={"lines": 100_000, "pause": 0})
+    wait_for(
+        lambda: deployed.team.run(run["run_id"])["status"] == "completed",
+        timeout=180,
+        what="the 100,000-line run to complete",
+    )
+    page.goto(f"/runs/{run['run_id']}")
+    expect(page.locator("#log-count")).to_have_text("100,002 lines", timeout=60_000)
+    log = page.get_by_role("log", name="Log lines")
+    # Following the tail: the last lines are shown, and only a window of lines is in the page.
+    expect(log).to_contain_text("to stderr")
+    assert page.locator(".log .line").count() < 200
+    log.evaluate("element => { element.scrollTop = 0; }")
+    expect(page.locator(".log .line").first).to_contain_text("tick 1")
+    expect(page.get_by_label("Follow")).not_to_be_checked()
+    log.evaluate("element => { element.scrollTop = 50_000 * 20; }")
+    expect(log).to_contain_text("tick 50000")
+    download = page.request.get(f"/runs/{run['run_id']}/log.txt")
+    text = download.text()
+    assert text.count("\n") == 100_002 and text.endswith("[stderr] to stderr\n")

@@ -14,7 +14,7 @@ from minitower_api.deps import Page, RunId, Services, ServicesDep
 from minitower_api.routers import logs as log_routes
 from minitower_api.routers import runs as run_routes
 from minitower_api.routers import versions as version_routes
-from minitower_shared.schemas import MAX_INT64, RunRerun
+from minitower_shared.schemas import MAX_INT64, LogPage, RunRerun
 from minitower_shared.states import RunStatus
 from minitower_shared.store import apps as app_store
 from minitower_shared.store import logs as log_store
@@ -23,6 +23,7 @@ from minitower_shared.store import runs as run_store
 router = APIRouter(include_in_schema=False)
 
 PAGE_SIZE = 50
+LOG_PAGE_LINES = 10_000
 _DOWNLOAD_BATCH = 5000
 
 
@@ -103,15 +104,39 @@ def run_state(run_id: RunId, viewer: ViewerDep, services: ServicesDep) -> JSONRe
     )
 
 
+@router.get("/runs/{run_id}/log.json")
+def run_log_page(
+    run_id: RunId,
+    viewer: ViewerDep,
+    services: ServicesDep,
+    attempt: Annotated[int | None, Query(ge=1, le=MAX_INT64)] = None,
+    after_seq: Annotated[int, Query(ge=-1, le=MAX_INT64)] = -1,
+) -> LogPage:
+    """A page of one attempt's lines (the JSON API's), in pages large enough that a
+    100,000-line log loads in ten requests before the live stream takes over."""
+    return api(
+        log_routes.read_logs,
+        run_id,
+        viewer.caller,
+        services,
+        after_seq,
+        attempt,
+        LOG_PAGE_LINES,
+    )
+
+
 @router.get("/runs/{run_id}/log/stream")
 def run_log_stream(
     run_id: RunId,
     viewer: ViewerDep,
     services: ServicesDep,
     last_event_id: Annotated[str | None, Header()] = None,
+    after: Annotated[str | None, Query(max_length=40)] = None,
 ) -> StreamingResponse:
-    """The JSON API's live log stream, for the session's caller."""
-    return api(log_routes.follow_logs, run_id, viewer.caller, services, last_event_id)
+    """The JSON API's live log stream, for the session's caller. ``after`` (an event id,
+    ``attempt_no:seq``) starts it where the pages the page loaded first end; a
+    reconnecting browser's Last-Event-ID wins."""
+    return api(log_routes.follow_logs, run_id, viewer.caller, services, last_event_id or after)
 
 
 @router.get("/runs/{run_id}/log.txt")

@@ -144,17 +144,40 @@ function setupRunPage() {
     if (shown === number - 1 || !byAttempt.has(shown)) { picker.value = String(number); shown = number; }
   }
 
-  const stream = new EventSource(view.dataset.stream);
-  stream.addEventListener("log", (event) => {
-    const line = JSON.parse(event.data);
+  function append(line) {
     if (!byAttempt.has(line.attempt_no)) {
       byAttempt.set(line.attempt_no, []);
       addAttemptOption(line.attempt_no);
     }
     byAttempt.get(line.attempt_no).push({ stream: line.stream, line: line.line });
     if (line.attempt_no === shown) schedule();
-  });
-  stream.addEventListener("end", () => { stream.close(); schedule(); });
+  }
+
+  // The log so far in large pages, then the live stream from where they end.
+  async function load() {
+    let position = "0:-1";
+    const known = [...picker.options].map((o) => Number(o.value)).sort((a, b) => a - b);
+    if (view.dataset.attempts === "true") {
+      for (const attempt of known) {
+        let after = -1;
+        for (let page = 0; page < 1000; page++) {
+          const response = await fetch("/runs/" + runId + "/log.json?attempt=" + attempt +
+            "&after_seq=" + after, { credentials: "same-origin" });
+          if (!response.ok) break;
+          const body = await response.json();
+          for (const line of body.logs) append(line);
+          if (body.logs.length) position = attempt + ":" + body.next_seq;
+          else if (position === "0:-1" || Number(position.split(":")[0]) < attempt) position = attempt + ":" + after;
+          if (body.logs.length < 10000) break;
+          after = body.next_seq;
+        }
+      }
+    }
+    const stream = new EventSource(view.dataset.stream + "?after=" + encodeURIComponent(position));
+    stream.addEventListener("log", (event) => append(JSON.parse(event.data)));
+    stream.addEventListener("end", () => { stream.close(); schedule(); });
+  }
+  load();
   schedule();
 
   if (root.dataset.terminal === "true") return;
