@@ -3,6 +3,7 @@ server-side row (store/console_sessions.py) that acts as one team token; a CSRF 
 per session on every form that changes something."""
 
 import hmac
+import math
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -95,7 +96,8 @@ def start_session(
             now=now,
             expires_at=now + timedelta(seconds=ttl),
         )
-    set_cookie(response, request, COOKIE, session_id, int(ttl))
+    # The server-side row decides when the session ends; the cookie just lasts as long.
+    set_cookie(response, request, COOKIE, session_id, max(1, math.ceil(ttl)))
 
 
 def find_viewer(services: Services, request: Request) -> Viewer | None:
