@@ -378,3 +378,29 @@ def test_a_100000_line_log_stays_usable(deployed: ConsoleStack, signed_in: Page)
     download = page.request.get(f"/runs/{run['run_id']}/log.txt")
     text = download.text()
     assert text.count("\n") == 100_002 and text.endswith("[stderr] to stderr\n")
+
+
+def test_apps_create_disable_and_enable(deployed: ConsoleStack, signed_in: Page) -> None:
+    page = signed_in
+    page.goto("/apps")
+    expect(page.get_by_role("row", name=re.compile(r"^hello\b"))).to_contain_text("completed")
+    page.get_by_label("Name (slug)").fill("Not A Slug")
+    page.get_by_label("Description").fill("made in the browser")
+    # The browser's own pattern check would stop the form: submit past it, as a script could.
+    page.locator("form.stack").evaluate("form => form.noValidate = true")
+    page.get_by_role("button", name="Create app").click()
+    expect(page.get_by_role("alert")).to_contain_text("slug")
+    page.get_by_label("Name (slug)").fill("from-browser")
+    page.get_by_role("button", name="Create app").click()
+    page.wait_for_url(re.compile(r"/apps/from-browser$"))
+    expect(page.get_by_text("This app has no version yet")).to_be_visible()
+    page.get_by_role("button", name="Disable app").click()
+    expect(page.get_by_role("button", name="Enable app")).to_be_visible()
+    assert check(deployed.team.get("/api/v1/apps/from-browser"), 200)["disabled"] is True
+    page.get_by_role("button", name="Enable app").click()
+    expect(page.get_by_role("button", name="Disable app")).to_be_visible()
+    assert check(deployed.team.get("/api/v1/apps/from-browser"), 200)["disabled"] is False
+    page.goto("/apps")
+    expect(page.get_by_role("row", name=re.compile(r"^from-browser\b"))).to_contain_text(
+        "never run"
+    )
