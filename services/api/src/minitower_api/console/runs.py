@@ -159,16 +159,16 @@ def run_log_text(
         after = -1
         while True:
             with services.read() as session:
-                batch = log_store.list_attempt_logs(
+                batch = log_store.list_attempt_log_text(
                     session, attempt_id, after_seq=after, limit=_DOWNLOAD_BATCH
                 )
             # One chunk per batch: each chunk of a plain iterator is a hop to the threadpool.
             yield "".join(
-                f"{'[stderr] ' if line.stream == 'stderr' else ''}{line.line}\n" for line in batch
+                f"{'[stderr] ' if stream == 'stderr' else ''}{line}\n" for _, stream, line in batch
             )
             if len(batch) < _DOWNLOAD_BATCH:
                 return
-            after = batch[-1].seq
+            after = batch[-1][0]
 
     filename = f"run-{run_id}-attempt-{record.attempt_no}.log"
     return StreamingResponse(
