@@ -10,7 +10,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from minitower_api.console.session import (
     COOKIE,
-    CSRF_FIELD,
     SIGNIN_COOKIE,
     PostViewerDep,
     find_viewer,
@@ -126,6 +125,3 @@ def signout(request: Request, services: ServicesDep, viewer: PostViewerDep) -> R
     response = RedirectResponse("/signin", status_code=303)
     response.delete_cookie(COOKIE, path="/")
     return response
-
-
-__all__ = ["CSRF_FIELD", "router"]
