@@ -196,3 +196,9 @@ def test_limit_edges_are_accepted(team: TeamClient) -> None:
     team.create_app("hello")
     assert len(check(team.get("/api/v1/apps", params={"limit": 1}), 200)["apps"]) == 1
     assert len(check(team.get("/api/v1/apps", params={"limit": 200}), 200)["apps"]) == 1
+
+
+def test_a_null_description_is_an_empty_one(team: TeamClient) -> None:
+    """The reference's CLI sends ``"description": null`` when none is given."""
+    body = check(team.post("/api/v1/apps", json={"slug": "hello", "description": None}), 201)
+    assert body["description"] == ""

@@ -20,7 +20,10 @@ INT64_OVERFLOW = str(2**63)
 def test_unknown_route_is_404_with_the_error_shape(client: TestClient) -> None:
     error = expect_error(client.get("/api/v1/nope"), 404, "not_found")
     assert error["message"] == "no such route"
-    expect_error(client.get("/"), 404, "not_found")
+    expect_error(client.get("/nope"), 404, "not_found")
+    # "/" is the web console's: without a session, its sign-in page.
+    root = client.get("/", follow_redirects=False)
+    assert root.status_code == 303 and root.headers["location"] == "/signin?next=/"
 
 
 def test_wrong_method_is_405_with_the_error_shape(client: TestClient) -> None:

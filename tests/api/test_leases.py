@@ -2,6 +2,7 @@
 and the fencing of stale, foreign and expired leases."""
 
 import hashlib
+import json
 import threading
 import time
 from typing import Any
@@ -11,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from tests.api.conftest import Sandbox, ShortTtl
 from tests.api.helpers import JSON, assert_timestamps, expect_error, finish
-from tests.conftest import REGISTRATION_TOKEN
+from tests.conftest import REGISTRATION_TOKEN, make_archive
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
 
 LEASE_KEYS = {
@@ -632,3 +633,28 @@ def test_lease_body_accepts_json_null(client: TestClient, runner: RunnerClient) 
         "/api/v1/runs/lease", content=b"null", headers={**runner.headers, **JSON}
     )
     assert response.status_code == 204
+
+
+def test_artifact_answer_carries_the_versions_manifest_for_the_reference_runner(
+    runner: RunnerClient, team: TeamClient
+) -> None:
+    towerfile = (
+        '[app]\nname = "hello"\nscript = "main.py"\nimport_paths = ["lib", "src/pkg"]\n'
+        "[app.timeout]\nseconds = 120\n"
+    )
+    team.deploy("hello", make_archive({"Towerfile": towerfile, "main.py": ""}))
+    team.create_run("hello")
+    response = runner.artifact(take(runner))
+    assert response.status_code == 200
+    assert response.headers["X-Entrypoint"] == "main.py"
+    assert response.headers["X-Timeout-Seconds"] == "120"
+    assert json.loads(response.headers["X-Import-Paths"]) == ["lib", "src/pkg"]
+
+
+def test_artifact_without_import_paths_has_no_import_paths_header(
+    runner: RunnerClient, team: TeamClient, deployed: dict[str, Any]
+) -> None:
+    team.create_run("hello")
+    response = runner.artifact(take(runner))
+    assert "X-Import-Paths" not in response.headers
+    assert response.headers["X-Timeout-Seconds"] == str(deployed["timeout_seconds"])

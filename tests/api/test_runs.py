@@ -31,6 +31,7 @@ RUN_KEYS = {
     "finished_at",
     "exit_code",
     "error_message",
+    "rerun_of",
 }
 
 REQUIRED_PARAM_SCHEMA = (

@@ -14,6 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.cli.conftest import EXAMPLES, Cli, clean_environment
@@ -110,10 +111,18 @@ def test_dev_runs_the_stack_and_stops_it_cleanly(tmp_path: Path) -> None:
         assert f"MiniTower is running at {url}" in log
         assert f"admin token {token}" in log
         assert "deploy examples/hello" in log and "run hello -p name=you --wait" in log
+        # The console's first sign-in is one step: its URL and the password are printed.
+        password = (state / "console-password").read_text().strip()
+        assert f"console: {url}/  sign in as team dev, password {password}" in log
+        signed_in = httpx.post(
+            f"{url}/api/v1/teams/login", json={"slug": "dev", "password": password}
+        )
+        assert signed_in.status_code == 201, signed_in.text
         for private in (
             state / "dev-token",
             state / "secrets.env",
             state / "runner-registration-token",
+            state / "console-password",
         ):
             assert stat.S_IMODE(private.stat().st_mode) == 0o600
         assert stat.S_IMODE(state.stat().st_mode) == 0o700
@@ -161,6 +170,7 @@ def test_dev_runs_the_stack_and_stops_it_cleanly(tmp_path: Path) -> None:
         started |= children
         assert len(children) == 2, dev.log()  # api and reaper
         assert (state / "dev-token").read_text().strip() == token
+        assert (state / "console-password").read_text().strip() == password
         assert "hello" in {a["slug"] for a in cli.ok("apps", "list", "--json").json()}
         assert "hello, dev! (1/1)" in cli.ok("logs", ran.err.split()[1]).out
         dev.proc.send_signal(signal.SIGINT)

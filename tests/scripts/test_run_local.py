@@ -84,6 +84,10 @@ def test_run_local_serves_runs_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             assert run["status"] == "completed", (tmp_path / "run-local.log").read_text()
             body = team.get(f"/api/v1/runs/{run_id}/logs").json()
             assert [line["line"] for line in body["logs"]] == ["hello"]
+            # The banner names the console, which the same server answers at /.
+            banner = (tmp_path / "run-local.log").read_text()
+            assert f"Console:            {url}/" in banner
+            assert httpx.get(f"{url}/signin").status_code == 200
             # One terminal for every process: the console format, for people.
             wait_for(
                 lambda: console_report(run_id).search((tmp_path / "run-local.log").read_text()),

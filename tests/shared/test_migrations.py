@@ -1,5 +1,5 @@
 """The migrations build exactly the schema the models describe (``alembic check``), and
-0002 (reaper_pass) and 0003 (runner binding) go down and up again."""
+0002 (reaper_pass), 0003 (runner binding) and 0004 (console auth) go down and up again."""
 
 import sqlite3
 from pathlib import Path
@@ -19,7 +19,7 @@ def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
 def test_reaper_pass_migration_downgrades_and_upgrades(tmp_path: Path) -> None:
     db = tmp_path / "down-up.db"
     upgrade_to_head(db)
-    assert head_revision() == "0003_runner_binding"
+    assert head_revision() == "0004_console_auth"
     command.downgrade(alembic_config(db), "0001")
     with sqlite3.connect(db) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
@@ -50,5 +50,17 @@ def test_runner_binding_migration_keeps_runners_shared_and_teams_open(tmp_path: 
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         columns = {row[1] for row in conn.execute("PRAGMA table_info(runner)")}
     assert "runner_registration_token" not in tables and "team_id" not in columns
+
+
+def test_console_auth_migration_downgrades_and_upgrades(tmp_path: Path) -> None:
+    db = tmp_path / "console-down-up.db"
+    upgrade_to_head(db)
+    command.downgrade(alembic_config(db), "0002")
+    with sqlite3.connect(db) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        team_columns = {row[1] for row in conn.execute("PRAGMA table_info(team)")}
+        run_columns = {row[1] for row in conn.execute("PRAGMA table_info(run)")}
+    assert "console_session" not in tables and "reaper_pass" in tables
+    assert "password_hash" not in team_columns and "rerun_of" not in run_columns
     command.upgrade(alembic_config(db), "head")
     command.check(alembic_config(db))

@@ -33,6 +33,9 @@ class Team(SQLModel, table=True):
     # token), or only to runners bound to the team. An operator's switch
     # (``minitowerd team-shared-runners``).
     allow_shared_runners: bool = Field(default=True, sa_column_kwargs={"server_default": text("1")})
+    # scrypt of the team's console/login password (passwords.py); None: no password
+    # sign-in for this team, only tokens.
+    password_hash: str | None = Field(default=None, max_length=200)
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -146,6 +149,9 @@ class Run(SQLModel, table=True):
     finished_at: datetime | None = None
     exit_code: int | None = None
     error_message: str | None = None
+    # The run this one reruns. Not a foreign key: pruning may delete the origin, and a
+    # rerun must outlive it (the link then leads to a 404, which says so).
+    rerun_of: int | None = None
     updated_at: datetime = Field(default_factory=utcnow)
 
 
@@ -217,6 +223,25 @@ class ReaperPass(SQLModel, table=True):
     runs_buried: int = 0
     runs_cancelled: int = 0
     runners_marked_offline: int = 0
+
+
+class ConsoleSession(SQLModel, table=True):
+    """A signed-in browser. The cookie holds a random id; only its SHA-256 is stored. The
+    session acts as one team token: revoking that token ends the session too."""
+
+    __tablename__ = "console_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_hash: str = Field(unique=True, max_length=64)
+    team_id: int = Field(foreign_key="team.id", index=True)
+    token_id: int = Field(foreign_key="team_token.id", index=True)
+    # True when the session minted its token at a password sign-in: signing out revokes
+    # it too. A pasted token belongs to its owner and stays valid.
+    owns_token: bool = False
+    csrf_secret: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    revoked_at: datetime | None = None
 
 
 def active_attempt() -> Any:

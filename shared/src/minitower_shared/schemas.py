@@ -119,9 +119,47 @@ class HealthStatus(BaseModel):
     )
 
 
+# Longer passwords are refused before hashing, so that a hash's cost stays bounded.
+MAX_PASSWORD_CHARS = 1024
+
+
 class BootstrapTeam(Strict):
     slug: str = Field(pattern=SLUG_PATTERN)
     name: str = Field(min_length=1, max_length=200)
+    password: str | None = Field(
+        default=None,
+        max_length=MAX_PASSWORD_CHARS,
+        description="Set (or reset) the team's sign-in password; at least "
+        "MINITOWER_MIN_PASSWORD_LENGTH characters",
+    )
+
+
+class TeamSignup(Strict):
+    slug: str = Field(pattern=SLUG_PATTERN)
+    name: str = Field(min_length=1, max_length=200)
+    password: str = Field(max_length=MAX_PASSWORD_CHARS)
+
+
+class TeamLogin(Strict):
+    # Any string up to the bound: a slug that cannot exist gets the same answer as a
+    # wrong password, never a hint.
+    slug: str = Field(max_length=200)
+    password: str = Field(max_length=MAX_PASSWORD_CHARS)
+
+
+class LoginResult(BaseModel):
+    team_id: int
+    slug: str
+    token: str
+    token_id: int
+    role: str
+
+
+class AuthOptions(BaseModel):
+    signup_enabled: bool
+    bootstrap_enabled: bool
+    password_login_enabled: bool = True
+    min_password_length: int
 
 
 class BootstrapResult(BaseModel):
@@ -238,7 +276,8 @@ class TokenList(BaseModel):
 
 class AppCreate(Strict):
     slug: str = Field(pattern=SLUG_PATTERN)
-    description: str = Field(default="", max_length=2000)
+    # null is the reference CLI's "no description" and means the same as "".
+    description: str | None = Field(default="", max_length=2000)
 
 
 class AppUpdate(Strict):
@@ -309,6 +348,35 @@ class RunPublic(BaseModel):
     finished_at: str | None
     exit_code: int | None
     error_message: str | None
+    rerun_of: int | None = Field(
+        default=None, description="The run this one reruns (POST /runs/{run_id}/rerun)"
+    )
+
+
+class RunRerun(Strict):
+    version_no: int | None = Field(
+        default=None, ge=1, le=MAX_INT64, description="Default: the origin's version"
+    )
+
+
+class QueuedEnvironment(BaseModel):
+    environment: str
+    queued: int
+    oldest_queued_at: str
+
+
+class RunsSummary(BaseModel):
+    """The reference's four counts, and what the console's overview shows."""
+
+    total_runs: int
+    active_runs: int
+    queued_runs: int
+    terminal_runs: int
+    by_status: dict[str, int]
+    last_24h_by_status: dict[str, int]
+    queued_by_environment: list[QueuedEnvironment]
+    runners_online: int
+    recent_failures: list[RunPublic]
 
 
 class RunList(BaseModel):

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp
 
+from minitower_api import console
 from minitower_api.access import REQUEST_ID_HEADER, REQUEST_ID_PATTERN, RequestIdMiddleware
 from minitower_api.deps import Services
 from minitower_api.errors import install_error_handlers
@@ -18,6 +19,7 @@ from minitower_api.follow_watch import FollowWatch
 from minitower_api.header_limits import HeaderLimitMiddleware
 from minitower_api.limits import BodyLimitMiddleware
 from minitower_api.log_budgets import LogBudgets
+from minitower_api.login_attempts import LoginAttempts
 from minitower_api.longpoll import QueueSignal
 from minitower_api.metrics import Metrics, MetricsMiddleware
 from minitower_api.objects import ObjectStore
@@ -30,6 +32,7 @@ from minitower_api.routers import (
     runner_registration_tokens,
     runners,
     runs,
+    team_auth,
     tokens,
     versions,
 )
@@ -92,6 +95,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             "log streams", settings.max_followers_per_token, "MINITOWER_MAX_FOLLOWERS_PER_TOKEN"
         ),
         log_budgets=LogBudgets(settings.max_log_bytes_per_attempt),
+        login_attempts=LoginAttempts(
+            per_slug=settings.login_attempts_per_slug,
+            per_address=settings.login_attempts_per_address,
+            window=settings.login_rate_window,
+        ),
     )
 
     @asynccontextmanager
@@ -121,6 +129,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     for module in (
         health,
         bootstrap,
+        team_auth,
         runners,
         runner_registration_tokens,
         tokens,
@@ -131,6 +140,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         logs,
     ):
         app.include_router(module.router)
+    console.install(app)
     app.add_middleware(
         BodyLimitMiddleware,
         max_request_bytes=settings.max_request_bytes,

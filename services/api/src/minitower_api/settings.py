@@ -21,6 +21,8 @@ from minitower_shared.towerfile import MAX_TOWERFILE_BYTES
 MAX_RUN_TIMEOUT = 7 * 24 * 3600
 
 MIN_SECRET_LENGTH = 16
+# Longer passwords are refused rather than hashed: the hash's cost must stay bounded.
+MAX_PASSWORD_LENGTH = 1024
 
 
 class ApiSettings(BaseSettings):
@@ -97,6 +99,17 @@ class ApiSettings(BaseSettings):
     # Log bytes stored per attempt; past it one truncation line is stored and later lines
     # are accepted but dropped.
     max_log_bytes_per_attempt: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
+    # Sign-in with a team password (routers/team_auth.py, the console): anyone may create
+    # a team with POST /api/v1/teams/signup only when this is on.
+    public_signup_enabled: bool = False
+    min_password_length: int = Field(default=8, ge=1, le=MAX_PASSWORD_LENGTH)
+    # Failed password sign-ins allowed per team slug and per client address within the
+    # window; beyond them the login answers 429 with Retry-After.
+    login_attempts_per_slug: int = Field(default=10, ge=1)
+    login_attempts_per_address: int = Field(default=30, ge=1)
+    login_rate_window: PositiveSeconds = 300.0
+    # How long a console sign-in lasts (it ends sooner at sign-out or token revocation).
+    console_session_ttl: PositiveSeconds = 12 * 3600.0
 
     @field_validator("listen_addr")
     @classmethod

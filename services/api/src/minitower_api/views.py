@@ -14,13 +14,16 @@ from minitower_shared.schemas import (
     AppPublic,
     AttemptPublic,
     LogLinePublic,
+    QueuedEnvironment,
     RunnerPublic,
     RunnerRegistrationTokenPublic,
     RunPublic,
+    RunsSummary,
     TokenPublic,
     VersionPublic,
 )
-from minitower_shared.store.runs import RunView
+from minitower_shared.states import LEASED_RUN_STATUSES, TERMINAL_RUN_STATUSES, RunStatus
+from minitower_shared.store.runs import RunView, TeamRunSummary
 
 
 def _ts(value: object) -> str:
@@ -77,6 +80,7 @@ def run_public(view: RunView) -> RunPublic:
         finished_at=rfc3339(run.finished_at),
         exit_code=run.exit_code,
         error_message=run.error_message,
+        rerun_of=run.rerun_of,
     )
 
 
@@ -137,4 +141,25 @@ def registration_token_public(token: RunnerRegistrationToken) -> RunnerRegistrat
         created_at=_ts(token.created_at),
         last_used_at=rfc3339(token.last_used_at),
         revoked_at=rfc3339(token.revoked_at),
+    )
+
+
+def runs_summary_public(summary: TeamRunSummary) -> RunsSummary:
+    return RunsSummary(
+        total_runs=sum(summary.by_status.values()),
+        active_runs=summary.count(LEASED_RUN_STATUSES),
+        queued_runs=summary.count(frozenset({RunStatus.QUEUED})),
+        terminal_runs=summary.count(TERMINAL_RUN_STATUSES),
+        by_status=summary.by_status,
+        last_24h_by_status=summary.last_day_by_status,
+        queued_by_environment=[
+            QueuedEnvironment(
+                environment=name,
+                queued=figures.depth,
+                oldest_queued_at=_ts(figures.oldest_queued_at),
+            )
+            for name, figures in sorted(summary.queued_by_environment.items())
+        ],
+        runners_online=summary.runners_online,
+        recent_failures=[run_public(view) for view in summary.recent_failures],
     )

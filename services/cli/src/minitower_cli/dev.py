@@ -4,8 +4,9 @@ It migrates the database, then starts ``minitowerd``, ``minitower-reaper`` and N
 ``minitower-runner`` processes (the console scripts installed next to ``minitower``),
 with every piece of state in one folder (``./.minitower/`` by default, the same layout
 ``scripts/run-local`` uses): the database, the objects, the venv cache, the runners'
-data, the generated secrets (``secrets.env``) and the ``dev`` team's token
-(``dev-token``). Their output is shown prefixed by process.
+data, the generated secrets (``secrets.env``), the ``dev`` team's token
+(``dev-token``) and its console password (``console-password``), which the banner prints
+with the console's URL. Their output is shown prefixed by process.
 
 Ctrl-C or SIGTERM stops them in order: the runners first (each finishes or hands back
 its run), then the reaper and the API; anything still alive after its grace period is
@@ -50,6 +51,9 @@ TOKEN_FILE = "dev-token"
 # The dev team's runner registration token ("<id> <secret>"): the local runners are
 # bound to the dev team, so they need not run workloads under another uid.
 RUNNER_REGISTRATION_FILE = "runner-registration-token"
+# The dev team's console password: generated on the first start and kept, so that the
+# first sign-in in the browser is one step (the banner prints it).
+PASSWORD_FILE = "console-password"
 DEV_PROFILE = "dev"
 READY_TIMEOUT = 60.0
 MIGRATE_TIMEOUT = 120.0
@@ -287,18 +291,32 @@ def wait_ready(stack: Stack, api: Child, url: str) -> None:
             time.sleep(0.1)
 
 
+def console_password(state: Path) -> tuple[str, bool]:
+    """The dev team's console password (kept in the state folder) and whether it is new."""
+    path = state / PASSWORD_FILE
+    if path.exists():
+        saved = path.read_text(encoding="utf-8").strip()
+        if saved:
+            return saved, False
+    password = secrets.token_urlsafe(12)
+    _write_private(path, password + "\n")
+    return password, True
+
+
 def team_token(url: str, state: Path, team: str, bootstrap_token: str) -> tuple[str, bool]:
-    """The dev team's admin token (kept in the state folder) and whether it is new."""
+    """The dev team's admin token (kept in the state folder) and whether it is new. A
+    new token also sets the team's console password (``console_password``)."""
     path = state / TOKEN_FILE
+    password, new_password = console_password(state)
     with httpx.Client(base_url=url, timeout=10) as http:
-        if path.exists():
+        if path.exists() and not new_password:
             saved = path.read_text(encoding="utf-8").strip()
             check = http.get("/api/v1/me", headers={"Authorization": f"Bearer {saved}"})
             if check.status_code == 200 and check.json().get("team_slug") == team:
                 return saved, False
         answer = http.post(
             "/api/v1/bootstrap/team",
-            json={"slug": team, "name": team.title()},
+            json={"slug": team, "name": team.title(), "password": password},
             headers={"Authorization": f"Bearer {bootstrap_token}"},
         )
     if answer.status_code not in (200, 201):
@@ -475,6 +493,8 @@ def _banner(stack: Stack, token: str, runners: list[str], profile: str | None) -
     options = stack.options
     me = _shown_command()
     token_file = options.state_dir / TOKEN_FILE
+    password_file = options.state_dir / PASSWORD_FILE
+    password = password_file.read_text(encoding="utf-8").strip()
     lines = [
         Text(""),
         Text.assemble(
@@ -482,6 +502,12 @@ def _banner(stack: Stack, token: str, runners: list[str], profile: str | None) -
             (options.url, "bold green"),
             f"  (API docs at {options.url}/docs)",
         ),
+        Text.assemble(
+            ("  console: ", "bold"),
+            (f"{options.url}/", "bold green"),
+            f"  sign in as team {options.team}, password {password}",
+        ),
+        Text(f"           (kept in {password_file})"),
         Text(f"  team:    {options.team}, admin token {token}"),
         Text(f"           (kept in {token_file})"),
         Text(f"  runners: {', '.join(runners) if runners else 'none (--runners 0)'}"),

@@ -74,3 +74,17 @@ def stored_seqs(session: Session, attempt_id: int, seqs: list[int]) -> set[int]:
             select(RunLog.seq).where(RunLog.attempt_id == attempt_id, col(RunLog.seq).in_(seqs))
         )
     )
+
+
+def list_attempt_log_text(
+    session: Session, attempt_id: int, *, after_seq: int, limit: int
+) -> list[tuple[int, str, str]]:
+    """``(seq, stream, line)`` of one attempt's lines after ``after_seq``: plain rows,
+    for reading a whole log as text without building an object per line."""
+    rows = session.execute(
+        select(RunLog.seq, RunLog.stream, RunLog.line)
+        .where(RunLog.attempt_id == attempt_id, col(RunLog.seq) > after_seq)
+        .order_by(col(RunLog.seq))
+        .limit(limit)
+    )
+    return [(seq, stream, line) for seq, stream, line in rows]

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import delete, func, or_, update
 from sqlmodel import Session, col, select
 
 from minitower_shared.clock import as_utc
@@ -18,7 +18,9 @@ from minitower_shared.models import (
     Runner,
 )
 from minitower_shared.states import (
+    TERMINAL_RUN_STATUSES,
     AttemptStatus,
+    RunnerStatus,
     RunStatus,
     run_sources,
 )
@@ -46,6 +48,7 @@ def create_run(
     priority: int,
     max_retries: int,
     now: datetime,
+    rerun_of: int | None = None,
 ) -> Run:
     """Numbers runs 1, 2, … per app; the caller's write lock makes the count safe."""
     assert app.id is not None and version.id is not None and environment.id is not None
@@ -63,6 +66,7 @@ def create_run(
         max_retries=max_retries,
         queued_at=now,
         updated_at=now,
+        rerun_of=rerun_of,
     )
     session.add(run)
     session.flush()
@@ -128,6 +132,7 @@ def list_run_views(
     before_id: int | None,
     offset: int,
     limit: int,
+    environment: str | None = None,
 ) -> list[RunView]:
     """Newest first."""
     query = _view_query().where(Run.team_id == team_id)
@@ -135,6 +140,8 @@ def list_run_views(
         query = query.where(Run.app_id == app_id)
     if status is not None:
         query = query.where(Run.status == status)
+    if environment is not None:
+        query = query.where(Run.environment == environment)
     if before_id is not None:
         query = query.where(col(Run.id) < before_id)
     query = query.order_by(col(Run.id).desc()).offset(offset).limit(limit)
@@ -229,3 +236,80 @@ def statuses_of(session: Session, run_ids: list[int]) -> dict[int, str]:
         return {}
     rows = session.exec(select(Run.id, Run.status).where(col(Run.id).in_(run_ids)))
     return {run_id: status for run_id, status in rows if run_id is not None}
+
+
+@dataclass(frozen=True)
+class TeamRunSummary:
+    by_status: dict[str, int]
+    last_day_by_status: dict[str, int]
+    queued_by_environment: dict[str, QueueFigures]
+    recent_failures: list[RunView]
+    runners_online: int
+
+    def count(self, statuses: frozenset[RunStatus]) -> int:
+        return sum(self.by_status.get(s.value, 0) for s in statuses)
+
+
+RECENT_FAILURES = 5
+
+
+def summarize_team_runs(session: Session, team_id: int, *, since: datetime) -> TeamRunSummary:
+    """Counts by status (all time and since ``since``), the team's queue per environment,
+    its latest failures and the runners online that may serve it (shared or its own)."""
+    by_status = session.exec(
+        select(Run.status, func.count()).where(Run.team_id == team_id).group_by(Run.status)
+    )
+    recent = session.exec(
+        select(Run.status, func.count())
+        .where(Run.team_id == team_id, col(Run.queued_at) >= since)
+        .group_by(Run.status)
+    )
+    queued = session.exec(
+        select(Run.environment, func.count(), func.min(Run.queued_at))
+        .where(Run.team_id == team_id, Run.status == RunStatus.QUEUED.value)
+        .group_by(Run.environment)
+    )
+    failures = session.exec(
+        _view_query()
+        .where(
+            Run.team_id == team_id,
+            col(Run.status).in_([RunStatus.FAILED.value, RunStatus.DEAD.value]),
+        )
+        .order_by(col(Run.id).desc())
+        .limit(RECENT_FAILURES)
+    )
+    online = session.exec(
+        select(func.count())
+        .select_from(Runner)
+        .where(
+            Runner.status == RunnerStatus.ONLINE.value,
+            or_(col(Runner.team_id).is_(None), Runner.team_id == team_id),
+        )
+    ).one()
+    return TeamRunSummary(
+        by_status={status: count for status, count in by_status},
+        last_day_by_status={status: count for status, count in recent},
+        queued_by_environment={
+            name: QueueFigures(depth=count, oldest_queued_at=as_utc(oldest))
+            for name, count, oldest in queued
+        },
+        recent_failures=[RunView(*row) for row in failures],
+        runners_online=int(online),
+    )
+
+
+def is_terminal(status: str) -> bool:
+    return status in {s.value for s in TERMINAL_RUN_STATUSES}
+
+
+def last_run_status_by_app(session: Session, team_id: int, app_ids: list[int]) -> dict[int, str]:
+    """The status of each app's newest run (apps without runs are left out)."""
+    if not app_ids:
+        return {}
+    newest = (
+        select(func.max(Run.id))
+        .where(Run.team_id == team_id, col(Run.app_id).in_(app_ids))
+        .group_by(col(Run.app_id))
+    )
+    rows = session.exec(select(Run.app_id, Run.status).where(col(Run.id).in_(newest)))
+    return {app_id: status for app_id, status in rows}

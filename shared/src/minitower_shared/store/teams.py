@@ -112,3 +112,7 @@ def get_or_create_environment(session: Session, team_id: int, name: str) -> Envi
 def environment_names(session: Session) -> set[str]:
     """Every environment name some team has used (one row per team and name: small)."""
     return set(session.exec(select(Environment.name).distinct()).all())
+
+
+def set_team_password(session: Session, team_id: int, password_hash: str) -> None:
+    session.execute(update(Team).where(col(Team.id) == team_id).values(password_hash=password_hash))

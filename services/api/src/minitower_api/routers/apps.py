@@ -26,7 +26,7 @@ def require_app(session: Session, team_id: int, slug: str) -> App:
 def create_app(body: AppCreate, caller: CallerDep, services: ServicesDep) -> AppPublic:
     with services.write() as session:
         app = app_store.create_app(
-            session, team_id=caller.team_id, slug=body.slug, description=body.description
+            session, team_id=caller.team_id, slug=body.slug, description=body.description or ""
         )
     if app is None:
         raise conflict(f"an app named {body.slug!r} already exists", code="slug_taken")

@@ -4,6 +4,8 @@ from fastapi import APIRouter, Response
 
 from minitower_api.deps import BearerDep, ServicesDep, require_operator_secret
 from minitower_api.errors import responses
+from minitower_api.passwords import hash_password
+from minitower_api.routers.team_auth import check_password_length
 from minitower_shared.schemas import BootstrapResult, BootstrapTeam
 from minitower_shared.states import TokenRole
 from minitower_shared.store import teams as team_store
@@ -25,10 +27,15 @@ def bootstrap_team(
     body: BootstrapTeam, services: ServicesDep, credentials: BearerDep, response: Response
 ) -> BootstrapResult:
     """Create a team and its first admin token. The same slug again answers 200 with a
-    fresh admin token: the operator's way back in."""
+    fresh admin token: the operator's way back in. A ``password`` sets (or resets) the
+    team's sign-in password (POST /api/v1/teams/login, the console)."""
     require_operator_secret(
         credentials, services.settings.bootstrap_token, "MINITOWER_BOOTSTRAP_TOKEN"
     )
+    password_hash = None
+    if body.password is not None:
+        check_password_length(services, body.password)
+        password_hash = hash_password(body.password)
     token = new_token(TEAM_TOKEN_PREFIX)
     with services.write() as session:
         team = team_store.get_team_by_slug(session, body.slug)
@@ -39,6 +46,8 @@ def bootstrap_team(
         else:
             response.status_code = 200
         assert team.id is not None
+        if password_hash is not None:
+            team_store.set_team_password(session, team.id, password_hash)
         team_store.create_token(
             session,
             team_id=team.id,

@@ -5,6 +5,7 @@ lease that is unknown, another runner's or run's, expired, finished or reassigne
 answers 410: the runner must stop the work and report nothing.
 """
 
+import json
 import logging
 import time
 from datetime import datetime, timedelta
@@ -212,7 +213,9 @@ def start_run(
         **responses(410),
         200: {
             "content": {"application/gzip": {}},
-            "description": "the version's .tar.gz; header X-Artifact-SHA256",
+            "description": "the version's .tar.gz; headers X-Artifact-SHA256, and as the "
+            "reference's runner reads them X-Entrypoint, X-Timeout-Seconds and X-Import-Paths "
+            "(a JSON list, present when the version has import paths)",
         },
     },
 )
@@ -231,8 +234,21 @@ def download_artifact(
         services.objects.path(version.artifact_object_key),
         media_type="application/gzip",
         filename=f"run-{run_id}.tar.gz",
-        headers={"X-Artifact-SHA256": version.artifact_sha256},
+        headers=_artifact_headers(version),
     )
+
+
+def _artifact_headers(version: AppVersion) -> dict[str, str]:
+    headers = {
+        "X-Artifact-SHA256": version.artifact_sha256,
+        # Header values are latin-1: an entrypoint or import path beyond it is escaped
+        # as JSON would (the reference's runner reads X-Import-Paths as JSON).
+        "X-Entrypoint": version.entrypoint.encode("latin-1", "backslashreplace").decode("latin-1"),
+        "X-Timeout-Seconds": str(version.timeout_seconds),
+    }
+    if version.import_paths:
+        headers["X-Import-Paths"] = json.dumps(version.import_paths)
+    return headers
 
 
 @router.post("/{run_id}/heartbeat", response_model=HeartbeatResult, responses=responses(410))

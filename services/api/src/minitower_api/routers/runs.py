@@ -1,5 +1,6 @@
 """Runs as a team sees them: trigger, list, inspect, cancel."""
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
@@ -9,10 +10,17 @@ from minitower_api.deps import CallerDep, PageDep, RunId, ServicesDep, paged
 from minitower_api.errors import ApiError, conflict, invalid, not_found, responses
 from minitower_api.params import InputError, InputLimits, prepare_input
 from minitower_api.routers.apps import require_app
-from minitower_api.views import attempt_public, run_public
+from minitower_api.views import attempt_public, run_public, runs_summary_public
 from minitower_shared.clock import utcnow
 from minitower_shared.models import App, AppVersion
-from minitower_shared.schemas import AttemptList, RunCreate, RunList, RunPublic
+from minitower_shared.schemas import (
+    AttemptList,
+    RunCreate,
+    RunList,
+    RunPublic,
+    RunRerun,
+    RunsSummary,
+)
 from minitower_shared.states import RunStatus
 from minitower_shared.store import apps as app_store
 from minitower_shared.store import runs as run_store
@@ -146,6 +154,7 @@ def _list(
     app_slug: str | None,
     status: RunStatus | None,
     page: PageDep,
+    environment: str | None = None,
 ) -> RunList:
     with services.read() as session:
         app_id = None
@@ -159,6 +168,7 @@ def _list(
             before_id=page.cursor,
             offset=page.offset,
             limit=page.limit + 1,
+            environment=environment,
         )
     views, next_cursor = paged(views, page, lambda view: view.run.id)
     return RunList(
@@ -182,9 +192,24 @@ def list_runs(
     page: PageDep,
     status: StatusFilter = None,
     app: Annotated[str | None, Query(description="Only runs of this app (slug)")] = None,
+    environment: Annotated[
+        str | None, Query(max_length=64, description="Only runs in this environment")
+    ] = None,
 ) -> RunList:
     """The team's runs, newest first."""
-    return _list(services, caller.team_id, app, status, page)
+    return _list(services, caller.team_id, app, status, page, environment)
+
+
+@router.get("/runs/summary", response_model=RunsSummary, responses=responses())
+def runs_summary(caller: CallerDep, services: ServicesDep) -> RunsSummary:
+    """The team's runs at a glance: the reference's four counts, counts by status (all
+    time and over the last 24 hours), the queue per environment with its oldest run's
+    age, the runners online and the latest failures."""
+    with services.read() as session:
+        summary = run_store.summarize_team_runs(
+            session, caller.team_id, since=utcnow() - timedelta(hours=24)
+        )
+    return runs_summary_public(summary)
 
 
 @router.get("/runs/{run_id}", response_model=RunPublic, responses=responses())
@@ -200,6 +225,49 @@ def list_attempts(run_id: RunId, caller: CallerDep, services: ServicesDep) -> At
         require_run(session, caller.team_id, run_id)
         rows = run_store.list_attempts(session, run_id)
     return AttemptList(attempts=[attempt_public(a, name) for a, name in rows])
+
+
+@router.post(
+    "/runs/{run_id}/rerun", status_code=201, response_model=RunPublic, responses=responses(409)
+)
+def rerun(
+    run_id: RunId, caller: CallerDep, services: ServicesDep, body: RunRerun | None = None
+) -> RunPublic:
+    """Queue a new run with the input, priority, retries and environment of run
+    ``run_id``, on its version or on ``version_no``; the new run's ``rerun_of`` names the
+    origin. Input that does not fit the chosen version's parameters is refused."""
+    body = body or RunRerun()
+    with services.read() as session:
+        origin = require_run(session, caller.team_id, run_id)
+        record, _ = _open_app_or_replay(session, caller.team_id, origin.app_slug, None)
+        assert record.id is not None
+        version = _pick_version(
+            session, record.id, origin.app_slug, body.version_no or origin.version_no
+        )
+    try:
+        run_input = prepare_input(version.params_schema, origin.run.input)
+    except InputError as exc:
+        raise invalid(str(exc), exc.details) from exc
+    with services.write() as session:
+        record, _ = _open_app_or_replay(session, caller.team_id, origin.app_slug, None)
+        environment = team_store.get_or_create_environment(
+            session, caller.team_id, origin.environment
+        )
+        run = run_store.create_run(
+            session,
+            app=record,
+            version=version,
+            environment=environment,
+            input=run_input,
+            priority=origin.run.priority,
+            max_retries=origin.run.max_retries,
+            now=utcnow(),
+            rerun_of=run_id,
+        )
+        view = RunView(run, record.slug, version.version_no, environment.name)
+    services.signal.notify()
+    services.metrics.runs_created.labels(f"{caller.team.slug}/{record.slug}").inc()
+    return run_public(view)
 
 
 @router.post("/runs/{run_id}/cancel", response_model=RunPublic, responses=responses())
