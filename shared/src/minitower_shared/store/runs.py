@@ -283,7 +283,7 @@ def summarize_team_runs(session: Session, team_id: int, *, since: datetime) -> T
         .select_from(Runner)
         .where(
             Runner.status == RunnerStatus.ONLINE.value,
-            or_(col(Runner.team_id).is_(None), Runner.team_id == team_id),
+            or_(col(Runner.team_id).is_(None), col(Runner.team_id) == team_id),
         )
     ).one()
     return TeamRunSummary(
