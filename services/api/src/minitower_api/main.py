@@ -19,6 +19,7 @@ from minitower_api.objects import ObjectStore
 from minitower_api.routers import (
     apps,
     bootstrap,
+    environments,
     health,
     leases,
     logs,
@@ -78,7 +79,18 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     # Lease long polls (routers/leases.py) are registered before the /runs/{run_id}
     # routes so that "lease" is never read as a run id.
-    for module in (health, bootstrap, runners, tokens, apps, versions, leases, runs, logs):
+    for module in (
+        health,
+        bootstrap,
+        runners,
+        tokens,
+        apps,
+        versions,
+        leases,
+        runs,
+        logs,
+        environments,
+    ):
         app.include_router(module.router)
     app.add_middleware(
         BodyLimitMiddleware,

@@ -17,6 +17,7 @@ from minitower_shared.models import (
     RunAttempt,
     Runner,
 )
+from minitower_shared.retry import RetryPolicy
 from minitower_shared.states import (
     AttemptStatus,
     RunStatus,
@@ -44,10 +45,15 @@ def create_run(
     environment: Environment,
     input: dict[str, Any],
     priority: int,
-    max_retries: int,
+    retry: RetryPolicy,
     now: datetime,
+    scheduled_for: datetime | None = None,
+    schedule_id: int | None = None,
+    after_run_id: int | None = None,
 ) -> Run:
-    """Numbers runs 1, 2, … per app; the caller's write lock makes the count safe."""
+    """Numbers runs 1, 2, … per app; the caller's write lock makes the count safe.
+
+    A run ``scheduled_for`` a later time is queued but delayed: not leased before then."""
     assert app.id is not None and version.id is not None and environment.id is not None
     last = session.exec(select(func.max(Run.run_no)).where(Run.app_id == app.id)).one()
     run = Run(
@@ -60,7 +66,16 @@ def create_run(
         status=RunStatus.QUEUED.value,
         input=input,
         priority=priority,
-        max_retries=max_retries,
+        max_retries=retry.max_retries,
+        retry_on=list(retry.retry_on),
+        retry_delay=retry.retry_delay,
+        retry_backoff=retry.retry_backoff,
+        retry_max_delay=retry.retry_max_delay,
+        scheduled_for=scheduled_for,
+        not_before=scheduled_for,
+        delayed=scheduled_for is not None and scheduled_for > now,
+        schedule_id=schedule_id,
+        after_run_id=after_run_id,
         queued_at=now,
         updated_at=now,
     )

@@ -92,3 +92,20 @@ def get_or_create_environment(session: Session, team_id: int, name: str) -> Envi
 def environment_names(session: Session) -> set[str]:
     """Every environment name some team has used (one row per team and name: small)."""
     return set(session.exec(select(Environment.name).distinct()).all())
+
+
+def list_environments(session: Session, team_id: int) -> list[Environment]:
+    return list(
+        session.exec(
+            select(Environment).where(Environment.team_id == team_id).order_by(Environment.name)
+        )
+    )
+
+
+def set_environment_limit(
+    session: Session, environment: Environment, max_concurrent_runs: int | None
+) -> Environment:
+    environment.max_concurrent_runs = max_concurrent_runs
+    session.add(environment)
+    session.flush()
+    return environment

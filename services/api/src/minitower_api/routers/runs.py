@@ -12,6 +12,7 @@ from minitower_api.routers.apps import require_app
 from minitower_api.views import attempt_public, run_public
 from minitower_shared.clock import utcnow
 from minitower_shared.models import App, AppVersion
+from minitower_shared.retry import RetryPolicy
 from minitower_shared.schemas import AttemptList, RunCreate, RunList, RunPublic
 from minitower_shared.states import RunStatus
 from minitower_shared.store import apps as app_store
@@ -53,7 +54,9 @@ def create_run(
 ) -> RunPublic:
     """Queue a run of the app's latest version (or of ``version_no``). Parameter defaults
     fill missing input keys; input that fails the version's parameter schema is refused.
-    Every key of the body is optional, so no body at all means every default."""
+    Every key of the body is optional, so no body at all means every default.
+    ``scheduled_for`` delays the run; the retry fields override the version's
+    ``[app.retry]`` policy."""
     body = body or RunCreate()
     # Everything that can be decided without the write lock is decided first: versions
     # never change, and validating input against a team's own schema must not hold up
@@ -88,8 +91,9 @@ def create_run(
             environment=environment,
             input=run_input,
             priority=body.priority,
-            max_retries=body.max_retries,
+            retry=resolve_retry(version, body.retry_overrides()),
             now=now,
+            scheduled_for=body.scheduled_for,
         )
         assert run.id is not None
         if idempotency_key:
@@ -208,3 +212,8 @@ def cancel_run(run_id: RunId, caller: CallerDep, services: ServicesDep) -> RunPu
         require_run(session, caller.team_id, run_id)
         run_store.cancel_run(session, run_id, utcnow())
         return run_public(require_run(session, caller.team_id, run_id))
+
+
+def resolve_retry(version: AppVersion, overrides: dict[str, object]) -> RetryPolicy:
+    """The version's Towerfile policy, then the caller's overrides."""
+    return RetryPolicy().with_overrides(version.retry_policy or {}).with_overrides(overrides)
