@@ -273,7 +273,8 @@ def _pick_next_run(session: Session, environment: str) -> int | None:
         col(predecessor.id) == col(Run.after_run_id),
         col(predecessor.status).not_in([s.value for s in TERMINAL_RUN_STATUSES]),
     )
-    best: tuple[int, Any, int, int] | None = None  # (-priority, queued_at, id, environment_id)
+    # (-priority, queued_at, id) of each app's best run, by its team's environment.
+    candidates: list[tuple[tuple[int, Any, int], int]] = []
     for app_id in apps:
         limit = app_limits.get(app_id)
         if limit is not None and live_apps[app_id] >= limit:
@@ -289,26 +290,24 @@ def _pick_next_run(session: Session, environment: str) -> int | None:
             .order_by(col(Run.priority).desc(), col(Run.queued_at), col(Run.id))
             .limit(1)
         ).first()
-        if row is None:
-            continue
-        priority, queued_at, run_id, environment_id = row
-        assert run_id is not None
-        key = (-priority, queued_at, run_id, environment_id)
-        if best is None or key[:3] < best[:3]:
-            best = key
-    return None if best is None else _within_environment_limit(session, best, live_envs)
-
-
-def _within_environment_limit(
-    session: Session, best: tuple[int, Any, int, int], live_envs: Counter[int]
-) -> int | None:
-    """``best``'s run id, unless its team's environment is at its limit."""
-    limit = session.exec(
-        select(Environment.max_concurrent_runs).where(Environment.id == best[3])
-    ).first()
-    if limit is not None and live_envs[best[3]] >= limit:
+        if row is not None:
+            priority, queued_at, run_id, environment_id = row
+            assert run_id is not None
+            candidates.append(((-priority, queued_at, run_id), environment_id))
+    if not candidates:
         return None
-    return best[2]
+    env_limits = dict(
+        session.exec(
+            select(Environment.id, Environment.max_concurrent_runs).where(
+                col(Environment.id).in_({env for _, env in candidates}),
+                col(Environment.max_concurrent_runs).is_not(None),
+            )
+        ).all()
+    )
+    open_candidates = [
+        key for key, env in candidates if env not in env_limits or live_envs[env] < env_limits[env]
+    ]
+    return min(open_candidates)[2] if open_candidates else None
 
 
 def lease_next_run(
