@@ -114,7 +114,6 @@ def test_lease_with_delayed_and_limited_runs_uses_indexes(
     overlap predecessors checked) walks indexes only: ix_run_delayed for the due runs,
     ix_run_queue per app, ix_run_live for the counts."""
     from sqlalchemy import update
-    from sqlmodel import col
 
     from minitower_shared.models import App, Environment
 
