@@ -280,6 +280,9 @@ class RunCreate(RetryFields):
             for key in POLICY_KEYS:
                 if key in data and data[key] is None:
                     raise ValueError(f"{key} may be left out, but not null")
+            when = data.get("scheduled_for")
+            if when is not None and not isinstance(when, str):
+                raise ValueError("scheduled_for must be an RFC 3339 string")
         return data
 
     @field_validator("scheduled_for")

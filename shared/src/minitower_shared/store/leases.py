@@ -296,7 +296,7 @@ def _pick_next_run(session: Session, environment: str) -> int | None:
             candidates.append(((-priority, queued_at, run_id), environment_id))
     if not candidates:
         return None
-    env_limits = dict(
+    env_limits: dict[int | None, int | None] = dict(
         session.exec(
             select(Environment.id, Environment.max_concurrent_runs).where(
                 col(Environment.id).in_({env for _, env in candidates}),
@@ -305,7 +305,9 @@ def _pick_next_run(session: Session, environment: str) -> int | None:
         ).all()
     )
     open_candidates = [
-        key for key, env in candidates if env not in env_limits or live_envs[env] < env_limits[env]
+        key
+        for key, env in candidates
+        if (limit := env_limits.get(env)) is None or live_envs[env] < limit
     ]
     return min(open_candidates)[2] if open_candidates else None
 
