@@ -25,6 +25,7 @@ from minitower_api.routers import (
     logs,
     runners,
     runs,
+    schedules,
     tokens,
     versions,
 )
@@ -90,6 +91,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         runs,
         logs,
         environments,
+        schedules,
     ):
         app.include_router(module.router)
     app.add_middleware(
