@@ -9,7 +9,7 @@ hour field is a wildcard runs in both (as cron does). Times come out in UTC.
 
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
@@ -66,9 +66,9 @@ def fire_times(expression: str, timezone: str, after: datetime) -> Iterator[date
     """The due times strictly after ``after``, in UTC, in order. CronError when the
     expression or zone is invalid, or when it never matches (``0 0 30 2 *``)."""
     tz = zone(timezone)
-    # cronsim yields times at or after its start: start one second later for "after",
-    # at whole seconds (cron times are whole minutes).
-    start = (after.astimezone(tz) + timedelta(seconds=1)).replace(microsecond=0)
+    # cronsim yields times strictly after its start (whole seconds; cron times are whole
+    # minutes, so dropping the fraction cannot make a time after ``after`` come first).
+    start = after.astimezone(tz).replace(microsecond=0)
     try:
         times = CronSim(expand(expression), start)
     except CronSimError as exc:

@@ -9,7 +9,7 @@ second finds the row (or the first's transaction rolled back whole).
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cronsim import CronSim, CronSimError
@@ -157,17 +157,20 @@ def _missed_times(
         return []
     tz = zone(schedule.timezone)
     try:
-        walk = CronSim(
-            expand(schedule.cron), now.astimezone(tz).replace(microsecond=0), reverse=True
-        )
+        # Reverse iteration yields times strictly before its start: one second past
+        # ``now`` (at whole seconds) makes a time equal to ``now`` count.
+        start = now.astimezone(tz).replace(microsecond=0) + timedelta(seconds=1)
+        walk = CronSim(expand(schedule.cron), start, reverse=True)
     except CronSimError as exc:
         raise CronError(str(exc)) from None
     times: list[datetime] = []
     for local in walk:
-        when = as_utc(local)
+        # Stored and compared in UTC: SQLite keeps a datetime's wall time, not its zone.
+        when = local.astimezone(UTC)
         if when < since or len(times) >= wanted:
             break
-        times.append(when)
+        if when <= now:
+            times.append(when)
     if schedule.catchup == "none":
         # Only a time that is due now (within the grace) fires; older ones were missed.
         times = [t for t in times if now - t <= grace]
