@@ -163,3 +163,44 @@ def test_patch_refuses_nulls_and_bad_changes(team: TeamClient, deployed: dict[st
     assert check(team.get(path), 200) == created
     expect_error(team.get(f"{BASE}/0"), 400, "invalid_request")
     expect_error(team.get(f"{BASE}/99999"), 404, "not_found")
+
+
+def test_ready_and_metrics_report_the_scheduler_and_the_schedule_lag(
+    team: TeamClient, client: Any, db_path: Any, deployed: dict[str, Any]
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from minitower_scheduler.service import tick
+    from minitower_shared.clock import utcnow
+    from minitower_shared.db import create_db_engine, write_session
+    from minitower_shared.models import Schedule
+
+    created = check(team.post(BASE, json={"cron": "* * * * *"}), 201)
+    assert "minitower_schedule_lag_seconds 0.0" in client.get("/metrics").text
+    engine = create_db_engine(db_path)
+    try:
+        # The scheduler is 90 s behind on this schedule.
+        with write_session(engine) as session:
+            session.execute(
+                update(Schedule)
+                .where(Schedule.id == created["schedule_id"])  # type: ignore[arg-type]
+                .values(next_fire_at=utcnow() - timedelta(seconds=90))
+            )
+        lag_line = next(
+            line
+            for line in client.get("/metrics").text.splitlines()
+            if line.startswith("minitower_schedule_lag_seconds ")
+        )
+        assert 89 <= float(lag_line.split()[1]) <= 120, lag_line
+        with write_session(engine) as session:
+            tick(session, utcnow(), max_catchup=10, grace=timedelta(seconds=60), name="t")
+    finally:
+        engine.dispose()
+    text = client.get("/metrics").text
+    assert "minitower_schedule_lag_seconds 0.0" in text
+    # Of the due times in the last 90 s, the latest is under a minute old: it fires.
+    assert "minitower_schedule_runs_fired_total 1.0" in text
+    assert "minitower_schedule_fires_skipped_total 0.0" in text
+    assert check(client.get("/ready"), 200)["scheduler"] == "ok"

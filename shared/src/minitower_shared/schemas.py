@@ -86,6 +86,12 @@ class HealthStatus(BaseModel):
         description="/ready only: whether a reaper made a pass within MINITOWER_REAPER_STALL_AFTER",
         examples=["ok", "stalled: last pass 95 s ago", "no pass recorded"],
     )
+    scheduler: str | None = Field(
+        default=None,
+        description="/ready only: whether a scheduler ticked within "
+        "MINITOWER_SCHEDULER_STALL_AFTER",
+        examples=["ok", "stalled: last tick 95 s ago", "no tick recorded"],
+    )
 
 
 class BootstrapTeam(Strict):
