@@ -132,12 +132,12 @@ def test_dev_runs_the_stack_and_stops_it_cleanly(tmp_path: Path) -> None:
         )
         wait_for(lambda: RUN_REPORTED.search(dev.log()), timeout=10, what="the run's report line")
         log = dev.log()
-        for prefix in ("api      │ ", "reaper   │ ", "local-1  │ ", "local-2  │ "):
+        for prefix in ("api      │ ", "reaper   │ ", "scheduler│ ", "local-1  │ ", "local-2  │ "):
             assert prefix in log, log
         assert REAPER_STARTED.search(log), log
         assert '{"ts": ' not in log, log
         children = dev.children()
-        assert len(children) == 4, log  # api, reaper, two runners
+        assert len(children) == 5, log  # api, reaper, scheduler, two runners
         started |= children
 
         assert dev.proc is not None
@@ -152,7 +152,7 @@ def test_dev_runs_the_stack_and_stops_it_cleanly(tmp_path: Path) -> None:
         dev.start("--runners", "0")
         children = dev.children()
         started |= children
-        assert len(children) == 2, dev.log()  # api and reaper
+        assert len(children) == 3, dev.log()  # api, reaper and scheduler
         assert (state / "dev-token").read_text().strip() == token
         assert "hello" in {a["slug"] for a in cli.ok("apps", "list", "--json").json()}
         assert "hello, dev! (1/1)" in cli.ok("logs", ran.err.split()[1]).out
