@@ -165,7 +165,7 @@ def test_dev_runs_the_stack_and_stops_it_cleanly(tmp_path: Path) -> None:
         dev.start("--runners", "1")
         children = dev.children()
         started |= children
-        assert len(children) == 3, dev.log()
+        assert len(children) == 4, dev.log()  # api, reaper, scheduler, one runner
         dev.proc.send_signal(signal.SIGKILL)
         dev.proc.wait(10)
         wait_gone(children, 30)

@@ -15,6 +15,7 @@ from minitower_cli import __version__
 from minitower_cli.commands.deploy import deploy
 from minitower_cli.commands.resources import apps_app, runners_app, tokens_app, versions_app
 from minitower_cli.commands.runs import logs, run, runs_app
+from minitower_cli.commands.schedules import schedules_app
 from minitower_cli.commands.session import login, logout, whoami
 from minitower_cli.context import State, state
 from minitower_cli.dev import DevOptions, run_dev
@@ -84,6 +85,7 @@ app.add_typer(apps_app, name="apps")
 app.add_typer(versions_app, name="versions")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(runners_app, name="runners")
+app.add_typer(schedules_app, name="schedules")
 
 
 @app.command()
