@@ -204,3 +204,34 @@ def test_ready_and_metrics_report_the_scheduler_and_the_schedule_lag(
     assert "minitower_schedule_runs_fired_total 1.0" in text
     assert "minitower_schedule_fires_skipped_total 0.0" in text
     assert check(client.get("/ready"), 200)["scheduler"] == "ok"
+
+
+def test_openapi_documents_the_additions(client: Any) -> None:
+    document = check(client.get("/openapi.json"), 200)
+    paths = document["paths"]
+    for method, path in [
+        ("post", "/api/v1/apps/{app}/schedules"),
+        ("get", "/api/v1/apps/{app}/schedules"),
+        ("get", "/api/v1/apps/{app}/schedules/{schedule_id}"),
+        ("patch", "/api/v1/apps/{app}/schedules/{schedule_id}"),
+        ("delete", "/api/v1/apps/{app}/schedules/{schedule_id}"),
+        ("get", "/api/v1/environments"),
+        ("patch", "/api/v1/environments/{name}"),
+    ]:
+        operation = paths[path][method]
+        assert "400" in operation["responses"] and "404" in operation["responses"], (method, path)
+        assert "422" not in operation["responses"]
+    schemas = document["components"]["schemas"]
+    assert {"scheduled_for", "retry_on", "retry_delay", "retry_backoff", "retry_max_delay"} <= set(
+        schemas["RunCreate"]["properties"]
+    )
+    assert {"not_before", "schedule_id", "scheduled_for", "retry_on"} <= set(
+        schemas["RunPublic"]["properties"]
+    )
+    assert "max_concurrent_runs" in schemas["AppUpdate"]["properties"]
+    assert "max_concurrent_runs" in schemas["AppPublic"]["properties"]
+    assert "retry_policy" in schemas["VersionPublic"]["properties"]
+    assert {"next_fire_at", "last_fired_at", "overlap", "catchup"} <= set(
+        schemas["SchedulePublic"]["properties"]
+    )
+    assert "scheduler" in schemas["HealthStatus"]["properties"]
