@@ -11,7 +11,7 @@ def test_schedule_timezone_and_retry_are_read() -> None:
     towerfile = parse_towerfile(
         BASE
         + 'schedule = "@daily"\ntimezone = "America/New_York"\n'
-        + "[app.retry]\nmax_retries = 3\nretry_on = [\"lost\", \"timeout\"]\n"
+        + '[app.retry]\nmax_retries = 3\nretry_on = ["lost", "timeout"]\n'
         + "retry_delay = 1.5\nretry_backoff = 3\nretry_max_delay = 600\n"
     )
     assert (towerfile.schedule, towerfile.timezone) == ("@daily", "America/New_York")
