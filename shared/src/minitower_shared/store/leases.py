@@ -229,6 +229,15 @@ def release_due_runs(session: Session, now: datetime) -> int:
     )
 
 
+_PREDECESSOR = aliased(Run, name="predecessor")
+# overlap = "queue": a run waits while the earlier run it names is not terminal. Built
+# once: an alias made per call would be compiled again on every lease.
+_PREDECESSOR_RUNNING = exists().where(
+    col(_PREDECESSOR.id) == col(Run.after_run_id),
+    col(_PREDECESSOR.status).not_in([s.value for s in TERMINAL_RUN_STATUSES]),
+)
+
+
 def _pick_next_run(session: Session, environment: str) -> int | None:
     """The id of the run to lease: highest priority, then oldest ``queued_at``, then
     lowest id, among eligible runs whose app and environment are below their
@@ -268,11 +277,7 @@ def _pick_next_run(session: Session, environment: str) -> int | None:
             )
         ).all()
     )
-    predecessor = aliased(Run)
-    predecessor_running = exists().where(
-        col(predecessor.id) == col(Run.after_run_id),
-        col(predecessor.status).not_in([s.value for s in TERMINAL_RUN_STATUSES]),
-    )
+    predecessor_running = _PREDECESSOR_RUNNING
     # (-priority, queued_at, id) of each app's best run, by its team's environment.
     candidates: list[tuple[tuple[int, Any, int], int]] = []
     for app_id in apps:
