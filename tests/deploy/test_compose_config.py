@@ -42,15 +42,16 @@ def config(*profiles: str, env: dict[str, str] | None = None) -> dict[str, Any]:
 
 def test_the_services_and_their_order() -> None:
     services = config()["services"]
-    assert set(services) == {"migrate", "api", "reaper", "runner"}
+    assert set(services) == {"migrate", "api", "reaper", "scheduler", "runner"}
+    assert services["scheduler"]["command"] == ["minitower-scheduler"]
     assert services["migrate"]["command"] == ["minitowerd", "migrate"]
     assert services["migrate"]["restart"] == "no"
-    for name in ("api", "reaper"):
+    for name in ("api", "reaper", "scheduler"):
         assert services[name]["depends_on"]["migrate"]["condition"] == (
             "service_completed_successfully"
         )
     assert services["runner"]["depends_on"]["api"]["condition"] == "service_healthy"
-    for name in ("api", "reaper", "runner"):
+    for name in ("api", "reaper", "scheduler", "runner"):
         assert services[name]["restart"] == "unless-stopped"
     for service in services.values():
         assert service["init"] is True
@@ -79,6 +80,7 @@ def test_volumes_are_shared_only_where_they_must_be() -> None:
     assert volumes("migrate") == {"db"}
     assert volumes("api") == {"db", "objects"}
     assert volumes("reaper") == {"db"}
+    assert volumes("scheduler") == {"db"}
     assert volumes("runner") == {"venvs"}
 
 
