@@ -13,13 +13,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cronsim import CronSim, CronSimError
-from sqlalchemy import delete, func, text, update
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import delete, func, insert, text, update
 from sqlmodel import Session, col, select
 
 from minitower_shared.clock import as_utc
 from minitower_shared.cron import CronError, expand, next_fire_time, zone
-from minitower_shared.models import App, AppVersion, Run, Schedule, ScheduleFire
+from minitower_shared.models import App, AppVersion, Environment, Run, Schedule, ScheduleFire
 from minitower_shared.retry import RetryPolicy
 from minitower_shared.states import TERMINAL_RUN_STATUSES
 from minitower_shared.store import apps as app_store
@@ -195,6 +194,8 @@ def fire_due_schedules(
         .limit(limit)
     ).all()
     fired = skipped = 0
+    # Rows every fire of this tick reads again (one transaction: they cannot change).
+    cache = _TickCache()
     for schedule in due:
         assert schedule.id is not None and schedule.next_fire_at is not None
         since = as_utc(schedule.next_fire_at)
@@ -210,9 +211,7 @@ def fire_due_schedules(
             continue
         last = None
         for when in times:
-            outcome = _fire(session, schedule, when, now, prepare_input)
-            if outcome is None:
-                continue
+            outcome = _fire(session, schedule, when, now, prepare_input, cache)
             last = when
             fired += outcome == "fired"
             skipped += outcome == "skipped"
@@ -241,27 +240,26 @@ def _fire(
     when: datetime,
     now: datetime,
     prepare_input: InputPreparer,
-) -> str | None:
-    """Handle one due time: "fired", "skipped", or None if it was handled before."""
+    cache: "_TickCache",
+) -> str:
+    """Handle one due time: "fired" or "skipped". Its fire row goes in with its run; a
+    due time handled before (which the caller's walk from ``next_fire_at`` never offers)
+    would break the unique key and roll the whole tick back rather than fire twice."""
     assert schedule.id is not None
-    claimed = _execute(
-        session,
-        sqlite_insert(ScheduleFire)
-        .values(schedule_id=schedule.id, scheduled_for=when, outcome="fired", created_at=now)
-        .on_conflict_do_nothing(index_elements=["schedule_id", "scheduled_for"])
-        .returning(col(ScheduleFire.id)),
-    ).first()
-    if claimed is None:
-        return None
-    fire_id = claimed[0]
-    run_id, reason = _make_run(session, schedule, when, now, prepare_input)
+    run_id, reason = _make_run(session, schedule, when, now, prepare_input, cache)
+    outcome = "fired" if run_id is not None else "skipped"
     _execute(
         session,
-        update(ScheduleFire)
-        .where(col(ScheduleFire.id) == fire_id)
-        .values(outcome="fired" if run_id is not None else "skipped", run_id=run_id, reason=reason),
+        insert(ScheduleFire).values(
+            schedule_id=schedule.id,
+            scheduled_for=when,
+            outcome=outcome,
+            run_id=run_id,
+            reason=reason,
+            created_at=now,
+        ),
     )
-    return "fired" if run_id is not None else "skipped"
+    return outcome
 
 
 def _unfinished_runs(session: Session, schedule_id: int) -> Any:
@@ -279,18 +277,14 @@ def _make_run(
     when: datetime,
     now: datetime,
     prepare_input: InputPreparer,
+    cache: "_TickCache",
 ) -> tuple[int | None, str | None]:
     """The run for one due time, or (None, why not)."""
     assert schedule.id is not None
-    app = session.get(App, schedule.app_id)
-    assert app is not None
+    app = cache.app(session, schedule.app_id)
     if app.disabled:
         return None, "the app is disabled"
-    version: AppVersion | None
-    if schedule.version_no is None:
-        version = app_store.latest_version(session, schedule.app_id)
-    else:
-        version = app_store.get_version(session, schedule.app_id, schedule.version_no)
+    version = cache.version(session, schedule.app_id, schedule.version_no)
     if version is None:
         return None, f"no version {schedule.version_no or ''}".rstrip() + " to run"
     after_run_id = None
@@ -303,9 +297,7 @@ def _make_run(
         run_input = prepare_input(version.params_schema, dict(schedule.input))
     except ValueError as exc:
         return None, f"input does not fit version {version.version_no}: {exc}"[:500]
-    environment = team_store.get_or_create_environment(
-        session, schedule.team_id, schedule.environment
-    )
+    environment = cache.environment(session, schedule.team_id, schedule.environment)
     retry = RetryPolicy().with_overrides(version.retry_policy or {}).with_overrides(schedule.retry)
     run = run_store.create_run(
         session,
@@ -321,6 +313,38 @@ def _make_run(
         after_run_id=after_run_id,
     )
     return run.id, None
+
+
+class _TickCache:
+    """Apps, versions and environments read once per tick rather than once per fire."""
+
+    def __init__(self) -> None:
+        self._apps: dict[int, App] = {}
+        self._versions: dict[tuple[int, int | None], AppVersion | None] = {}
+        self._environments: dict[tuple[int, str], Environment] = {}
+
+    def app(self, session: Session, app_id: int) -> App:
+        if app_id not in self._apps:
+            found = session.get(App, app_id)
+            assert found is not None
+            self._apps[app_id] = found
+        return self._apps[app_id]
+
+    def version(self, session: Session, app_id: int, version_no: int | None) -> AppVersion | None:
+        key = (app_id, version_no)
+        if key not in self._versions:
+            self._versions[key] = (
+                app_store.latest_version(session, app_id)
+                if version_no is None
+                else app_store.get_version(session, app_id, version_no)
+            )
+        return self._versions[key]
+
+    def environment(self, session: Session, team_id: int, name: str) -> Environment:
+        key = (team_id, name)
+        if key not in self._environments:
+            self._environments[key] = team_store.get_or_create_environment(session, team_id, name)
+        return self._environments[key]
 
 
 def fires_of(session: Session, schedule_id: int) -> list[ScheduleFire]:
