@@ -141,3 +141,17 @@ def test_sigterm_stops_the_scheduler_promptly(tmp_path: Path, db_path: Path) -> 
     _clean(process)
     assert process.events("stopping", signal="SIGTERM")
     assert process.events("scheduler stopped")
+
+
+def test_once_makes_one_tick_and_exits(tmp_path: Path, db_path: Path, engine: Engine) -> None:
+    app = seed_app(engine).app
+    add_schedule(engine, app, now=datetime.now(UTC) - timedelta(minutes=1, seconds=30))
+    once = spawn(
+        "minitower-scheduler",
+        ["--once"],
+        {"MINITOWER_DB_PATH": str(db_path), "MINITOWER_SCHEDULER_NAME": "once"},
+        tmp_path / "once.log",
+    )
+    assert once.proc.wait(60) == 0, once.log()
+    assert "fired 1 runs, skipped 0 fires" in once.log()
+    assert len(all_runs(engine)) == 1

@@ -221,3 +221,20 @@ def test_an_environment_limit_covers_the_teams_runs_there(engine: Engine, seeded
     # Our environment is full; another team's runs in the same named environment go on.
     assert must_lease(engine, runners[2], now=now).run.id == theirs[0]
     assert lease(engine, runners[3], now=now) is None
+
+
+def test_queue_figures_leave_delayed_runs_out_until_they_are_released(
+    engine: Engine, seeded: Seeded
+) -> None:
+    from minitower_shared.db import read_session
+    from minitower_shared.store import runs as run_store
+
+    now = utcnow()
+    queue_runs(engine, seeded, 2, scheduled_for=now + timedelta(minutes=1), now=now)
+    queue_runs(engine, seeded, 1, now=now)
+    with read_session(engine) as session:
+        assert run_store.queue_by_environment(session)["default"].depth == 1
+    with write_session(engine) as session:
+        assert lease_store.release_due_runs(session, now + timedelta(minutes=1)) == 2
+    with read_session(engine) as session:
+        assert run_store.queue_by_environment(session)["default"].depth == 3

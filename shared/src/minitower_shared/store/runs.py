@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import delete, func, text, update
 from sqlmodel import Session, col, select
 
 from minitower_shared.clock import as_utc
@@ -228,7 +228,8 @@ def queue_by_environment(session: Session) -> dict[str, QueueFigures]:
     partial index ix_run_queue (it covers both columns), never the run table."""
     rows = session.exec(
         select(Run.environment, func.count(), func.min(Run.queued_at))
-        .where(Run.status == RunStatus.QUEUED.value)
+        # A delayed run is not waiting for a runner yet: counted once it is due.
+        .where(Run.status == RunStatus.QUEUED.value, text("run.delayed = 0"))
         .group_by(Run.environment)
     )
     return {
