@@ -18,6 +18,7 @@ from sqlmodel import select
 from minitower_shared.clock import as_utc
 from minitower_shared.db import read_session
 from minitower_shared.models import SchedulerPass
+from minitower_shared.store import schedules as schedule_store
 from tests.scheduler.conftest import add_schedule
 from tests.support.processes import Process, spawn, start_scheduler
 from tests.support.seed import all_runs, seed_app
@@ -59,6 +60,8 @@ def test_two_schedulers_and_a_sigkill_fire_each_due_time_exactly_once(
 
     app = seed_app(engine).app
     ids = [add_schedule(engine, app, now=virtual_now()) for _ in range(SCHEDULES)]
+    # No runner ever finishes its first run: every later due time must be skipped.
+    skip_id = add_schedule(engine, app, now=virtual_now(), overlap="skip")
     first = start_scheduler(tmp_path, db_path, env, "scheduler-a")
     second = start_scheduler(tmp_path, db_path, env, "scheduler-b")
     processes = [first, second]
@@ -101,8 +104,12 @@ def test_two_schedulers_and_a_sigkill_fire_each_due_time_exactly_once(
     for schedule_id in ids:
         fired = {t for (sid, t) in per_time if sid == schedule_id}
         assert set(expected) <= fired, (schedule_id, sorted(set(expected) - fired))
+    assert [r.status for r in runs if r.schedule_id == skip_id] == ["queued"]
     with read_session(engine) as session:
         names = set(session.exec(select(SchedulerPass.name)).all())
+        skips = schedule_store.fires_of(session, skip_id)
+    assert len(skips) >= len(expected)
+    assert [f.outcome for f in skips][1:] == ["skipped"] * (len(skips) - 1)
     assert {"scheduler-a", "scheduler-b", "scheduler-c"} <= names
 
 
