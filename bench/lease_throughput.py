@@ -51,6 +51,7 @@ from minitower_shared.clock import utcnow
 from minitower_shared.db import create_db_engine, write_session
 from minitower_shared.migrate import upgrade_to_head
 from minitower_shared.models import Run, Runner
+from minitower_shared.retry import RetryPolicy
 from minitower_shared.states import AttemptStatus, TokenRole
 from minitower_shared.store import apps as app_store
 from minitower_shared.store import leases as lease_store
@@ -149,7 +150,7 @@ def seed(db_path: Path, runs: int, environment: str = "default") -> Seeded:
                     environment=env,
                     input={},
                     priority=0,
-                    max_retries=0,
+                    retry=RetryPolicy(),
                     now=now,
                 )
                 assert run.id is not None

@@ -7,7 +7,15 @@ import pytest
 from tests.api.helpers import assert_timestamps, expect_error, offset_page, walk_pages
 from tests.support.clients import TeamClient, check
 
-APP_KEYS = {"app_id", "slug", "description", "disabled", "created_at", "updated_at"}
+APP_KEYS = {
+    "app_id",
+    "slug",
+    "description",
+    "disabled",
+    "max_concurrent_runs",
+    "created_at",
+    "updated_at",
+}
 
 
 def test_create_returns_the_app(team: TeamClient) -> None:

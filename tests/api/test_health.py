@@ -52,7 +52,11 @@ def test_health(client: TestClient) -> None:
 
 
 def test_ready_after_migrations(client: TestClient) -> None:
-    assert check(client.get("/ready"), 200) == {"status": "ok", "reaper": "no pass recorded"}
+    assert check(client.get("/ready"), 200) == {
+        "status": "ok",
+        "reaper": "no pass recorded",
+        "scheduler": "no tick recorded",
+    }
 
 
 def test_not_ready_on_a_database_that_was_never_migrated(

@@ -20,8 +20,13 @@ def seed(state: State) -> None:
     running since long ago: 3 log lines each. Version 1 references ``kept.tar.gz``."""
     recent = time.strftime("%Y-%m-%d %H:%M:%S.000000", time.gmtime())
     state.query(f"INSERT INTO team (id, slug, name, created_at) VALUES (1, 't', 'T', '{OLD}')")
-    state.query(f"INSERT INTO environment VALUES (1, 1, 'default', '{OLD}')")
-    state.query(f"INSERT INTO app VALUES (1, 1, 'a', '', 0, '{OLD}', '{OLD}')")
+    state.query(
+        f"INSERT INTO environment (id, team_id, name, created_at) VALUES (1, 1, 'default', '{OLD}')"
+    )
+    state.query(
+        "INSERT INTO app (id, team_id, slug, description, disabled, created_at, updated_at)"
+        f" VALUES (1, 1, 'a', '', 0, '{OLD}', '{OLD}')"
+    )
     state.query(
         "INSERT INTO app_version (id, app_id, version_no, artifact_object_key, artifact_sha256,"
         " artifact_size, entrypoint, timeout_seconds, import_paths, created_at) VALUES"

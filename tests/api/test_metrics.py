@@ -63,7 +63,11 @@ def services_of(client: TestClient) -> Services:
 
 def test_ready_reports_a_recent_pass_as_ok(client: TestClient, db_path: Path) -> None:
     record_pass(db_path, name="host:1", ago=1)
-    assert check(client.get("/ready"), 200) == {"status": "ok", "reaper": "ok"}
+    assert check(client.get("/ready"), 200) == {
+        "status": "ok",
+        "reaper": "ok",
+        "scheduler": "no tick recorded",
+    }
 
 
 def test_ready_reports_a_stalled_reaper_but_stays_ready_by_default(
@@ -96,7 +100,11 @@ def test_requires_reaper_makes_a_stalled_reaper_not_ready(
     assert body["status"] == "reaper stalled"
     assert body["reaper"].startswith("stalled: last pass 12")
     record_pass(db_path, name="host:1", ago=0)
-    assert check(client.get("/ready"), 200) == {"status": "ok", "reaper": "ok"}
+    assert check(client.get("/ready"), 200) == {
+        "status": "ok",
+        "reaper": "ok",
+        "scheduler": "no tick recorded",
+    }
 
 
 def test_requires_reaper_waits_one_stall_window_for_a_first_pass(
@@ -104,10 +112,18 @@ def test_requires_reaper_waits_one_stall_window_for_a_first_pass(
 ) -> None:
     client = make_client(ready_requires_reaper=True, reaper_stall_after=60.0)
     # Just started: the reaper may not have made its first pass yet.
-    assert check(client.get("/ready"), 200) == {"status": "ok", "reaper": "no pass recorded"}
+    assert check(client.get("/ready"), 200) == {
+        "status": "ok",
+        "reaper": "no pass recorded",
+        "scheduler": "no tick recorded",
+    }
     services_of(client).started = time.monotonic() - 61
     body = check(client.get("/ready"), 503)
-    assert body == {"status": "no reaper", "reaper": "no pass recorded"}
+    assert body == {
+        "status": "no reaper",
+        "reaper": "no pass recorded",
+        "scheduler": "no tick recorded",
+    }
 
 
 def test_openapi_documents_the_reaper_field(client: TestClient) -> None:

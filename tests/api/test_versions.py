@@ -36,6 +36,7 @@ VERSION_KEYS = {
     "import_paths",
     "artifact_sha256",
     "artifact_size",
+    "retry_policy",
     "created_at",
 }
 

@@ -148,12 +148,12 @@ def test_dev_runs_the_stack_and_stops_it_cleanly(tmp_path: Path) -> None:
         assert {r["name"]: r["shared"] for r in listed} == {"local-1": False, "local-2": False}
         wait_for(lambda: RUN_REPORTED.search(dev.log()), timeout=10, what="the run's report line")
         log = dev.log()
-        for prefix in ("api      │ ", "reaper   │ ", "local-1  │ ", "local-2  │ "):
+        for prefix in ("api      │ ", "reaper   │ ", "scheduler│ ", "local-1  │ ", "local-2  │ "):
             assert prefix in log, log
         assert REAPER_STARTED.search(log), log
         assert '{"ts": ' not in log, log
         children = dev.children()
-        assert len(children) == 4, log  # api, reaper, two runners
+        assert len(children) == 5, log  # api, reaper, scheduler, two runners
         started |= children
 
         assert dev.proc is not None
@@ -168,7 +168,7 @@ def test_dev_runs_the_stack_and_stops_it_cleanly(tmp_path: Path) -> None:
         dev.start("--runners", "0")
         children = dev.children()
         started |= children
-        assert len(children) == 2, dev.log()  # api and reaper
+        assert len(children) == 3, dev.log()  # api, reaper and scheduler
         assert (state / "dev-token").read_text().strip() == token
         assert (state / "console-password").read_text().strip() == password
         assert "hello" in {a["slug"] for a in cli.ok("apps", "list", "--json").json()}
@@ -182,7 +182,7 @@ def test_dev_runs_the_stack_and_stops_it_cleanly(tmp_path: Path) -> None:
         dev.start("--runners", "1")
         children = dev.children()
         started |= children
-        assert len(children) == 3, dev.log()
+        assert len(children) == 4, dev.log()  # api, reaper, scheduler, one runner
         dev.proc.send_signal(signal.SIGKILL)
         dev.proc.wait(10)
         wait_gone(children, 30)

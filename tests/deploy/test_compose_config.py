@@ -42,15 +42,16 @@ def config(*profiles: str, env: dict[str, str] | None = None) -> dict[str, Any]:
 
 def test_the_services_and_their_order() -> None:
     services = config()["services"]
-    assert set(services) == {"migrate", "api", "reaper", "runner"}
+    assert set(services) == {"migrate", "api", "reaper", "scheduler", "runner"}
+    assert services["scheduler"]["command"] == ["minitower-scheduler"]
     assert services["migrate"]["command"] == ["minitowerd", "migrate"]
     assert services["migrate"]["restart"] == "no"
-    for name in ("api", "reaper"):
+    for name in ("api", "reaper", "scheduler"):
         assert services[name]["depends_on"]["migrate"]["condition"] == (
             "service_completed_successfully"
         )
     assert services["runner"]["depends_on"]["api"]["condition"] == "service_healthy"
-    for name in ("api", "reaper", "runner"):
+    for name in ("api", "reaper", "scheduler", "runner"):
         assert services[name]["restart"] == "unless-stopped"
     for service in services.values():
         assert service["init"] is True
@@ -79,6 +80,7 @@ def test_volumes_are_shared_only_where_they_must_be() -> None:
     assert volumes("migrate") == {"db"}
     assert volumes("api") == {"db", "objects", "api_tmp"}
     assert volumes("reaper") == {"db"}
+    assert volumes("scheduler") == {"db"}
     assert volumes("runner") == {"venvs"}
 
 
@@ -126,12 +128,12 @@ def test_services_are_hardened() -> None:
     """No capabilities but what each needs, no privilege gain, read-only root
     filesystems: each service writes only to its volumes and tmpfs mounts."""
     services = config()["services"]
-    for name in ("migrate", "api", "reaper", "runner"):
+    for name in ("migrate", "api", "reaper", "scheduler", "runner"):
         service = services[name]
         assert service["cap_drop"] == ["ALL"], name
         assert "no-new-privileges:true" in service["security_opt"], name
         assert service["read_only"] is True, name
-    for name in ("migrate", "api", "reaper"):
+    for name in ("migrate", "api", "reaper", "scheduler"):
         assert "cap_add" not in services[name], name
     runner = services["runner"]
     assert sorted(runner["cap_add"]) == ["CHOWN", "KILL", "SETGID", "SETUID"]
@@ -143,7 +145,8 @@ def test_services_are_hardened() -> None:
     tmpfs = runner["tmpfs"]
     assert any(t.startswith("/var/lib/minitower/runner:uid=10001,") for t in tmpfs), tmpfs
     assert any(t.startswith("/tmp:size=") for t in tmpfs)
-    assert any(t.startswith("/tmp:size=") for t in services["reaper"]["tmpfs"])
+    for name in ("reaper", "scheduler"):
+        assert any(t.startswith("/tmp:size=") for t in services[name]["tmpfs"]), name
 
 
 @pytest.mark.parametrize("missing", sorted(SECRETS))

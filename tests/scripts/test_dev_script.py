@@ -85,7 +85,7 @@ def test_scripts_dev_starts_the_stack_and_stops_on_ctrl_c(tmp_path: Path) -> Non
         assert done.stdout.endswith("hello, MiniTower! (1/1)\n"), done.stdout
         assert "completed" in done.stderr
         stack = children_of(proc.pid)
-        assert len(stack) == 3, text  # API, reaper, one runner
+        assert len(stack) == 4, text  # API, reaper, scheduler, one runner
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0, log_path.read_text()
         wait_gone(stack, 10)

@@ -103,7 +103,7 @@ def test_run_local_serves_runs_and_stops_on_ctrl_c(tmp_path: Path) -> None:
                 what="both local runners to register",
             )
         stack = children_of(proc.pid)
-        assert len(stack) >= 4  # API, reaper, two runners
+        assert len(stack) >= 5  # API, reaper, scheduler, two runners
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) in (0, 130)
         wait_gone(stack, timeout=10)

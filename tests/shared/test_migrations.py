@@ -1,5 +1,6 @@
 """The migrations build exactly the schema the models describe (``alembic check``), and
-0002 (reaper_pass), 0003 (runner binding) and 0004 (console auth) go down and up again."""
+0002 (reaper_pass), 0003 (runner binding), 0004 (console auth) and 0005 (schedules) go down
+and up again."""
 
 import sqlite3
 from pathlib import Path
@@ -19,7 +20,7 @@ def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
 def test_reaper_pass_migration_downgrades_and_upgrades(tmp_path: Path) -> None:
     db = tmp_path / "down-up.db"
     upgrade_to_head(db)
-    assert head_revision() == "0004_console_auth"
+    assert head_revision() == "0005_schedules"
     command.downgrade(alembic_config(db), "0001")
     with sqlite3.connect(db) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
@@ -62,5 +63,46 @@ def test_console_auth_migration_downgrades_and_upgrades(tmp_path: Path) -> None:
         run_columns = {row[1] for row in conn.execute("PRAGMA table_info(run)")}
     assert "console_session" not in tables and "reaper_pass" in tables
     assert "password_hash" not in team_columns and "rerun_of" not in run_columns
+
+
+def test_schedules_migration_keeps_existing_runs_and_round_trips(tmp_path: Path) -> None:
+    """A run queued before 0005 keeps today's behaviour: retried only when lost, at once."""
+    db = tmp_path / "schedules.db"
+    command.upgrade(alembic_config(db), "0002")
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO team (id, slug, name, created_at) VALUES (1, 't', 'T', '2026-01-01')"
+        )
+        conn.execute(
+            "INSERT INTO app (id, team_id, slug, description, disabled, created_at, updated_at)"
+            " VALUES (1, 1, 'app', '', 0, '2026-01-01', '2026-01-01')"
+        )
+        conn.execute(
+            "INSERT INTO environment (id, team_id, name, created_at)"
+            " VALUES (1, 1, 'default', '2026-01-01')"
+        )
+        conn.execute(
+            "INSERT INTO app_version (id, app_id, version_no, artifact_object_key,"
+            " artifact_sha256, artifact_size, entrypoint, timeout_seconds, import_paths,"
+            " created_at) VALUES (1, 1, 1, 'k', 'x', 1, 'main.py', 60, '[]', '2026-01-01')"
+        )
+        conn.execute(
+            "INSERT INTO run (id, team_id, app_id, environment_id, environment, app_version_id,"
+            " run_no, status, input, priority, max_retries, retry_count, cancel_requested,"
+            " queued_at, updated_at) VALUES (1, 1, 1, 1, 'default', 1, 1, 'queued', '{}', 0,"
+            " 2, 0, 0, '2026-01-01', '2026-01-01')"
+        )
+    command.upgrade(alembic_config(db), "head")
+    with sqlite3.connect(db) as conn:
+        row = conn.execute(
+            "SELECT retry_on, retry_delay, delayed, not_before FROM run WHERE id = 1"
+        ).fetchone()
+    assert row == ('["lost"]', 0.0, 0, None)
+    command.check(alembic_config(db))
+    command.downgrade(alembic_config(db), "0002")
+    with sqlite3.connect(db) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        assert conn.execute("SELECT count(*) FROM run").fetchone() == (1,)
+    assert not {"schedule", "schedule_fire", "scheduler_pass"} & tables
     command.upgrade(alembic_config(db), "head")
     command.check(alembic_config(db))

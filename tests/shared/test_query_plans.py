@@ -107,3 +107,28 @@ def test_scrape_time_queue_figures_walk_the_queue_index(
     assert_indexed(engine, statements, "run")
     ((_sql, plan),) = plans(engine, statements)
     assert "ix_run_queue" in plan, plan
+
+
+def test_lease_with_delayed_and_limited_runs_uses_indexes(
+    engine: Engine, busy_history: Seeded
+) -> None:
+    """The flow-control lease (due delayed runs released, apps at their limit skipped,
+    overlap predecessors checked) walks indexes only: ix_run_delayed for the due runs,
+    ix_run_queue per app, ix_run_live for the counts."""
+    from sqlalchemy import update
+
+    from minitower_shared.models import App, Environment
+
+    queue_runs(engine, busy_history, 30, scheduled_for=utcnow() + timedelta(hours=1))
+    queue_runs(engine, busy_history, 5, scheduled_for=utcnow() - timedelta(seconds=1))
+    with write_session(engine) as session:
+        session.execute(update(App).values(max_concurrent_runs=5))
+        session.execute(update(Environment).values(max_concurrent_runs=50))
+    runner = add_runner(engine, "probe-flow")
+    must_lease(engine, add_runner(engine, "holder"))
+    with captured(engine) as statements:
+        lease(engine, runner)
+    assert_indexed(engine, statements, "run", "run_attempt", "app", "environment")
+    explained = "\n".join(plan for _sql, plan in plans(engine, statements))
+    for index in ("ix_run_queue", "ix_run_delayed", "ix_run_live"):
+        assert index in explained, explained

@@ -75,28 +75,33 @@ def _run_problems(run: Run, attempts: list[RunAttempt]) -> list[str]:
         problems.append(f"{len(active)} active attempts")
     if active and active[-1] is not attempts[-1]:
         problems.append("an active attempt that is not the latest")
-    # Only lease expiry ends an attempt without ending its run.
+    # Only a retry ends an attempt without ending its run: after lease expiry, or after
+    # a failure when the run's policy retries failures (or timeouts).
+    retriable = {AttemptStatus.EXPIRED}
+    if {"failed", "timeout"} & set(run.retry_on):
+        retriable.add(AttemptStatus.FAILED)
     earlier = [a.status for a in attempts[:-1]]
-    if any(s != AttemptStatus.EXPIRED for s in earlier):
-        problems.append(f"an earlier attempt that did not expire: {earlier}")
-    expired = sum(a.status == AttemptStatus.EXPIRED for a in attempts)
+    if any(s not in retriable for s in earlier):
+        problems.append(f"an earlier attempt that was not retried: {earlier}")
     last = attempts[-1] if attempts else None
+    # The attempts that ended and were retried: every one while queued, else the earlier.
+    retried = len(attempts) if status == RunStatus.QUEUED else len(earlier)
     if run.retry_count > run.max_retries:
         problems.append(f"retry_count {run.retry_count} > max_retries {run.max_retries}")
 
     if status == RunStatus.QUEUED:
         if active:
             problems.append("queued with an active attempt")
-        if run.retry_count != expired or len(attempts) != expired:
+        if run.retry_count != retried or any(a.status not in retriable for a in attempts):
             problems.append(
-                f"queued with retry_count {run.retry_count}, {len(attempts)} attempts, "
-                f"{expired} expired"
+                f"queued with retry_count {run.retry_count}, attempts "
+                f"{[a.status for a in attempts]}"
             )
     elif status in LEASED_RUN_STATUSES:
         if last is None or last.status != _LIVE_PAIR[status]:
             problems.append(f"{status} but latest attempt {last and last.status}")
-        if run.retry_count != expired:
-            problems.append(f"{status} with retry_count {run.retry_count}, {expired} expired")
+        if run.retry_count != retried:
+            problems.append(f"{status} with retry_count {run.retry_count}, {retried} retried")
     elif status in TERMINAL_RUN_STATUSES:
         if run.finished_at is None:
             problems.append(f"{status} without finished_at")
@@ -108,10 +113,9 @@ def _run_problems(run: Run, attempts: list[RunAttempt]) -> list[str]:
         else:
             if last.status not in _FINAL_ATTEMPT[status]:
                 problems.append(f"{status} but latest attempt {last.status}")
-            # Every expiry but a final one (dead, or cancelled by expiry) was a retry.
-            final_expiry = int(last.status == AttemptStatus.EXPIRED)
-            if run.retry_count != expired - final_expiry:
-                problems.append(f"{status} with retry_count {run.retry_count}, {expired} expired")
+            # Every attempt before the last one was a retry.
+            if run.retry_count != retried:
+                problems.append(f"{status} with retry_count {run.retry_count}, {retried} retried")
     else:
         problems.append(f"unknown status {status}")
     return problems

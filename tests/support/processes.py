@@ -151,6 +151,20 @@ def start_reaper(workdir: Path, db_path: Path, env: dict[str, str], name: str) -
     )
 
 
+def start_scheduler(workdir: Path, db_path: Path, env: dict[str, str], name: str) -> Process:
+    return spawn(
+        "minitower-scheduler",
+        [],
+        {
+            "MINITOWER_DB_PATH": str(db_path),
+            "MINITOWER_LOG_LEVEL": "info",
+            "MINITOWER_SCHEDULER_NAME": name,
+            **env,
+        },
+        workdir / f"{name}.log",
+    )
+
+
 def fast_runner_env(environment: str, venvs: Path, registration_token: str) -> dict[str, str]:
     """A runner paced for tests: short long polls and heartbeats, a quick kill, the
     given environment and a venv cache shared by the session. Its workloads run as

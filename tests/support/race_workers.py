@@ -95,3 +95,83 @@ def _lease_until_empty(
         return {"runner_id": runner_id, "done": done}
     finally:
         engine.dispose()
+
+
+def draining_worker(
+    db_path: str,
+    name: str,
+    start_barrier: Any,
+    results: Any,
+    deadline: float,
+    hold_seconds: float,
+) -> None:
+    """Like ``lease_worker``, but a lease that finds nothing is not the end while runs
+    are still queued (behind a concurrency limit): it polls until the queue is empty.
+    Each run is held ``hold_seconds`` between start and result, so overlaps would show."""
+    try:
+        payload = _drain(Path(db_path), name, start_barrier, deadline, hold_seconds)
+    except BaseException:
+        results.put(("error", name, traceback.format_exc()))
+    else:
+        results.put(("ok", name, payload))
+
+
+def _drain(
+    db_path: Path, name: str, start_barrier: Any, deadline: float, hold_seconds: float
+) -> dict[str, Any]:
+    from sqlmodel import select
+
+    from minitower_shared.db import read_session
+    from minitower_shared.models import Run
+
+    ttl = timedelta(seconds=WORKER_TTL_SECONDS)
+    engine = create_db_engine(db_path, pool_size=1)
+    try:
+        runner_id = add_runner(engine, name)
+        start_barrier.wait(timeout=60)
+        done: list[int] = []
+        while True:
+            if time.time() > deadline:
+                raise TimeoutError(f"{name}: queue not drained before the deadline")
+            with write_session(engine) as session:
+                grant = lease_store.lease_next_run(
+                    session,
+                    runner_id=runner_id,
+                    environment="default",
+                    lease_token_hash=hash_token(new_token(LEASE_TOKEN_PREFIX)),
+                    now=utcnow(),
+                    ttl=ttl,
+                )
+            if grant is None:
+                with read_session(engine) as session:
+                    waiting = session.exec(select(Run.id).where(Run.status == "queued")).first()
+                if waiting is None:
+                    break
+                time.sleep(0.002)
+                continue
+            assert isinstance(grant, LeaseGrant), grant
+            attempt_id = grant.attempt.id
+            assert attempt_id is not None and grant.run.id is not None
+            with write_session(engine) as session:
+                attempt = session.get(RunAttempt, attempt_id)
+                assert attempt is not None
+                assert lease_store.start_attempt(session, attempt, now=utcnow(), ttl=ttl) == (
+                    Outcome.OK
+                )
+            time.sleep(hold_seconds)
+            with write_session(engine) as session:
+                attempt = session.get(RunAttempt, attempt_id)
+                assert attempt is not None
+                outcome = lease_store.finish_attempt(
+                    session,
+                    attempt,
+                    reported=AttemptStatus.COMPLETED,
+                    exit_code=0,
+                    error_message=None,
+                    now=utcnow(),
+                )
+            assert outcome == Outcome.OK, outcome
+            done.append(grant.run.id)
+        return {"runner_id": runner_id, "done": done}
+    finally:
+        engine.dispose()

@@ -15,6 +15,7 @@ from sqlmodel import col, select
 from minitower_shared.clock import utcnow
 from minitower_shared.db import read_session, write_session
 from minitower_shared.models import App, AppVersion, Environment, Run, RunAttempt, Runner
+from minitower_shared.retry import RetryPolicy
 from minitower_shared.states import ACTIVE_ATTEMPT_STATUSES, AttemptStatus
 from minitower_shared.store import apps as app_store
 from minitower_shared.store import leases as lease_store
@@ -101,8 +102,11 @@ def queue_runs(
     max_retries: int = 0,
     now: datetime | None = None,
     input: dict[str, Any] | None = None,
+    retry: RetryPolicy | None = None,
+    scheduled_for: datetime | None = None,
 ) -> list[int]:
-    """``count`` queued runs, all in one transaction; returns their ids."""
+    """``count`` queued runs, all in one transaction; returns their ids. ``retry``
+    (a whole policy) wins over ``max_retries``."""
     ids = []
     with write_session(engine) as session:
         for _ in range(count):
@@ -113,8 +117,9 @@ def queue_runs(
                 environment=seeded.environment,
                 input=input or {},
                 priority=priority,
-                max_retries=max_retries,
+                retry=retry or RetryPolicy(max_retries=max_retries),
                 now=now or utcnow(),
+                scheduled_for=scheduled_for,
             )
             assert run.id is not None
             ids.append(run.id)

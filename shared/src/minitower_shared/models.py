@@ -21,6 +21,10 @@ ACTIVE_ATTEMPT_CONDITION = "status IN ({})".format(
     ", ".join(f"'{s.value}'" for s in AttemptStatus if s in ACTIVE_ATTEMPT_STATUSES)
 )
 _ACTIVE_ATTEMPT = text(ACTIVE_ATTEMPT_CONDITION)
+LIVE_RUN_CONDITION = "status IN ('leased', 'running', 'cancelling')"
+_LIVE_RUN = text(LIVE_RUN_CONDITION)
+DELAYED_RUN_CONDITION = "status = 'queued' AND delayed = 1"
+_DELAYED_RUN = text(DELAYED_RUN_CONDITION)
 
 
 class Team(SQLModel, table=True):
@@ -59,6 +63,8 @@ class Environment(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     team_id: int = Field(foreign_key="team.id")
     name: str = Field(max_length=64)
+    # Runs of this team's environment that may be leased at once; None = no limit.
+    max_concurrent_runs: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -71,6 +77,8 @@ class App(SQLModel, table=True):
     slug: str = Field(max_length=32)
     description: str = Field(default="", max_length=2000)
     disabled: bool = False
+    # Runs of this app that may be leased at once; None = no limit.
+    max_concurrent_runs: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -89,6 +97,8 @@ class AppVersion(SQLModel, table=True):
     timeout_seconds: int
     params_schema: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     import_paths: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # The Towerfile's [app.retry] table: the defaults of this version's runs.
+    retry_policy: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -127,6 +137,11 @@ class Run(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("app_id", "run_no"),
         Index("ix_run_team_id", "team_id", "id"),
+        Index("ix_run_schedule", "schedule_id", "id"),
+        # Lease-time concurrency counts read only the live runs, never the history.
+        Index("ix_run_live", "app_id", "environment_id", sqlite_where=_LIVE_RUN),
+        # Delayed runs become eligible in not_before order (see store.leases).
+        Index("ix_run_delayed", "not_before", sqlite_where=_DELAYED_RUN),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -143,6 +158,25 @@ class Run(SQLModel, table=True):
     priority: int = 0
     max_retries: int = 0
     retry_count: int = 0
+    # The retry policy (see minitower_shared.retry): which endings are retried and how
+    # long a retry waits. Copied at creation, so a later Towerfile never changes it.
+    retry_on: list[str] = Field(
+        default_factory=lambda: ["lost"], sa_column=Column(JSON, nullable=False)
+    )
+    retry_delay: float = 0.0
+    retry_backoff: float = 2.0
+    retry_max_delay: float = 3600.0
+    # Not leased before this time (a delayed run, or a retry's backoff). ``delayed`` is
+    # true until the time has come: it keeps waiting runs out of the lease walk of
+    # ix_run_queue, whose cost must not grow with them.
+    not_before: datetime | None = None
+    delayed: bool = False
+    # A schedule's run: its schedule and the cron time it stands for.
+    # No foreign key: a deleted schedule leaves its runs, and their schedule_id, in history.
+    schedule_id: int | None = None
+    scheduled_for: datetime | None = None
+    # overlap = "queue": not leased before this earlier run of its schedule has ended.
+    after_run_id: int | None = None
     cancel_requested: bool = False
     queued_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
@@ -250,13 +284,80 @@ def active_attempt() -> Any:
     return text(f"run_attempt.{ACTIVE_ATTEMPT_CONDITION}")
 
 
-# The lease query walks this index in pick order (priority first, then age) within the
-# runner's environment and stops at the first row.
+# The lease looks at the apps with eligible (not delayed) queued runs of the runner's
+# environment, one seek per app, and within an app walks this index in pick order
+# (priority first, then age): runs of an app at its concurrency limit, and delayed runs,
+# are never walked (see store.leases).
 Index(
     "ix_run_queue",
     col(Run.environment),
+    col(Run.delayed),
+    col(Run.app_id),
     col(Run.priority).desc(),
     col(Run.queued_at),
     col(Run.id),
     sqlite_where=text("status = 'queued'"),
 )
+
+
+class Schedule(SQLModel, table=True):
+    """A cron schedule of an app: the scheduler creates a run at each due time."""
+
+    __tablename__ = "schedule"
+    __table_args__ = (
+        Index("ix_schedule_app", "app_id", "id"),
+        # The scheduler's one question: which enabled schedules are due.
+        Index("ix_schedule_due", "next_fire_at", sqlite_where=text("enabled = 1")),
+        Index("ux_schedule_name", "app_id", "name", unique=True, sqlite_where=text("name != ''")),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: int = Field(foreign_key="team.id")
+    app_id: int = Field(foreign_key="app.id")
+    name: str = Field(default="", max_length=64)
+    cron: str = Field(max_length=200)
+    timezone: str = Field(default="UTC", max_length=64)
+    input: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    version_no: int | None = None
+    environment: str = Field(default="default", max_length=64)
+    priority: int = 0
+    # Overrides of the version's retry policy; None = the version's value.
+    retry: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    overlap: str = Field(default="allow", max_length=8)
+    catchup: str = Field(default="none", max_length=8)
+    enabled: bool = True
+    next_fire_at: datetime | None = None
+    last_fired_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ScheduleFire(SQLModel, table=True):
+    """One due time of a schedule, handled once: the unique key is what makes two
+    schedulers (or one restarted mid-tick) unable to fire the same time twice. Written in
+    the transaction that creates its run."""
+
+    __tablename__ = "schedule_fire"
+    __table_args__ = (UniqueConstraint("schedule_id", "scheduled_for"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    schedule_id: int = Field(foreign_key="schedule.id")
+    scheduled_for: datetime
+    # "fired" (run_id names the run) or "skipped" (reason says why).
+    outcome: str = Field(max_length=8)
+    run_id: int | None = None
+    reason: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class SchedulerPass(SQLModel, table=True):
+    """One row per scheduler process, like ``reaper_pass``: its last tick and totals."""
+
+    __tablename__ = "scheduler_pass"
+
+    name: str = Field(primary_key=True, max_length=200)
+    last_tick_at: datetime
+    last_tick_duration_ms: float = 0.0
+    ticks: int = 0
+    runs_fired: int = 0
+    fires_skipped: int = 0

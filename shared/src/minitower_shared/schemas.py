@@ -8,7 +8,23 @@ import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from minitower_shared.retry import (
+    MAX_BACKOFF,
+    MAX_DELAY_SECONDS,
+    MAX_RETRIES,
+    POLICY_KEYS,
+    RetryReason,
+)
 
 SLUG_PATTERN = r"^[a-z][a-z0-9-]{2,31}$"
 ENVIRONMENT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -116,6 +132,12 @@ class HealthStatus(BaseModel):
         default=None,
         description="/ready only: whether a reaper made a pass within MINITOWER_REAPER_STALL_AFTER",
         examples=["ok", "stalled: last pass 95 s ago", "no pass recorded"],
+    )
+    scheduler: str | None = Field(
+        default=None,
+        description="/ready only: whether a scheduler ticked within "
+        "MINITOWER_SCHEDULER_STALL_AFTER",
+        examples=["ok", "stalled: last tick 95 s ago", "no tick recorded"],
     )
 
 
@@ -283,6 +305,12 @@ class AppCreate(Strict):
 class AppUpdate(Strict):
     description: str | None = Field(default=None, max_length=2000)
     disabled: bool | None = None
+    max_concurrent_runs: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="Runs of the app leased at once; null (given explicitly) = no limit",
+    )
 
 
 class AppPublic(BaseModel):
@@ -290,6 +318,7 @@ class AppPublic(BaseModel):
     slug: str
     description: str
     disabled: bool
+    max_concurrent_runs: int | None = None
     created_at: str
     updated_at: str
 
@@ -308,6 +337,9 @@ class VersionPublic(BaseModel):
     import_paths: list[str]
     artifact_sha256: str
     artifact_size: int
+    retry_policy: dict[str, Any] | None = Field(
+        default=None, description="The Towerfile's [app.retry]: defaults of the version's runs"
+    )
     created_at: str
 
 
@@ -316,12 +348,77 @@ class VersionList(BaseModel):
     next_cursor: str | None
 
 
-class RunCreate(Strict):
+class RetryFields(Strict):
+    """A retry policy's fields; each left out (or null) takes the version's value
+    (its Towerfile ``[app.retry]``), else the default shown. Durations are seconds."""
+
+    max_retries: int | None = Field(default=None, ge=0, le=MAX_RETRIES, description="default 0")
+    retry_on: list[RetryReason] | None = Field(
+        default=None,
+        max_length=3,
+        description='Endings retried: lost (lease expired), failed, timeout; default ["lost"]',
+    )
+    retry_delay: float | None = Field(
+        default=None, ge=0, le=MAX_DELAY_SECONDS, description="Wait before the first retry (s)"
+    )
+    retry_backoff: float | None = Field(
+        default=None, ge=1, le=MAX_BACKOFF, description="Factor of each further wait; default 2"
+    )
+    retry_max_delay: float | None = Field(
+        default=None, ge=0, le=MAX_DELAY_SECONDS, description="Cap of the wait (s); default 3600"
+    )
+
+    @field_validator("retry_on")
+    @classmethod
+    def _distinct(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("retry_on lists a reason more than once")
+        return value
+
+    def retry_overrides(self) -> dict[str, Any]:
+        return {
+            "max_retries": self.max_retries,
+            "retry_on": self.retry_on,
+            "retry_delay": self.retry_delay,
+            "retry_backoff": self.retry_backoff,
+            "retry_max_delay": self.retry_max_delay,
+        }
+
+
+class RunCreate(RetryFields):
+    """A retry field left out takes the version's value; null is refused."""
+
     input: dict[str, Any] = Field(default_factory=dict)
     version_no: PositiveInt64 | None = None
     priority: JsonInt = Field(default=0, ge=-1000, le=1000)
-    max_retries: JsonInt = Field(default=0, ge=0, le=100)
     environment: str = Field(default="default", pattern=ENVIRONMENT_PATTERN)
+    scheduled_for: AwareDatetime | None = Field(
+        default=None,
+        strict=False,
+        description="RFC 3339 with an offset: the run stays queued, not leased before then",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_null_retry_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in POLICY_KEYS:
+                if key in data and data[key] is None:
+                    raise ValueError(f"{key} may be left out, but not null")
+            when = data.get("scheduled_for")
+            if when is not None and not isinstance(when, str):
+                raise ValueError("scheduled_for must be an RFC 3339 string")
+        return data
+
+    @field_validator("scheduled_for")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("scheduled_for is out of range once converted to UTC") from None
 
     @field_validator("input")
     @classmethod
@@ -342,6 +439,17 @@ class RunPublic(BaseModel):
     priority: int
     max_retries: int
     retry_count: int
+    retry_on: list[str] = Field(default_factory=lambda: ["lost"])
+    retry_delay: float = 0.0
+    retry_backoff: float = 2.0
+    retry_max_delay: float = 3600.0
+    not_before: str | None = Field(
+        default=None, description="Not leased before this time (delayed run, retry backoff)"
+    )
+    schedule_id: int | None = Field(default=None, description="The schedule that made the run")
+    scheduled_for: str | None = Field(
+        default=None, description="The time the run stands for (its schedule's fire time)"
+    )
     cancel_requested: bool
     queued_at: str
     started_at: str | None
@@ -410,6 +518,93 @@ class LogLinePublic(BaseModel):
 class LogPage(BaseModel):
     logs: list[LogLinePublic]
     next_seq: int
+
+
+class EnvironmentUpdate(Strict):
+    max_concurrent_runs: int | None = Field(
+        ge=1, le=10_000, description="Runs of the environment leased at once; null = no limit"
+    )
+
+
+class EnvironmentPublic(BaseModel):
+    name: str
+    max_concurrent_runs: int | None
+    created_at: str
+
+
+class EnvironmentList(BaseModel):
+    environments: list[EnvironmentPublic]
+
+
+Overlap = Literal["allow", "skip", "queue"]
+Catchup = Literal["none", "latest", "all"]
+SCHEDULE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+class ScheduleFields(RetryFields):
+    """What a schedule's runs are made of; shared by create and update."""
+
+    @field_validator("input", check_fields=False)
+    @classmethod
+    def _plain_json(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            check_plain_json(value)
+        return value
+
+
+class ScheduleCreate(ScheduleFields):
+    cron: str = Field(max_length=200, examples=["0 3 * * *", "@daily"])
+    timezone: str = Field(default="UTC", max_length=64, examples=["Europe/Berlin"])
+    input: dict[str, Any] = Field(default_factory=dict)
+    version_no: int | None = Field(
+        default=None, ge=1, le=MAX_INT64, description="null = the latest version when it fires"
+    )
+    environment: str = Field(default="default", pattern=ENVIRONMENT_PATTERN)
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    overlap: Overlap = "allow"
+    catchup: Catchup = "none"
+    enabled: bool = True
+    name: str = Field(default="", pattern=r"^$|" + SCHEDULE_NAME_PATTERN)
+
+
+class ScheduleUpdate(ScheduleFields):
+    """Only the keys given change; ``version_no: null`` means the latest version."""
+
+    cron: str | None = Field(default=None, max_length=200)
+    timezone: str | None = Field(default=None, max_length=64)
+    input: dict[str, Any] | None = None
+    version_no: int | None = Field(default=None, ge=1, le=MAX_INT64)
+    environment: str | None = Field(default=None, pattern=ENVIRONMENT_PATTERN)
+    priority: int | None = Field(default=None, ge=-1000, le=1000)
+    overlap: Overlap | None = None
+    catchup: Catchup | None = None
+    enabled: bool | None = None
+    name: str | None = Field(default=None, pattern=r"^$|" + SCHEDULE_NAME_PATTERN)
+
+
+class SchedulePublic(BaseModel):
+    schedule_id: int
+    app_slug: str
+    name: str
+    cron: str
+    timezone: str
+    input: dict[str, Any]
+    version_no: int | None
+    environment: str
+    priority: int
+    retry: dict[str, Any] = Field(description="The retry fields this schedule overrides")
+    overlap: str
+    catchup: str
+    enabled: bool
+    next_fire_at: str | None
+    last_fired_at: str | None
+    created_at: str
+    updated_at: str
+
+
+class ScheduleList(BaseModel):
+    schedules: list[SchedulePublic]
+    next_cursor: str | None
 
 
 # --- runner endpoints -------------------------------------------------------------------

@@ -9,8 +9,16 @@ Example::
     import_paths = ["src"]
     description = "Nightly load"
 
+    schedule = "0 3 * * *"
+    timezone = "Europe/Berlin"
+
     [app.timeout]
     seconds = 600
+
+    [app.retry]
+    max_retries = 3
+    retry_on = ["lost", "failed"]
+    retry_delay = 30
 
     [[parameters]]
     name = "DAYS"
@@ -28,6 +36,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from minitower_shared.retry import (
+    MAX_BACKOFF,
+    MAX_DELAY_SECONDS,
+    MAX_RETRIES,
+    POLICY_KEYS,
+    RETRY_REASONS,
+)
 from minitower_shared.toml_prescan import TomlTooComplex, prescan_toml
 
 __all__ = [
@@ -57,8 +72,19 @@ _PARAM_TYPES: tuple[str, ...] = get_args(ParamType)
 _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 _TOP_LEVEL_KEYS = ("app", "parameters")
-_APP_KEYS = ("name", "script", "source", "import_paths", "description", "timeout")
+_APP_KEYS = (
+    "name",
+    "script",
+    "source",
+    "import_paths",
+    "description",
+    "timeout",
+    "retry",
+    "schedule",
+    "timezone",
+)
 _TIMEOUT_KEYS = ("seconds",)
+_RETRY_KEYS = POLICY_KEYS
 _PARAMETER_KEYS = ("name", "description", "type", "default")
 _UNKNOWN_KEYS_SHOWN = 5
 
@@ -83,6 +109,11 @@ class Towerfile:
     description: str
     timeout_seconds: int | None
     parameters: tuple[Parameter, ...]
+    # [app.retry]: the retry policy's keys that it sets (checked, in JSON types).
+    retry: dict[str, Any] | None = None
+    # The app's Towerfile schedule (cron), which ``minitower deploy`` keeps in step.
+    schedule: str | None = None
+    timezone: str | None = None
 
 
 def parse_towerfile(text: str, *, max_bytes: int = MAX_TOWERFILE_BYTES) -> Towerfile:
@@ -133,6 +164,9 @@ def parse_towerfile(text: str, *, max_bytes: int = MAX_TOWERFILE_BYTES) -> Tower
         description=_string(app.get("description", ""), "[app].description"),
         timeout_seconds=_timeout_seconds(app.get("timeout")),
         parameters=_parameters(document.get("parameters", [])),
+        retry=_retry(app.get("retry")),
+        schedule=_optional_string(app.get("schedule"), "[app].schedule", 200),
+        timezone=_optional_string(app.get("timezone"), "[app].timezone", 64),
     )
 
 
@@ -194,6 +228,57 @@ def _relative_path(value: Any, key: str, *, allow_root: bool) -> str:
             raise TowerfileError(f"Towerfile: {key} must name a file, not {value!r}")
         return "."
     return "/".join(parts)
+
+
+def _optional_string(value: Any, key: str, max_length: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > max_length:
+        raise TowerfileError(
+            f"Towerfile: {key} must be a non-empty string of at most {max_length} characters"
+        )
+    return value
+
+
+def _retry(retry: Any) -> dict[str, Any] | None:
+    if retry is None:
+        return None
+    if not isinstance(retry, dict):
+        raise TowerfileError("Towerfile: [app].retry must be a table, e.g. [app.retry]")
+    _reject_unknown_keys(retry, _RETRY_KEYS, "in [app.retry]")
+    policy: dict[str, Any] = {}
+    for key, value in retry.items():
+        where = f"[app.retry].{key}"
+        if key == "max_retries":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TowerfileError(f"Towerfile: {where} must be an integer")
+            if not 0 <= value <= MAX_RETRIES:
+                raise TowerfileError(f"Towerfile: {where} must be between 0 and {MAX_RETRIES}")
+            policy[key] = value
+        elif key == "retry_on":
+            if (
+                not isinstance(value, list)
+                or not all(v in RETRY_REASONS for v in value)
+                or len(set(value)) != len(value)
+            ):
+                raise TowerfileError(
+                    f"Towerfile: {where} must list distinct reasons among "
+                    f"{', '.join(RETRY_REASONS)}"
+                )
+            policy[key] = list(value)
+        else:
+            low, high = (1.0, MAX_BACKOFF) if key == "retry_backoff" else (0.0, MAX_DELAY_SECONDS)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or not low <= value <= high
+            ):
+                raise TowerfileError(
+                    f"Towerfile: {where} must be a number between {low:g} and {high:g}"
+                )
+            policy[key] = float(value)
+    return policy
 
 
 def _timeout_seconds(timeout: Any) -> int | None:

@@ -26,12 +26,14 @@ from minitower_api.objects import ObjectStore
 from minitower_api.routers import (
     apps,
     bootstrap,
+    environments,
     health,
     leases,
     logs,
     runner_registration_tokens,
     runners,
     runs,
+    schedules,
     team_auth,
     tokens,
     versions,
@@ -138,6 +140,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         leases,
         runs,
         logs,
+        environments,
+        schedules,
     ):
         app.include_router(module.router)
     console.install(app)

@@ -32,6 +32,8 @@ from minitower_shared.store import apps as app_store
 from minitower_shared.store import reaper_passes as pass_store
 from minitower_shared.store import runners as runner_store
 from minitower_shared.store import runs as run_store
+from minitower_shared.store import scheduler_passes as scheduler_pass_store
+from minitower_shared.store import schedules as schedule_store
 from minitower_shared.store import teams as team_store
 
 log = logging.getLogger("minitower.api")
@@ -69,6 +71,8 @@ class _DatabaseCollector(Collector):
             online = runner_store.online_by_environment(session)
             environments = team_store.environment_names(session)
             reaper = pass_store.summary(session)
+            scheduler = scheduler_pass_store.summary(session)
+            oldest_due = schedule_store.oldest_due_at(session)
         now = utcnow()
         runs = GaugeMetricFamily("minitower_runs", "Runs by current status", labels=["status"])
         for status in RunStatus:
@@ -118,6 +122,32 @@ class _DatabaseCollector(Collector):
         yield duration
         for name, field, documentation in _REAPER_COUNTERS:
             yield CounterMetricFamily(name, documentation, value=getattr(reaper, field))
+
+        tick_age = GaugeMetricFamily(
+            "minitower_scheduler_last_tick_age_seconds",
+            "Seconds since the most recent tick of any scheduler",
+        )
+        if scheduler.last_tick_at is not None:
+            tick_age.add_metric([], max((now - scheduler.last_tick_at).total_seconds(), 0.0))
+        yield tick_age
+        lag = GaugeMetricFamily(
+            "minitower_schedule_lag_seconds",
+            "Seconds since the oldest due time not yet fired (0 when none is due)",
+        )
+        lag.add_metric(
+            [], 0.0 if oldest_due is None else max((now - oldest_due).total_seconds(), 0.0)
+        )
+        yield lag
+        yield CounterMetricFamily(
+            "minitower_schedule_runs_fired",
+            "Runs the schedulers created",
+            value=scheduler.runs_fired,
+        )
+        yield CounterMetricFamily(
+            "minitower_schedule_fires_skipped",
+            "Due times the schedulers skipped (overlap, disabled app, no version)",
+            value=scheduler.fires_skipped,
+        )
 
 
 class Metrics:

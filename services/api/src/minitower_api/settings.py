@@ -75,6 +75,11 @@ class ApiSettings(BaseSettings):
     # Make /ready answer 503 while the reaper is stalled (or, once the API has been up
     # longer than reaper_stall_after, when no reaper has ever made a pass).
     ready_requires_reaper: bool = False
+    # The scheduler's catchup cap (as minitower-scheduler reads it): catchup = "all" is
+    # refused while it is 0. A scheduler whose last tick is older than
+    # scheduler_stall_after is "stalled" on /ready.
+    schedule_max_catchup: int = Field(default=10, ge=0, le=1000)
+    scheduler_stall_after: PositiveSeconds = 60.0
     # When set, /metrics requires ``Authorization: Bearer <it>``: its series name teams
     # and apps.
     metrics_token: SecretStr | None = None

@@ -4,6 +4,7 @@ from minitower_shared.clock import rfc3339
 from minitower_shared.models import (
     App,
     AppVersion,
+    Environment,
     RunAttempt,
     RunLog,
     Runner,
@@ -13,6 +14,7 @@ from minitower_shared.models import (
 from minitower_shared.schemas import (
     AppPublic,
     AttemptPublic,
+    EnvironmentPublic,
     LogLinePublic,
     QueuedEnvironment,
     RunnerPublic,
@@ -39,6 +41,7 @@ def app_public(app: App) -> AppPublic:
         slug=app.slug,
         description=app.description,
         disabled=app.disabled,
+        max_concurrent_runs=app.max_concurrent_runs,
         created_at=_ts(app.created_at),
         updated_at=_ts(app.updated_at),
     )
@@ -55,6 +58,7 @@ def version_public(version: AppVersion) -> VersionPublic:
         import_paths=version.import_paths,
         artifact_sha256=version.artifact_sha256,
         artifact_size=version.artifact_size,
+        retry_policy=version.retry_policy,
         created_at=_ts(version.created_at),
     )
 
@@ -74,6 +78,13 @@ def run_public(view: RunView) -> RunPublic:
         priority=run.priority,
         max_retries=run.max_retries,
         retry_count=run.retry_count,
+        retry_on=run.retry_on,
+        retry_delay=run.retry_delay,
+        retry_backoff=run.retry_backoff,
+        retry_max_delay=run.retry_max_delay,
+        not_before=rfc3339(run.not_before),
+        schedule_id=run.schedule_id,
+        scheduled_for=rfc3339(run.scheduled_for),
         cancel_requested=run.cancel_requested,
         queued_at=_ts(run.queued_at),
         started_at=rfc3339(run.started_at),
@@ -162,4 +173,12 @@ def runs_summary_public(summary: TeamRunSummary) -> RunsSummary:
         ],
         runners_online=summary.runners_online,
         recent_failures=[run_public(view) for view in summary.recent_failures],
+    )
+
+
+def environment_public(environment: Environment) -> EnvironmentPublic:
+    return EnvironmentPublic(
+        name=environment.name,
+        max_concurrent_runs=environment.max_concurrent_runs,
+        created_at=_ts(environment.created_at),
     )

@@ -1,6 +1,7 @@
 """``minitower dev``: the whole stack as local processes, in one command.
 
-It migrates the database, then starts ``minitowerd``, ``minitower-reaper`` and N
+It migrates the database, then starts ``minitowerd``, ``minitower-reaper``,
+``minitower-scheduler`` and N
 ``minitower-runner`` processes (the console scripts installed next to ``minitower``),
 with every piece of state in one folder (``./.minitower/`` by default, the same layout
 ``scripts/run-local`` uses): the database, the objects, the venv cache, the runners'
@@ -217,7 +218,8 @@ def find_program(name: str) -> str:
     if found is None:
         raise UsageError(
             f"{name} is not installed next to minitower ({beside.parent}): `minitower dev` "
-            "needs the whole kit (minitower-api, minitower-reaper, minitower-runner)"
+            "needs the whole kit (minitower-api, minitower-reaper, minitower-scheduler, "
+            "minitower-runner)"
         )
     return found
 
@@ -391,7 +393,7 @@ def run_dev(options: DevOptions, output: Output) -> int:
             f"port {options.port} on {options.host} is in use (another `minitower dev` or "
             "scripts/run-local?): stop it, or pass --port"
         )
-    for program in ("minitowerd", "minitower-reaper", "minitower-runner"):
+    for program in ("minitowerd", "minitower-reaper", "minitower-scheduler", "minitower-runner"):
         find_program(program)
     values = load_secrets(state)
     stack = Stack(options, output)
@@ -447,6 +449,7 @@ def _serve(stack: Stack, values: dict[str, str]) -> int:
     )
     wait_ready(stack, api, url)
     stack.spawn("reaper", "minitower-reaper", [], _child_env(db))
+    stack.spawn("scheduler", "minitower-scheduler", [], _child_env(db))
     try:
         token, _new = team_token(url, state, options.team, values[_SECRET_NAMES[0]])
         registration = runner_registration_token(url, state, token)

@@ -44,7 +44,13 @@ def update_app(
     description: str | None,
     disabled: bool | None,
     now: datetime,
+    max_concurrent_runs: int | None = None,
+    set_max_concurrent_runs: bool = False,
 ) -> App:
+    """``set_max_concurrent_runs`` says whether ``max_concurrent_runs`` was given (None
+    then lifts the limit)."""
+    if set_max_concurrent_runs:
+        app.max_concurrent_runs = max_concurrent_runs
     if description is not None:
         app.description = description
     if disabled is not None:
@@ -66,6 +72,7 @@ def create_version(
     timeout_seconds: int,
     params_schema: dict[str, Any] | None,
     import_paths: list[str],
+    retry_policy: dict[str, Any] | None = None,
 ) -> AppVersion:
     """Numbers versions 1, 2, … per app; the caller's write lock makes the count safe."""
     last = session.exec(
@@ -82,6 +89,7 @@ def create_version(
         timeout_seconds=timeout_seconds,
         params_schema=params_schema,
         import_paths=import_paths,
+        retry_policy=retry_policy,
     )
     session.add(version)
     session.flush()

@@ -5,18 +5,33 @@ future. Every function here re-checks that inside its UPDATE, so a runner whose 
 ran out is fenced off even before the reaper has noticed.
 """
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import exists, func, or_, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
-from minitower_shared.models import App, AppVersion, Run, RunAttempt, RunLog, active_attempt
+from minitower_shared.clock import as_utc
+from minitower_shared.models import (
+    DELAYED_RUN_CONDITION,
+    LIVE_RUN_CONDITION,
+    App,
+    AppVersion,
+    Environment,
+    Run,
+    RunAttempt,
+    RunLog,
+    active_attempt,
+)
+from minitower_shared.retry import jittered, nominal_delay, reason_of_failure
 from minitower_shared.states import (
     ACTIVE_ATTEMPT_STATUSES,
+    TERMINAL_RUN_STATUSES,
     AttemptStatus,
     RunStatus,
 )
@@ -88,20 +103,7 @@ def expire_attempt(session: Session, attempt_id: int, now: datetime) -> RunStatu
         )
     ):
         return RunStatus.CANCELLED
-    # The run keeps its original queued_at, so a retry goes back to where it stood in
-    # the queue: retries are picked in a deterministic order.
-    if _rowcount(
-        _execute(
-            session,
-            update(Run)
-            .where(
-                col(Run.id) == run_id,
-                col(Run.status).in_(_LIVE_RUN),
-                col(Run.retry_count) < col(Run.max_retries),
-            )
-            .values(status=RunStatus.QUEUED.value, retry_count=Run.retry_count + 1, updated_at=now),
-        )
-    ):
+    if _requeue_for_retry(session, run_id, reason="lost", now=now):
         return RunStatus.QUEUED
     if _rowcount(
         _execute(
@@ -118,6 +120,48 @@ def expire_attempt(session: Session, attempt_id: int, now: datetime) -> RunStatu
     ):
         return RunStatus.DEAD
     raise RuntimeError(f"run {run_id} had an active attempt but was not in a leased state")
+
+
+def _requeue_for_retry(session: Session, run_id: int, *, reason: str, now: datetime) -> bool:
+    """Put a live run back in the queue when its policy retries ``reason`` and retries
+    are left, not before its backoff delay. The run keeps its original queued_at, so a
+    retry goes back to where it stood in the queue: retries are picked in a
+    deterministic order."""
+    run = session.exec(
+        select(Run).where(Run.id == run_id).execution_options(populate_existing=True)
+    ).one()
+    if reason not in run.retry_on or run.retry_count >= run.max_retries:
+        return False
+    delay = jittered(
+        nominal_delay(
+            retry_delay=run.retry_delay,
+            retry_backoff=run.retry_backoff,
+            retry_max_delay=run.retry_max_delay,
+            retry_no=run.retry_count + 1,
+        )
+    )
+    # Conditional on the retry count read above: the write lock makes it current, and
+    # the condition keeps the step from ever being applied twice.
+    return bool(
+        _rowcount(
+            _execute(
+                session,
+                update(Run)
+                .where(
+                    col(Run.id) == run_id,
+                    col(Run.status).in_(_LIVE_RUN),
+                    col(Run.retry_count) == run.retry_count,
+                )
+                .values(
+                    status=RunStatus.QUEUED.value,
+                    retry_count=Run.retry_count + 1,
+                    not_before=now + timedelta(seconds=delay) if delay > 0 else None,
+                    delayed=delay > 0,
+                    updated_at=now,
+                ),
+            )
+        )
+    )
 
 
 def expire_stale_attempts(
@@ -139,27 +183,149 @@ def expire_stale_attempts(
     return outcomes
 
 
+def _eligible(environment: str, team_id: int | None) -> list[Any]:
+    """Queued, not delayed runs of ``environment`` that a runner bound to ``team_id``
+    (None: a shared runner) may be handed: the leading terms of ix_run_queue, then the
+    binding (``runnable_by``). The literal SQL is what lets SQLite use the partial index
+    (see models)."""
+    return [
+        text("run.status = 'queued'"),
+        col(Run.environment) == environment,
+        text("run.delayed = 0"),
+        runnable_by(team_id),
+    ]
+
+
 def may_lease(
-    session: Session, *, runner_id: int, environment: str, team_id: int | None = None
+    session: Session,
+    *,
+    runner_id: int,
+    environment: str,
+    now: datetime,
+    team_id: int | None = None,
 ) -> bool:
     """Whether ``lease_next_run`` could change anything now: a run waits in the
-    environment, or the runner holds an attempt (to refuse, or to expire inline). Lets
-    an idle long poll look without taking the write lock."""
-    queued = session.exec(
-        select(Run.id)
-        .where(
-            Run.status == RunStatus.QUEUED.value,
-            Run.environment == environment,
-            runnable_by(team_id),
-        )
-        .limit(1)
-    ).first()
-    if queued is not None:
+    environment (or a delayed run's time has come), or the runner holds an attempt (to
+    refuse, or to expire inline). Lets an idle long poll look without taking the write
+    lock."""
+    queued = session.exec(select(Run.id).where(*_eligible(environment, team_id)).limit(1)).first()
+    if queued is not None or next_delayed_at(session, before=now) is not None:
         return True
     held = session.exec(
         select(RunAttempt.id).where(RunAttempt.runner_id == runner_id, active_attempt()).limit(1)
     ).first()
     return held is not None
+
+
+def next_delayed_at(session: Session, *, before: datetime | None = None) -> datetime | None:
+    """The earliest time a delayed run (of any environment) becomes eligible; with
+    ``before``, only if it is not later than that. One seek of ix_run_delayed."""
+    query = select(Run.not_before).where(text("run.status = 'queued' AND run.delayed = 1"))
+    if before is not None:
+        query = query.where(col(Run.not_before) <= before)
+    value = session.exec(query.order_by(col(Run.not_before)).limit(1)).first()
+    return None if value is None else as_utc(value)
+
+
+def release_due_runs(session: Session, now: datetime) -> int:
+    """Make the delayed runs whose time has come eligible for leasing; one walk of
+    ix_run_delayed over the due rows only."""
+    return _rowcount(
+        _execute(
+            session,
+            update(Run)
+            .where(text(DELAYED_RUN_CONDITION), col(Run.not_before) <= now)
+            .values(delayed=False),
+        )
+    )
+
+
+_PREDECESSOR = aliased(Run, name="predecessor")
+# overlap = "queue": a run waits while the earlier run it names is not terminal. Built
+# once: an alias made per call would be compiled again on every lease.
+_PREDECESSOR_RUNNING = exists().where(
+    col(_PREDECESSOR.id) == col(Run.after_run_id),
+    col(_PREDECESSOR.status).not_in([s.value for s in TERMINAL_RUN_STATUSES]),
+)
+
+
+def _pick_next_run(session: Session, environment: str, team_id: int | None) -> int | None:
+    """The id of the run to lease: highest priority, then oldest ``queued_at``, then
+    lowest id, among eligible runs whose app and environment are below their
+    ``max_concurrent_runs`` and whose overlap predecessor (if any) has ended.
+
+    Flat in queue depth: one seek per app with eligible runs (a loose index scan of
+    ix_run_queue), the app's best run another seek; an app at its limit is never
+    walked, so its backlog costs nothing and never blocks other apps. The counts are
+    read inside the caller's write transaction, so racing leases cannot both take the
+    last slot."""
+    apps: list[int] = []
+    previous = -1
+    while True:
+        app_id = session.exec(
+            select(Run.app_id)
+            .where(*_eligible(environment, team_id), col(Run.app_id) > previous)
+            .order_by(col(Run.app_id))
+            .limit(1)
+        ).first()
+        if app_id is None:
+            break
+        apps.append(app_id)
+        previous = app_id
+    if not apps:
+        return None
+    live_apps: Counter[int] = Counter()
+    live_envs: Counter[int] = Counter()
+    for live_app, live_env in session.exec(
+        select(Run.app_id, Run.environment_id).where(text(f"run.{LIVE_RUN_CONDITION}"))
+    ):
+        live_apps[live_app] += 1
+        live_envs[live_env] += 1
+    app_limits = dict(
+        session.exec(
+            select(App.id, App.max_concurrent_runs).where(
+                col(App.id).in_(apps), col(App.max_concurrent_runs).is_not(None)
+            )
+        ).all()
+    )
+    predecessor_running = _PREDECESSOR_RUNNING
+    # (-priority, queued_at, id) of each app's best run, by its team's environment.
+    candidates: list[tuple[tuple[int, Any, int], int]] = []
+    for app_id in apps:
+        limit = app_limits.get(app_id)
+        if limit is not None and live_apps[app_id] >= limit:
+            continue
+        row = session.exec(
+            select(Run.priority, Run.queued_at, Run.id, Run.environment_id)
+            .where(
+                *_eligible(environment, team_id),
+                col(Run.app_id) == app_id,
+                col(Run.cancel_requested).is_(False),
+                or_(col(Run.after_run_id).is_(None), ~predecessor_running),
+            )
+            .order_by(col(Run.priority).desc(), col(Run.queued_at), col(Run.id))
+            .limit(1)
+        ).first()
+        if row is not None:
+            priority, queued_at, run_id, environment_id = row
+            assert run_id is not None
+            candidates.append(((-priority, queued_at, run_id), environment_id))
+    if not candidates:
+        return None
+    env_limits: dict[int | None, int | None] = dict(
+        session.exec(
+            select(Environment.id, Environment.max_concurrent_runs).where(
+                col(Environment.id).in_({env for _, env in candidates}),
+                col(Environment.max_concurrent_runs).is_not(None),
+            )
+        ).all()
+    )
+    open_candidates = [
+        key
+        for key, env in candidates
+        if (limit := env_limits.get(env)) is None or live_envs[env] < limit
+    ]
+    return min(open_candidates)[2] if open_candidates else None
 
 
 def lease_next_run(
@@ -175,7 +341,8 @@ def lease_next_run(
     """Claim the next queued run of ``environment`` for the runner; None when there is none.
     ``team_id`` is the runner's binding (None: a shared runner), see ``runnable_by``.
 
-    Pick order: highest priority, then oldest ``queued_at``, then lowest id."""
+    Pick order: highest priority, then oldest ``queued_at``, then lowest id, skipping
+    delayed runs and runs whose app or environment is at its concurrency limit."""
     held = session.exec(
         select(RunAttempt).where(RunAttempt.runner_id == runner_id, active_attempt())
     ).first()
@@ -185,18 +352,10 @@ def lease_next_run(
         assert held.id is not None
         expire_attempt(session, held.id, now)
 
-    next_queued = (
-        select(Run.id)
-        .where(
-            Run.status == RunStatus.QUEUED.value,
-            Run.environment == environment,
-            col(Run.cancel_requested).is_(False),
-            runnable_by(team_id),
-        )
-        .order_by(col(Run.priority).desc(), col(Run.queued_at), col(Run.id))
-        .limit(1)
-        .scalar_subquery()
-    )
+    release_due_runs(session, now)
+    next_queued = _pick_next_run(session, environment, team_id)
+    if next_queued is None:
+        return None
     claimed = _execute(
         session,
         update(Run)
@@ -382,6 +541,15 @@ def finish_attempt(
         )
     ):
         return Outcome.GONE
+    if (
+        final == AttemptStatus.FAILED
+        and previous == AttemptStatus.RUNNING
+        and _requeue_for_retry(
+            session, attempt.run_id, reason=reason_of_failure(error_message), now=now
+        )
+    ):
+        session.refresh(attempt)
+        return Outcome.OK
     run_status = RunStatus(final.value)
     expected_run_status = (
         RunStatus.CANCELLING if previous == AttemptStatus.CANCELLING else RunStatus.RUNNING

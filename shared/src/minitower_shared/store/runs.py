@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, update
+from sqlalchemy import delete, func, or_, text, update
 from sqlmodel import Session, col, select
 
 from minitower_shared.clock import as_utc
@@ -17,6 +17,7 @@ from minitower_shared.models import (
     RunAttempt,
     Runner,
 )
+from minitower_shared.retry import RetryPolicy
 from minitower_shared.states import (
     TERMINAL_RUN_STATUSES,
     AttemptStatus,
@@ -46,11 +47,16 @@ def create_run(
     environment: Environment,
     input: dict[str, Any],
     priority: int,
-    max_retries: int,
+    retry: RetryPolicy,
     now: datetime,
     rerun_of: int | None = None,
+    scheduled_for: datetime | None = None,
+    schedule_id: int | None = None,
+    after_run_id: int | None = None,
 ) -> Run:
-    """Numbers runs 1, 2, … per app; the caller's write lock makes the count safe."""
+    """Numbers runs 1, 2, … per app; the caller's write lock makes the count safe.
+
+    A run ``scheduled_for`` a later time is queued but delayed: not leased before then."""
     assert app.id is not None and version.id is not None and environment.id is not None
     last = session.exec(select(func.max(Run.run_no)).where(Run.app_id == app.id)).one()
     run = Run(
@@ -63,7 +69,16 @@ def create_run(
         status=RunStatus.QUEUED.value,
         input=input,
         priority=priority,
-        max_retries=max_retries,
+        max_retries=retry.max_retries,
+        retry_on=list(retry.retry_on),
+        retry_delay=retry.retry_delay,
+        retry_backoff=retry.retry_backoff,
+        retry_max_delay=retry.retry_max_delay,
+        scheduled_for=scheduled_for,
+        not_before=scheduled_for,
+        delayed=scheduled_for is not None and scheduled_for > now,
+        schedule_id=schedule_id,
+        after_run_id=after_run_id,
         queued_at=now,
         updated_at=now,
         rerun_of=rerun_of,
@@ -71,6 +86,17 @@ def create_run(
     session.add(run)
     session.flush()
     return run
+
+
+def retry_policy_of(run: Run) -> RetryPolicy:
+    """The policy a run was created with (a rerun keeps its origin's)."""
+    return RetryPolicy(
+        max_retries=run.max_retries,
+        retry_on=tuple(run.retry_on),
+        retry_delay=run.retry_delay,
+        retry_backoff=run.retry_backoff,
+        retry_max_delay=run.retry_max_delay,
+    )
 
 
 def find_idempotent_run(
@@ -220,7 +246,8 @@ def queue_by_environment(session: Session) -> dict[str, QueueFigures]:
     partial index ix_run_queue (it covers both columns), never the run table."""
     rows = session.exec(
         select(Run.environment, func.count(), func.min(Run.queued_at))
-        .where(Run.status == RunStatus.QUEUED.value)
+        # A delayed run is not waiting for a runner yet: counted once it is due.
+        .where(Run.status == RunStatus.QUEUED.value, text("run.delayed = 0"))
         .group_by(Run.environment)
     )
     return {

@@ -116,3 +116,20 @@ def environment_names(session: Session) -> set[str]:
 
 def set_team_password(session: Session, team_id: int, password_hash: str) -> None:
     session.execute(update(Team).where(col(Team.id) == team_id).values(password_hash=password_hash))
+
+
+def list_environments(session: Session, team_id: int) -> list[Environment]:
+    return list(
+        session.exec(
+            select(Environment).where(Environment.team_id == team_id).order_by(Environment.name)
+        )
+    )
+
+
+def set_environment_limit(
+    session: Session, environment: Environment, max_concurrent_runs: int | None
+) -> Environment:
+    environment.max_concurrent_runs = max_concurrent_runs
+    session.add(environment)
+    session.flush()
+    return environment

@@ -58,10 +58,18 @@ def get_app(app: str, caller: CallerDep, services: ServicesDep) -> AppPublic:
 
 @router.patch("/{app}", response_model=AppPublic, responses=responses())
 def update_app(app: str, body: AppUpdate, caller: CallerDep, services: ServicesDep) -> AppPublic:
-    """Change the description, or disable the app: a disabled app refuses new runs."""
+    """Change the description, or disable the app: a disabled app refuses new runs.
+    ``max_concurrent_runs`` limits how many of its runs are leased at once (null lifts
+    the limit); runs over it wait in the queue without holding up other apps."""
     with services.write() as session:
         record = require_app(session, caller.team_id, app)
         record = app_store.update_app(
-            session, record, description=body.description, disabled=body.disabled, now=utcnow()
+            session,
+            record,
+            description=body.description,
+            disabled=body.disabled,
+            now=utcnow(),
+            max_concurrent_runs=body.max_concurrent_runs,
+            set_max_concurrent_runs="max_concurrent_runs" in body.model_fields_set,
         )
     return app_public(record)

@@ -16,6 +16,7 @@ from minitower_shared.db import reader
 from minitower_shared.migrate import current_revision, head_revision
 from minitower_shared.schemas import ErrorResponse, HealthStatus
 from minitower_shared.store import reaper_passes as pass_store
+from minitower_shared.store import scheduler_passes as scheduler_pass_store
 from minitower_shared.tokens import same_secret
 
 router = APIRouter(tags=["operations"])
@@ -39,7 +40,8 @@ def health() -> HealthStatus:
 def ready(services: ServicesDep) -> Response:
     """200 when the database answers and every migration is applied, else 503. ``reaper``
     says whether a reaper made a pass within MINITOWER_REAPER_STALL_AFTER; with
-    MINITOWER_READY_REQUIRES_REAPER=true a stalled or missing reaper is also 503."""
+    MINITOWER_READY_REQUIRES_REAPER=true a stalled or missing reaper is also 503.
+    ``scheduler`` says the same of the schedulers' ticks (MINITOWER_SCHEDULER_STALL_AFTER)."""
     try:
         with services.read() as session:
             session.execute(text("SELECT 1"))
@@ -55,16 +57,35 @@ def ready(services: ServicesDep) -> Response:
         )
     with services.read() as session:
         last_pass_at = pass_store.summary(session).last_pass_at
+        last_tick_at = scheduler_pass_store.summary(session).last_tick_at
     settings = services.settings
-    reaper = reaper_state(last_pass_at, utcnow(), stall_after=settings.reaper_stall_after)
+    now = utcnow()
+    reaper = reaper_state(last_pass_at, now, stall_after=settings.reaper_stall_after)
+    # Reported, never a reason for 503: a deployment without schedules needs no scheduler.
+    scheduler = scheduler_state(last_tick_at, now, stall_after=settings.scheduler_stall_after)
     if settings.ready_requires_reaper and reaper != REAPER_OK:
         # A fresh install gets one stall window for its reaper to make a first pass.
         waiting = time.monotonic() - services.started < settings.reaper_stall_after
         if reaper != NO_REAPER_PASS:
-            return JSONResponse({"status": "reaper stalled", "reaper": reaper}, status_code=503)
+            return JSONResponse(
+                {"status": "reaper stalled", "reaper": reaper, "scheduler": scheduler},
+                status_code=503,
+            )
         if not waiting:
-            return JSONResponse({"status": "no reaper", "reaper": reaper}, status_code=503)
-    return JSONResponse({"status": "ok", "reaper": reaper})
+            return JSONResponse(
+                {"status": "no reaper", "reaper": reaper, "scheduler": scheduler},
+                status_code=503,
+            )
+    return JSONResponse({"status": "ok", "reaper": reaper, "scheduler": scheduler})
+
+
+def scheduler_state(last_tick_at: datetime | None, now: datetime, *, stall_after: float) -> str:
+    if last_tick_at is None:
+        return "no tick recorded"
+    age = (now - last_tick_at).total_seconds()
+    if age > stall_after:
+        return f"stalled: last tick {age:.0f} s ago"
+    return REAPER_OK
 
 
 def reaper_state(last_pass_at: datetime | None, now: datetime, *, stall_after: float) -> str:

@@ -50,6 +50,11 @@ def _ttl(services: Services) -> timedelta:
     return timedelta(seconds=services.settings.lease_ttl)
 
 
+def _next_delayed_at(services: Services) -> datetime | None:
+    with services.read() as session:
+        return lease_store.next_delayed_at(session)
+
+
 def _try_lease(
     services: Services, runner_token: str, *, probe_first: bool
 ) -> LeaseGranted | LeaseRefusal | None:
@@ -62,6 +67,7 @@ def _try_lease(
                 runner_id=runner.id,
                 environment=runner.environment,
                 team_id=runner.team_id,
+                now=utcnow(),
             ):
                 return None
     token = new_token(LEASE_TOKEN_PREFIX)
@@ -164,7 +170,13 @@ async def _lease_loop(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return Response(status_code=204)
-        await services.signal.wait(woken, min(remaining, services.settings.lease_poll_interval))
+        pause = min(remaining, services.settings.lease_poll_interval)
+        # A delayed run (or a retry's backoff) becoming due wakes the waiter on time,
+        # whatever the poll interval.
+        due = await run_in_threadpool(_next_delayed_at, services)
+        if due is not None:
+            pause = max(min(pause, (due - utcnow()).total_seconds()), 0.0)
+        await services.signal.wait(woken, pause)
 
 
 def _live_attempt(
@@ -350,6 +362,8 @@ def report_result(
     services.run_signals.notify(run_id)
     if attempt.id is not None:
         services.log_budgets.forget(attempt.id)
+    # A retry queued at once, or a concurrency slot freed: waiting runners look again.
+    services.signal.notify()
     if reported_before is None:
         app_label = services.metrics.app_label(run.app_id)
         services.metrics.runs_finished.labels(app_label, run.status).inc()

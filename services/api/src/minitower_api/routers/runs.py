@@ -13,6 +13,7 @@ from minitower_api.routers.apps import require_app
 from minitower_api.views import attempt_public, run_public, runs_summary_public
 from minitower_shared.clock import utcnow
 from minitower_shared.models import App, AppVersion
+from minitower_shared.retry import RetryPolicy
 from minitower_shared.schemas import (
     AttemptList,
     RunCreate,
@@ -61,7 +62,9 @@ def create_run(
 ) -> RunPublic:
     """Queue a run of the app's latest version (or of ``version_no``). Parameter defaults
     fill missing input keys; input that fails the version's parameter schema is refused.
-    Every key of the body is optional, so no body at all means every default."""
+    Every key of the body is optional, so no body at all means every default.
+    ``scheduled_for`` delays the run; the retry fields override the version's
+    ``[app.retry]`` policy."""
     body = body or RunCreate()
     # Everything that can be decided without the write lock is decided first: versions
     # never change, and validating input against a team's own schema must not hold up
@@ -98,8 +101,9 @@ def create_run(
             environment=environment,
             input=run_input,
             priority=body.priority,
-            max_retries=body.max_retries,
+            retry=resolve_retry(version, body.retry_overrides()),
             now=now,
+            scheduled_for=body.scheduled_for,
         )
         assert run.id is not None
         if idempotency_key:
@@ -260,7 +264,7 @@ def rerun(
             environment=environment,
             input=run_input,
             priority=origin.run.priority,
-            max_retries=origin.run.max_retries,
+            retry=run_store.retry_policy_of(origin.run),
             now=utcnow(),
             rerun_of=run_id,
         )
@@ -280,3 +284,8 @@ def cancel_run(run_id: RunId, caller: CallerDep, services: ServicesDep) -> RunPu
         public = run_public(require_run(session, caller.team_id, run_id))
     services.run_signals.notify(run_id)
     return public
+
+
+def resolve_retry(version: AppVersion, overrides: dict[str, object]) -> RetryPolicy:
+    """The version's Towerfile policy, then the caller's overrides."""
+    return RetryPolicy().with_overrides(version.retry_policy or {}).with_overrides(overrides)

@@ -90,6 +90,7 @@ class _Manifest:
         elif towerfile is not None and towerfile.parameters:
             self.params_schema = parameters_schema(towerfile.parameters)
         self.import_paths = list(towerfile.import_paths) if towerfile else []
+        self.retry_policy = towerfile.retry if towerfile else None
 
 
 def _refuse_constant(name: str) -> Any:
@@ -210,6 +211,7 @@ def _store_version(
                 artifact_size=size,
                 entrypoint=manifest.entrypoint,
                 timeout_seconds=manifest.timeout_seconds,
+                retry_policy=manifest.retry_policy,
                 params_schema=manifest.params_schema,
                 import_paths=manifest.import_paths,
             )

@@ -18,6 +18,7 @@ from rich.progress import (
 from rich.text import Text
 
 from minitower_cli.client import ApiClient
+from minitower_cli.commands.schedules import sync_towerfile_schedule
 from minitower_cli.context import JsonOption, state
 from minitower_cli.errors import UsageError
 from minitower_cli.output import Output, human_bytes
@@ -88,6 +89,12 @@ def deploy(
     created = _ensure_app(client, project, output)
     latest = _latest_sha(client, project.app_slug) if not created else None
     version = _upload(client, project.app_slug, package, output)
+    # After the upload: a schedule's input is checked against the new version.
+    scheduled = sync_towerfile_schedule(
+        client, project.app_slug, project.towerfile.schedule, project.towerfile.timezone
+    )
+    if scheduled is not None:
+        output.status(scheduled)
     if json_out:
         output.json(version)
         return

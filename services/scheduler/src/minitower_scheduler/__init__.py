@@ -1,0 +1,1 @@
+"""MiniTower scheduler: fires cron schedules."""

@@ -1,0 +1,46 @@
+"""The scheduler's configuration: ``MINITOWER_*`` environment variables."""
+
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import AwareDatetime, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from minitower_shared.db import DEFAULT_BUSY_TIMEOUT, DEFAULT_SLOW_QUERY_THRESHOLD
+from minitower_shared.durations import LogLevel, OptionalSeconds, PositiveSeconds, Seconds
+from minitower_shared.logging_setup import LogFormat
+
+
+class SchedulerSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MINITOWER_",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        env_ignore_empty=True,
+    )
+
+    db_path: Path = Path("minitower.db")
+    # The longest sleep between ticks: how soon a schedule created (or resumed) through
+    # the API is first looked at when nothing else is due sooner.
+    schedule_check_interval: PositiveSeconds = 5.0
+    # catchup = "all" fires at most this many missed times per schedule after downtime.
+    schedule_max_catchup: int = Field(default=10, ge=0, le=1000)
+    # catchup = "none" still fires a due time this late (a slow tick, a quick restart).
+    schedule_misfire_grace: Seconds = 60.0
+    # This scheduler's row in scheduler_pass (default hostname:pid).
+    scheduler_name: str | None = Field(default=None, min_length=1, max_length=200)
+    log_level: LogLevel = "info"
+    log_format: LogFormat = "auto"
+    db_busy_timeout: PositiveSeconds = DEFAULT_BUSY_TIMEOUT
+    slow_query_threshold: OptionalSeconds = DEFAULT_SLOW_QUERY_THRESHOLD
+    # Tests only: a clock that runs ``test_clock_speed`` times faster than the real one
+    # from ``test_clock_anchor`` (every process given the same pair sees the same time),
+    # so a schedule "every minute" fires every second of real time.
+    test_clock_anchor: AwareDatetime | None = None
+    test_clock_speed: float = Field(default=1.0, gt=0, le=3600)
+
+    def clock_now(self, real: datetime) -> datetime:
+        if self.test_clock_anchor is None:
+            return real
+        return self.test_clock_anchor + (real - self.test_clock_anchor) * self.test_clock_speed
