@@ -106,3 +106,48 @@ def test_schedules_migration_keeps_existing_runs_and_round_trips(tmp_path: Path)
     assert not {"schedule", "schedule_fire", "scheduler_pass"} & tables
     command.upgrade(alembic_config(db), "head")
     command.check(alembic_config(db))
+
+
+def test_a_database_with_data_upgrades_and_downgrades_with_it(tmp_path: Path) -> None:
+    """Rows reference the tables the migrations rebuild (team, runner, run): each step
+    keeps them, with foreign keys enforced as the services enforce them."""
+    db = tmp_path / "populated.db"
+    command.upgrade(alembic_config(db), "0002")
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.executescript(
+            """
+            INSERT INTO team (id, slug, name, created_at) VALUES (1, 't', 'T', '2026-01-01');
+            INSERT INTO app (id, team_id, slug, description, disabled, created_at, updated_at)
+              VALUES (1, 1, 'app', '', 0, '2026-01-01', '2026-01-01');
+            INSERT INTO environment (id, team_id, name, created_at)
+              VALUES (1, 1, 'default', '2026-01-01');
+            INSERT INTO app_version (id, app_id, version_no, artifact_object_key,
+              artifact_sha256, artifact_size, entrypoint, timeout_seconds, import_paths,
+              created_at) VALUES (1, 1, 1, 'k', 'x', 1, 'main.py', 60, '[]', '2026-01-01');
+            INSERT INTO run (id, team_id, app_id, environment_id, environment, app_version_id,
+              run_no, status, input, priority, max_retries, retry_count, cancel_requested,
+              queued_at, updated_at) VALUES (1, 1, 1, 1, 'default', 1, 1, 'completed', '{}',
+              0, 0, 0, 0, '2026-01-01', '2026-01-01');
+            INSERT INTO runner (id, name, environment, labels, token_hash, status, created_at)
+              VALUES (1, 'r1', 'default', '{}', 'h', 'online', '2026-01-01');
+            INSERT INTO run_attempt (id, run_id, runner_id, attempt_no, lease_token_hash,
+              lease_expires_at, status, leased_at) VALUES (1, 1, 1, 1, 'l', '2026-01-01',
+              'completed', '2026-01-01');
+            INSERT INTO run_log (attempt_id, seq, stream, line, logged_at)
+              VALUES (1, 1, 'stdout', 'hello', '2026-01-01');
+            """
+        )
+
+    def counts() -> list[int]:
+        with sqlite3.connect(db) as conn:
+            tables = ("team", "runner", "run", "run_attempt", "run_log")
+            return [conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables]
+
+    command.upgrade(alembic_config(db), "head")
+    assert counts() == [1, 1, 1, 1, 1]
+    command.check(alembic_config(db))
+    command.downgrade(alembic_config(db), "0002")
+    assert counts() == [1, 1, 1, 1, 1]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []

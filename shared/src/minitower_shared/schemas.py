@@ -5,6 +5,7 @@ shapes without the database layer. Timestamps travel as RFC 3339 strings.
 """
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -75,6 +76,16 @@ PositiveInt64 = Annotated[
     int,
     Field(ge=1, le=MAX_INT64, json_schema_extra={"minimum": 1, "maximum": JSON_SAFE_INT}),
     _INTEGRAL,
+]
+# Bounded integers and seconds of request bodies, with their bounds inside the type so
+# that an optional field (``X | None``) keeps them in the OpenAPI document too.
+RetryCount = Annotated[int, Field(ge=0, le=MAX_RETRIES), _INTEGRAL]
+ConcurrencyLimit = Annotated[int, Field(ge=1, le=10_000), _INTEGRAL]
+Priority = Annotated[int, Field(ge=-1000, le=1000), _INTEGRAL]
+DelaySeconds = Annotated[float, Field(ge=0, le=MAX_DELAY_SECONDS)]
+BackoffFactor = Annotated[float, Field(ge=1, le=MAX_BACKOFF)]
+RetryReasons = Annotated[
+    list[RetryReason], Field(max_length=3, json_schema_extra={"uniqueItems": True})
 ]
 
 
@@ -305,10 +316,8 @@ class AppCreate(Strict):
 class AppUpdate(Strict):
     description: str | None = Field(default=None, max_length=2000)
     disabled: bool | None = None
-    max_concurrent_runs: int | None = Field(
+    max_concurrent_runs: ConcurrencyLimit | None = Field(
         default=None,
-        ge=1,
-        le=10_000,
         description="Runs of the app leased at once; null (given explicitly) = no limit",
     )
 
@@ -352,20 +361,19 @@ class RetryFields(Strict):
     """A retry policy's fields; each left out (or null) takes the version's value
     (its Towerfile ``[app.retry]``), else the default shown. Durations are seconds."""
 
-    max_retries: int | None = Field(default=None, ge=0, le=MAX_RETRIES, description="default 0")
-    retry_on: list[RetryReason] | None = Field(
+    max_retries: RetryCount | None = Field(default=None, description="default 0")
+    retry_on: RetryReasons | None = Field(
         default=None,
-        max_length=3,
         description='Endings retried: lost (lease expired), failed, timeout; default ["lost"]',
     )
-    retry_delay: float | None = Field(
-        default=None, ge=0, le=MAX_DELAY_SECONDS, description="Wait before the first retry (s)"
+    retry_delay: DelaySeconds | None = Field(
+        default=None, description="Wait before the first retry (s)"
     )
-    retry_backoff: float | None = Field(
-        default=None, ge=1, le=MAX_BACKOFF, description="Factor of each further wait; default 2"
+    retry_backoff: BackoffFactor | None = Field(
+        default=None, description="Factor of each further wait; default 2"
     )
-    retry_max_delay: float | None = Field(
-        default=None, ge=0, le=MAX_DELAY_SECONDS, description="Cap of the wait (s); default 3600"
+    retry_max_delay: DelaySeconds | None = Field(
+        default=None, description="Cap of the wait (s); default 3600"
     )
 
     @field_validator("retry_on")
@@ -385,8 +393,24 @@ class RetryFields(Strict):
         }
 
 
+def _never_null(*keys: str) -> Callable[[dict[str, Any]], None]:
+    """A model's document for optional fields that may be left out but are refused as
+    null: the null variant and the null default come off those properties."""
+
+    def edit(schema: dict[str, Any]) -> None:
+        for key in keys:
+            field = schema["properties"][key]
+            variants = [v for v in field.pop("anyOf") if v.get("type") != "null"]
+            field.update(variants[0])
+            field.pop("default", None)
+
+    return edit
+
+
 class RunCreate(RetryFields):
     """A retry field left out takes the version's value; null is refused."""
+
+    model_config = ConfigDict(json_schema_extra=_never_null(*POLICY_KEYS))
 
     input: dict[str, Any] = Field(default_factory=dict)
     version_no: PositiveInt64 | None = None
@@ -462,8 +486,8 @@ class RunPublic(BaseModel):
 
 
 class RunRerun(Strict):
-    version_no: int | None = Field(
-        default=None, ge=1, le=MAX_INT64, description="Default: the origin's version"
+    version_no: PositiveInt64 | None = Field(
+        default=None, description="Default: the origin's version"
     )
 
 
@@ -521,8 +545,8 @@ class LogPage(BaseModel):
 
 
 class EnvironmentUpdate(Strict):
-    max_concurrent_runs: int | None = Field(
-        ge=1, le=10_000, description="Runs of the environment leased at once; null = no limit"
+    max_concurrent_runs: ConcurrencyLimit | None = Field(
+        description="Runs of the environment leased at once; null = no limit"
     )
 
 
@@ -556,11 +580,11 @@ class ScheduleCreate(ScheduleFields):
     cron: str = Field(max_length=200, examples=["0 3 * * *", "@daily"])
     timezone: str = Field(default="UTC", max_length=64, examples=["Europe/Berlin"])
     input: dict[str, Any] = Field(default_factory=dict)
-    version_no: int | None = Field(
-        default=None, ge=1, le=MAX_INT64, description="null = the latest version when it fires"
+    version_no: PositiveInt64 | None = Field(
+        default=None, description="null = the latest version when it fires"
     )
     environment: str = Field(default="default", pattern=ENVIRONMENT_PATTERN)
-    priority: int = Field(default=0, ge=-1000, le=1000)
+    priority: Priority = 0
     overlap: Overlap = "allow"
     catchup: Catchup = "none"
     enabled: bool = True
@@ -568,14 +592,29 @@ class ScheduleCreate(ScheduleFields):
 
 
 class ScheduleUpdate(ScheduleFields):
-    """Only the keys given change; ``version_no: null`` means the latest version."""
+    """Only the keys given change; ``version_no: null`` means the latest version, a retry
+    field set to null the version's value; the other fields cannot be null."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_never_null(
+            "cron",
+            "timezone",
+            "input",
+            "environment",
+            "priority",
+            "overlap",
+            "catchup",
+            "enabled",
+            "name",
+        )
+    )
 
     cron: str | None = Field(default=None, max_length=200)
     timezone: str | None = Field(default=None, max_length=64)
     input: dict[str, Any] | None = None
-    version_no: int | None = Field(default=None, ge=1, le=MAX_INT64)
+    version_no: PositiveInt64 | None = None
     environment: str | None = Field(default=None, pattern=ENVIRONMENT_PATTERN)
-    priority: int | None = Field(default=None, ge=-1000, le=1000)
+    priority: Priority | None = None
     overlap: Overlap | None = None
     catchup: Catchup | None = None
     enabled: bool | None = None

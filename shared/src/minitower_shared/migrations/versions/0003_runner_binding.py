@@ -21,7 +21,7 @@ def upgrade() -> None:
     with op.batch_alter_table("team") as batch:
         batch.add_column(
             sa.Column(
-                "allow_shared_runners", sa.Boolean(), nullable=False, server_default=sa.true()
+                "allow_shared_runners", sa.Boolean(), nullable=False, server_default=sa.text("1")
             )
         )
     # Every existing runner registered with the operator's token: shared (team_id null).
