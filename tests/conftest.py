@@ -39,10 +39,20 @@ def _docker_available() -> bool:
     return probe.returncode == 0
 
 
+def _interpreter_helper(command: str) -> bool:
+    """multiprocessing's resource tracker (or forkserver): started by the race tests'
+    process pools, it belongs to this interpreter and ends with it."""
+    return "from multiprocessing." in command
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """A process the suite started and never stopped (a runner polling a dead API, say)
     would outlive the run on the machine: name it, kill it and fail the session."""
-    left = {pid: command_line(pid) for pid in children_of(os.getpid()) if alive(pid)}
+    left = {
+        pid: cmd
+        for pid in children_of(os.getpid())
+        if alive(pid) and not _interpreter_helper(cmd := command_line(pid))
+    }
     if not left:
         return
     for pid in left:
