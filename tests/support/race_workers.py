@@ -12,6 +12,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine
+
 from minitower_shared.clock import utcnow
 from minitower_shared.db import create_db_engine, write_session
 from minitower_shared.models import RunAttempt
@@ -43,6 +45,34 @@ def lease_worker(
         results.put(("ok", name, payload))
 
 
+def _lease_next(engine: Engine, runner_id: int, ttl: timedelta) -> LeaseGrant | LeaseRefusal | None:
+    """One lease attempt in its own transaction, as a runner's lease request makes."""
+    with write_session(engine) as session:
+        return lease_store.lease_next_run(
+            session,
+            runner_id=runner_id,
+            environment="default",
+            lease_token_hash=hash_token(new_token(LEASE_TOKEN_PREFIX)),
+            now=utcnow(),
+            ttl=ttl,
+        )
+
+
+def _finish_completed(engine: Engine, attempt_id: int) -> Outcome:
+    """Report the attempt completed (exit 0) in its own transaction."""
+    with write_session(engine) as session:
+        attempt = session.get(RunAttempt, attempt_id)
+        assert attempt is not None
+        return lease_store.finish_attempt(
+            session,
+            attempt,
+            reported=AttemptStatus.COMPLETED,
+            exit_code=0,
+            error_message=None,
+            now=utcnow(),
+        )
+
+
 def _lease_until_empty(
     db_path: Path, name: str, start_barrier: Any, deadline: float
 ) -> dict[str, Any]:
@@ -56,15 +86,7 @@ def _lease_until_empty(
         while True:
             if time.time() > deadline:
                 raise TimeoutError(f"{name}: queue not drained before the deadline")
-            with write_session(engine) as session:
-                grant = lease_store.lease_next_run(
-                    session,
-                    runner_id=runner_id,
-                    environment="default",
-                    lease_token_hash=hash_token(new_token(LEASE_TOKEN_PREFIX)),
-                    now=utcnow(),
-                    ttl=ttl,
-                )
+            grant = _lease_next(engine, runner_id, ttl)
             if grant is None:
                 break
             if isinstance(grant, LeaseRefusal):
@@ -78,17 +100,7 @@ def _lease_until_empty(
                 outcome = lease_store.start_attempt(session, attempt, now=utcnow(), ttl=ttl)
             if outcome != Outcome.OK:
                 raise AssertionError(f"{name}: start of attempt {attempt_id} -> {outcome}")
-            with write_session(engine) as session:
-                attempt = session.get(RunAttempt, attempt_id)
-                assert attempt is not None
-                outcome = lease_store.finish_attempt(
-                    session,
-                    attempt,
-                    reported=AttemptStatus.COMPLETED,
-                    exit_code=0,
-                    error_message=None,
-                    now=utcnow(),
-                )
+            outcome = _finish_completed(engine, attempt_id)
             if outcome != Outcome.OK:
                 raise AssertionError(f"{name}: finish of attempt {attempt_id} -> {outcome}")
             done.append((grant.run.id, attempt_id))
@@ -133,15 +145,7 @@ def _drain(
         while True:
             if time.time() > deadline:
                 raise TimeoutError(f"{name}: queue not drained before the deadline")
-            with write_session(engine) as session:
-                grant = lease_store.lease_next_run(
-                    session,
-                    runner_id=runner_id,
-                    environment="default",
-                    lease_token_hash=hash_token(new_token(LEASE_TOKEN_PREFIX)),
-                    now=utcnow(),
-                    ttl=ttl,
-                )
+            grant = _lease_next(engine, runner_id, ttl)
             if grant is None:
                 with read_session(engine) as session:
                     waiting = session.exec(select(Run.id).where(Run.status == "queued")).first()
@@ -159,17 +163,7 @@ def _drain(
                     Outcome.OK
                 )
             time.sleep(hold_seconds)
-            with write_session(engine) as session:
-                attempt = session.get(RunAttempt, attempt_id)
-                assert attempt is not None
-                outcome = lease_store.finish_attempt(
-                    session,
-                    attempt,
-                    reported=AttemptStatus.COMPLETED,
-                    exit_code=0,
-                    error_message=None,
-                    now=utcnow(),
-                )
+            outcome = _finish_completed(engine, attempt_id)
             assert outcome == Outcome.OK, outcome
             done.append(grant.run.id)
         return {"runner_id": runner_id, "done": done}

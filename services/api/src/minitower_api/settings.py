@@ -4,17 +4,13 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from minitower_shared.db import DEFAULT_BUSY_TIMEOUT, DEFAULT_SLOW_QUERY_THRESHOLD
 from minitower_shared.durations import (
-    LogLevel,
-    OptionalSeconds,
     PositiveSeconds,
     parse_duration,
 )
-from minitower_shared.logging_setup import LogFormat
 from minitower_shared.schemas import MAX_JSON_DEPTH
+from minitower_shared.service_settings import DatabaseServiceSettings
 from minitower_shared.towerfile import MAX_TOWERFILE_BYTES
 
 # A week: longer than any batch job should hold a runner, short enough to catch typos.
@@ -25,18 +21,8 @@ MIN_SECRET_LENGTH = 16
 MAX_PASSWORD_LENGTH = 1024
 
 
-class ApiSettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        # An empty variable means unset: compose passes `${VAR:-}` for optional ones.
-        env_prefix="MINITOWER_",
-        env_file=".env",
-        extra="ignore",
-        frozen=True,
-        env_ignore_empty=True,
-    )
-
+class ApiSettings(DatabaseServiceSettings):
     env: Literal["dev", "production"] = "production"
-    db_path: Path = Path("minitower.db")
     objects_dir: Path = Path("objects")
     listen_addr: str = "0.0.0.0:8080"
     bootstrap_token: SecretStr | None = None
@@ -62,14 +48,6 @@ class ApiSettings(BaseSettings):
     # How often a waiting lease looks again for runs that another process (the reaper)
     # put back in the queue; runs created through this API wake waiters at once.
     lease_poll_interval: PositiveSeconds = 1.0
-    log_level: LogLevel = "info"
-    # auto: console at a terminal, JSON lines otherwise (compose, files, pipes).
-    log_format: LogFormat = "auto"
-    # How long a write waits for SQLite's lock before the request answers 503
-    # database_busy; statements slower than the threshold are logged (0: every one,
-    # ``off``: none).
-    db_busy_timeout: PositiveSeconds = DEFAULT_BUSY_TIMEOUT
-    slow_query_threshold: OptionalSeconds = DEFAULT_SLOW_QUERY_THRESHOLD
     # A reaper whose last pass is older than this is "stalled" on /ready and in alerts.
     reaper_stall_after: PositiveSeconds = 60.0
     # Make /ready answer 503 while the reaper is stalled (or, once the API has been up

@@ -1,10 +1,6 @@
 """``minitower-reaper``: the lease reaper as its own process."""
 
-import logging
-import signal
-import threading
 from datetime import timedelta
-from types import FrameType
 from typing import Annotated
 
 import typer
@@ -12,10 +8,8 @@ import typer
 from minitower_reaper.service import run_forever, tick
 from minitower_reaper.settings import ReaperSettings
 from minitower_shared.clock import utcnow
-from minitower_shared.config import load_settings
-from minitower_shared.db import create_db_engine, reader, write_session
-from minitower_shared.logging_setup import configure_logging
-from minitower_shared.migrate import current_revision, head_revision
+from minitower_shared.db import write_session
+from minitower_shared.service_process import start_service, stop_event_on_signals
 
 app = typer.Typer(add_completion=False)
 
@@ -28,30 +22,7 @@ app = typer.Typer(add_completion=False)
 def reaper(
     once: Annotated[bool, typer.Option("--once", help="Make one pass and exit")] = False,
 ) -> None:
-    settings = load_settings(ReaperSettings, "minitower-reaper")
-    configure_logging("reaper", settings.log_level, settings.log_format)
-    if not settings.db_path.exists():
-        typer.echo(
-            f"minitower-reaper: database {settings.db_path} does not exist; "
-            "run `minitowerd migrate` first",
-            err=True,
-        )
-        raise typer.Exit(2)
-    engine = create_db_engine(
-        settings.db_path,
-        pool_size=1,
-        busy_timeout=settings.db_busy_timeout,
-        slow_query_threshold=settings.slow_query_threshold,
-    )
-    # A reaper on a schema it does not know would fail every pass, or worse, half-work.
-    revision, head = current_revision(reader(engine)), head_revision()
-    if revision != head:
-        typer.echo(
-            f"minitower-reaper: database {settings.db_path} is at migration {revision}, "
-            f"this reaper needs {head}; run `minitowerd migrate` first",
-            err=True,
-        )
-        raise typer.Exit(2)
+    settings, engine = start_service("reaper", ReaperSettings)
     offline_after = timedelta(seconds=settings.runner_offline_after)
     if once:
         with write_session(engine) as session:
@@ -62,16 +33,7 @@ def reaper(
             f"expired {len(result.expired)} leases, marked {result.runners_offline} runners offline"
         )
         return
-    stop = threading.Event()
-
-    def _stop(signum: int, _frame: FrameType | None) -> None:
-        logging.getLogger("minitower.reaper").info(
-            "stopping", extra={"signal": signal.Signals(signum).name}
-        )
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop = stop_event_on_signals("reaper")
     run_forever(
         engine,
         interval=settings.expiry_check_interval,

@@ -1,26 +1,14 @@
 """The scheduler's configuration: ``MINITOWER_*`` environment variables."""
 
 from datetime import datetime
-from pathlib import Path
 
 from pydantic import AwareDatetime, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from minitower_shared.db import DEFAULT_BUSY_TIMEOUT, DEFAULT_SLOW_QUERY_THRESHOLD
-from minitower_shared.durations import LogLevel, OptionalSeconds, PositiveSeconds, Seconds
-from minitower_shared.logging_setup import LogFormat
+from minitower_shared.durations import PositiveSeconds, Seconds
+from minitower_shared.service_settings import DatabaseServiceSettings
 
 
-class SchedulerSettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="MINITOWER_",
-        env_file=".env",
-        extra="ignore",
-        frozen=True,
-        env_ignore_empty=True,
-    )
-
-    db_path: Path = Path("minitower.db")
+class SchedulerSettings(DatabaseServiceSettings):
     # The longest sleep between ticks: how soon a schedule created (or resumed) through
     # the API is first looked at when nothing else is due sooner.
     schedule_check_interval: PositiveSeconds = 5.0
@@ -30,10 +18,6 @@ class SchedulerSettings(BaseSettings):
     schedule_misfire_grace: Seconds = 60.0
     # This scheduler's row in scheduler_pass (default hostname:pid).
     scheduler_name: str | None = Field(default=None, min_length=1, max_length=200)
-    log_level: LogLevel = "info"
-    log_format: LogFormat = "auto"
-    db_busy_timeout: PositiveSeconds = DEFAULT_BUSY_TIMEOUT
-    slow_query_threshold: OptionalSeconds = DEFAULT_SLOW_QUERY_THRESHOLD
     # Tests only: a clock that runs ``test_clock_speed`` times faster than the real one
     # from ``test_clock_anchor`` (every process given the same pair sees the same time),
     # so a schedule "every minute" fires every second of real time.
