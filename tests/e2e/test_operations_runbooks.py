@@ -105,6 +105,7 @@ def test_database_diagnosis(stack: Stack, env: dict[str, str]) -> None:
     assert sorted(line.split()[0] for line in holders.splitlines()[1:]) == [
         f"{stack.project}-api-1",
         f"{stack.project}-reaper-1",
+        f"{stack.project}-scheduler-1",
     ], holders
     checkpoint = run_step("database-locked", "compose-checkpoint", env=env).stdout
     assert "checkpoint:      done" in checkpoint and "integrity:       ok" in checkpoint
