@@ -70,7 +70,7 @@ def test_restore_refuses_while_the_api_has_the_database_open(
     api = start_api(tmp_path, state.db, {"MINITOWER_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN})
     try:
         done = minitowerd("restore", str(tmp_path / "b"), "--force", env=state.env, cwd=tmp_path)
-        one_line_error(done, "is in use: stop the API and the reaper first")
+        one_line_error(done, "is in use: stop the API, the reaper and the scheduler first")
         assert list(state.db.parent.glob("*.before-restore-*")) == []
     finally:
         api.stop()

@@ -109,7 +109,11 @@ def test_a_run_lost_with_its_runner_and_no_reaper_moves_on_after_the_runbook_pas
     }
 
     ready = run_step("stuck-leased-running", "ready-reaper", env=env)
-    assert json.loads(ready.stdout) == {"status": "ok", "reaper": "no pass recorded"}
+    assert json.loads(ready.stdout) == {
+        "status": "ok",
+        "reaper": "no pass recorded",
+        "scheduler": "no tick recorded",
+    }
     run_step("stuck-leased-running", "local-reaper-process", env=env)
     in_flight = run_step("stuck-leased-running", "runs-in-flight", env=env)
     assert f"run {run_id}\trunning\thello" in in_flight.stdout, in_flight.stdout

@@ -76,16 +76,16 @@ def close_for_replacement(db_path: Path) -> bool:
     except sqlite3.OperationalError as exc:
         if "locked" in str(exc) or "busy" in str(exc):
             raise MaintenanceError(
-                f"database {db_path} is in use: stop the API and the reaper first "
-                "(compose: docker compose stop api reaper)"
+                f"database {db_path} is in use: stop the API, the reaper and the scheduler first "
+                "(compose: docker compose stop api reaper scheduler)"
             ) from exc
         raise MaintenanceError(f"cannot open database {db_path}: {exc}") from exc
     except sqlite3.DatabaseError:
         return False  # "file is not a database", "database disk image is malformed"
     if mode != "delete":
         raise MaintenanceError(
-            f"database {db_path} is in use: stop the API and the reaper first "
-            "(compose: docker compose stop api reaper)"
+            f"database {db_path} is in use: stop the API, the reaper and the scheduler first "
+            "(compose: docker compose stop api reaper scheduler)"
         )
     return True
 
