@@ -1,4 +1,4 @@
-"""Every workspace member supports the Python range the README promises (3.11–3.13):
+"""Every workspace member supports the Python range the README promises (3.11 to 3.13):
 one member pinned narrower makes the whole workspace unusable on the others."""
 
 import tomllib
