@@ -201,8 +201,8 @@ def prune_command(
         ),
     ] = False,
 ) -> None:
-    """Delete old terminal runs' log lines and objects no version references. Runs,
-    attempts and versions are kept."""
+    """Delete old terminal runs' log lines, objects no version references and audit log
+    rows older than MINITOWER_AUDIT_RETENTION. Runs, attempts and versions are kept."""
     settings = _settings()
     with _one_line_errors("prune"):
         report = prune.prune(
@@ -211,6 +211,7 @@ def prune_command(
             older_than=older_than,
             dry_run=dry_run,
             vacuum_after=vacuum,
+            audit_retention=timedelta(seconds=settings.audit_retention),
         )
         _echo(prune.summary(report))
 

@@ -113,11 +113,14 @@ def list_events(
     return list(session.exec(query))
 
 
-def delete_older_than(session: Session, cutoff: datetime) -> int:
-    """Prune: the rows recorded before ``cutoff``; how many."""
+def delete_older_than(session: Session, cutoff: datetime, *, limit: int) -> int:
+    """Prune: at most ``limit`` of the rows recorded before ``cutoff``; how many."""
+    chosen = (
+        select(col(AuditEvent.id)).where(col(AuditEvent.at) < cutoff).limit(limit)
+    ).scalar_subquery()
     result = session.execute(
         delete(AuditEvent)
-        .where(col(AuditEvent.at) < cutoff)
+        .where(col(AuditEvent.id).in_(chosen))
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
