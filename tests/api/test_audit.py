@@ -17,6 +17,7 @@ from minitower_api.maintenance import prune, runner_tokens, shared_runners
 from minitower_api.settings import ApiSettings
 from tests.api.conftest import ClientFactory
 from tests.api.helpers import expect_error, walk_pages
+from tests.api.maintenance_helpers import minitowerd
 from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 from tests.support.clients import RunnerClient, TeamClient, check
 
@@ -389,3 +390,22 @@ def test_no_route_changes_or_deletes_audit_rows(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert set(paths[AUDIT]) == {"get"}
     assert not any(p.startswith(AUDIT + "/") for p in paths)
+
+
+def test_minitowerd_audit_shows_the_operators_rows(
+    client: TestClient, settings: ApiSettings, db_path: Path, tmp_path: Path
+) -> None:
+    team = TeamClient.bootstrap(client, "acme", BOOTSTRAP_TOKEN)
+    team.create_app("hello")
+    RunnerClient.register(client, "shared-1", REGISTRATION_TOKEN)
+    env = {"MINITOWER_DB_PATH": str(db_path)}
+    done = minitowerd("audit", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.splitlines()
+    assert " runner.register runner:" in line and "by operator:operator" in line
+    done = minitowerd("audit", "--team", "acme", "--action", "app.", env=env, cwd=tmp_path)
+    (line,) = done.stdout.splitlines()
+    assert " app.create app:hello by token:bootstrap#" in line and "from testclient" in line
+    done = minitowerd("audit", "--team", "nobody", env=env, cwd=tmp_path)
+    assert done.returncode == 1 and "no team 'nobody'" in done.stderr
+    assert "Traceback" not in done.stderr
