@@ -81,6 +81,8 @@ def test_every_team_change_leaves_one_row_naming_its_token(
     assert created["token"] not in json.dumps(row)
     check(team.delete(f"/api/v1/tokens/{created['token_id']}"), 200)
     tail.one("token.revoke", "token", created["token_id"], **by_admin)
+    check(team.delete(f"/api/v1/tokens/{created['token_id']}"), 200)
+    tail.none()  # idempotent: revoking again changes nothing
 
     team.create_app("hello")
     tail.one("app.create", "app", "hello", **by_admin)
@@ -99,7 +101,10 @@ def test_every_team_change_leaves_one_row_naming_its_token(
     row = tail.one("run.create", "run", run["run_id"], **by_admin)
     assert row["detail"] == {"app": "hello", "version_no": 1}
     check(team.post(f"/api/v1/runs/{run['run_id']}/cancel"), 200)
-    tail.one("run.cancel", "run", run["run_id"], **by_admin)
+    row = tail.one("run.cancel", "run", run["run_id"], **by_admin)
+    assert row["detail"] == {"from": "queued", "to": "cancelled"}
+    check(team.post(f"/api/v1/runs/{run['run_id']}/cancel"), 200)
+    tail.none()  # idempotent: the run was already cancelled
     again = check(team.post(f"/api/v1/runs/{run['run_id']}/rerun"), 201)
     row = tail.one("run.rerun", "run", again["run_id"], **by_admin)
     assert row["detail"]["rerun_of"] == run["run_id"]
@@ -137,6 +142,8 @@ def test_every_team_change_leaves_one_row_naming_its_token(
     )
     check(team.delete(f"/api/v1/runner-registration-tokens/{rid}"), 200)
     tail.one("runner_registration_token.revoke", "runner_registration_token", rid, **by_admin)
+    check(team.delete(f"/api/v1/runner-registration-tokens/{rid}"), 200)
+    tail.none()
 
 
 def test_a_member_token_is_the_actor_of_its_own_changes(

@@ -100,11 +100,13 @@ def revoke_registration_token(
         )
         if token is None:
             raise not_found(f"registration token {registration_token_id} not found")
+        already = token.revoked_at is not None
         token = registration_store.revoke_registration_token(session, token, utcnow())
-        audit.record(
-            session,
-            admin.actor,
-            "runner_registration_token.revoke",
-            AuditObject("runner_registration_token", registration_token_id),
-        )
+        if not already:  # revoking again changes nothing
+            audit.record(
+                session,
+                admin.actor,
+                "runner_registration_token.revoke",
+                AuditObject("runner_registration_token", registration_token_id),
+            )
     return registration_token_public(token)

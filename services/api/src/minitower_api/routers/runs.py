@@ -296,10 +296,19 @@ def cancel_run(run_id: RunId, caller: CallerDep, services: ServicesDep) -> RunPu
     """Idempotent. A queued run is cancelled at once; a leased or running one becomes
     ``cancelling`` until its runner confirms (or its lease expires)."""
     with services.write() as session:
-        require_run(session, caller.team_id, run_id)
+        before = require_run(session, caller.team_id, run_id).run.status
         run_store.cancel_run(session, run_id, utcnow())
-        audit.record(session, caller.actor, "run.cancel", AuditObject("run", run_id))
         public = run_public(require_run(session, caller.team_id, run_id))
+        # Idempotent: cancelling a finished (or already cancelling) run changes nothing,
+        # and the audit log records changes.
+        if public.status != before:
+            audit.record(
+                session,
+                caller.actor,
+                "run.cancel",
+                AuditObject("run", run_id),
+                {"from": before, "to": public.status},
+            )
     services.run_signals.notify(run_id)
     return public
 

@@ -82,6 +82,8 @@ def revoke_token(token_id: TokenId, caller: CallerDep, services: ServicesDep) ->
             raise not_found(f"token {token_id} not found")
         if token.role == TokenRole.ADMIN and not caller.is_admin:
             raise forbidden("only an admin token can revoke admin tokens")
+        already = token.revoked_at is not None
         token = team_store.revoke_token(session, token, utcnow())
-        audit.record(session, caller.actor, "token.revoke", AuditObject("token", token_id))
+        if not already:  # revoking again changes nothing
+            audit.record(session, caller.actor, "token.revoke", AuditObject("token", token_id))
     return token_public(token)
