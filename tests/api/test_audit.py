@@ -281,6 +281,8 @@ def test_pages_newest_first_and_filters(team: TeamClient, db_path: Path) -> None
         {"since": "yesterday"},
         {"since": "9999-12-31T23:59:59-23:59"},
         {"object_id": ""},
+        {"object_id": "x" * 60_000},
+        {"action": "run." * 15_000},
         {"cursor": "-1"},
     ):
         response = team.get(AUDIT, params=bad)
