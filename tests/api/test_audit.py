@@ -281,12 +281,14 @@ def test_pages_newest_first_and_filters(team: TeamClient, db_path: Path) -> None
         {"since": "yesterday"},
         {"since": "9999-12-31T23:59:59-23:59"},
         {"object_id": ""},
-        {"object_id": "x" * 60_000},
-        {"action": "run." * 15_000},
+        {"object_id": "x" * 10_000},
+        {"action": "run." * 2_000},
+        {"object_id": "x" * 60_000},  # larger than the request head may be: 431
         {"cursor": "-1"},
     ):
         response = team.get(AUDIT, params=bad)
-        assert response.status_code in (400, 422), (bad, response.text)
+        assert response.status_code in (400, 431), (bad, response.text)
+        assert "error" in response.json()
 
 
 def test_request_id_and_client_address_are_recorded(team: TeamClient, db_path: Path) -> None:
