@@ -1,6 +1,6 @@
 """The migrations build exactly the schema the models describe (``alembic check``), and
-0002 (reaper_pass), 0003 (runner binding), 0004 (console auth) and 0005 (schedules) go down
-and up again."""
+0002 (reaper_pass), 0003 (runner binding), 0004 (console auth), 0005 (schedules) and
+0008 (audit log) go down and up again."""
 
 import sqlite3
 from pathlib import Path
@@ -20,7 +20,7 @@ def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
 def test_reaper_pass_migration_downgrades_and_upgrades(tmp_path: Path) -> None:
     db = tmp_path / "down-up.db"
     upgrade_to_head(db)
-    assert head_revision() == "0005_schedules"
+    assert head_revision() == "0008_audit"
     command.downgrade(alembic_config(db), "0001")
     with sqlite3.connect(db) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
@@ -151,3 +151,20 @@ def test_a_database_with_data_upgrades_and_downgrades_with_it(tmp_path: Path) ->
     assert counts() == [1, 1, 1, 1, 1]
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_audit_migration_round_trips_with_rows(tmp_path: Path) -> None:
+    db = tmp_path / "audit.db"
+    upgrade_to_head(db)
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO audit_event (at, team_id, actor_kind, actor_name, action, object_type,"
+            " object_id, detail) VALUES ('2026-01-01', NULL, 'operator', 'operator',"
+            " 'runner.register', 'runner', '1', '{}')"
+        )
+    command.downgrade(alembic_config(db), "0005_schedules")
+    with sqlite3.connect(db) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert "audit_event" not in tables and "schedule" in tables
+    command.upgrade(alembic_config(db), "head")
+    command.check(alembic_config(db))

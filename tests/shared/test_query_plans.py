@@ -13,7 +13,9 @@ from sqlalchemy import Engine, event
 from minitower_reaper.service import tick
 from minitower_shared.clock import utcnow
 from minitower_shared.db import read_session, write_session
+from minitower_shared.store import audit as audit_store
 from minitower_shared.store import runs as run_store
+from minitower_shared.store.audit import AuditActor, AuditObject
 from tests.support.seed import Seeded, add_runner, lease, must_lease, queue_runs, seed_app
 
 
@@ -132,3 +134,20 @@ def test_lease_with_delayed_and_limited_runs_uses_indexes(
     explained = "\n".join(plan for _sql, plan in plans(engine, statements))
     for index in ("ix_run_queue", "ix_run_delayed", "ix_run_live"):
         assert index in explained, explained
+
+
+def test_the_audit_log_pages_and_prunes_through_its_indexes(engine: Engine) -> None:
+    with write_session(engine) as session:
+        for n in range(50):
+            actor = AuditActor(kind="token", team_id=1 + n % 2, token_id=1, name="ci")
+            audit_store.record(session, actor, "app.create", AuditObject("app", f"a{n}"))
+    cutoff = utcnow() - timedelta(days=1)
+    with captured(engine) as statements:
+        with read_session(engine) as session:
+            audit_store.list_events(session, 1, before_id=40, limit=11)
+            audit_store.list_events(session, 1, before_id=None, limit=11, action="app.")
+            audit_store.list_events(session, None, before_id=None, limit=11)
+            audit_store.count_older_than(session, cutoff)
+        with write_session(engine) as session:
+            audit_store.delete_older_than(session, cutoff, limit=100)
+    assert_indexed(engine, statements, "audit_event")

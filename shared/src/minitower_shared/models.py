@@ -361,3 +361,37 @@ class SchedulerPass(SQLModel, table=True):
     ticks: int = 0
     runs_fired: int = 0
     fires_skipped: int = 0
+
+
+# --- Audit log (store/audit.py) ---
+
+
+class AuditEvent(SQLModel, table=True):
+    """One change made with a team token, a console session or an operator secret.
+    Append-only: nothing updates a row; only ``minitowerd prune`` deletes the rows older
+    than MINITOWER_AUDIT_RETENTION. Written in the transaction of the change it records,
+    so a change rolled back leaves no row."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        # The team's log, newest first (GET /api/v1/audit pages by id).
+        Index("ix_audit_event_team", "team_id", "id"),
+        # Prune's question: which rows are older than the retention.
+        Index("ix_audit_event_at", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow)
+    # None: an operator's action that concerns no team (a shared runner's registration).
+    # No foreign key: the log outlives what it names.
+    team_id: int | None = None
+    # "token", "console", "operator", "registration_token" or "password" (store/audit.py)
+    actor_kind: str = Field(max_length=32)
+    actor_token_id: int | None = None
+    actor_name: str = Field(default="", max_length=200)
+    action: str = Field(max_length=64)
+    object_type: str = Field(max_length=32)
+    object_id: str = Field(max_length=200)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    request_id: str | None = Field(default=None, max_length=128)
+    client_address: str | None = Field(default=None, max_length=200)

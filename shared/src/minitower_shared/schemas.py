@@ -736,3 +736,29 @@ class ResultAccepted(BaseModel):
     attempt_no: int
     status: str
     run_status: str
+
+
+# --- Audit log (GET /api/v1/audit) ---
+
+
+class AuditEventPublic(BaseModel):
+    audit_id: int
+    at: str
+    team_id: int | None
+    actor_kind: str = Field(
+        description="token, console (a console session acting as its token), operator, "
+        "registration_token or password"
+    )
+    actor_token_id: int | None
+    actor_name: str
+    action: str
+    object_type: str
+    object_id: str
+    detail: dict[str, Any]
+    request_id: str | None
+    client_address: str | None
+
+
+class AuditEventList(BaseModel):
+    events: list[AuditEventPublic]
+    next_cursor: str | None

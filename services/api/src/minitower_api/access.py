@@ -16,6 +16,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from minitower_shared.log_context import bound_ids
+from minitower_shared.request_origin import bound_client_address
 
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
@@ -61,7 +62,10 @@ class RequestIdMiddleware:
                 answered = True
             await send(message)
 
-        with bound_ids(request_id=request_id):
+        # uvicorn has already put the client's address from X-Forwarded-For here when
+        # the proxy is trusted (FORWARDED_ALLOW_IPS); otherwise it is the peer's.
+        peer = scope.get("client")
+        with bound_ids(request_id=request_id), bound_client_address(peer[0] if peer else None):
             try:
                 await self.app(scope, receive, send_with_id)
             except Exception:

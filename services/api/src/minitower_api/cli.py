@@ -16,6 +16,7 @@ import uvicorn
 
 from minitower_api.maintenance import (
     MaintenanceError,
+    audit_log,
     backup,
     db_status,
     prune,
@@ -201,8 +202,8 @@ def prune_command(
         ),
     ] = False,
 ) -> None:
-    """Delete old terminal runs' log lines and objects no version references. Runs,
-    attempts and versions are kept."""
+    """Delete old terminal runs' log lines, objects no version references and audit log
+    rows older than MINITOWER_AUDIT_RETENTION. Runs, attempts and versions are kept."""
     settings = _settings()
     with _one_line_errors("prune"):
         report = prune.prune(
@@ -211,6 +212,7 @@ def prune_command(
             older_than=older_than,
             dry_run=dry_run,
             vacuum_after=vacuum,
+            audit_retention=timedelta(seconds=settings.audit_retention),
         )
         _echo(prune.summary(report))
 
@@ -263,6 +265,32 @@ def team_shared_runners(
                 settings.db_path, slug, allow, busy_timeout=settings.db_busy_timeout
             )
     typer.echo(line)
+
+
+@app.command("audit")
+def audit_command(
+    team: Annotated[
+        str | None,
+        typer.Option("--team", metavar="SLUG", help="This team's rows (default: without a team)"),
+    ] = None,
+    action: Annotated[
+        str | None,
+        typer.Option("--action", help='An action (runner.register) or a prefix ending in "."'),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=100_000, help="At most N rows")] = 50,
+) -> None:
+    """The audit log, newest first: the operator's rows without a team (shared runners'
+    registrations, revoked runner tokens), or one team's rows with --team."""
+    settings = _settings()
+    with _one_line_errors("audit"):
+        events = audit_log.audit_events(
+            settings.db_path,
+            team=team,
+            action=action,
+            limit=limit,
+            busy_timeout=settings.db_busy_timeout,
+        )
+    _echo(audit_log.describe(events))
 
 
 @app.command("db-status")

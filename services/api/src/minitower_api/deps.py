@@ -30,8 +30,10 @@ from minitower_shared.db import read_session, write_session
 from minitower_shared.models import Runner, Team, TeamToken
 from minitower_shared.schemas import MAX_INT64
 from minitower_shared.states import TokenRole
+from minitower_shared.store import audit as audit_store
 from minitower_shared.store import runners as runner_store
 from minitower_shared.store import teams as team_store
+from minitower_shared.store.audit import AuditActor
 from minitower_shared.tokens import hash_token, same_secret
 
 log = logging.getLogger("minitower.api")
@@ -89,6 +91,9 @@ def bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:
 class Caller:
     team: Team
     token: TeamToken
+    # How the token was presented: as a bearer token, or by a console session acting as
+    # it (console/session.py). The audit log tells the two apart.
+    via: str = audit_store.TOKEN
 
     @property
     def team_id(self) -> int:
@@ -98,6 +103,13 @@ class Caller:
     @property
     def is_admin(self) -> bool:
         return self.token.role == TokenRole.ADMIN
+
+    @property
+    def actor(self) -> AuditActor:
+        """Who the audit log says made the caller's changes."""
+        return AuditActor(
+            kind=self.via, team_id=self.team_id, token_id=self.token.id, name=self.token.name
+        )
 
 
 def current_caller(services: ServicesDep, credentials: BearerDep) -> Caller:

@@ -25,6 +25,7 @@ from minitower_api.metrics import Metrics, MetricsMiddleware
 from minitower_api.objects import ObjectStore
 from minitower_api.routers import (
     apps,
+    audit,
     bootstrap,
     environments,
     health,
@@ -142,6 +143,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         logs,
         environments,
         schedules,
+        audit,
     ):
         app.include_router(module.router)
     console.install(app)

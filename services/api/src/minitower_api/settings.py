@@ -58,6 +58,11 @@ class ApiSettings(DatabaseServiceSettings):
     # scheduler_stall_after is "stalled" on /ready.
     schedule_max_catchup: int = Field(default=10, ge=0, le=1000)
     scheduler_stall_after: PositiveSeconds = 60.0
+    # ``minitowerd prune`` deletes audit log rows older than this (at most 100 years:
+    # a longer one could not even be subtracted from today).
+    audit_retention: Annotated[
+        float, BeforeValidator(parse_duration), Field(gt=0, le=100 * 365 * 86400)
+    ] = 365 * 86400.0
     # When set, /metrics requires ``Authorization: Bearer <it>``: its series name teams
     # and apps.
     metrics_token: SecretStr | None = None

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from minitower_cli import __version__
+from minitower_cli.commands.audit import audit
 from minitower_cli.commands.deploy import deploy
 from minitower_cli.commands.resources import apps_app, runners_app, tokens_app, versions_app
 from minitower_cli.commands.runner_tokens import runner_tokens_app
@@ -81,6 +82,7 @@ app.command()(whoami)
 app.command()(deploy)
 app.command()(run)
 app.command()(logs)
+app.command()(audit)
 app.add_typer(runs_app, name="runs")
 app.add_typer(apps_app, name="apps")
 app.add_typer(versions_app, name="versions")

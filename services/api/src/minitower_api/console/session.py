@@ -13,8 +13,10 @@ from fastapi import Depends, Request, Response
 
 from minitower_api.deps import Caller, Services, ServicesDep
 from minitower_shared.clock import utcnow
-from minitower_shared.models import ConsoleSession
+from minitower_shared.models import ConsoleSession, TeamToken
+from minitower_shared.store import audit as audit_store
 from minitower_shared.store import console_sessions as session_store
+from minitower_shared.store.audit import AuditActor, AuditObject
 from minitower_shared.tokens import hash_token
 
 COOKIE = "mt_console"
@@ -96,6 +98,18 @@ def start_session(
             now=now,
             expires_at=now + timedelta(seconds=ttl),
         )
+        token = session.get(TeamToken, token_id)
+        audit_store.record(
+            session,
+            AuditActor(
+                kind=audit_store.CONSOLE,
+                team_id=team_id,
+                token_id=token_id,
+                name=token.name if token is not None else "",
+            ),
+            "session.start",
+            AuditObject("token", token_id),
+        )
     # The server-side row decides when the session ends; the cookie just lasts as long.
     set_cookie(response, request, COOKIE, session_id, max(1, math.ceil(ttl)))
 
@@ -110,7 +124,7 @@ def find_viewer(services: Services, request: Request) -> Viewer | None:
     if live is None:
         return None
     return Viewer(
-        caller=Caller(team=live.team, token=live.token),
+        caller=Caller(team=live.team, token=live.token, via=audit_store.CONSOLE),
         session=live.session,
         csrf_token=live.session.csrf_secret,
     )

@@ -22,8 +22,10 @@ from minitower_api.deps import Services, ServicesDep
 from minitower_api.errors import ApiError
 from minitower_api.routers.team_auth import authenticate_team, client_address, issue_admin_token
 from minitower_shared.clock import utcnow
+from minitower_shared.store import audit as audit_store
 from minitower_shared.store import console_sessions as session_store
 from minitower_shared.store import teams as team_store
+from minitower_shared.store.audit import AuditObject
 from minitower_shared.tokens import hash_token
 
 router = APIRouter(include_in_schema=False)
@@ -122,6 +124,12 @@ async def signin(
 def signout(request: Request, services: ServicesDep, viewer: PostViewerDep) -> Response:
     with services.write() as session:
         session_store.end_session(session, viewer.session, utcnow())
+        audit_store.record(
+            session,
+            viewer.caller.actor,
+            "session.end",
+            AuditObject("token", viewer.caller.token.id or 0),
+        )
     response = RedirectResponse("/signin", status_code=303)
     response.delete_cookie(COOKIE, path="/")
     return response

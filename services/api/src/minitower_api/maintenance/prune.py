@@ -5,6 +5,9 @@ Logs: only lines of terminal runs that finished before now - DURATION, deleted i
 write transactions (``BEGIN IMMEDIATE`` through ``write_session``) so the API's writers
 wait at most one batch. Runs, attempts and versions are never deleted.
 
+Audit log: rows older than MINITOWER_AUDIT_RETENTION (its own setting, not
+``--older-than``: the audit log is usually kept far longer than logs), in batches too.
+
 Objects: files of the object store that no app version references, e.g. left by an
 upload that failed between placing its object and committing its version row. The API
 places and removes objects only under the database's write lock (routers/versions.py),
@@ -26,12 +29,14 @@ from minitower_api.maintenance import MaintenanceError
 from minitower_api.maintenance.files import tree_files
 from minitower_shared.clock import rfc3339, utcnow
 from minitower_shared.db import create_db_engine, read_session, write_session
+from minitower_shared.store import audit as audit_store
 from minitower_shared.store import maintenance as store
 
 OBJECT_MIN_AGE = timedelta(hours=1)
 LOG_BATCH = 2000  # lines per write transaction: a few milliseconds of the write lock
 ATTEMPT_CHUNK = 500  # attempt ids per query (far below SQLite's variable limit)
 OBJECT_BATCH = 200  # files unlinked per write transaction
+AUDIT_BATCH = 2000  # audit rows per write transaction
 
 
 @dataclass
@@ -43,6 +48,8 @@ class PruneReport:
     log_bytes: int = 0
     objects: list[tuple[str, int]] = field(default_factory=list)
     vacuum: tuple[int, int] | None = None  # database bytes before and after
+    audit_cutoff: datetime | None = None
+    audit_rows: int = 0
 
     @property
     def object_bytes(self) -> int:
@@ -79,6 +86,22 @@ def prune_logs(engine: Engine, report: PruneReport) -> None:
             report.log_bytes += deleted.bytes
             if deleted.lines < LOG_BATCH:
                 break
+
+
+def prune_audit(engine: Engine, report: PruneReport) -> None:
+    assert report.audit_cutoff is not None
+    with read_session(engine) as session:
+        expected = audit_store.count_older_than(session, report.audit_cutoff)
+    if report.dry_run:
+        report.audit_rows = expected
+        return
+    # Bounded like the logs: the rows older than the cutoff only ever get fewer.
+    for _ in range(expected // AUDIT_BATCH + 2):
+        with write_session(engine) as session:
+            deleted = audit_store.delete_older_than(session, report.audit_cutoff, limit=AUDIT_BATCH)
+        report.audit_rows += deleted
+        if deleted < AUDIT_BATCH:
+            break
 
 
 def _candidates(objects_dir: Path, referenced: set[str], now: float) -> list[tuple[Path, str]]:
@@ -134,14 +157,19 @@ def prune(
     dry_run: bool,
     vacuum_after: bool = False,
     now: datetime | None = None,
+    audit_retention: timedelta = timedelta(days=365),
 ) -> PruneReport:
     if not db_path.is_file():
         raise MaintenanceError(f"database {db_path} does not exist (check MINITOWER_DB_PATH)")
-    report = PruneReport(cutoff=(now or utcnow()) - older_than, dry_run=dry_run)
+    now = now or utcnow()
+    report = PruneReport(
+        cutoff=now - older_than, dry_run=dry_run, audit_cutoff=now - audit_retention
+    )
     engine = create_db_engine(db_path, pool_size=1)
     try:
         prune_logs(engine, report)
         prune_objects(engine, objects_dir, report)
+        prune_audit(engine, report)
     finally:
         engine.dispose()
     if vacuum_after and not dry_run:
@@ -158,6 +186,11 @@ def summary(report: PruneReport) -> list[str]:
         f"older than {OBJECT_MIN_AGE.total_seconds() / 3600:g} h",
     ]
     lines += [f"  {key} ({size} bytes)" for key, size in report.objects]
+    if report.audit_cutoff is not None:
+        lines.append(
+            f"{verb} {report.audit_rows} audit log rows recorded before "
+            f"{rfc3339(report.audit_cutoff)} (MINITOWER_AUDIT_RETENTION)"
+        )
     if report.vacuum is not None:
         before, after = report.vacuum
         lines.append(f"vacuumed the database: {before} -> {after} bytes")

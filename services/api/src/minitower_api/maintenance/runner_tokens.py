@@ -14,7 +14,9 @@ from pathlib import Path
 
 from minitower_api.maintenance import MaintenanceError
 from minitower_shared.db import create_db_engine, write_session
+from minitower_shared.store import audit
 from minitower_shared.store import runners as runner_store
+from minitower_shared.store.audit import AuditObject
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,17 @@ def revoke_runner_tokens(
     try:
         with write_session(engine) as session:
             runners = runner_store.revoke_runner_tokens(session, names)
+            for runner in runners:
+                assert runner.id is not None
+                # A runner bound to a team is the team's business too: its admins see it.
+                audit.record(
+                    session,
+                    audit.OPERATOR_ACTOR,
+                    "runner.token_revoke",
+                    AuditObject("runner", runner.id),
+                    {"name": runner.name},
+                    team_id=runner.team_id,
+                )
             revoked = [Revoked(r.name, r.environment, r.status) for r in runners]
     finally:
         engine.dispose()

@@ -8,8 +8,10 @@ from sqlalchemy import Engine
 
 from minitower_api.maintenance import MaintenanceError
 from minitower_shared.db import create_db_engine, read_session, write_session
+from minitower_shared.store import audit
 from minitower_shared.store import runner_registration as registration_store
 from minitower_shared.store import teams as team_store
+from minitower_shared.store.audit import AuditObject
 from minitower_shared.store.runner_registration import SharedRunnersVerdict
 
 
@@ -25,6 +27,16 @@ def set_shared_runners(db_path: Path, slug: str, allow: bool, *, busy_timeout: f
     try:
         with write_session(engine) as session:
             outcome = registration_store.set_allow_shared_runners(session, slug, allow)
+            if outcome.verdict == SharedRunnersVerdict.CHANGED:
+                assert outcome.team is not None and outcome.team.id is not None
+                audit.record(
+                    session,
+                    audit.OPERATOR_ACTOR,
+                    "team.shared_runners",
+                    AuditObject("team", outcome.team.id),
+                    {"slug": slug, "allow": allow},
+                    team_id=outcome.team.id,
+                )
     finally:
         engine.dispose()
     if outcome.verdict == SharedRunnersVerdict.NO_SUCH_TEAM:

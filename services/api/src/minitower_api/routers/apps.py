@@ -10,6 +10,8 @@ from minitower_shared.clock import utcnow
 from minitower_shared.models import App
 from minitower_shared.schemas import AppCreate, AppList, AppPublic, AppUpdate
 from minitower_shared.store import apps as app_store
+from minitower_shared.store import audit
+from minitower_shared.store.audit import AuditObject
 
 router = APIRouter(prefix="/api/v1/apps", tags=["apps"])
 
@@ -28,6 +30,8 @@ def create_app(body: AppCreate, caller: CallerDep, services: ServicesDep) -> App
         app = app_store.create_app(
             session, team_id=caller.team_id, slug=body.slug, description=body.description or ""
         )
+        if app is not None:
+            audit.record(session, caller.actor, "app.create", AuditObject("app", app.slug))
     if app is None:
         raise conflict(f"an app named {body.slug!r} already exists", code="slug_taken")
     return app_public(app)
@@ -56,6 +60,13 @@ def get_app(app: str, caller: CallerDep, services: ServicesDep) -> AppPublic:
         return app_public(require_app(session, caller.team_id, app))
 
 
+def _update_action(body: AppUpdate) -> str:
+    """app.disable or app.enable when that is what the change sets, else app.update."""
+    if body.disabled is None:
+        return "app.update"
+    return "app.disable" if body.disabled else "app.enable"
+
+
 @router.patch("/{app}", response_model=AppPublic, responses=responses())
 def update_app(app: str, body: AppUpdate, caller: CallerDep, services: ServicesDep) -> AppPublic:
     """Change the description, or disable the app: a disabled app refuses new runs.
@@ -71,5 +82,12 @@ def update_app(app: str, body: AppUpdate, caller: CallerDep, services: ServicesD
             now=utcnow(),
             max_concurrent_runs=body.max_concurrent_runs,
             set_max_concurrent_runs="max_concurrent_runs" in body.model_fields_set,
+        )
+        audit.record(
+            session,
+            caller.actor,
+            _update_action(body),
+            AuditObject("app", record.slug),
+            body.model_dump(include={"disabled", "max_concurrent_runs"}, exclude_unset=True),
         )
     return app_public(record)

@@ -8,7 +8,9 @@ from minitower_api.passwords import hash_password
 from minitower_api.routers.team_auth import check_password_length
 from minitower_shared.schemas import BootstrapResult, BootstrapTeam
 from minitower_shared.states import TokenRole
+from minitower_shared.store import audit
 from minitower_shared.store import teams as team_store
+from minitower_shared.store.audit import AuditObject
 from minitower_shared.tokens import TEAM_TOKEN_PREFIX, hash_token, new_token
 
 router = APIRouter(prefix="/api/v1/bootstrap", tags=["operations"])
@@ -39,6 +41,7 @@ def bootstrap_team(
     token = new_token(TEAM_TOKEN_PREFIX)
     with services.write() as session:
         team = team_store.get_team_by_slug(session, body.slug)
+        created = team is None
         if team is None:
             team = team_store.create_team(session, slug=body.slug, name=body.name)
             assert team.id is not None
@@ -48,11 +51,24 @@ def bootstrap_team(
         assert team.id is not None
         if password_hash is not None:
             team_store.set_team_password(session, team.id, password_hash)
-        team_store.create_token(
+        record = team_store.create_token(
             session,
             team_id=team.id,
             token_hash=hash_token(token),
             role=TokenRole.ADMIN,
             name="bootstrap",
+        )
+        audit.record(
+            session,
+            audit.OPERATOR_ACTOR,
+            "team.bootstrap",
+            AuditObject("team", team.id),
+            {
+                "slug": team.slug,
+                "created": created,
+                "token_id": record.id,
+                "password_set": password_hash is not None,
+            },
+            team_id=team.id,
         )
     return BootstrapResult(team_id=team.id, slug=team.slug, token=token, role="admin")

@@ -17,7 +17,9 @@ from minitower_shared.schemas import (
     EnvironmentPublic,
     EnvironmentUpdate,
 )
+from minitower_shared.store import audit
 from minitower_shared.store import teams as team_store
+from minitower_shared.store.audit import AuditObject
 
 router = APIRouter(prefix="/api/v1/environments", tags=["environments"])
 
@@ -43,5 +45,12 @@ def update_environment(
         environment = team_store.get_or_create_environment(session, caller.team_id, name)
         environment = team_store.set_environment_limit(
             session, environment, body.max_concurrent_runs
+        )
+        audit.record(
+            session,
+            caller.actor,
+            "environment.update",
+            AuditObject("environment", name),
+            {"max_concurrent_runs": body.max_concurrent_runs},
         )
         return environment_public(environment)

@@ -16,7 +16,9 @@ from minitower_shared.schemas import (
     RunnerRegistrationTokenList,
     RunnerRegistrationTokenPublic,
 )
+from minitower_shared.store import audit
 from minitower_shared.store import runner_registration as registration_store
+from minitower_shared.store.audit import AuditObject
 from minitower_shared.tokens import RUNNER_REGISTRATION_TOKEN_PREFIX, hash_token, new_token
 
 router = APIRouter(prefix="/api/v1/runner-registration-tokens", tags=["runners"])
@@ -47,7 +49,14 @@ def create_registration_token(
             token_hash=hash_token(token),
             now=utcnow(),
         )
-    assert record.id is not None
+        assert record.id is not None
+        audit.record(
+            session,
+            admin.actor,
+            "runner_registration_token.create",
+            AuditObject("runner_registration_token", record.id),
+            {"name": record.name},
+        )
     created_at = rfc3339(record.created_at)
     assert created_at is not None
     return RunnerRegistrationTokenCreated(
@@ -91,5 +100,13 @@ def revoke_registration_token(
         )
         if token is None:
             raise not_found(f"registration token {registration_token_id} not found")
+        already = token.revoked_at is not None
         token = registration_store.revoke_registration_token(session, token, utcnow())
+        if not already:  # revoking again changes nothing
+            audit.record(
+                session,
+                admin.actor,
+                "runner_registration_token.revoke",
+                AuditObject("runner_registration_token", registration_token_id),
+            )
     return registration_token_public(token)

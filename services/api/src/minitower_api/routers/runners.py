@@ -14,8 +14,10 @@ from minitower_api.errors import conflict, responses, unauthorized
 from minitower_api.views import runner_public
 from minitower_shared.clock import utcnow
 from minitower_shared.schemas import RunnerList, RunnerRegister, RunnerRegistered
+from minitower_shared.store import audit
 from minitower_shared.store import runner_registration as registration_store
 from minitower_shared.store import runners as runner_store
+from minitower_shared.store.audit import AuditActor, AuditObject
 from minitower_shared.tokens import (
     RUNNER_REGISTRATION_TOKEN_PREFIX,
     RUNNER_TOKEN_PREFIX,
@@ -54,6 +56,7 @@ def register_runner(
         )
     with services.write() as session:
         team_id: int | None = None
+        actor = audit.OPERATOR_ACTOR
         if by_team:
             registration = registration_store.find_active_registration_token(
                 session, hash_token(given)
@@ -62,6 +65,12 @@ def register_runner(
                 raise unauthorized("invalid or revoked runner registration token")
             team_id = registration.team_id
             registration_store.record_use(session, registration, now)
+            actor = AuditActor(
+                kind=audit.REGISTRATION_TOKEN,
+                team_id=team_id,
+                token_id=registration.id,
+                name=registration.name,
+            )
         if runner_store.bound_elsewhere(session, name=body.name, team_id=team_id) is not None:
             raise conflict(
                 f"runner name {body.name!r} is registered with another binding "
@@ -76,6 +85,14 @@ def register_runner(
             token_hash=hash_token(token),
             now=now,
             team_id=team_id,
+        )
+        assert runner.id is not None
+        audit.record(
+            session,
+            actor,
+            "runner.register",
+            AuditObject("runner", runner.id),
+            {"name": runner.name, "environment": runner.environment, "again": not created},
         )
     if not created:
         response.status_code = 200

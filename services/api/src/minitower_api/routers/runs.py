@@ -24,8 +24,10 @@ from minitower_shared.schemas import (
 )
 from minitower_shared.states import RunStatus
 from minitower_shared.store import apps as app_store
+from minitower_shared.store import audit
 from minitower_shared.store import runs as run_store
 from minitower_shared.store import teams as team_store
+from minitower_shared.store.audit import AuditObject
 from minitower_shared.store.runs import RunView
 
 router = APIRouter(prefix="/api/v1", tags=["runs"])
@@ -115,6 +117,13 @@ def create_run(
                 run_id=run.id,
                 now=now,
             )
+        audit.record(
+            session,
+            caller.actor,
+            "run.create",
+            AuditObject("run", run.id),
+            {"app": record.slug, "version_no": version.version_no},
+        )
         view = RunView(run, record.slug, version.version_no, environment.name)
     services.signal.notify()
     services.metrics.runs_created.labels(f"{caller.team.slug}/{record.slug}").inc()
@@ -268,6 +277,14 @@ def rerun(
             now=utcnow(),
             rerun_of=run_id,
         )
+        assert run.id is not None
+        audit.record(
+            session,
+            caller.actor,
+            "run.rerun",
+            AuditObject("run", run.id),
+            {"app": record.slug, "version_no": version.version_no, "rerun_of": run_id},
+        )
         view = RunView(run, record.slug, version.version_no, environment.name)
     services.signal.notify()
     services.metrics.runs_created.labels(f"{caller.team.slug}/{record.slug}").inc()
@@ -279,9 +296,19 @@ def cancel_run(run_id: RunId, caller: CallerDep, services: ServicesDep) -> RunPu
     """Idempotent. A queued run is cancelled at once; a leased or running one becomes
     ``cancelling`` until its runner confirms (or its lease expires)."""
     with services.write() as session:
-        require_run(session, caller.team_id, run_id)
+        before = require_run(session, caller.team_id, run_id).run.status
         run_store.cancel_run(session, run_id, utcnow())
         public = run_public(require_run(session, caller.team_id, run_id))
+        # Idempotent: cancelling a finished (or already cancelling) run changes nothing,
+        # and the audit log records changes.
+        if public.status != before:
+            audit.record(
+                session,
+                caller.actor,
+                "run.cancel",
+                AuditObject("run", run_id),
+                {"from": before, "to": public.status},
+            )
     services.run_signals.notify(run_id)
     return public
 

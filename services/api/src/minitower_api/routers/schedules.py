@@ -20,7 +20,9 @@ from minitower_shared.schemas import (
     ScheduleUpdate,
 )
 from minitower_shared.store import apps as app_store
+from minitower_shared.store import audit
 from minitower_shared.store import schedules as schedule_store
+from minitower_shared.store.audit import AuditObject
 
 router = APIRouter(prefix="/api/v1/apps/{app}/schedules", tags=["schedules"])
 
@@ -84,6 +86,18 @@ def _check(services: ServicesDep, session: Session, app: App, fields: dict[str, 
             raise invalid(str(exc), exc.details) from exc
 
 
+def _id(schedule: Schedule) -> int:
+    assert schedule.id is not None
+    return schedule.id
+
+
+def _update_action(fields: dict[str, Any], retry: dict[str, Any]) -> str:
+    """schedule.pause or schedule.resume when ``enabled`` is all the change sets."""
+    if set(fields) == {"enabled"} and not retry:
+        return "schedule.resume" if fields["enabled"] else "schedule.pause"
+    return "schedule.update"
+
+
 @router.post("", status_code=201, response_model=SchedulePublic, responses=responses(409))
 def create_schedule(
     app: str, body: ScheduleCreate, caller: CallerDep, services: ServicesDep
@@ -104,6 +118,13 @@ def create_schedule(
         )
         if schedule is None:
             raise conflict(f"app {app!r} already has a schedule named {body.name!r}")
+        audit.record(
+            session,
+            caller.actor,
+            "schedule.create",
+            AuditObject("schedule", _id(schedule)),
+            {"app": record.slug, "name": schedule.name, "cron": schedule.cron},
+        )
         return schedule_public(schedule, record.slug)
 
 
@@ -163,6 +184,13 @@ def update_schedule(
         )
         if updated is None:
             raise conflict(f"app {app!r} already has a schedule named {fields['name']!r}")
+        audit.record(
+            session,
+            caller.actor,
+            _update_action(fields, retry),
+            AuditObject("schedule", schedule_id),
+            {"app": record.slug, "fields": sorted([*fields, *retry])},
+        )
         return schedule_public(updated, record.slug)
 
 
@@ -173,5 +201,13 @@ def delete_schedule(
     """The schedule stops; the runs it made stay, with their ``schedule_id``."""
     with services.write() as session:
         record = require_app(session, caller.team_id, app)
-        schedule_store.delete_schedule(session, _require_schedule(session, record, schedule_id))
+        schedule = _require_schedule(session, record, schedule_id)
+        schedule_store.delete_schedule(session, schedule)
+        audit.record(
+            session,
+            caller.actor,
+            "schedule.delete",
+            AuditObject("schedule", schedule_id),
+            {"app": record.slug, "name": schedule.name},
+        )
     return Response(status_code=204)

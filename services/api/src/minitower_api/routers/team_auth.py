@@ -9,7 +9,9 @@ from minitower_api.passwords import hash_password, verify_password
 from minitower_shared.models import Team
 from minitower_shared.schemas import AuthOptions, LoginResult, TeamLogin, TeamSignup
 from minitower_shared.states import TokenRole
+from minitower_shared.store import audit
 from minitower_shared.store import teams as team_store
+from minitower_shared.store.audit import AuditActor, AuditObject
 from minitower_shared.tokens import TEAM_TOKEN_PREFIX, hash_token, new_token
 
 router = APIRouter(prefix="/api/v1", tags=["teams"])
@@ -56,13 +58,20 @@ def authenticate_team(services: Services, slug: str, password: str, address: str
 
 def issue_admin_token(services: Services, team_id: int, name: str) -> tuple[str, int]:
     """A fresh admin token of the team (a password is the team's own credential, as
-    the bootstrap token is the operator's): the secret and its id."""
+    the bootstrap token is the operator's): the secret and its id. The audit log records
+    the sign-in as ``team.login`` by the password, naming the token."""
     token = new_token(TEAM_TOKEN_PREFIX)
     with services.write() as session:
         record = team_store.create_token(
             session, team_id=team_id, token_hash=hash_token(token), role=TokenRole.ADMIN, name=name
         )
-    assert record.id is not None
+        assert record.id is not None
+        audit.record(
+            session,
+            AuditActor(kind=audit.PASSWORD, team_id=team_id, name=name),
+            "team.login",
+            AuditObject("token", record.id),
+        )
     return token, record.id
 
 
@@ -102,6 +111,14 @@ def signup(body: TeamSignup, services: ServicesDep) -> LoginResult:
             token_hash=hash_token(token),
             role=TokenRole.ADMIN,
             name="signup",
+        )
+        assert record.id is not None
+        audit.record(
+            session,
+            AuditActor(kind=audit.PASSWORD, team_id=team.id, name="signup"),
+            "team.signup",
+            AuditObject("team", team.id),
+            {"slug": team.slug, "token_id": record.id},
         )
     assert record.id is not None
     return LoginResult(

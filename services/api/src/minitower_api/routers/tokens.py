@@ -8,7 +8,9 @@ from minitower_api.views import token_public
 from minitower_shared.clock import utcnow
 from minitower_shared.schemas import Me, TokenCreate, TokenCreated, TokenList, TokenPublic
 from minitower_shared.states import TokenRole
+from minitower_shared.store import audit
 from minitower_shared.store import teams as team_store
+from minitower_shared.store.audit import AuditObject
 from minitower_shared.tokens import TEAM_TOKEN_PREFIX, hash_token, new_token
 
 router = APIRouter(prefix="/api/v1", tags=["tokens"])
@@ -41,6 +43,14 @@ def create_token(
         record = team_store.create_token(
             session, team_id=caller.team_id, token_hash=hash_token(token), role=role, name=body.name
         )
+        assert record.id is not None
+        audit.record(
+            session,
+            caller.actor,
+            "token.create",
+            AuditObject("token", record.id),
+            {"role": record.role, "name": record.name},
+        )
     assert record.id is not None
     return TokenCreated(token_id=record.id, token=token, name=record.name, role=record.role)
 
@@ -72,5 +82,8 @@ def revoke_token(token_id: TokenId, caller: CallerDep, services: ServicesDep) ->
             raise not_found(f"token {token_id} not found")
         if token.role == TokenRole.ADMIN and not caller.is_admin:
             raise forbidden("only an admin token can revoke admin tokens")
+        already = token.revoked_at is not None
         token = team_store.revoke_token(session, token, utcnow())
+        if not already:  # revoking again changes nothing
+            audit.record(session, caller.actor, "token.revoke", AuditObject("token", token_id))
     return token_public(token)

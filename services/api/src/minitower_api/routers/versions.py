@@ -26,6 +26,8 @@ from minitower_shared.schemas import (
     check_plain_json,
 )
 from minitower_shared.store import apps as app_store
+from minitower_shared.store import audit
+from minitower_shared.store.audit import AuditObject
 from minitower_shared.towerfile import TowerfileError, parameters_schema, parse_towerfile
 
 router = APIRouter(prefix="/api/v1/apps/{app}/versions", tags=["versions"])
@@ -214,6 +216,13 @@ def _store_version(
                 retry_policy=manifest.retry_policy,
                 params_schema=manifest.params_schema,
                 import_paths=manifest.import_paths,
+            )
+            audit.record(
+                session,
+                caller.actor,
+                "version.upload",
+                AuditObject("version", f"{record.slug}/{version.version_no}"),
+                {"app": record.slug, "version_no": version.version_no, "sha256": sha256},
             )
     except BaseException:
         temp.unlink(missing_ok=True)
