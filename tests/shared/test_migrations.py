@@ -20,7 +20,7 @@ def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
 def test_reaper_pass_migration_downgrades_and_upgrades(tmp_path: Path) -> None:
     db = tmp_path / "down-up.db"
     upgrade_to_head(db)
-    assert head_revision() == "0005_schedules"
+    assert head_revision() == "0007_webhooks"
     command.downgrade(alembic_config(db), "0001")
     with sqlite3.connect(db) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
@@ -151,3 +151,15 @@ def test_a_database_with_data_upgrades_and_downgrades_with_it(tmp_path: Path) ->
     assert counts() == [1, 1, 1, 1, 1]
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_webhooks_migration_downgrades_and_upgrades(tmp_path: Path) -> None:
+    db = tmp_path / "webhooks-down-up.db"
+    upgrade_to_head(db)
+    command.downgrade(alembic_config(db), "0005_schedules")
+    with sqlite3.connect(db) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert not {"webhook", "webhook_event", "webhook_delivery", "webhook_attempt"} & tables
+    assert "schedule" in tables
+    command.upgrade(alembic_config(db), "head")
+    command.check(alembic_config(db))
