@@ -109,7 +109,7 @@ def resolve_checked(target: Target, *, allow_private: bool) -> IPAddress:
             infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as exc:
             raise WebhookUrlError(f"cannot resolve {target.host}: {exc}") from None
-        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     if not addresses:
         raise WebhookUrlError(f"{target.host} resolves to no address")
     if not allow_private:
