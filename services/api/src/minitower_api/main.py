@@ -37,6 +37,7 @@ from minitower_api.routers import (
     team_auth,
     tokens,
     versions,
+    webhooks,
 )
 from minitower_api.run_signals import RunSignals
 from minitower_api.settings import ApiSettings
@@ -142,6 +143,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         logs,
         environments,
         schedules,
+        webhooks,
     ):
         app.include_router(module.router)
     console.install(app)

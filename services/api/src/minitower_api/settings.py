@@ -58,6 +58,9 @@ class ApiSettings(DatabaseServiceSettings):
     # scheduler_stall_after is "stalled" on /ready.
     schedule_max_catchup: int = Field(default=10, ge=0, le=1000)
     scheduler_stall_after: PositiveSeconds = 60.0
+    # Webhooks to loopback, private, link-local … addresses are refused at creation
+    # unless this is true (the reaper, which sends, reads the same variable).
+    webhook_allow_private: bool = False
     # When set, /metrics requires ``Authorization: Bearer <it>``: its series name teams
     # and apps.
     metrics_token: SecretStr | None = None
