@@ -11,7 +11,16 @@ from tests.conftest import BOOTSTRAP_TOKEN
 from tests.support.clients import TeamClient, check
 
 BASE = "/api/v1/webhooks"
-PUBLIC_KEYS = {"webhook_id", "url", "events", "app", "format", "enabled", "created_at", "updated_at"}
+PUBLIC_KEYS = {
+    "webhook_id",
+    "url",
+    "events",
+    "app",
+    "format",
+    "enabled",
+    "created_at",
+    "updated_at",
+}
 GOOD = {"url": "https://hooks.example.com/minitower", "events": ["run.failed", "run.dead"]}
 
 
@@ -80,7 +89,9 @@ def test_another_team_gets_404(team: TeamClient, other_team: TeamClient) -> None
     created = check(team.post(BASE, json=GOOD), 201)
     path = f"{BASE}/{created['webhook_id']}"
     expect_error(other_team.get(path), 404, "not_found")
-    expect_error(other_team.patch(path, json={"url": "https://evil.example.com/"}), 404, "not_found")
+    expect_error(
+        other_team.patch(path, json={"url": "https://evil.example.com/"}), 404, "not_found"
+    )
     expect_error(other_team.delete(path), 404, "not_found")
     expect_error(other_team.get(f"{path}/deliveries"), 404, "not_found")
     expect_error(other_team.post(f"{path}/test"), 404, "not_found")
