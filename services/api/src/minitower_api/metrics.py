@@ -156,8 +156,12 @@ class _DatabaseCollector(Collector):
             "Webhook deliveries (one event to one webhook) by status",
             labels=["status"],
         )
-        for status in (webhook_store.PENDING, webhook_store.DELIVERED, webhook_store.FAILED):
-            deliveries.add_metric([status], outbox.deliveries.get(status, 0))
+        for delivery_status in (
+            webhook_store.PENDING,
+            webhook_store.DELIVERED,
+            webhook_store.FAILED,
+        ):
+            deliveries.add_metric([delivery_status], outbox.deliveries.get(delivery_status, 0))
         yield deliveries
         attempts = CounterMetricFamily(
             "minitower_webhook_attempts",
