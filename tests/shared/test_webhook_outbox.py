@@ -152,3 +152,55 @@ def test_end_run_refuses_a_non_terminal_status(engine: Engine, seeded: Seeded) -
     (run_id,) = queue_runs(engine, seeded)
     with write_session(engine) as session, pytest.raises(ValueError, match="terminal"):
         end_run(session, run_id, expected={RunStatus.QUEUED}, status=RunStatus.LEASED, now=utcnow())
+
+
+def _ping(engine: Engine, webhook_id: int) -> None:
+    with write_session(engine) as session:
+        webhook = session.get(Webhook, webhook_id)
+        assert webhook is not None
+        webhook_store.append_ping(session, webhook, utcnow())
+
+
+def test_a_claim_is_exclusive_until_it_lapses(engine: Engine, seeded: Seeded) -> None:
+    _ping(engine, subscribe(engine, seeded, ALL))
+    now = utcnow()
+    with write_session(engine) as session:
+        (first,) = webhook_store.claim_due(session, now, hold=30 * S, limit=5)
+    with write_session(engine) as session:
+        assert webhook_store.claim_due(session, now + 29 * S, hold=30 * S, limit=5) == []
+    # The first loop died mid-send: after its hold, another loop takes the delivery, and
+    # the first one's late record does not move it.
+    with write_session(engine) as session:
+        (second,) = webhook_store.claim_due(session, now + 31 * S, hold=30 * S, limit=5)
+    assert second.delivery_id == first.delivery_id and second.token != first.token
+    ok = webhook_store.AttemptResult(started_at=now, duration_ms=1.0, status_code=200, error=None)
+    policy = {"max_age": timedelta(hours=1), "backoff_base": 1.0, "backoff_cap": 10.0}
+    with write_session(engine) as session:
+        webhook_store.record_attempt(session, first, ok, now + 32 * S, **policy)
+    with read_session(engine) as session:
+        delivery = session.get(WebhookDelivery, first.delivery_id)
+        assert delivery is not None and delivery.status == "pending"
+    with write_session(engine) as session:
+        assert webhook_store.record_attempt(session, second, ok, now + 33 * S, **policy) == (
+            "delivered"
+        )
+
+
+def test_a_webhook_deleted_mid_send_records_nothing(engine: Engine, seeded: Seeded) -> None:
+    webhook_id = subscribe(engine, seeded, ALL)
+    _ping(engine, webhook_id)
+    now = utcnow()
+    with write_session(engine) as session:
+        (claim,) = webhook_store.claim_due(session, now, hold=30 * S, limit=5)
+    with write_session(engine) as session:
+        webhook = session.get(Webhook, webhook_id)
+        assert webhook is not None
+        webhook_store.delete_webhook(session, webhook)
+    failed = webhook_store.AttemptResult(
+        started_at=now, duration_ms=1.0, status_code=500, error="the receiver answered 500"
+    )
+    with write_session(engine) as session:
+        status = webhook_store.record_attempt(
+            session, claim, failed, now, max_age=timedelta(hours=1), backoff_base=1, backoff_cap=9
+        )
+    assert status == webhook_store.DELETED

@@ -84,6 +84,11 @@ def run_deliveries(
                 # delivery is sent again (the receiver dedupes by event id).
                 log.warning("webhook pass failed, will retry", extra={"error": str(exc.orig)})
                 busy = False
+            except Exception:
+                # A bug must not stop notifications for good (nor the reaper beside it):
+                # logged with its traceback, and the claim lapses as above.
+                log.exception("webhook pass failed unexpectedly, will retry")
+                busy = False
             if not busy:
                 stop.wait(interval)
     log.info("webhook delivery stopped")

@@ -45,6 +45,8 @@ EVENT_TYPES = (*RUN_EVENT_TYPES.values(), SCHEDULE_SKIPPED, PING)
 SUBSCRIBABLE = tuple(t for t in EVENT_TYPES if t != PING)
 FORMATS = ("json", "slack")
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+# What record_attempt answers for a delivery deleted (with its webhook) mid-send.
+DELETED = "deleted"
 ERROR_LIMIT = 500
 
 
@@ -377,7 +379,10 @@ def record_attempt(
     """Record one POST and move the delivery on: delivered on a 2xx, else pending again
     after a backoff, or failed once the event is older than ``max_age``. Returns the
     delivery's new status. The attempt is recorded even if the claim was lost (the POST
-    did happen); the delivery moves only under its claim."""
+    did happen); the delivery moves only under its claim. A delivery whose webhook was
+    deleted during the POST records nothing: its history went with it."""
+    if session.get(WebhookDelivery, claim.delivery_id) is None:
+        return DELETED
     attempt_no = claim.attempts + 1
     error = result.error[:ERROR_LIMIT] if result.error else None
     session.add(
