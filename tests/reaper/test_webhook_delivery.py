@@ -61,7 +61,7 @@ def test_retries_with_growing_backoff_until_delivered(
     with webhook_receiver(script=[500, 500, 500]) as receiver:
         hook = check(acme.post(HOOKS, json={"url": receiver.url, "events": ["run.failed"]}), 201)
         run = fail_a_run(api, acme)
-        with delivery_loop(db, fast_policy()):
+        with delivery_loop(db, fast_policy(backoff_base=0.4)):
             got = receiver.wait_for(4)
             path = f"{HOOKS}/{hook['webhook_id']}/deliveries"
             deadline = time.monotonic() + 10
@@ -74,10 +74,10 @@ def test_retries_with_growing_backoff_until_delivered(
     ids = {json.loads(r.body)["id"] for r in got}
     assert len(ids) == 1, "the event id is stable across retries"
     gaps = [b.at - a.at for a, b in pairwise(got)]
-    # Nominal waits 0.2, 0.4, 0.8 s, each jittered down to at most half: never shorter
+    # Nominal waits 0.4, 0.8, 1.6 s, each jittered down to at most half: never shorter
     # than the one before (poll and scheduling noise aside), and growing overall.
-    assert gaps[2] > gaps[0], gaps
-    assert gaps[1] + 0.1 >= gaps[0] and gaps[2] + 0.1 >= gaps[1], gaps
+    assert gaps[2] > gaps[0] + 0.2, gaps
+    assert gaps[1] + 0.15 >= gaps[0] and gaps[2] + 0.15 >= gaps[1], gaps
     assert [a["attempt_no"] for a in attempts] == [4, 3, 2, 1]
     assert [a["status_code"] for a in attempts] == [200, 500, 500, 500]
     assert [a["succeeded"] for a in attempts] == [True, False, False, False]
