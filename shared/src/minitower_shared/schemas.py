@@ -26,6 +26,7 @@ from minitower_shared.retry import (
     POLICY_KEYS,
     RetryReason,
 )
+from minitower_shared.webhook_urls import MAX_URL_LENGTH
 
 SLUG_PATTERN = r"^[a-z][a-z0-9-]{2,31}$"
 ENVIRONMENT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -744,12 +745,11 @@ WebhookEventType = Literal[
     "run.failed", "run.dead", "run.completed", "run.cancelled", "schedule.skipped"
 ]
 WebhookFormat = Literal["json", "slack"]
-WEBHOOK_URL_MAX = 2048
 
 
 class WebhookCreate(Strict):
     url: str = Field(
-        min_length=1, max_length=WEBHOOK_URL_MAX, examples=["https://hooks.example.com/minitower"]
+        min_length=1, max_length=MAX_URL_LENGTH, examples=["https://hooks.example.com/minitower"]
     )
     events: list[WebhookEventType] = Field(min_length=1, max_length=10)
     app: str | None = Field(
@@ -770,7 +770,7 @@ class WebhookUpdate(Strict):
 
     model_config = ConfigDict(json_schema_extra=_never_null("url", "events", "format", "enabled"))
 
-    url: str | None = Field(default=None, min_length=1, max_length=WEBHOOK_URL_MAX)
+    url: str | None = Field(default=None, min_length=1, max_length=MAX_URL_LENGTH)
     events: list[WebhookEventType] | None = Field(default=None, min_length=1, max_length=10)
     app: str | None = Field(default=None, pattern=SLUG_PATTERN)
     secret: str | None = Field(default=None, min_length=16, max_length=200)

@@ -43,7 +43,6 @@ PING = "ping"
 EVENT_TYPES = (*RUN_EVENT_TYPES.values(), SCHEDULE_SKIPPED, PING)
 # What a webhook may subscribe to: ping is sent only on request, to the one webhook.
 SUBSCRIBABLE = tuple(t for t in EVENT_TYPES if t != PING)
-FORMATS = ("json", "slack")
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 # What record_attempt answers for a delivery deleted (with its webhook) mid-send.
 DELETED = "deleted"
