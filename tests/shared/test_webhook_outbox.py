@@ -4,15 +4,23 @@ the same transaction, only for teams with a matching webhook; a rolled-back chan
 leaves no event."""
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 from sqlmodel import col, select
 
+from minitower_api.maintenance.prune import prune, summary
 from minitower_reaper.service import tick
 from minitower_shared.clock import utcnow
 from minitower_shared.db import read_session, write_session
-from minitower_shared.models import Run, Webhook, WebhookDelivery, WebhookEvent
+from minitower_shared.models import (
+    Run,
+    Webhook,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEvent,
+)
 from minitower_shared.states import AttemptStatus, RunStatus
 from minitower_shared.store import runs as run_store
 from minitower_shared.store import webhooks as webhook_store
@@ -204,3 +212,45 @@ def test_a_webhook_deleted_mid_send_records_nothing(engine: Engine, seeded: Seed
             session, claim, failed, now, max_age=timedelta(hours=1), backoff_base=1, backoff_cap=9
         )
     assert status == webhook_store.DELETED
+
+
+def test_prune_deletes_only_old_finished_deliveries(
+    engine: Engine, seeded: Seeded, db_path: Path, tmp_path: Path
+) -> None:
+    """``minitowerd prune``: delivered and failed deliveries that ended before the cutoff
+    go with their attempts and events; pending ones and recent ones stay."""
+    webhook_id = subscribe(engine, seeded, ALL)
+    for _ in range(4):
+        _ping(engine, webhook_id)
+    now = utcnow()
+    with write_session(engine) as session:
+        claims = webhook_store.claim_due(session, now, hold=30 * S, limit=3)
+    # Delivered, failed (past a max age of 0), delivered; then the first two are made
+    # 40 days old.
+    for claim, code in zip(claims, (200, 500, 200), strict=True):
+        result = webhook_store.AttemptResult(
+            started_at=now, duration_ms=1, status_code=code, error=None
+        )
+        with write_session(engine) as session:
+            webhook_store.record_attempt(
+                session, claim, result, now, max_age=timedelta(0), backoff_base=1, backoff_cap=9
+            )
+    old = [claim.delivery_id for claim in claims[:2]]
+    with write_session(engine) as session:
+        session.execute(
+            update(WebhookDelivery)
+            .where(col(WebhookDelivery.id).in_(old))
+            .values(finished_at=now - timedelta(days=40))
+        )
+    dry = prune(db_path, tmp_path / "objects", older_than=timedelta(days=30), dry_run=True)
+    assert dry.webhook_deliveries == 2
+    report = prune(db_path, tmp_path / "objects", older_than=timedelta(days=30), dry_run=False)
+    assert report.webhook_deliveries == 2
+    assert any("deleted 2 finished webhook deliveries" in line for line in summary(report))
+    with read_session(engine) as session:
+        left = session.exec(select(WebhookDelivery).order_by(col(WebhookDelivery.id))).all()
+        events_left = session.exec(select(WebhookEvent)).all()
+        attempts_left = session.exec(select(WebhookAttempt)).all()
+    assert [d.status for d in left] == ["delivered", "pending"]
+    assert {e.id for e in events_left} == {d.event_id for d in left}
+    assert [a.delivery_id for a in attempts_left] == [left[0].id]

@@ -478,3 +478,52 @@ def outbox_summary(session: Session) -> OutboxSummary:
         attempts={bool(ok): count for ok, count in attempts},
         oldest_pending_at=as_utc(oldest) if oldest is not None else None,
     )
+
+
+# --- Retention (``minitowerd prune``) ---
+
+
+def finished_deliveries_before(
+    session: Session, cutoff: datetime, *, limit: int | None
+) -> list[int]:
+    """Ids of delivered or failed deliveries that finished before ``cutoff`` (at most
+    ``limit`` of them; None: all)."""
+    query = (
+        select(WebhookDelivery.id)
+        .where(
+            col(WebhookDelivery.status).in_([DELIVERED, FAILED]),
+            col(WebhookDelivery.finished_at) < cutoff,
+        )
+        .order_by(col(WebhookDelivery.id))
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return [delivery_id for delivery_id in session.exec(query) if delivery_id is not None]
+
+
+def delete_deliveries(session: Session, delivery_ids: list[int]) -> int:
+    """Delete these deliveries with their attempts, and the events left without any
+    delivery; the number of deliveries deleted."""
+    if not delivery_ids:
+        return 0
+    event_ids = session.exec(
+        select(WebhookDelivery.event_id).where(col(WebhookDelivery.id).in_(delivery_ids))
+    ).all()
+    _execute(
+        session, delete(WebhookAttempt).where(col(WebhookAttempt.delivery_id).in_(delivery_ids))
+    )
+    deleted = int(
+        _execute(
+            session, delete(WebhookDelivery).where(col(WebhookDelivery.id).in_(delivery_ids))
+        ).rowcount
+    )
+    still_used = select(WebhookDelivery.event_id).where(
+        col(WebhookDelivery.event_id).in_(set(event_ids))
+    )
+    _execute(
+        session,
+        delete(WebhookEvent).where(
+            col(WebhookEvent.id).in_(set(event_ids)), col(WebhookEvent.id).not_in(still_used)
+        ),
+    )
+    return deleted
