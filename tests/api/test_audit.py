@@ -126,6 +126,24 @@ def test_every_team_change_leaves_one_row_naming_its_token(
     check(team.patch("/api/v1/environments/gpu", json={"max_concurrent_runs": 3}), 200)
     tail.one("environment.update", "environment", "gpu", **by_admin)
 
+    hook = check(
+        team.post(
+            "/api/v1/webhooks",
+            json={"url": "https://hooks.example.com/mt", "events": ["run.failed"]},
+        ),
+        201,
+    )
+    hid = hook["webhook_id"]
+    row = tail.one("webhook.create", "webhook", hid, **by_admin)
+    assert hook["secret"] not in json.dumps(row) and "hooks.example.com" not in json.dumps(row)
+    rotated = "whsec_rotated_by_the_admin_0123456789"
+    check(team.patch(f"/api/v1/webhooks/{hid}", json={"secret": rotated, "enabled": False}), 200)
+    row = tail.one("webhook.update", "webhook", hid, **by_admin)
+    assert row["detail"] == {"changed": ["enabled", "secret"]}
+    assert rotated not in json.dumps(row)
+    check(team.delete(f"/api/v1/webhooks/{hid}"), 204)
+    tail.one("webhook.delete", "webhook", hid, **by_admin)
+
     minted = check(team.post("/api/v1/runner-registration-tokens", json={"name": "fleet"}), 201)
     rid = minted["registration_token_id"]
     row = tail.one("runner_registration_token.create", "runner_registration_token", rid)

@@ -44,6 +44,13 @@ CONTRACT_ROUTES = {
     ("post", "/api/v1/runs/{run_id}/heartbeat"),
     ("post", "/api/v1/runs/{run_id}/logs"),
     ("post", "/api/v1/runs/{run_id}/result"),
+    ("post", "/api/v1/webhooks"),
+    ("get", "/api/v1/webhooks"),
+    ("get", "/api/v1/webhooks/{webhook_id}"),
+    ("patch", "/api/v1/webhooks/{webhook_id}"),
+    ("delete", "/api/v1/webhooks/{webhook_id}"),
+    ("get", "/api/v1/webhooks/{webhook_id}/deliveries"),
+    ("post", "/api/v1/webhooks/{webhook_id}/test"),
 }
 
 
@@ -226,6 +233,8 @@ def test_openapi_documents_the_error_responses(openapi: dict[str, Any]) -> None:
     assert "409" in responses("post", "/api/v1/apps/{app}/runs")
     assert "413" in responses("post", "/api/v1/apps/{app}/versions")
     assert "403" in responses("get", "/api/v1/admin/runners")
+    assert "403" in responses("post", "/api/v1/webhooks")
+    assert "202" in responses("post", "/api/v1/webhooks/{webhook_id}/test")
     assert "204" in responses("post", "/api/v1/runs/lease")
     assert "409" in responses("post", "/api/v1/runs/lease")
     for action in ("start", "heartbeat", "logs", "result"):

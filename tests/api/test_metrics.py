@@ -273,3 +273,23 @@ def check_text(response: Any) -> str:
     assert response.status_code == 200, response.text
     text: str = response.text
     return text
+
+
+def test_webhook_series_from_the_outbox(client: TestClient, db_path: Path) -> None:
+    """Deliveries by status, attempts by outcome and the oldest pending delivery's age,
+    read from the tables (0 before any webhook)."""
+    samples = samples_of(check_text(client.get("/metrics")))
+    for status in ("pending", "delivered", "failed"):
+        assert value(samples, "minitower_webhook_deliveries", status=status) == 0
+    assert value(samples, "minitower_webhook_attempts_total", outcome="failure") == 0
+    assert value(samples, "minitower_webhook_outbox_oldest_pending_age_seconds") == 0
+    team = TeamClient.bootstrap(client, "acme", BOOTSTRAP_TOKEN)
+    body = {"url": "https://hooks.example.com/x", "events": ["run.failed"]}
+    hooks = [check(team.post("/api/v1/webhooks", json=body), 201) for _ in range(2)]
+    for hook in hooks:
+        check(team.post(f"/api/v1/webhooks/{hook['webhook_id']}/test"), 202)
+    time.sleep(0.2)
+    samples = samples_of(check_text(client.get("/metrics")))
+    assert value(samples, "minitower_webhook_deliveries", status="pending") == 2
+    age = value(samples, "minitower_webhook_outbox_oldest_pending_age_seconds")
+    assert age is not None and 0.2 <= age < 30

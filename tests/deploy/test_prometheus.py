@@ -32,6 +32,7 @@ RUNBOOKS = {
     "backup-restore.md",
     "rotate-tokens.md",
     "securing.md",
+    "webhooks-failing.md",
 }
 METRIC_NAME = re.compile(r"\b(minitower_[a-z0-9_]+)")
 

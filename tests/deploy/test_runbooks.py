@@ -19,6 +19,7 @@ TASKS = (
     "stuck-leased-running",
     "database-locked",
     "securing",
+    "webhooks-failing",
 )
 SECTIONS = ("## When to use", "## Steps", "## Verify", "## Roll back")
 _CALL = re.compile(r"""run_step\(\s*["']([a-z0-9-]+)["']\s*,\s*["']([a-z0-9-]+)["']""")

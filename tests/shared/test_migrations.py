@@ -162,9 +162,21 @@ def test_audit_migration_round_trips_with_rows(tmp_path: Path) -> None:
             " object_id, detail) VALUES ('2026-01-01', NULL, 'operator', 'operator',"
             " 'runner.register', 'runner', '1', '{}')"
         )
+    command.downgrade(alembic_config(db), "0007_webhooks")
+    with sqlite3.connect(db) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert "audit_event" not in tables and "webhook" in tables
+    command.upgrade(alembic_config(db), "head")
+    command.check(alembic_config(db))
+
+
+def test_webhooks_migration_downgrades_and_upgrades(tmp_path: Path) -> None:
+    db = tmp_path / "webhooks-down-up.db"
+    upgrade_to_head(db)
     command.downgrade(alembic_config(db), "0005_schedules")
     with sqlite3.connect(db) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-    assert "audit_event" not in tables and "schedule" in tables
+    assert not {"webhook", "webhook_event", "webhook_delivery", "webhook_attempt"} & tables
+    assert "schedule" in tables
     command.upgrade(alembic_config(db), "head")
     command.check(alembic_config(db))

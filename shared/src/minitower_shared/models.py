@@ -395,3 +395,89 @@ class AuditEvent(SQLModel, table=True):
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     request_id: str | None = Field(default=None, max_length=128)
     client_address: str | None = Field(default=None, max_length=200)
+
+
+# --- Webhooks (failure notifications): the subscriptions, the outbox, the attempts. ---
+
+
+class Webhook(SQLModel, table=True):
+    """A team's subscription: events of ``events`` (optionally of one app) are POSTed to
+    ``url``, signed with ``secret``. The secret is kept recoverable (the sender signs
+    with it); it is never shown again after creation."""
+
+    __tablename__ = "webhook"
+    __table_args__ = (Index("ix_webhook_team", "team_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: int = Field(foreign_key="team.id")
+    app_id: int | None = Field(default=None, foreign_key="app.id")
+    url: str = Field(max_length=2048)
+    events: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    secret: str = Field(max_length=200)
+    format: str = Field(default="json", max_length=8)
+    enabled: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class WebhookEvent(SQLModel, table=True):
+    """One event, written in the transaction of the change that caused it (the outbox).
+    ``public_id`` is the id receivers see, the same on every retry. ``payload`` is the
+    delivery body's ``data``, a snapshot taken at the change."""
+
+    __tablename__ = "webhook_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    public_id: str = Field(max_length=40, unique=True)
+    team_id: int = Field(foreign_key="team.id")
+    type: str = Field(max_length=32)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event to one webhook: pending until a 2xx (delivered) or until it is older
+    than MINITOWER_WEBHOOK_MAX_AGE (failed). A delivery loop claims it by setting
+    ``claimed_until``/``claim_token`` in a conditional UPDATE."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        Index("ix_webhook_delivery_webhook", "webhook_id", "id"),
+        # The delivery loop's one question: which pending deliveries are due.
+        Index(
+            "ix_webhook_delivery_due",
+            "next_attempt_at",
+            sqlite_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    webhook_id: int = Field(foreign_key="webhook.id")
+    event_id: int = Field(foreign_key="webhook_event.id")
+    # pending, delivered or failed
+    status: str = Field(default="pending", max_length=10)
+    attempts: int = 0
+    next_attempt_at: datetime
+    claimed_until: datetime | None = None
+    claim_token: str | None = Field(default=None, max_length=40)
+    last_status_code: int | None = None
+    last_error: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
+class WebhookAttempt(SQLModel, table=True):
+    """One POST of a delivery, successful or not: what the deliveries route lists."""
+
+    __tablename__ = "webhook_attempt"
+    __table_args__ = (Index("ix_webhook_attempt_webhook", "webhook_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int = Field(foreign_key="webhook_delivery.id")
+    webhook_id: int = Field(foreign_key="webhook.id")
+    attempt_no: int
+    started_at: datetime
+    duration_ms: float
+    status_code: int | None = None
+    error: str | None = Field(default=None, max_length=500)
+    succeeded: bool

@@ -26,6 +26,7 @@ from minitower_shared.retry import (
     POLICY_KEYS,
     RetryReason,
 )
+from minitower_shared.webhook_urls import MAX_URL_LENGTH
 
 SLUG_PATTERN = r"^[a-z][a-z0-9-]{2,31}$"
 ENVIRONMENT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -762,3 +763,85 @@ class AuditEventPublic(BaseModel):
 class AuditEventList(BaseModel):
     events: list[AuditEventPublic]
     next_cursor: str | None
+
+
+# --- webhooks -----------------------------------------------------------------------------
+
+WebhookEventType = Literal[
+    "run.failed", "run.dead", "run.completed", "run.cancelled", "schedule.skipped"
+]
+WebhookFormat = Literal["json", "slack"]
+
+
+class WebhookCreate(Strict):
+    url: str = Field(
+        min_length=1, max_length=MAX_URL_LENGTH, examples=["https://hooks.example.com/minitower"]
+    )
+    events: list[WebhookEventType] = Field(min_length=1, max_length=10)
+    app: str | None = Field(
+        default=None, pattern=SLUG_PATTERN, description="Only this app's events (null: all)"
+    )
+    secret: str | None = Field(
+        default=None,
+        min_length=16,
+        max_length=200,
+        description="The signing secret; omitted: one is generated and shown once",
+    )
+    format: WebhookFormat = "json"
+
+
+class WebhookUpdate(Strict):
+    """Only the keys given change; ``app: null`` widens the webhook to every app. The
+    secret cannot be read back; set a new one here to rotate it."""
+
+    model_config = ConfigDict(json_schema_extra=_never_null("url", "events", "format", "enabled"))
+
+    url: str | None = Field(default=None, min_length=1, max_length=MAX_URL_LENGTH)
+    events: list[WebhookEventType] | None = Field(default=None, min_length=1, max_length=10)
+    app: str | None = Field(default=None, pattern=SLUG_PATTERN)
+    secret: str | None = Field(default=None, min_length=16, max_length=200)
+    format: WebhookFormat | None = None
+    enabled: bool | None = None
+
+
+class WebhookPublic(BaseModel):
+    webhook_id: int
+    url: str
+    events: list[str]
+    app: str | None
+    format: str
+    enabled: bool
+    created_at: str
+    updated_at: str
+
+
+class WebhookCreated(WebhookPublic):
+    secret: str = Field(description="Shown only in this answer")
+
+
+class WebhookList(BaseModel):
+    webhooks: list[WebhookPublic]
+    next_cursor: str | None
+
+
+class WebhookDeliveryAttempt(BaseModel):
+    attempt_id: int
+    event_id: str
+    event_type: str
+    attempt_no: int
+    delivery_status: str = Field(description="pending, delivered or failed")
+    started_at: str
+    duration_ms: float
+    status_code: int | None
+    error: str | None
+    succeeded: bool
+
+
+class WebhookDeliveryList(BaseModel):
+    deliveries: list[WebhookDeliveryAttempt]
+    next_cursor: str | None
+
+
+class WebhookTestQueued(BaseModel):
+    event_id: str
+    type: str

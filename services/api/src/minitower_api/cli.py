@@ -187,7 +187,8 @@ def prune_command(
             "--older-than",
             parser=_duration,
             metavar="DURATION",
-            help="Delete logs of runs that ended longer ago than this, e.g. 30d",
+            help="Delete logs of runs (and finished webhook deliveries) that ended longer ago "
+            "than this, e.g. 30d",
         ),
     ],
     dry_run: Annotated[

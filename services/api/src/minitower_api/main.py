@@ -38,6 +38,7 @@ from minitower_api.routers import (
     team_auth,
     tokens,
     versions,
+    webhooks,
 )
 from minitower_api.run_signals import RunSignals
 from minitower_api.settings import ApiSettings
@@ -144,6 +145,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         environments,
         schedules,
         audit,
+        webhooks,
     ):
         app.include_router(module.router)
     console.install(app)

@@ -35,6 +35,7 @@ from minitower_shared.store import runs as run_store
 from minitower_shared.store import scheduler_passes as scheduler_pass_store
 from minitower_shared.store import schedules as schedule_store
 from minitower_shared.store import teams as team_store
+from minitower_shared.store import webhooks as webhook_store
 
 log = logging.getLogger("minitower.api")
 
@@ -73,6 +74,7 @@ class _DatabaseCollector(Collector):
             reaper = pass_store.summary(session)
             scheduler = scheduler_pass_store.summary(session)
             oldest_due = schedule_store.oldest_due_at(session)
+            outbox = webhook_store.outbox_summary(session)
         now = utcnow()
         runs = GaugeMetricFamily("minitower_runs", "Runs by current status", labels=["status"])
         for status in RunStatus:
@@ -148,6 +150,36 @@ class _DatabaseCollector(Collector):
             "Due times the schedulers skipped (overlap, disabled app, no version)",
             value=scheduler.fires_skipped,
         )
+
+        deliveries = GaugeMetricFamily(
+            "minitower_webhook_deliveries",
+            "Webhook deliveries (one event to one webhook) by status",
+            labels=["status"],
+        )
+        for delivery_status in (
+            webhook_store.PENDING,
+            webhook_store.DELIVERED,
+            webhook_store.FAILED,
+        ):
+            deliveries.add_metric([delivery_status], outbox.deliveries.get(delivery_status, 0))
+        yield deliveries
+        attempts = CounterMetricFamily(
+            "minitower_webhook_attempts",
+            "Webhook POSTs made, by outcome (a deleted webhook's attempts leave the count)",
+            labels=["outcome"],
+        )
+        attempts.add_metric(["success"], outbox.attempts.get(True, 0))
+        attempts.add_metric(["failure"], outbox.attempts.get(False, 0))
+        yield attempts
+        outbox_age = GaugeMetricFamily(
+            "minitower_webhook_outbox_oldest_pending_age_seconds",
+            "Seconds the oldest undelivered webhook delivery has waited (0 when none)",
+        )
+        pending_since = outbox.oldest_pending_at
+        outbox_age.add_metric(
+            [], 0.0 if pending_since is None else max((now - pending_since).total_seconds(), 0.0)
+        )
+        yield outbox_age
 
 
 class Metrics:

@@ -63,6 +63,9 @@ class ApiSettings(DatabaseServiceSettings):
     audit_retention: Annotated[
         float, BeforeValidator(parse_duration), Field(gt=0, le=100 * 365 * 86400)
     ] = 365 * 86400.0
+    # Webhooks to loopback, private, link-local … addresses are refused at creation
+    # unless this is true (the reaper, which sends, reads the same variable).
+    webhook_allow_private: bool = False
     # When set, /metrics requires ``Authorization: Bearer <it>``: its series name teams
     # and apps.
     metrics_token: SecretStr | None = None

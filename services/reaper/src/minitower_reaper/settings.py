@@ -14,3 +14,14 @@ class ReaperSettings(DatabaseServiceSettings):
     # This reaper's row in reaper_pass (default hostname:pid). A fixed name keeps one row
     # across restarts; two live reapers must not share one.
     reaper_name: str | None = Field(default=None, min_length=1, max_length=200)
+    # Webhook delivery (README, "Notifications (webhooks)").
+    webhook_delivery_enabled: bool = True
+    webhook_poll_interval: PositiveSeconds = 1.0
+    webhook_timeout: PositiveSeconds = 10.0
+    # Retries back off from the base, doubling, up to the cap; a delivery still failing
+    # when its event is older than the max age is marked failed.
+    webhook_backoff_base: PositiveSeconds = 10.0
+    webhook_backoff_max: PositiveSeconds = 3600.0
+    webhook_max_age: PositiveSeconds = 24 * 3600.0
+    # Loopback, private, link-local … receivers are refused unless this is true.
+    webhook_allow_private: bool = False

@@ -35,6 +35,7 @@ from minitower_shared.states import (
     AttemptStatus,
     RunStatus,
 )
+from minitower_shared.store.run_endings import end_run
 from minitower_shared.store.runner_registration import runnable_by
 
 _ACTIVE = [s.value for s in ACTIVE_ATTEMPT_STATUSES]
@@ -89,34 +90,24 @@ def expire_attempt(session: Session, attempt_id: int, now: datetime) -> RunStatu
     if row is None:
         return None
     run_id = row[0]
-    if _rowcount(
-        _execute(
-            session,
-            update(Run)
-            .where(col(Run.id) == run_id, col(Run.status) == RunStatus.CANCELLING.value)
-            .values(
-                status=RunStatus.CANCELLED.value,
-                finished_at=now,
-                updated_at=now,
-                error_message="cancelled; the runner stopped answering before it confirmed",
-            ),
-        )
+    if end_run(
+        session,
+        run_id,
+        expected={RunStatus.CANCELLING},
+        status=RunStatus.CANCELLED,
+        now=now,
+        error_message="cancelled; the runner stopped answering before it confirmed",
     ):
         return RunStatus.CANCELLED
     if _requeue_for_retry(session, run_id, reason="lost", now=now):
         return RunStatus.QUEUED
-    if _rowcount(
-        _execute(
-            session,
-            update(Run)
-            .where(col(Run.id) == run_id, col(Run.status).in_(_LIVE_RUN))
-            .values(
-                status=RunStatus.DEAD.value,
-                finished_at=now,
-                updated_at=now,
-                error_message="lease expired and no retries are left",
-            ),
-        )
+    if end_run(
+        session,
+        run_id,
+        expected={RunStatus.LEASED, RunStatus.RUNNING},
+        status=RunStatus.DEAD,
+        now=now,
+        error_message="lease expired and no retries are left",
     ):
         return RunStatus.DEAD
     raise RuntimeError(f"run {run_id} had an active attempt but was not in a leased state")
@@ -554,19 +545,14 @@ def finish_attempt(
     expected_run_status = (
         RunStatus.CANCELLING if previous == AttemptStatus.CANCELLING else RunStatus.RUNNING
     )
-    if not _rowcount(
-        _execute(
-            session,
-            update(Run)
-            .where(col(Run.id) == attempt.run_id, col(Run.status) == expected_run_status.value)
-            .values(
-                status=run_status.value,
-                exit_code=exit_code,
-                error_message=error_message,
-                finished_at=now,
-                updated_at=now,
-            ),
-        )
+    if not end_run(
+        session,
+        attempt.run_id,
+        expected={expected_run_status},
+        status=run_status,
+        now=now,
+        exit_code=exit_code,
+        error_message=error_message,
     ):
         raise RuntimeError(
             f"run {attempt.run_id} was not {expected_run_status.value} with its attempt"

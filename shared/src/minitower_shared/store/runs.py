@@ -25,6 +25,7 @@ from minitower_shared.states import (
     RunStatus,
     run_sources,
 )
+from minitower_shared.store.run_endings import end_run
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
@@ -178,18 +179,15 @@ def cancel_run(session: Session, run_id: int, now: datetime) -> None:
     """Idempotent. A queued run is cancelled at once; a leased or running one (and its
     attempt) moves to ``cancelling`` and its runner is told on its next heartbeat.
     Cancelling or terminal runs are left as they are."""
-    cancelled = session.execute(
-        update(Run)
-        .where(col(Run.id) == run_id, col(Run.status) == RunStatus.QUEUED.value)
-        .values(
-            status=RunStatus.CANCELLED.value,
-            cancel_requested=True,
-            finished_at=now,
-            updated_at=now,
-            error_message="cancelled before it was leased",
-        )
-    )
-    if cancelled.rowcount:  # type: ignore[attr-defined]
+    if end_run(
+        session,
+        run_id,
+        expected={RunStatus.QUEUED},
+        status=RunStatus.CANCELLED,
+        now=now,
+        cancel_requested=True,
+        error_message="cancelled before it was leased",
+    ):
         return
     cancelling = session.execute(
         update(Run)

@@ -24,6 +24,7 @@ from minitower_shared.states import TERMINAL_RUN_STATUSES
 from minitower_shared.store import apps as app_store
 from minitower_shared.store import runs as run_store
 from minitower_shared.store import teams as team_store
+from minitower_shared.store import webhooks as webhook_store
 
 TOWERFILE_SCHEDULE_NAME = "towerfile"
 # Fields a schedule may be created or updated with (besides the retry overrides).
@@ -259,6 +260,9 @@ def _fire(
             created_at=now,
         ),
     )
+    if run_id is None and reason is not None:
+        slug = cache.app(session, schedule.app_id).slug
+        webhook_store.append_schedule_skipped(session, schedule, slug, when, reason, now)
     return outcome
 
 

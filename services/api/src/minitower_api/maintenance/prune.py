@@ -7,6 +7,8 @@ wait at most one batch. Runs, attempts and versions are never deleted.
 
 Audit log: rows older than MINITOWER_AUDIT_RETENTION (its own setting, not
 ``--older-than``: the audit log is usually kept far longer than logs), in batches too.
+Webhook history: delivered and failed deliveries that finished before the cutoff, with
+their attempts and the events no delivery needs any more, in batches likewise.
 
 Objects: files of the object store that no app version references, e.g. left by an
 upload that failed between placing its object and committing its version row. The API
@@ -31,12 +33,14 @@ from minitower_shared.clock import rfc3339, utcnow
 from minitower_shared.db import create_db_engine, read_session, write_session
 from minitower_shared.store import audit as audit_store
 from minitower_shared.store import maintenance as store
+from minitower_shared.store import webhooks as webhook_store
 
 OBJECT_MIN_AGE = timedelta(hours=1)
 LOG_BATCH = 2000  # lines per write transaction: a few milliseconds of the write lock
 ATTEMPT_CHUNK = 500  # attempt ids per query (far below SQLite's variable limit)
 OBJECT_BATCH = 200  # files unlinked per write transaction
 AUDIT_BATCH = 2000  # audit rows per write transaction
+WEBHOOK_BATCH = 500  # finished webhook deliveries deleted per write transaction
 
 
 @dataclass
@@ -47,6 +51,7 @@ class PruneReport:
     log_lines: int = 0
     log_bytes: int = 0
     objects: list[tuple[str, int]] = field(default_factory=list)
+    webhook_deliveries: int = 0
     vacuum: tuple[int, int] | None = None  # database bytes before and after
     audit_cutoff: datetime | None = None
     audit_rows: int = 0
@@ -101,6 +106,26 @@ def prune_audit(engine: Engine, report: PruneReport) -> None:
             deleted = audit_store.delete_older_than(session, report.audit_cutoff, limit=AUDIT_BATCH)
         report.audit_rows += deleted
         if deleted < AUDIT_BATCH:
+            break
+
+
+def prune_webhook_history(engine: Engine, report: PruneReport) -> None:
+    """Delivered and failed webhook deliveries that finished before the cutoff, with
+    their attempts and events; pending ones are never touched."""
+    if report.dry_run:
+        with read_session(engine) as session:
+            report.webhook_deliveries = len(
+                webhook_store.finished_deliveries_before(session, report.cutoff, limit=None)
+            )
+        return
+    # Bounded: every batch deletes what it found, and finished deliveries only get older.
+    while True:
+        with write_session(engine) as session:
+            ids = webhook_store.finished_deliveries_before(
+                session, report.cutoff, limit=WEBHOOK_BATCH
+            )
+            report.webhook_deliveries += webhook_store.delete_deliveries(session, ids)
+        if len(ids) < WEBHOOK_BATCH:
             break
 
 
@@ -168,6 +193,7 @@ def prune(
     engine = create_db_engine(db_path, pool_size=1)
     try:
         prune_logs(engine, report)
+        prune_webhook_history(engine, report)
         prune_objects(engine, objects_dir, report)
         prune_audit(engine, report)
     finally:
@@ -182,6 +208,8 @@ def summary(report: PruneReport) -> list[str]:
     lines = [
         f"{verb} {report.log_lines} log lines ({report.log_bytes} bytes) of {report.runs} "
         f"runs finished before {rfc3339(report.cutoff)}",
+        f"{verb} {report.webhook_deliveries} finished webhook deliveries (with their "
+        "attempts) that ended before then",
         f"{verb} {len(report.objects)} unreferenced objects ({report.object_bytes} bytes) "
         f"older than {OBJECT_MIN_AGE.total_seconds() / 3600:g} h",
     ]

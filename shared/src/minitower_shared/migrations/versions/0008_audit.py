@@ -1,7 +1,7 @@
 """audit log
 
 Revision ID: 0008_audit
-Revises: 0005_schedules
+Revises: 0007_webhooks
 Create Date: 2026-12-04
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_audit"
-down_revision: str | None = "0005_schedules"
+down_revision: str | None = "0007_webhooks"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
