@@ -3,7 +3,6 @@ calls and the CLI's)."""
 
 import json
 import os
-import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,16 +12,11 @@ import pytest
 from minitower_shared.migrate import upgrade_to_head
 from tests.cli.conftest import clean_environment
 from tests.conftest import BOOTSTRAP_TOKEN
+from tests.support import readme
 from tests.support.clients import TeamClient, check
 from tests.support.processes import script, start_api
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-
-def _section() -> str:
-    readme = (ROOT / "README.md").read_text()
-    return readme[readme.index("## Audit log") : readme.index("## Backup, restore and retention")]
 
 
 def _leading_json(text: str) -> list[dict[str, Any]]:
@@ -35,7 +29,7 @@ def _leading_json(text: str) -> list[dict[str, Any]]:
 
 
 def test_the_readme_audit_examples_work(tmp_path: Path) -> None:
-    (block,) = re.findall(r"```sh\n(.*?)```", _section(), flags=re.DOTALL)
+    (block,) = readme.blocks("Audit log")
     db_path = tmp_path / "db" / "minitower.db"
     upgrade_to_head(db_path)
     api = start_api(tmp_path, db_path, {"MINITOWER_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN})

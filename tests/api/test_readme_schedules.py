@@ -1,7 +1,6 @@
 """The README's "Schedules and retries" examples, run as written against a live API."""
 
 import os
-import re
 import subprocess
 from pathlib import Path
 
@@ -10,20 +9,15 @@ import pytest
 from minitower_shared.migrate import upgrade_to_head
 from minitower_shared.towerfile import parse_towerfile
 from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN, make_archive
+from tests.support import readme
 from tests.support.clients import TeamClient, check
 from tests.support.processes import start_api
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def _section() -> str:
-    readme = (ROOT / "README.md").read_text()
-    return readme[readme.index("## Schedules and retries") : readme.index("## The runner")]
-
-
 def test_the_readme_curl_examples_work(tmp_path: Path) -> None:
-    (block,) = re.findall(r"```sh\n(.*?)```", _section(), flags=re.DOTALL)
+    (block,) = readme.blocks("Schedules and retries")
     db_path = tmp_path / "db" / "minitower.db"
     upgrade_to_head(db_path)
     api = start_api(
@@ -73,7 +67,7 @@ def test_the_readme_curl_examples_work(tmp_path: Path) -> None:
 
 
 def test_the_readme_towerfile_example_parses() -> None:
-    (block,) = re.findall(r"```toml\n(.*?)```", _section(), flags=re.DOTALL)
+    (block,) = readme.blocks("Schedules and retries", "toml")
     towerfile = parse_towerfile(block)
     assert (towerfile.schedule, towerfile.timezone) == ("0 3 * * *", "Europe/Berlin")
     assert towerfile.retry == {

@@ -3,7 +3,6 @@ API (the receiver's host name is resolved only when sending, so creating it work
 offline)."""
 
 import os
-import re
 import subprocess
 from pathlib import Path
 
@@ -11,20 +10,15 @@ import pytest
 
 from minitower_shared.migrate import upgrade_to_head
 from tests.conftest import BOOTSTRAP_TOKEN, HELLO_TOWERFILE, REGISTRATION_TOKEN, make_archive
+from tests.support import readme
 from tests.support.clients import TeamClient, check
 from tests.support.processes import start_api
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def _section() -> str:
-    readme = (ROOT / "README.md").read_text()
-    return readme[readme.index("## Notifications (webhooks)") : readme.index("## The runner")]
-
-
 def test_the_readme_curl_examples_work(tmp_path: Path) -> None:
-    (block,) = re.findall(r"```sh\n(.*?)```", _section(), flags=re.DOTALL)
+    (block,) = readme.blocks("Notifications (webhooks)")
     db_path = tmp_path / "db" / "minitower.db"
     upgrade_to_head(db_path)
     api = start_api(

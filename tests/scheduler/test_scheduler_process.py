@@ -78,7 +78,11 @@ def test_two_schedulers_and_a_sigkill_fire_each_due_time_exactly_once(
         replacement = start_scheduler(tmp_path, db_path, env, "scheduler-c")
         processes.append(replacement)
         _wait_started(replacement)
-        time.sleep(3)
+        # At least three real seconds with the replacement up, and a window long enough
+        # (eight virtual minutes) that a short random sleep above cannot leave too few
+        # whole due minutes to check.
+        long_enough = began + timedelta(minutes=8)
+        time.sleep(max(3.0, (long_enough - virtual_now()).total_seconds() / SPEED))
         ended = virtual_now()
         for process in (p for p in processes if p is not victim):
             assert process.stop(10) == 0, process.log()

@@ -1,28 +1,23 @@
 """Helpers of the webhook tests: the README's signature recipe, run as written, and a
 delivery loop on a thread."""
 
-import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 
 from minitower_reaper.webhook_delivery import DeliveryPolicy, run_deliveries
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import readme
 
 Verify = Callable[..., bool]
 
 
 def readme_verify() -> Verify:
     """The ``verify`` function of README's "Notifications (webhooks)" section."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Notifications (webhooks)") : readme.index("## The runner")]
-    (block,) = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    (block,) = readme.blocks("Notifications (webhooks)", "python")
     namespace: dict[str, Any] = {}
     exec(compile(block, "README.md", "exec"), namespace)
     verify: Verify = namespace["verify"]
