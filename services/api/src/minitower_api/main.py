@@ -34,6 +34,7 @@ from minitower_api.routers import (
     runners,
     runs,
     schedules,
+    secrets,
     team_auth,
     tokens,
     versions,
@@ -142,8 +143,10 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         logs,
         environments,
         schedules,
+        secrets,
     ):
         app.include_router(module.router)
+    app.include_router(secrets.delivery)
     console.install(app)
     app.add_middleware(
         BodyLimitMiddleware,
