@@ -48,9 +48,9 @@ def acme_member(acme: TeamClient) -> TeamClient:
 
 
 def _listing(team: TeamClient, **params: str) -> list[dict[str, object]]:
-    secrets: list[dict[str, object]] = check(
-        team.get("/api/v1/secrets", params=params), 200
-    )["secrets"]
+    secrets: list[dict[str, object]] = check(team.get("/api/v1/secrets", params=params), 200)[
+        "secrets"
+    ]
     return secrets
 
 
