@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from tests.api.conftest import ClientFactory
 from tests.api.helpers import expect_error
 from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
-from tests.support.clients import RunnerClient, TeamClient, check
+from tests.support.clients import Lease, RunnerClient, TeamClient, check
 from tests.support.secrets import (
     KEY,
     OTHER_KEY,
@@ -188,7 +188,7 @@ def test_the_database_holds_ciphertext_only(acme: TeamClient, db_path: Path) -> 
 # --- delivery -----------------------------------------------------------------------------
 
 
-def _leased(team: TeamClient, runner: RunnerClient, environment: str = "default"):  # type: ignore[no-untyped-def]
+def _leased(team: TeamClient, runner: RunnerClient, environment: str = "default") -> Lease:
     run = team.create_run("vault", environment=environment)
     lease = runner.lease()
     assert lease is not None and lease.run_id == run["run_id"]
@@ -255,7 +255,7 @@ def test_no_live_lease_no_secrets(api: TestClient, acme: TeamClient, globex: Tea
         response = run_secrets(stolen, lease)
         expect_error(response, 410, "gone")
         assert DB_URL not in response.text
-    wrong_lease = type(lease)(run_id=lease.run_id, token="mtl_" + "0" * 40, body=lease.body)
+    wrong_lease = Lease(run_id=lease.run_id, token="mtl_" + "0" * 40, body=lease.body)
     expect_error(run_secrets(runner, wrong_lease), 410, "gone")
     no_runner = api.get(
         f"/api/v1/runs/{lease.run_id}/secrets", headers={"X-Lease-Token": lease.token}
