@@ -324,3 +324,13 @@ def test_a_key_list_decrypts_with_any_key(make_client: ClientFactory) -> None:
         "DB_URL": DB_URL,
         "API_KEY": API_KEY,
     }
+
+
+def test_a_body_that_is_not_json_never_echoes_it(acme: TeamClient) -> None:
+    response = acme.http.put(
+        "/api/v1/secrets/DB_URL",
+        content=b'{"value": "hunter2-unterminated',
+        headers={**acme.headers, "Content-Type": "application/json"},
+    )
+    expect_error(response, 400, "invalid_request")
+    assert "hunter2" not in response.text
