@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 
 def _section() -> str:
     readme = (ROOT / "README.md").read_text()
-    return readme[readme.index("## Secrets") : readme.index("## The runner")]
+    start = readme.index("## Secrets\n")
+    return readme[start : readme.index("\n## ", start)]
 
 
 def test_the_readme_curl_examples_work(tmp_path: Path) -> None:
