@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from minitower_api.maintenance import prune, runner_tokens, shared_runners
 from minitower_api.settings import ApiSettings
@@ -20,6 +21,7 @@ from tests.api.helpers import expect_error, walk_pages
 from tests.api.maintenance_helpers import minitowerd
 from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 from tests.support.clients import RunnerClient, TeamClient, check
+from tests.support.secrets import KEY, delete_secret, put_secret
 
 AUDIT = "/api/v1/audit"
 
@@ -162,6 +164,25 @@ def test_every_team_change_leaves_one_row_naming_its_token(
     tail.one("runner_registration_token.revoke", "runner_registration_token", rid, **by_admin)
     check(team.delete(f"/api/v1/runner-registration-tokens/{rid}"), 200)
     tail.none()
+
+
+def test_secret_changes_leave_one_row_without_the_value(
+    make_client: ClientFactory, db_path: Path
+) -> None:
+    team = TeamClient.bootstrap(make_client(secrets_key=SecretStr(KEY)), "acme", BOOTSTRAP_TOKEN)
+    tail = Tail(db_path)
+    by_admin = {"actor_kind": "token", "actor_token_id": token_id_of(team)}
+    value = "postgres://app:audit-s3cr3t@db/app"
+    check(put_secret(team, "DB_URL", value, "prod"), 201)
+    row = tail.one("secret.set", "secret", "prod/DB_URL", **by_admin)
+    assert row["detail"] == {"name": "DB_URL", "environment": "prod", "created": True}
+    check(put_secret(team, "DB_URL", value * 2, "prod"), 200)
+    assert tail.one("secret.set", "secret", "prod/DB_URL")["detail"]["created"] is False
+    check(delete_secret(team, "DB_URL", "prod"), 204)
+    tail.one("secret.delete", "secret", "prod/DB_URL", **by_admin)
+    check(delete_secret(team, "DB_URL", "prod"), 404)
+    tail.none()  # nothing was deleted
+    assert not any(value in json.dumps(r) for r in rows(db_path))
 
 
 def test_a_member_token_is_the_actor_of_its_own_changes(

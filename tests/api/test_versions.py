@@ -34,6 +34,7 @@ VERSION_KEYS = {
     "timeout_seconds",
     "params_schema",
     "import_paths",
+    "secrets",
     "artifact_sha256",
     "artifact_size",
     "retry_policy",

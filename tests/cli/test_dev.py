@@ -126,6 +126,8 @@ def test_dev_runs_the_stack_and_stops_it_cleanly(tmp_path: Path) -> None:
         ):
             assert stat.S_IMODE(private.stat().st_mode) == 0o600
         assert stat.S_IMODE(state.stat().st_mode) == 0o700
+        # The API's secrets key, made on the first start beside the operator tokens.
+        assert "MINITOWER_SECRETS_KEY=" in (state / "secrets.env").read_text()
         assert (state / "minitower.db").exists()
 
         # The saved 'dev' profile is the default: no flags needed.

@@ -22,13 +22,14 @@ from schemathesis.core.failures import FailureGroup
 from tests.conftest import BOOTSTRAP_TOKEN, HELLO_TOWERFILE, REGISTRATION_TOKEN, make_archive
 from tests.support.clients import RunnerClient, TeamClient, check
 from tests.support.processes import LiveApi
+from tests.support.secrets import KEY as SECRETS_KEY
 
 pytestmark = pytest.mark.slow
 
 EXAMPLES = int(os.environ.get("MINITOWER_CONTRACT_EXAMPLES", "25"))
 # An answer slower than this is a finding too (and keeps a hung stream from hanging CI).
 REQUEST_TIMEOUT = 20.0
-RUNNER_PATHS = ("/start", "/artifact", "/heartbeat", "/logs", "/result")
+RUNNER_PATHS = ("/start", "/artifact", "/heartbeat", "/logs", "/result", "/secrets")
 
 
 def _is_runner_call(method: str, path: str) -> bool:
@@ -112,7 +113,7 @@ def _check_operation(
 
 
 def test_the_api_keeps_its_openapi_contract(make_live_api: Callable[..., LiveApi]) -> None:
-    api = make_live_api({"MINITOWER_LEASE_TTL": "600s"})
+    api = make_live_api({"MINITOWER_LEASE_TTL": "600s", "MINITOWER_SECRETS_KEY": SECRETS_KEY})
     with api.client() as http:
         roles, leased_run = _setup(http)
     schema = schemathesis.openapi.from_url(f"{api.url}/openapi.json", config=CONFIG)

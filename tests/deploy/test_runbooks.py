@@ -14,6 +14,7 @@ TASKS = (
     "scale-and-drain",
     "backup-restore",
     "rotate-tokens",
+    "rotate-secrets-key",
     "disk-full",
     "stuck-queued",
     "stuck-leased-running",

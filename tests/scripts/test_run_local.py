@@ -4,6 +4,7 @@ up, runs an app, and Ctrl-C takes every process down with it."""
 import os
 import re
 import signal
+import stat
 import subprocess
 from contextlib import suppress
 from pathlib import Path
@@ -88,6 +89,15 @@ def test_run_local_serves_runs_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             banner = (tmp_path / "run-local.log").read_text()
             assert f"Console:            {url}/" in banner
             assert httpx.get(f"{url}/signin").status_code == 200
+            # The secrets key: made once in the state folder, private, the API's alone.
+            key_file = state / "secrets-key"
+            assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+            put = http.put(
+                "/api/v1/secrets/DB_URL",
+                json={"value": "local-secret-value"},
+                headers=team.headers,
+            )
+            assert put.status_code == 201, put.text
             # One terminal for every process: the console format, for people.
             wait_for(
                 lambda: console_report(run_id).search((tmp_path / "run-local.log").read_text()),
@@ -104,6 +114,12 @@ def test_run_local_serves_runs_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             )
         stack = children_of(proc.pid)
         assert len(stack) >= 5  # API, reaper, scheduler, two runners
+        key = key_file.read_text().strip().encode()
+        runners = [
+            pid for pid in stack if b"minitower-runner" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+        assert len(runners) == 2
+        assert all(key not in Path(f"/proc/{pid}/environ").read_bytes() for pid in runners)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) in (0, 130)
         wait_gone(stack, timeout=10)

@@ -173,10 +173,44 @@ def test_audit_migration_round_trips_with_rows(tmp_path: Path) -> None:
 def test_webhooks_migration_downgrades_and_upgrades(tmp_path: Path) -> None:
     db = tmp_path / "webhooks-down-up.db"
     upgrade_to_head(db)
-    command.downgrade(alembic_config(db), "0005_schedules")
+    command.downgrade(alembic_config(db), "0006_secrets")
     with sqlite3.connect(db) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert not {"webhook", "webhook_event", "webhook_delivery", "webhook_attempt"} & tables
-    assert "schedule" in tables
+    assert {"schedule", "secret"} <= tables
     command.upgrade(alembic_config(db), "head")
     command.check(alembic_config(db))
+
+
+def test_secrets_migration_round_trips_with_secrets_stored(tmp_path: Path) -> None:
+    """Down to 0005 drops the secrets (and the declared names) and nothing else; up again
+    brings empty tables back."""
+    db = tmp_path / "secrets.db"
+    command.upgrade(alembic_config(db), "head")
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.executescript(
+            """
+            INSERT INTO team (id, slug, name, created_at) VALUES (1, 't', 'T', '2026-01-01');
+            INSERT INTO team_token (id, team_id, name, role, token_hash, created_at)
+              VALUES (1, 1, 'admin', 'admin', 'h', '2026-01-01');
+            INSERT INTO app (id, team_id, slug, description, disabled, created_at, updated_at)
+              VALUES (1, 1, 'app', '', 0, '2026-01-01', '2026-01-01');
+            INSERT INTO app_version (id, app_id, version_no, artifact_object_key,
+              artifact_sha256, artifact_size, entrypoint, timeout_seconds, import_paths,
+              created_at) VALUES (1, 1, 1, 'k', 'x', 1, 'main.py', 60, '[]', '2026-01-01');
+            INSERT INTO app_version_secrets (app_version_id, names) VALUES (1, '["DB_URL"]');
+            INSERT INTO secret (team_id, environment, name, ciphertext, set_by_token_id,
+              created_at, updated_at) VALUES (1, 'default', 'DB_URL', 'gAAA', 1,
+              '2026-01-01', '2026-01-01');
+            """
+        )
+    command.downgrade(alembic_config(db), "0005_schedules")
+    with sqlite3.connect(db) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        assert "secret" not in tables and "app_version_secrets" not in tables
+        assert conn.execute("SELECT count(*) FROM app_version").fetchone()[0] == 1
+    command.upgrade(alembic_config(db), "head")
+    command.check(alembic_config(db))
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM secret").fetchone()[0] == 0

@@ -202,3 +202,39 @@ def test_the_workspace_is_received_from_stdin_and_the_rest_left_for_the_watchdog
         timeout=30,
     )
     assert short.returncode != 0 and b"the workspace did not arrive" in short.stderr
+
+
+class _RecordingEngine:
+    """The low-level API client, as far as a container's creation: records it, stops there."""
+
+    def __init__(self) -> None:
+        self.created: dict[str, Any] = {}
+
+    def create_host_config(self, **kwargs: Any) -> dict[str, Any]:
+        return kwargs
+
+    def create_container(self, image: str, **kwargs: Any) -> dict[str, Any]:
+        self.created = {"image": image, **kwargs}
+        raise RuntimeError("recorded")
+
+
+def test_secrets_go_in_the_containers_environment_never_its_command(tmp_path: Path) -> None:
+    from minitower_runner.docker_executor import DockerExecutor
+    from minitower_runner.settings import RunnerSettings
+
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "main.py").write_text("")
+    executor = object.__new__(DockerExecutor)
+    engine = _RecordingEngine()
+    executor._settings = RunnerSettings(data_dir=tmp_path / "data")
+    executor._runner_name = "r"
+    executor._index = IndexOptions()
+    executor._uid, executor._gid = 10001, 10001
+    executor._api = engine
+    run = RunSpec(**{**spec(app_dir=app).__dict__, "secrets": {"DB_URL": "docker-secret-1f"}})
+    with pytest.raises(RuntimeError, match="recorded"):
+        executor.start(run, lambda _stream, _line: None, lambda: None)
+    assert engine.created["environment"]["DB_URL"] == "docker-secret-1f"
+    assert "docker-secret-1f" not in repr(engine.created["command"])
+    assert "docker-secret-1f" not in repr(engine.created["labels"])

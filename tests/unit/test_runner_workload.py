@@ -109,3 +109,18 @@ def test_lease_clock_without_a_date_header_falls_back_to_the_local_clock() -> No
     assert expires is not None
     clock = LeaseClock.from_answer(expires, answer(None), received_at=100.0)
     assert clock.deadline == pytest.approx(130.0, abs=0.5)
+
+
+def test_run_secrets_win_over_input_but_not_over_the_runtime() -> None:
+    run = RunSpec(
+        **{
+            **spec(DB_URL="from-input", greeting="hi").__dict__,
+            "secrets": {"DB_URL": "s3cret", "PATH": "/evil"},
+        }
+    )
+    env = workload_environment(
+        run, home="/h", python_path=[], path_prefix=["/venv/bin"], base={"PATH": "/usr/bin"}
+    )
+    assert env["DB_URL"] == "s3cret" and env["greeting"] == "hi"
+    assert env["PATH"] == "/venv/bin:/usr/bin"
+    assert "s3cret" not in repr(run)

@@ -56,3 +56,27 @@ def test_bad_values_name_their_key(extra: str, message: str) -> None:
     with pytest.raises(TowerfileError) as caught:
         parse_towerfile(BASE + extra)
     assert message in str(caught.value)
+
+
+def test_secrets_are_read_and_default_to_none() -> None:
+    assert parse_towerfile(BASE).secrets == ()
+    towerfile = parse_towerfile(BASE + 'secrets = ["DB_URL", "API_KEY", "_X1"]\n')
+    assert towerfile.secrets == ("DB_URL", "API_KEY", "_X1")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('secrets = "DB_URL"', "[app].secrets must be a list"),
+        ('secrets = ["db_url"]', "must be 1-64 of A-Z 0-9 _"),
+        ('secrets = ["1DB"]', "must be 1-64 of A-Z 0-9 _"),
+        ('secrets = ["DB\\n"]', "must be 1-64 of A-Z 0-9 _"),
+        ('secrets = ["MINITOWER_TOKEN"]', "must not start with MINITOWER_"),
+        ('secrets = ["A", "A"]', "names a secret twice"),
+        ("secrets = [" + ", ".join(f'"S{i}"' for i in range(101)) + "]", "more than 100"),
+    ],
+)
+def test_bad_secrets_are_refused(line: str, message: str) -> None:
+    with pytest.raises(TowerfileError, match=None) as caught:
+        parse_towerfile(BASE + line + "\n")
+    assert message in str(caught.value)

@@ -481,3 +481,36 @@ class WebhookAttempt(SQLModel, table=True):
     status_code: int | None = None
     error: str | None = Field(default=None, max_length=500)
     succeeded: bool
+
+
+# --- secrets (issue 14) ----------------------------------------------------------------
+
+
+class Secret(SQLModel, table=True):
+    """A team's secret in one environment. ``ciphertext`` is a Fernet token (secrets.py of
+    minitower_shared) over the value bound to (team, environment, name): a token copied
+    into another row does not decrypt there. The value itself is never stored."""
+
+    __tablename__ = "secret"
+    __table_args__ = (UniqueConstraint("team_id", "environment", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: int = Field(foreign_key="team.id")
+    environment: str = Field(max_length=64)
+    name: str = Field(max_length=64)
+    ciphertext: str
+    # The team token that last set it (the token's name is read through it).
+    set_by_token_id: int | None = Field(default=None, foreign_key="team_token.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class AppVersionSecrets(SQLModel, table=True):
+    """The Towerfile's ``[app] secrets``: names a version's runs need from their
+    environment. A side table rather than a column of ``app_version`` so the secrets
+    block stays one contiguous piece of this file."""
+
+    __tablename__ = "app_version_secrets"
+
+    app_version_id: int = Field(foreign_key="app_version.id", primary_key=True)
+    names: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))

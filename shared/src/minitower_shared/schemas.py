@@ -26,6 +26,7 @@ from minitower_shared.retry import (
     POLICY_KEYS,
     RetryReason,
 )
+from minitower_shared.secret_box import MAX_SECRET_VALUE_BYTES
 from minitower_shared.webhook_urls import MAX_URL_LENGTH
 
 SLUG_PATTERN = r"^[a-z][a-z0-9-]{2,31}$"
@@ -349,6 +350,10 @@ class VersionPublic(BaseModel):
     artifact_size: int
     retry_policy: dict[str, Any] | None = Field(
         default=None, description="The Towerfile's [app.retry]: defaults of the version's runs"
+    )
+    secrets: list[str] = Field(
+        default_factory=list,
+        description="The Towerfile's [app] secrets: names its runs need from their environment",
     )
     created_at: str
 
@@ -845,3 +850,57 @@ class WebhookDeliveryList(BaseModel):
 class WebhookTestQueued(BaseModel):
     event_id: str
     type: str
+
+
+# --- secrets ----------------------------------------------------------------------------
+
+
+class SecretValue(Strict):
+    """A secret's value. Error messages about it never quote it."""
+
+    value: str = Field(
+        description=f"At most {MAX_SECRET_VALUE_BYTES} bytes of UTF-8, no NUL character"
+    )
+
+    @field_validator("value")
+    @classmethod
+    def _fits_the_environment(cls, value: str) -> str:
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ValueError("the value is not valid Unicode (a lone surrogate)") from None
+        if size > MAX_SECRET_VALUE_BYTES:
+            raise ValueError(
+                f"the value is {size} bytes of UTF-8, more than the limit of "
+                f"{MAX_SECRET_VALUE_BYTES}"
+            )
+        if "\0" in value:
+            raise ValueError("the value contains a NUL character, which no environment holds")
+        return value
+
+
+class SecretPublic(BaseModel):
+    """A secret's metadata: its value never leaves the API except to a runner holding a
+    live lease of a run that needs it."""
+
+    name: str
+    environment: str
+    set_by_token_id: int | None
+    set_by_token_name: str | None
+    created_at: str
+    updated_at: str
+
+
+class SecretList(BaseModel):
+    secrets: list[SecretPublic]
+
+
+class RunSecrets(BaseModel):
+    """The run's declared secrets, from its team's secrets in its environment."""
+
+    environment: str
+    secrets: dict[str, str]
+    missing: list[str] = Field(
+        description="Declared names the environment has no secret for: the runner fails the "
+        "run naming them"
+    )

@@ -11,6 +11,7 @@ Example::
 
     schedule = "0 3 * * *"
     timezone = "Europe/Berlin"
+    secrets = ["DB_URL", "API_KEY"]
 
     [app.timeout]
     seconds = 600
@@ -43,6 +44,7 @@ from minitower_shared.retry import (
     POLICY_KEYS,
     RETRY_REASONS,
 )
+from minitower_shared.secret_box import secret_name_problem
 from minitower_shared.toml_prescan import TomlTooComplex, prescan_toml
 
 __all__ = [
@@ -59,6 +61,8 @@ __all__ = [
 # A Towerfile is a few hundred bytes; this leaves room for long parameter descriptions and
 # bounds what a hostile one can cost (the API's MINITOWER_MAX_TOWERFILE_BYTES).
 MAX_TOWERFILE_BYTES = 64 * 1024
+# Secrets one version may declare.
+MAX_DECLARED_SECRETS = 100
 
 
 class TowerfileError(ValueError):
@@ -82,6 +86,7 @@ _APP_KEYS = (
     "retry",
     "schedule",
     "timezone",
+    "secrets",
 )
 _TIMEOUT_KEYS = ("seconds",)
 _RETRY_KEYS = POLICY_KEYS
@@ -114,6 +119,8 @@ class Towerfile:
     # The app's Towerfile schedule (cron), which ``minitower deploy`` keeps in step.
     schedule: str | None = None
     timezone: str | None = None
+    # [app].secrets: names the runs need from their environment's secrets.
+    secrets: tuple[str, ...] = ()
 
 
 def parse_towerfile(text: str, *, max_bytes: int = MAX_TOWERFILE_BYTES) -> Towerfile:
@@ -167,6 +174,7 @@ def parse_towerfile(text: str, *, max_bytes: int = MAX_TOWERFILE_BYTES) -> Tower
         retry=_retry(app.get("retry")),
         schedule=_optional_string(app.get("schedule"), "[app].schedule", 200),
         timezone=_optional_string(app.get("timezone"), "[app].timezone", 64),
+        secrets=_secret_names(app.get("secrets", [])),
     )
 
 
@@ -238,6 +246,21 @@ def _optional_string(value: Any, key: str, max_length: int) -> str | None:
             f"Towerfile: {key} must be a non-empty string of at most {max_length} characters"
         )
     return value
+
+
+def _secret_names(value: Any) -> tuple[str, ...]:
+    names = _string_list(value, "[app].secrets")
+    if len(names) > MAX_DECLARED_SECRETS:
+        raise TowerfileError(
+            f"Towerfile: [app].secrets names more than {MAX_DECLARED_SECRETS} secrets"
+        )
+    for name in names:
+        problem = secret_name_problem(name)
+        if problem is not None:
+            raise TowerfileError(f"Towerfile: [app].secrets: {problem}")
+    if len(set(names)) != len(names):
+        raise TowerfileError("Towerfile: [app].secrets names a secret twice")
+    return names
 
 
 def _retry(retry: Any) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ from minitower_api.maintenance import (
     prune,
     restore,
     runner_tokens,
+    secrets_key,
     shared_runners,
 )
 from minitower_api.server import ServerLimits, protocol_class
@@ -30,6 +31,7 @@ from minitower_shared.config import load_settings
 from minitower_shared.durations import parse_duration
 from minitower_shared.logging_setup import configure_logging
 from minitower_shared.migrate import upgrade_to_head
+from minitower_shared.secret_box import generate_key
 
 app = typer.Typer(
     help="MiniTower control plane. Configured by MINITOWER_* environment variables "
@@ -66,6 +68,7 @@ def serve(
         log.warning("MINITOWER_BOOTSTRAP_TOKEN is not set: team bootstrap is disabled")
     if settings.runner_registration_token is None:
         log.warning("MINITOWER_RUNNER_REGISTRATION_TOKEN is not set: runners cannot register")
+    _refuse_unreadable_secrets(settings)
     _raise_open_files_limit(settings.max_connections, log)
     uvicorn.run(
         create_app(settings),
@@ -90,6 +93,17 @@ def serve(
         h11_max_incomplete_event_size=settings.max_header_bytes,
         timeout_keep_alive=settings.keep_alive_timeout,  # type: ignore[arg-type]
     )
+
+
+def _refuse_unreadable_secrets(settings: ApiSettings) -> None:
+    """Exit 2 like a configuration error (shared/config.py) when the secrets stored could
+    not be served: no key, or a key that does not decrypt them."""
+    problem = secrets_key.startup_problem(
+        settings.db_path, settings.secret_box(), busy_timeout=settings.db_busy_timeout
+    )
+    if problem is not None:
+        typer.echo(f"minitowerd: configuration error: MINITOWER_SECRETS_KEY: {problem}", err=True)
+        raise typer.Exit(2)
 
 
 # Descriptors beyond the connections: the database, its WAL, uploads, the listener.
@@ -317,6 +331,26 @@ def db_status_command(
     _echo(db_status.describe(status))
     if not status.ok:
         raise typer.Exit(1)
+
+
+@app.command("generate-secrets-key")
+def generate_secrets_key() -> None:
+    """Print a new key for MINITOWER_SECRETS_KEY (32 random bytes, URL-safe base64)."""
+    typer.echo(generate_key())
+
+
+@app.command("rotate-secrets-key")
+def rotate_secrets_key() -> None:
+    """Re-encrypt every secret under the first key of MINITOWER_SECRETS_KEY (set it to
+    NEW,OLD first); then OLD can be dropped. Safe to run again."""
+    settings = _settings()
+    box = settings.secret_box()
+    if box is None:
+        _fail("rotate-secrets-key", "MINITOWER_SECRETS_KEY is not set (NEW,OLD to rotate)")
+        return
+    with _one_line_errors("rotate-secrets-key"):
+        rotation = secrets_key.rotate(settings.db_path, box, busy_timeout=settings.db_busy_timeout)
+    _echo(secrets_key.summary(rotation))
 
 
 def main() -> None:

@@ -35,6 +35,7 @@ from minitower_api.routers import (
     runners,
     runs,
     schedules,
+    secrets,
     team_auth,
     tokens,
     versions,
@@ -146,8 +147,10 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         schedules,
         audit,
         webhooks,
+        secrets,
     ):
         app.include_router(module.router)
+    app.include_router(secrets.delivery)
     console.install(app)
     app.add_middleware(
         BodyLimitMiddleware,

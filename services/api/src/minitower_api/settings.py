@@ -10,6 +10,7 @@ from minitower_shared.durations import (
     parse_duration,
 )
 from minitower_shared.schemas import MAX_JSON_DEPTH
+from minitower_shared.secret_box import SecretBox, SecretKeyError, parse_keys
 from minitower_shared.service_settings import DatabaseServiceSettings
 from minitower_shared.towerfile import MAX_TOWERFILE_BYTES
 
@@ -101,6 +102,9 @@ class ApiSettings(DatabaseServiceSettings):
     login_rate_window: PositiveSeconds = 300.0
     # How long a console sign-in lasts (it ends sooner at sign-out or token revocation).
     console_session_ttl: PositiveSeconds = 12 * 3600.0
+    # Fernet keys (comma-separated; the first encrypts, all decrypt) of the secrets at
+    # rest; `minitowerd generate-secrets-key` prints one. Unset: no secrets can be set.
+    secrets_key: SecretStr | None = None
 
     @field_validator("listen_addr")
     @classmethod
@@ -109,6 +113,22 @@ class ApiSettings(DatabaseServiceSettings):
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError("must be host:port, e.g. 0.0.0.0:8080")
         return value
+
+    @field_validator("secrets_key")
+    @classmethod
+    def _check_secrets_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                parse_keys(value.get_secret_value())
+            except SecretKeyError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    def secret_box(self) -> SecretBox | None:
+        """None when MINITOWER_SECRETS_KEY is not set."""
+        if self.secrets_key is None:
+            return None
+        return SecretBox.from_setting(self.secrets_key.get_secret_value())
 
     @model_validator(mode="after")
     def _check_secrets(self) -> "ApiSettings":

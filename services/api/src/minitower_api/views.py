@@ -47,7 +47,7 @@ def app_public(app: App) -> AppPublic:
     )
 
 
-def version_public(version: AppVersion) -> VersionPublic:
+def version_public(version: AppVersion, secrets: list[str]) -> VersionPublic:
     assert version.id is not None
     return VersionPublic(
         version_id=version.id,
@@ -59,6 +59,7 @@ def version_public(version: AppVersion) -> VersionPublic:
         artifact_sha256=version.artifact_sha256,
         artifact_size=version.artifact_size,
         retry_policy=version.retry_policy,
+        secrets=secrets,
         created_at=_ts(version.created_at),
     )
 

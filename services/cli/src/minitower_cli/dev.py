@@ -46,6 +46,7 @@ from minitower_cli.config import (
 )
 from minitower_cli.errors import EXIT_API, CliError, UsageError
 from minitower_cli.output import Output
+from minitower_shared.secret_box import generate_key
 
 SECRETS_FILE = "secrets.env"
 TOKEN_FILE = "dev-token"
@@ -64,7 +65,13 @@ DEV_DRAIN_TIMEOUT = "10s"
 RUNNER_STOP_GRACE = 30.0
 SERVICE_STOP_GRACE = 10.0
 
-_SECRET_NAMES = ("MINITOWER_BOOTSTRAP_TOKEN", "MINITOWER_RUNNER_REGISTRATION_TOKEN")
+# Handed to the API alone: the runners get their registration token separately, and
+# never the key of the secrets at rest.
+_SECRET_NAMES = (
+    "MINITOWER_BOOTSTRAP_TOKEN",
+    "MINITOWER_RUNNER_REGISTRATION_TOKEN",
+    "MINITOWER_SECRETS_KEY",
+)
 _COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_magenta")
 
 # Run by the child itself before it becomes the real program: SIGTERM when the parent
@@ -239,6 +246,9 @@ def load_secrets(state: Path) -> dict[str, str]:
     if all(name in values for name in _SECRET_NAMES):
         return values
     for name in _SECRET_NAMES:
+        # A state folder from before secrets gets its key now: it holds no secrets yet.
+        if name == "MINITOWER_SECRETS_KEY":
+            values.setdefault(name, generate_key())
         values.setdefault(name, secrets.token_urlsafe(24))
     _write_private(path, "".join(f"{name}={values[name]}\n" for name in _SECRET_NAMES))
     return values

@@ -18,6 +18,7 @@ from minitower_cli.commands.resources import apps_app, runners_app, tokens_app, 
 from minitower_cli.commands.runner_tokens import runner_tokens_app
 from minitower_cli.commands.runs import logs, run, runs_app
 from minitower_cli.commands.schedules import schedules_app
+from minitower_cli.commands.secrets import secrets_app
 from minitower_cli.commands.session import login, logout, whoami
 from minitower_cli.context import State, state
 from minitower_cli.dev import DevOptions, run_dev
@@ -90,6 +91,7 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(runners_app, name="runners")
 app.add_typer(runner_tokens_app, name="runner-tokens")
 app.add_typer(schedules_app, name="schedules")
+app.add_typer(secrets_app, name="secrets")
 
 
 @app.command()

@@ -25,6 +25,7 @@ from minitower_runner.client import (
     ApiError,
     LeaseClock,
     LeaseGone,
+    Refused,
     Unavailable,
     failure_ids,
 )
@@ -40,7 +41,7 @@ from minitower_runner.workload import (
 )
 from minitower_shared.archives import UnsafeArchiveError, extract_archive
 from minitower_shared.log_context import bound_ids, carry_context
-from minitower_shared.schemas import LeaseGranted
+from minitower_shared.schemas import LeaseGranted, RunSecrets
 
 log = logging.getLogger("minitower.runner")
 
@@ -266,9 +267,22 @@ class Attempt:
         )
         if start.cancel_requested:
             return self._report(Finished("cancelled", None, "cancelled before it started"))
+        secrets = self._persist(lambda: self._fetch_secrets())
+        if secrets is None:
+            return Finished(None)
+        if secrets.missing:
+            message = (
+                f"the run needs secret(s) that environment {secrets.environment!r} does not "
+                f"have: {', '.join(secrets.missing)} (an admin sets them with `minitower "
+                f"secrets set NAME --environment {secrets.environment}`)"
+            )
+            self._emit(message)
+            return self._report(Finished("failed", None, message))
+        self._shipper.redact(list(secrets.secrets.values()))
+        self._phases.mark("secrets")
         preparing_since = time.monotonic()
         try:
-            spec = self._unpack(workspace)
+            spec = self._unpack(workspace, secrets.secrets)
             if self._stop_reason(preparing_since) is not None:
                 return self._stopped_before_start(preparing_since)
             prepared = self._executor.prepare(
@@ -287,7 +301,17 @@ class Attempt:
         self._workload = prepared.start(self._shipper.add, self._wake.set)
         return self._supervise(self._workload)
 
-    def _unpack(self, workspace: Path) -> RunSpec:
+    def _fetch_secrets(self) -> RunSecrets:
+        grant = self.grant
+        try:
+            return self._client.fetch_secrets(grant.run_id, grant.lease_token)
+        except Refused as exc:
+            if exc.status != 404:
+                raise
+            # An API from before secrets: it has none to give.
+            return RunSecrets(environment="", secrets={}, missing=[])
+
+    def _unpack(self, workspace: Path, secrets: dict[str, str]) -> RunSpec:
         grant = self.grant
         archive = workspace / "artifact.tar.gz"
         got = self._persist(
@@ -323,6 +347,7 @@ class Attempt:
             import_paths=grant.import_paths,
             app_dir=app_dir,
             team_id=grant.team_id,
+            secrets=secrets,
         )
 
     def _stopped_before_start(self, since: float) -> Finished:

@@ -32,6 +32,7 @@ from minitower_shared.schemas import (
     LeaseGranted,
     ResultAccepted,
     RunnerRegistered,
+    RunSecrets,
     StartResult,
 )
 
@@ -310,6 +311,17 @@ class ApiClient:
                     f"GET {path}: {type(exc).__name__}: {exc}", request_id=request_id
                 ) from exc
         raise Unauthorized(f"GET {path}: the runner token is not accepted", request_id=request_id)
+
+    def fetch_secrets(self, run_id: int, lease_token: str) -> RunSecrets:
+        response = self._call("GET", f"/api/v1/runs/{run_id}/secrets", lease_token=lease_token)
+        try:
+            return RunSecrets.model_validate_json(response.content)
+        except ValueError:
+            # Not _parse: a validation error quotes its input, and this input is secrets.
+            raise Unavailable(
+                "unexpected answer from the API to GET secrets",
+                request_id=response.request.headers.get(REQUEST_ID_HEADER),
+            ) from None
 
     def send_logs(self, run_id: int, lease_token: str, lines: list[dict[str, Any]]) -> None:
         self._call(

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from minitower_runner.client import LeaseGone, Unavailable, failure_ids
+from minitower_runner.redaction import Redactor
 from minitower_shared.clock import rfc3339
 from minitower_shared.log_context import carry_context
 
@@ -73,6 +74,8 @@ class LogShipper:
         self._closing = False
         self._abandoned = False
         self._sent_through = 0
+        # Secret values go out of every line before it is queued (redaction.py).
+        self._redactor = Redactor(())
         self._thread = threading.Thread(
             target=carry_context(self._run), name="log-shipper", daemon=True
         )
@@ -82,6 +85,11 @@ class LogShipper:
     def lines_sent(self) -> int:
         return self._sent_through
 
+    def redact(self, values: list[str]) -> None:
+        """Replace these values with ``***`` in every line added from now on."""
+        with self._cond:
+            self._redactor = Redactor(values)
+
     def add(self, stream: str, line: str, *, block: bool = True) -> None:
         """Queue a line. A workload's writer blocks while ``max_pending`` lines wait;
         the runner's own few lines (``block=False``) never do."""
@@ -90,21 +98,32 @@ class LogShipper:
                 self._cond.wait(0.5)
             if self._abandoned:
                 return
-            self._pending.append(
-                {
-                    "seq": self._next_seq,
-                    "stream": stream,
-                    "line": line,
-                    "logged_at": rfc3339(datetime.now(UTC)),
-                    # What the line costs in the JSON body: escapes make control and
-                    # non-ASCII characters up to 12 bytes each.
-                    "_bytes": len(json.dumps(line)) + 96,
-                }
-            )
-            self._next_seq += 1
-            # Wake the sender for the first line (it starts the flush clock) and a full batch.
-            if len(self._pending) in (1, self._batch_lines):
+            was_empty = not self._pending
+            for redacted in self._redactor.feed(stream, line):
+                self._enqueue(stream, redacted)
+            # Wake the sender for the first line or a held one (either starts the flush
+            # clock) and a full batch.
+            if was_empty or len(self._pending) >= self._batch_lines:
                 self._cond.notify_all()
+
+    def _enqueue(self, stream: str, line: str) -> None:
+        self._pending.append(
+            {
+                "seq": self._next_seq,
+                "stream": stream,
+                "line": line,
+                "logged_at": rfc3339(datetime.now(UTC)),
+                # What the line costs in the JSON body: escapes make control and
+                # non-ASCII characters up to 12 bytes each.
+                "_bytes": len(json.dumps(line)) + 96,
+            }
+        )
+        self._next_seq += 1
+
+    def _release_held(self) -> None:
+        """Lines the redactor held back waiting for a value's continuation go as they are."""
+        for stream, line in self._redactor.flush():
+            self._enqueue(stream, line)
 
     def close(self, deadline: float) -> bool:
         """Send everything still pending; True when all of it was accepted by
@@ -131,18 +150,22 @@ class LogShipper:
             while True:
                 if self._abandoned:
                     return None
-                if not self._pending:
-                    if self._closing:
+                if self._closing:
+                    self._release_held()
+                    if not self._pending:
                         return None
+                    break
+                if not self._pending and not self._redactor.holding:
                     due = None
                     self._cond.wait()
                     continue
-                if len(self._pending) >= self._batch_lines or self._closing:
+                if len(self._pending) >= self._batch_lines:
                     break
                 now = time.monotonic()
                 if due is None:
                     due = now + self._flush_interval
                 if now >= due:
+                    self._release_held()
                     break
                 self._cond.wait(due - now)
             batch: list[dict[str, Any]] = []

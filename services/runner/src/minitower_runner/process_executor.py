@@ -4,11 +4,16 @@ The entrypoint runs under the shim (see ``shim.py``) as the leader of its own pr
 group: cancel and timeout signal the whole group, whatever it spawned, and the group dies
 with the runner even when the runner is SIGKILLed.
 
+Secrets reach the workload through a pipe to the shim (``--env-fd``), not through the
+shim's own environment or command line: ``/proc/<shim>/environ`` and ``cmdline`` never
+hold them, only the workload's environment does.
+
 The kernel's parent-death signal fires when the *thread* that started the child ends,
 not the process: start workloads from a thread that lives as long as they do (the
 runner's main loop does).
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -114,18 +119,45 @@ class PreparedProcess:
         )
         env["VIRTUAL_ENV"] = str(venv)
         env["TMPDIR"] = str(home)
-        proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", SHIM_PATH, str(os.getpid()), *drop, *command],
-            # A workload user's workspace is not the runner's to enter: the shim changes
-            # into it once it has dropped to that user.
-            cwd=spec.app_dir if self.user is None else spec.app_dir.parent.parent,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        # The secrets as they ended up in the workload's environment go through the pipe.
+        piped = {k: env.pop(k) for k, v in spec.secrets.items() if env.get(k) == v}
+        env_fd: list[str] = []
+        read_end = write_end = -1
+        if piped:
+            read_end, write_end = os.pipe()
+            env_fd = ["--env-fd", str(read_end)]
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", SHIM_PATH, str(os.getpid()), *env_fd, *drop, *command],
+                # A workload user's workspace is not the runner's to enter: the shim changes
+                # into it once it has dropped to that user.
+                cwd=spec.app_dir if self.user is None else spec.app_dir.parent.parent,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                pass_fds=(read_end,) if piped else (),
+            )
+        except BaseException:
+            if piped:
+                os.close(write_end)
+            raise
+        finally:
+            if piped:
+                os.close(read_end)
+        if piped:
+            # A thread: more than a pipe's buffer (64 KiB) must not block the runner.
+            threading.Thread(
+                target=_write_all, args=(write_end, json.dumps(piped).encode()), daemon=True
+            ).start()
         return ProcessWorkload(proc, emit, on_exit)
+
+
+def _write_all(fd: int, payload: bytes) -> None:
+    """Hand the shim its secrets; a shim that died early just never reads them."""
+    with suppress(OSError), os.fdopen(fd, "wb") as pipe:
+        pipe.write(payload)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,10 @@ kills its whole group, so no workload process of an attempt outlives the runner 
 retried run never overlaps an orphan. It ignores the SIGTERM that the runner sends to
 the group on cancel or timeout (the workload gets it) and exits as the workload did.
 
+With ``--env-fd FD``, the shim reads a JSON object of variables from FD (to its end) and
+adds them to the workload's environment: the run's secrets, which so never appear in the
+shim's own environment or command line.
+
 With ``--as UID:GID:DIR`` (a shared runner), the shim stays the runner's user and starts
 the workload under that uid and gid, in DIR, with no supplementary groups, no capabilities and
 ``no_new_privs``: the workload cannot signal, trace or read the shim or the runner.
@@ -15,6 +19,7 @@ Runs as ``python -I -S shim.py``: standard library only, nothing imported from t
 """
 
 import ctypes
+import json
 import os
 import signal
 import sys
@@ -33,7 +38,18 @@ def _kill_group(_signum: int, _frame: object) -> None:
     os.killpg(0, signal.SIGKILL)
 
 
-def _spawn_as(command: list[str], uid: int, gid: int, cwd: str, libc: ctypes.CDLL) -> int:
+def _read_env(fd: int) -> dict[str, str]:
+    chunks = []
+    with os.fdopen(fd, "rb") as pipe:
+        while chunk := pipe.read(65536):
+            chunks.append(chunk)
+    variables = json.loads(b"".join(chunks))
+    return {str(k): str(v) for k, v in variables.items()}
+
+
+def _spawn_as(
+    command: list[str], env: dict[str, str], uid: int, gid: int, cwd: str, libc: ctypes.CDLL
+) -> int:
     """fork, drop to ``uid``:``gid`` for good, exec. A failure to drop is fatal: the
     workload never runs with the runner's rights."""
     pid = os.fork()
@@ -54,7 +70,7 @@ def _spawn_as(command: list[str], uid: int, gid: int, cwd: str, libc: ctypes.CDL
             raise OSError(1, "the uid did not change")
         # Only now: the workspace is the workload user's, private to it.
         os.chdir(cwd)
-        os.execve(command[0], command, os.environ)  # noqa: S606 - the workload, as posix_spawn
+        os.execve(command[0], command, env)  # noqa: S606 - the workload, as posix_spawn
     except OSError as exc:
         os.write(2, f"minitower: cannot start {command[0]} as {uid}:{gid}: {exc}\n".encode())
     os._exit(127)
@@ -62,6 +78,10 @@ def _spawn_as(command: list[str], uid: int, gid: int, cwd: str, libc: ctypes.CDL
 
 def main(argv: list[str]) -> int:
     runner_pid, command = int(argv[1]), argv[2:]
+    env = dict(os.environ)
+    if command[:1] == ["--env-fd"]:
+        env.update(_read_env(int(command[1])))
+        command = command[2:]
     as_user: tuple[int, int, str] | None = None
     if command[:1] == ["--as"]:
         uid, gid, cwd = command[1].split(":", 2)
@@ -76,10 +96,10 @@ def main(argv: list[str]) -> int:
     if os.getppid() != runner_pid:  # the runner died before prctl took effect
         _kill_group(0, None)
     if as_user is not None:
-        pid = _spawn_as(command, *as_user, libc)
+        pid = _spawn_as(command, env, *as_user, libc)
     else:
         try:
-            pid = os.posix_spawn(command[0], command, os.environ, setsigdef=_DEFAULT_SIGNALS)
+            pid = os.posix_spawn(command[0], command, env, setsigdef=_DEFAULT_SIGNALS)
         except OSError as exc:
             os.write(2, f"minitower: cannot start {command[0]}: {exc.strerror}\n".encode())
             return 127

@@ -5,7 +5,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,6 +39,9 @@ class RunSpec:
     app_dir: Path
     # The run's team: venvs are cached per team, so one team's never serves another's.
     team_id: int = 0
+    # The run's declared secrets (name → value): into the workload's environment only,
+    # never into a repr, a log line, a file or a command line.
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 class Workload(Protocol):
@@ -102,10 +105,11 @@ def workload_environment(
     path_prefix: list[str],
     base: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Input variables first, then what the runtime needs (which input cannot override)."""
+    """Input variables first, then secrets (over input), then what the runtime needs
+    (which neither can override: secret names cannot start with MINITOWER_)."""
     source = os.environ if base is None else base
     inherited = {k: v for k, v in source.items() if _PASSED_THROUGH.match(k)}
-    env = {**inherited, **input_variables(spec.input)}
+    env = {**inherited, **input_variables(spec.input), **spec.secrets}
     system_path = inherited.get("PATH", "/usr/local/bin:/usr/bin:/bin")
     env.update(
         {

@@ -179,7 +179,7 @@ async def _lease_loop(
         await services.signal.wait(woken, pause)
 
 
-def _live_attempt(
+def live_attempt(
     session: Session, runner: Runner, run_id: int, lease_hash: str, now: datetime
 ) -> RunAttempt:
     assert runner.id is not None
@@ -205,7 +205,7 @@ def start_run(
     with services.write() as session:
         now = utcnow()
         runner = require_runner(session, runner_token)
-        attempt = _live_attempt(session, runner, run_id, lease, now)
+        attempt = live_attempt(session, runner, run_id, lease, now)
         if lease_store.start_attempt(session, attempt, now=now, ttl=_ttl(services)) != Outcome.OK:
             raise gone()
     expires = rfc3339(attempt.lease_expires_at)
@@ -237,7 +237,7 @@ def download_artifact(
     """The archive of the run's version; verify it against ``X-Artifact-SHA256``."""
     with services.read() as session:
         runner = require_runner(session, runner_token)
-        _live_attempt(session, runner, run_id, lease, utcnow())
+        live_attempt(session, runner, run_id, lease, utcnow())
         run = session.get(Run, run_id)
         assert run is not None
         version = session.get(AppVersion, run.app_version_id)
@@ -271,7 +271,7 @@ def heartbeat(
     with services.write() as session:
         now = utcnow()
         runner = require_runner(session, runner_token)
-        attempt = _live_attempt(session, runner, run_id, lease, now)
+        attempt = live_attempt(session, runner, run_id, lease, now)
         if lease_store.heartbeat(session, attempt, now=now, ttl=_ttl(services)) != Outcome.OK:
             raise gone()
         runner_store.mark_seen(session, runner, now)
@@ -307,7 +307,7 @@ def append_logs(
         with services.write() as session:
             now = utcnow()
             runner = require_runner(session, runner_token)
-            attempt = _live_attempt(session, runner, run_id, lease, now)
+            attempt = live_attempt(session, runner, run_id, lease, now)
             assert attempt.id is not None
             admitted = budgets.admit(session, attempt.id, lines)
             if lease_store.append_logs(session, attempt, admitted.lines, now=now) != Outcome.OK:

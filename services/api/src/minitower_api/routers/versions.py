@@ -19,6 +19,7 @@ from minitower_api.routers.apps import require_app
 from minitower_api.settings import MAX_RUN_TIMEOUT, ApiSettings
 from minitower_api.views import version_public
 from minitower_shared.archives import ArchiveListing, UnsafeArchiveError, inspect_archive
+from minitower_shared.models import AppVersion
 from minitower_shared.schemas import (
     MAX_JSON_DEPTH,
     VersionList,
@@ -27,6 +28,7 @@ from minitower_shared.schemas import (
 )
 from minitower_shared.store import apps as app_store
 from minitower_shared.store import audit
+from minitower_shared.store import secrets as secret_store
 from minitower_shared.store.audit import AuditObject
 from minitower_shared.towerfile import TowerfileError, parameters_schema, parse_towerfile
 
@@ -93,6 +95,7 @@ class _Manifest:
             self.params_schema = parameters_schema(towerfile.parameters)
         self.import_paths = list(towerfile.import_paths) if towerfile else []
         self.retry_policy = towerfile.retry if towerfile else None
+        self.secrets = list(towerfile.secrets) if towerfile else []
 
 
 def _refuse_constant(name: str) -> Any:
@@ -224,6 +227,8 @@ def _store_version(
                 AuditObject("version", f"{record.slug}/{version.version_no}"),
                 {"app": record.slug, "version_no": version.version_no, "sha256": sha256},
             )
+            assert version.id is not None
+            secret_store.declare(session, version.id, manifest.secrets)
     except BaseException:
         temp.unlink(missing_ok=True)
         if created:
@@ -231,7 +236,7 @@ def _store_version(
                 if not app_store.object_key_in_use(session, key):
                     services.objects.delete(key)
         raise
-    return version_public(version)
+    return version_public(version, manifest.secrets)
 
 
 @router.get("", response_model=VersionList, responses=responses())
@@ -247,9 +252,10 @@ def list_versions(app: str, caller: CallerDep, services: ServicesDep, page: Page
             limit=page.limit + 1,
             offset=page.offset,
         )
-    versions, next_cursor = paged(versions, page, lambda version: version.version_no)
+        versions, next_cursor = paged(versions, page, lambda version: version.version_no)
+        declared = {v.id: secret_store.declared_names(session, _id(v)) for v in versions}
     return VersionList(
-        versions=[version_public(v) for v in versions],
+        versions=[version_public(v, declared[v.id]) for v in versions],
         next_cursor=next_cursor,
     )
 
@@ -262,6 +268,11 @@ def get_version(
         record = require_app(session, caller.team_id, app)
         assert record.id is not None
         version = app_store.get_version(session, record.id, version_no)
-    if version is None:
-        raise not_found(f"app {app!r} has no version {version_no}")
-    return version_public(version)
+        if version is None:
+            raise not_found(f"app {app!r} has no version {version_no}")
+        return version_public(version, secret_store.declared_names(session, _id(version)))
+
+
+def _id(version: AppVersion) -> int:
+    assert version.id is not None
+    return version.id

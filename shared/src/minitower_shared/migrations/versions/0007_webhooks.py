@@ -1,7 +1,7 @@
 """webhooks: subscriptions, the event outbox, delivery attempts
 
 Revision ID: 0007_webhooks
-Revises: 0005_schedules
+Revises: 0006_secrets
 Create Date: 2026-12-04 02:47:28.857680
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007_webhooks"
-down_revision: str | None = "0005_schedules"
+down_revision: str | None = "0006_secrets"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
