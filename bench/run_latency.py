@@ -100,7 +100,14 @@ class Stack:
         self.spawn(
             name,
             "minitower-runner",
-            {"MINITOWER_RUNNER_NAME": name, "MINITOWER_DATA_DIR": str(self.workdir / name), **env},
+            {
+                "MINITOWER_RUNNER_NAME": name,
+                "MINITOWER_DATA_DIR": str(self.workdir / name),
+                # One team, the bench's: workloads run as the runner (no uid switch, whose
+                # interpreter and folders must then be reachable by another user).
+                "MINITOWER_RUNNER_TRUST_ALL_TEAMS": "true",
+                **env,
+            },
         )
 
     def stop(self) -> None:

@@ -1,6 +1,7 @@
 """Secrets per environment: admin-only writes, never a value back, team scoping, limits,
 and delivery only to the runner holding the run's live lease."""
 
+import json
 import sqlite3
 import subprocess
 from contextlib import closing
@@ -211,6 +212,9 @@ def test_the_leasing_runner_gets_the_declared_secrets_of_the_runs_environment(
     check(put_secret(acme, "DB_URL", "prod-db-url", environment="prod"), 201)
     runner = RunnerClient.register(api, "runner-1", REGISTRATION_TOKEN)
     lease = _leased(acme, runner)
+    # The grant names what to fetch (never a value): the runner asks only when some.
+    assert lease.body["secrets"] == ["DB_URL", "API_KEY"]
+    assert DB_URL not in json.dumps(lease.body)
     response = run_secrets(runner, lease)
     body = check(response, 200)
     assert response.headers["cache-control"] == "no-store"
@@ -296,6 +300,7 @@ def test_an_app_without_declared_secrets_gets_none(
     acme.create_run("hello")
     lease = runner.lease()
     assert lease is not None
+    assert lease.body["secrets"] == []  # so the runner does not ask; asking gets none
     assert check(run_secrets(runner, lease), 200) == {
         "environment": "default",
         "secrets": {},

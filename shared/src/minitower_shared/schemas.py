@@ -676,6 +676,12 @@ class LeaseGranted(BaseModel):
     lease_expires_at: str
     # The run's team: runners keep the venvs of different teams apart.
     team_id: int = 0
+    secrets: list[str] = Field(
+        default_factory=list,
+        description="The names the run's version declares (Towerfile [app] secrets): the "
+        "runner fetches their values with GET /api/v1/runs/{run_id}/secrets only when there "
+        "are some",
+    )
 
 
 class StartResult(BaseModel):

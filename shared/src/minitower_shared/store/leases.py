@@ -6,7 +6,7 @@ ran out is fenced off even before the reaper has noticed.
 """
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
@@ -22,6 +22,7 @@ from minitower_shared.models import (
     LIVE_RUN_CONDITION,
     App,
     AppVersion,
+    AppVersionSecrets,
     Environment,
     Run,
     RunAttempt,
@@ -48,6 +49,8 @@ class LeaseGrant:
     attempt: RunAttempt
     app: App
     version: AppVersion
+    # The version's declared secrets (names): the runner fetches values only when some.
+    secrets: list[str] = field(default_factory=list)
 
 
 class LeaseRefusal(Enum):
@@ -373,14 +376,19 @@ def lease_next_run(
     session.flush()
     # One read for everything the runner is told; populate_existing because the UPDATE
     # above went around the session.
-    run, app, version = session.exec(
-        select(Run, App, AppVersion)
+    run, app, version, declared = session.exec(
+        select(Run, App, AppVersion, AppVersionSecrets)
         .join(App, col(App.id) == col(Run.app_id))
         .join(AppVersion, col(AppVersion.id) == col(Run.app_version_id))
+        .outerjoin(
+            AppVersionSecrets,
+            col(AppVersionSecrets.app_version_id) == col(Run.app_version_id),
+        )
         .where(Run.id == run_id)
         .execution_options(populate_existing=True)
     ).one()
-    return LeaseGrant(run=run, attempt=attempt, app=app, version=version)
+    secrets = list(declared.names) if declared is not None else []
+    return LeaseGrant(run=run, attempt=attempt, app=app, version=version, secrets=secrets)
 
 
 def find_attempt_for_lease(

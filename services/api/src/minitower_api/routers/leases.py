@@ -120,6 +120,7 @@ def _granted(grant: LeaseGrant, token: str) -> LeaseGranted:
         lease_token=token,
         lease_expires_at=expires,
         team_id=run.team_id,
+        secrets=grant.secrets,
     )
 
 
