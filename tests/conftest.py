@@ -9,9 +9,10 @@ import shutil
 import signal
 import subprocess
 import tarfile
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 from fastapi.testclient import TestClient
@@ -23,11 +24,15 @@ from minitower_shared.db import create_db_engine
 from minitower_shared.migrate import upgrade_to_head
 from tests.support.clients import RunnerClient, TeamClient
 from tests.support.databases import copy_database
+from tests.support.exclusive import held
 from tests.support.processes import LiveApi, start_api
 from tests.support.proctree import alive, children_of, command_line
 
 BOOTSTRAP_TOKEN = "test-bootstrap-token-0123456789"
 REGISTRATION_TOKEN = "test-registration-token-0123456789"
+
+_LOCKS = pytest.StashKey[Path]()
+_WORKER_LEFTOVERS = pytest.StashKey[list[str]]()
 
 
 @functools.cache
@@ -45,25 +50,84 @@ def _interpreter_helper(command: str) -> bool:
     return "from multiprocessing." in command
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """A process the suite started and never stopped (a runner polling a dead API, say)
-    would outlive the run on the machine: name it, kill it and fail the session."""
+def _leftover_processes() -> dict[int, str]:
+    """This process's children still running, killed: a process the tests started and
+    never stopped (a runner polling a dead API, say) would outlive the run."""
     left = {
         pid: cmd
         for pid in children_of(os.getpid())
         if alive(pid) and not _interpreter_helper(cmd := command_line(pid))
     }
-    if not left:
-        return
     for pid in left:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    lines = "\n".join(f"  pid {pid}: {cmd}" for pid, cmd in sorted(left.items()))
-    session.config.get_terminal_writer().line(
-        f"\nFAILED: the suite left {len(left)} process(es) running (now killed):\n{lines}",
+    return left
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    """The pytest-xdist controller runs no test: its children are the workers."""
+    return config.pluginmanager.has_plugin("dsession")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _LOCKS in config.stash:
+        shutil.rmtree(config.stash[_LOCKS], ignore_errors=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """(controller) Tell each worker where the run's locks are: a folder of its own."""
+    if _LOCKS not in node.config.stash:
+        node.config.stash[_LOCKS] = Path(tempfile.mkdtemp(prefix="minitower-test-locks-"))
+    node.workerinput["minitower_locks"] = str(node.config.stash[_LOCKS])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """(controller) Gather what each worker's session end found left running."""
+    output = getattr(node, "workeroutput", {})
+    node.config.stash.setdefault(_WORKER_LEFTOVERS, []).extend(
+        f"  {node.gateway.id} pid {pid}: {cmd}"
+        for pid, cmd in output.get("minitower_leftovers", [])
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Fail the session when the tests left processes running, naming them (they are
+    killed). Under pytest-xdist each worker checks its own children and the controller
+    fails the run on what the workers report."""
+    config = session.config
+    if _is_xdist_controller(config):
+        lines = config.stash.get(_WORKER_LEFTOVERS, [])
+    else:
+        left = _leftover_processes()
+        workeroutput = getattr(config, "workeroutput", None)
+        if workeroutput is not None:  # an xdist worker: the controller reports them
+            workeroutput["minitower_leftovers"] = sorted(left.items())
+            return
+        lines = [f"  pid {pid}: {cmd}" for pid, cmd in sorted(left.items())]
+    if not lines:
+        return
+    listed = "\n".join(lines)
+    config.get_terminal_writer().line(
+        f"\nFAILED: the suite left {len(lines)} process(es) running (now killed):\n{listed}",
         red=True,
     )
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(tryfirst=True, wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[object]:
+    """Under pytest-xdist, tests marked ``serial`` run alone and tests marked
+    ``exclusive(name)`` one of a name at a time (tests/support/exclusive.py). Outermost,
+    so that the wait is not counted in the test's timeout."""
+    folder = getattr(item.config, "workerinput", {}).get("minitower_locks")
+    if folder is None:  # one process runs the tests one after the other
+        return (yield)
+    names = [name for mark in item.iter_markers("exclusive") for name in mark.args]
+    serial = item.get_closest_marker("serial") is not None
+    with held(Path(folder), serial, names):
+        return (yield)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

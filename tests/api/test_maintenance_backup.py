@@ -65,6 +65,9 @@ class LogWriter(threading.Thread):
                 self.finished += 1
 
 
+# Alone: its premise is a writer that gets a few hundred writes in while the backup runs,
+# which tests beside it on the same cores would starve.
+@pytest.mark.serial
 @pytest.mark.slow
 def test_backup_under_write_load_holds_every_acknowledged_run(
     tmp_path: Path, migrated_template: Path

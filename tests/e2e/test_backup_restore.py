@@ -16,7 +16,9 @@ from tests.support.clients import TeamClient
 from tests.support.processes import BIN
 from tests.support.runbooks import run_step
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# One compose stack test at a time (under pytest-xdist): each drives a whole stack on
+# timings of seconds (leases, heartbeats), which a second one beside it would crowd.
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.exclusive("compose")]
 
 
 def compose_env(stack: Stack, backups: Path) -> dict[str, str]:

@@ -7,7 +7,9 @@ import pytest
 
 from tests.e2e.conftest import Stack, bring_up, tear_down
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# One compose stack test at a time (under pytest-xdist): each drives a whole stack on
+# timings of seconds (leases, heartbeats), which a second one beside it would crowd.
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.exclusive("compose")]
 
 WHERE = """\
 import os, socket

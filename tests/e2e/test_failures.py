@@ -18,7 +18,9 @@ from tests.e2e.conftest import Stack, bring_up, no_restart, tear_down
 from tests.support.runbooks import run_step
 from tests.support.waiting import wait_for
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# One compose stack test at a time (under pytest-xdist): each drives a whole stack on
+# timings of seconds (leases, heartbeats), which a second one beside it would crowd.
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.exclusive("compose")]
 
 LONG = """\
 import os, socket, time

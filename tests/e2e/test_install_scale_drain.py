@@ -18,7 +18,9 @@ from tests.support.processes import free_port
 from tests.support.runbooks import run_step
 from tests.support.waiting import wait_for
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# One compose stack test at a time (under pytest-xdist): each drives a whole stack on
+# timings of seconds (leases, heartbeats), which a second one beside it would crowd.
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.exclusive("compose")]
 
 PATH = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 SLOW = "import time\nfor i in range(8):\n    print('tick', i, flush=True)\n    time.sleep(1)\n"
@@ -58,6 +60,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         )
 
 
+# Alone: the runbook provisions the engine and rebuilds the images every other stack
+# test starts from, which would also slow everything beside it.
+@pytest.mark.serial
 def test_install_offline_with_compose(env: dict[str, str]) -> None:
     run_step("install", "compose-check-engine", env=env)
     run_step("install", "offline-provision", env=env)

@@ -19,7 +19,9 @@ from tests.support.processes import log_events
 from tests.support.runbooks import run_step
 from tests.support.waiting import wait_for
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# One compose stack test at a time (under pytest-xdist): each drives a whole stack on
+# timings of seconds (leases, heartbeats), which a second one beside it would crowd.
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.exclusive("compose")]
 
 # Long enough to be in flight across a runner's drain or a revocation, well under the
 # stack's 10 s drain timeout.

@@ -8,7 +8,9 @@ from tests.e2e.conftest import BOOTSTRAP_TOKEN, Stack
 from tests.support.clients import TeamClient, check
 from tests.support.waiting import wait_for
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# One compose stack test at a time (under pytest-xdist): each drives a whole stack on
+# timings of seconds (leases, heartbeats), which a second one beside it would crowd.
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.exclusive("compose")]
 
 HELLO = """\
 import os, socket

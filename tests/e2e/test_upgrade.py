@@ -21,7 +21,9 @@ from tests.support.clients import check
 from tests.support.runbooks import run_step
 from tests.support.waiting import wait_for
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# One compose stack test at a time (under pytest-xdist): each drives a whole stack on
+# timings of seconds (leases, heartbeats), which a second one beside it would crowd.
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.exclusive("compose")]
 
 HELLO = 'import os\nprint("hello", os.environ.get("who", "world"))\nprint("bye")\n'
 SLOW = """\

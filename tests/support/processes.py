@@ -1,8 +1,10 @@
 """Start the real console scripts (``minitowerd``, ``minitower-reaper``,
 ``minitower-runner``) as processes, and read their JSON log lines."""
 
+import itertools
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -18,10 +20,31 @@ import httpx
 BIN = Path(sys.executable).parent
 
 
+# Ports the tests hand to servers they start: below the kernel's ephemeral range
+# (32768-60999), so that no outgoing connection or port-0 bind of this or another process
+# takes one between our check and the server's bind, and a slice per pytest-xdist worker,
+# so that no two workers hand out the same one. The start in the slice is random: another
+# run of the suite on the machine uses the same slices.
+_PORT_BASE = 20000
+_PORT_SLICE = 400
+_worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_port_offsets = itertools.count(random.randrange(_PORT_SLICE))
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port of this worker's slice that is free now (no listener, no TIME_WAIT); the
+    next call hands out the next one, so a port is not handed out again before the
+    slice's other ports have been."""
+    first = _PORT_BASE + (_worker % 30) * _PORT_SLICE
+    for _ in range(_PORT_SLICE):
+        port = first + next(_port_offsets) % _PORT_SLICE
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in {first}-{first + _PORT_SLICE - 1}")
 
 
 def script(name: str) -> str:
