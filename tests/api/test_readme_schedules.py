@@ -1,69 +1,43 @@
 """The README's "Schedules and retries" examples, run as written against a live API."""
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from minitower_shared.migrate import upgrade_to_head
 from minitower_shared.towerfile import parse_towerfile
-from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN, make_archive
+from tests.conftest import make_archive
 from tests.support import readme
-from tests.support.clients import TeamClient, check
-from tests.support.processes import start_api
+from tests.support.clients import check
 
 pytestmark = pytest.mark.slow
 
 
 def test_the_readme_curl_examples_work(tmp_path: Path) -> None:
     (block,) = readme.blocks("Schedules and retries")
-    db_path = tmp_path / "db" / "minitower.db"
-    upgrade_to_head(db_path)
-    api = start_api(
-        tmp_path,
-        db_path,
-        {
-            "MINITOWER_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN,
-            "MINITOWER_RUNNER_REGISTRATION_TOKEN": REGISTRATION_TOKEN,
-        },
-    )
-    try:
-        with api.client() as http:
-            team = TeamClient.bootstrap(http, "acme", BOOTSTRAP_TOKEN)
-            team.deploy(
-                "hello",
-                make_archive(
-                    {"Towerfile": '[app]\nname = "hello"\nscript = "main.py"\n', "main.py": ""}
-                ),
-            )
-            done = subprocess.run(
-                ["bash", "-euo", "pipefail", "-c", block],
-                env={**os.environ, "API": api.url, "TOKEN": team.token},
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
-            assert done.returncode == 0, done.stderr + done.stdout
-            (schedule,) = check(team.get("/api/v1/apps/hello/schedules"), 200)["schedules"]
-            assert (schedule["name"], schedule["timezone"], schedule["overlap"]) == (
-                "nightly",
-                "Europe/Berlin",
-                "skip",
-            )
-            (run,) = check(team.get("/api/v1/runs"), 200)["runs"]
-            assert run["status"] == "queued" and run["not_before"] is not None
-            assert (run["max_retries"], run["retry_on"], run["retry_delay"]) == (
-                3,
-                ["failed", "lost"],
-                30.0,
-            )
-            assert check(team.get("/api/v1/apps/hello"), 200)["max_concurrent_runs"] == 1
-            environments = check(team.get("/api/v1/environments"), 200)["environments"]
-            assert {e["name"]: e["max_concurrent_runs"] for e in environments} == {"default": 4}
-    finally:
-        api.stop()
+    with readme.live_team(tmp_path) as (url, team):
+        team.deploy(
+            "hello",
+            make_archive(
+                {"Towerfile": '[app]\nname = "hello"\nscript = "main.py"\n', "main.py": ""}
+            ),
+        )
+        readme.run_block(block, {"API": url, "TOKEN": team.token})
+        (schedule,) = check(team.get("/api/v1/apps/hello/schedules"), 200)["schedules"]
+        assert (schedule["name"], schedule["timezone"], schedule["overlap"]) == (
+            "nightly",
+            "Europe/Berlin",
+            "skip",
+        )
+        (run,) = check(team.get("/api/v1/runs"), 200)["runs"]
+        assert run["status"] == "queued" and run["not_before"] is not None
+        assert (run["max_retries"], run["retry_on"], run["retry_delay"]) == (
+            3,
+            ["failed", "lost"],
+            30.0,
+        )
+        assert check(team.get("/api/v1/apps/hello"), 200)["max_concurrent_runs"] == 1
+        environments = check(team.get("/api/v1/environments"), 200)["environments"]
+        assert {e["name"]: e["max_concurrent_runs"] for e in environments} == {"default": 4}
 
 
 def test_the_readme_towerfile_example_parses() -> None:
