@@ -7,6 +7,7 @@ The image is MINITOWER_RUNNER_IMAGE (CI builds it with
 deploy/offline/build-workload-image.sh), else ``minitower/workload:latest``.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -27,6 +29,7 @@ from tests.conftest import docker_prerequisite_missing
 from tests.runner.conftest import Stack
 from tests.support.clients import check
 from tests.support.processes import Process
+from tests.support.secrets import KEY, put_secret
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
@@ -184,6 +187,44 @@ def test_a_run_executes_in_its_own_container(stack: Stack, engine: Any) -> None:
     assert [x for x in err if x.startswith("err ")] == [f"err {i}" for i in range(30)]
     assert stack.attempts(run_id)[0]["runner_name"] == f"{PREFIX}-probe"
     assert_gone(engine, run_id)
+
+
+SECRET = "docker-Pw-5e1f-canary-value-of-a-secret"
+# Proves it got the value (its digest, not the value, is in the code), prints it (the
+# shipped line must say ***), then stays up long enough to be inspected.
+DIGEST = hashlib.sha256(SECRET.encode()).hexdigest()
+SECRET_USER = f"""\
+import hashlib, os, time
+value = os.environ["DB_URL"]
+print("match", hashlib.sha256(value.encode()).hexdigest() == "{DIGEST}", flush=True)
+print("direct", value, flush=True)
+time.sleep(3)
+"""
+
+
+@pytest.mark.own_api(secrets_key=KEY)
+def test_secrets_reach_the_containers_environment_and_nothing_else(
+    stack: Stack, engine: Any
+) -> None:
+    check(put_secret(stack.team, "DB_URL", SECRET, environment=stack.environment), 201)
+    stack.deploy("vaulted", {"main.py": SECRET_USER}, extra='secrets = ["DB_URL"]\n')
+    runner = docker_runner(stack, "secrets")
+    run_id = stack.start_run("vaulted")
+    container = the_container(engine, run_id)
+    config = container.attrs
+    # In the container's environment (where Docker isolation must put it), never in its
+    # command, nor in the runner's own environment or command line.
+    assert f"DB_URL={SECRET}" in config["Config"]["Env"]
+    assert SECRET not in json.dumps([config["Path"], config["Args"], config["Config"]["Cmd"]])
+    for what in ("environ", "cmdline"):
+        assert SECRET.encode() not in Path(f"/proc/{runner.proc.pid}/{what}").read_bytes()
+    run = stack.wait_status(run_id, timeout=60)
+    assert run["status"] == "completed", run
+    assert stack.lines(run_id, "stdout")[:2] == ["match True", "direct ***"]
+    assert SECRET not in json.dumps(stack.logs(run_id))
+    assert_gone(engine, run_id)  # with it, the only copy Docker kept
+    runner.stop()
+    assert SECRET not in runner.log_path.read_text()
 
 
 # Prints its pid and that of a `sleep` child, then waits; with `stubborn` it ignores
