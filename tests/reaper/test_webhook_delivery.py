@@ -138,6 +138,34 @@ def test_two_loops_deliver_every_event_with_no_gap(
     assert {b["type"] for b in bodies} == {"run.cancelled"}
 
 
+def test_a_webhook_never_hears_of_another_teams_runs(
+    api: TestClient, db: Engine, acme: TeamClient, hello_archive: bytes
+) -> None:
+    """globex has an app of the same slug and subscribes to every run event, filtered
+    by that slug: acme's runs reach acme's receiver only."""
+    globex = TeamClient.bootstrap(api, "globex", BOOTSTRAP_TOKEN)
+    globex.deploy("hello", hello_archive)
+    events = ["run.completed", "run.failed", "run.dead", "run.cancelled"]
+    with webhook_receiver() as theirs, webhook_receiver() as ours:
+        check(globex.post(HOOKS, json={"url": theirs.url, "events": events}), 201)
+        filtered = {"url": theirs.url, "events": events, "app": "hello"}
+        check(globex.post(HOOKS, json=filtered), 201)
+        check(acme.post(HOOKS, json={"url": ours.url, "events": ["run.cancelled"]}), 201)
+        acme_runs = [acme.create_run("hello") for _ in range(3)]
+        for run in acme_runs:
+            check(acme.post(f"/api/v1/runs/{run['run_id']}/cancel"), 200)
+        globex_run = globex.create_run("hello")
+        check(globex.post(f"/api/v1/runs/{globex_run['run_id']}/cancel"), 200)
+        with delivery_loop(db, fast_policy()):
+            ours.wait_for(3)
+            theirs.wait_for(2)
+            time.sleep(0.3)
+        heard = [json.loads(r.body)["data"]["run"]["id"] for r in theirs.requests()]
+        mine = [json.loads(r.body)["data"]["run"]["id"] for r in ours.requests()]
+    assert heard == [globex_run["run_id"]] * 2
+    assert sorted(mine) == sorted(r["run_id"] for r in acme_runs)
+
+
 def test_slack_format_shape(api: TestClient, db: Engine, acme: TeamClient) -> None:
     with webhook_receiver() as receiver:
         body = {"url": receiver.url, "events": ["run.failed"], "format": "slack"}
