@@ -1,10 +1,11 @@
 """Secret values out of log lines: whole, overlapping, nested, across lines, held back
 no longer than the shipper's flush, and short values left alone (MIN_REDACTED_CHARS)."""
 
+import io
 import time
 from typing import Any
 
-from minitower_runner.logs import LogShipper
+from minitower_runner.logs import CUT_MARKER, MAX_LINE_BYTES, LogShipper, split_lines
 from minitower_runner.redaction import MASK, MIN_REDACTED_CHARS, Redactor
 from tests.unit.test_runner_logs import Recorder
 
@@ -145,3 +146,28 @@ def test_a_held_line_goes_out_after_the_flush_interval() -> None:
         time.sleep(0.01)
     assert shipped(send) == ["ends with secr"]
     assert ship.close(deadline=time.monotonic() + 5)
+
+
+def test_a_cut_line_ending_with_a_value_start_masks_it_and_holds_nothing() -> None:
+    redactor = Redactor(["secretvalue"])
+    assert redactor.feed("stdout", "x" * 10 + "secr", cut=True) == ["x" * 10 + MASK]
+    assert not redactor.holding
+    # Across a held line: the beginning spans both, and both lose their part of it.
+    assert redactor.feed("stdout", "a sec") == []
+    assert redactor.feed("stdout", "re", cut=True) == [f"a {MASK}", MASK]
+
+
+def test_a_value_across_the_line_cut_leaves_nothing_of_it() -> None:
+    """The runner cuts lines at MAX_LINE_BYTES and drops the rest: a value straddling
+    the cut must not go out as its first half."""
+    value = "hunter22-the-long-secret"
+    send = Recorder()
+    ship = LogShipper(send, batch_lines=100, flush_interval=10, on_gone=lambda: None)
+    ship.redact([value])
+    output = b"a" * (MAX_LINE_BYTES - 9) + value.encode() + b" and more\nnext\n"
+    for line in split_lines(io.BytesIO(output)):
+        ship.add("stdout", line)
+    assert ship.close(deadline=time.monotonic() + 5)
+    cut, following = shipped(send)
+    assert cut == "a" * (MAX_LINE_BYTES - 9) + MASK + CUT_MARKER.format(dropped=24)
+    assert following == "next"

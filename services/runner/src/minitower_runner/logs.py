@@ -7,6 +7,7 @@ writes block (its pipe fills) rather than lines being dropped.
 
 import json
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -23,6 +24,9 @@ log = logging.getLogger("minitower.runner")
 
 # Well under the API's 64 Ki characters per line, so the marker always fits.
 MAX_LINE_BYTES = 32 * 1024
+CUT_MARKER = " [minitower: line cut, {dropped} more bytes not kept]"
+# A line that ends so was cut (a workload printing this itself only gets more masking).
+_CUT = re.compile(re.escape(CUT_MARKER).replace(r"\{dropped\}", r"[0-9]+") + r"\Z")
 # Well under the API's request limit (2 MiB by default) once JSON adds its framing.
 MAX_BATCH_BYTES = 512 * 1024
 
@@ -48,7 +52,7 @@ def split_lines(stream: IO[bytes], max_line_bytes: int = MAX_LINE_BYTES) -> Iter
             dropped += len(rest)
         # A cut may split a multi-byte character: the decoder's replacement marks it.
         text = chunk.decode("utf-8", errors="replace")
-        yield f"{text} [minitower: line cut, {dropped} more bytes not kept]"
+        yield f"{text}{CUT_MARKER.format(dropped=dropped)}"
 
 
 class LogShipper:
@@ -99,7 +103,13 @@ class LogShipper:
             if self._abandoned:
                 return
             was_empty = not self._pending
-            for redacted in self._redactor.feed(stream, line):
+            marker = _CUT.search(line)
+            if marker is None:
+                lines = self._redactor.feed(stream, line)
+            else:
+                lines = self._redactor.feed(stream, line[: marker.start()], cut=True)
+                lines[-1] += marker.group()
+            for redacted in lines:
                 self._enqueue(stream, redacted)
             # Wake the sender for the first line or a held one (either starts the flush
             # clock) and a full batch.

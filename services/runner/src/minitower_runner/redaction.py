@@ -74,8 +74,10 @@ class Redactor:
     def holding(self) -> bool:
         return any(self._held.values())
 
-    def feed(self, stream: str, line: str) -> list[str]:
-        """The lines of ``stream`` that can go now, redacted (maybe none, maybe several)."""
+    def feed(self, stream: str, line: str, *, cut: bool = False) -> list[str]:
+        """The lines of ``stream`` that can go now, redacted (maybe none, maybe several).
+        ``cut``: the line was cut short and its rest dropped, so a value it ends the
+        beginning of will never go on: that beginning is masked and nothing is held."""
         if not self._needles:
             return [line]
         held = self._held.setdefault(stream, [])
@@ -92,7 +94,9 @@ class Redactor:
                 self._mark(held, offsets, at, at + len(needle))
                 at = text.find(needle, at + 1)
         overlap = max(self._overlap(text, needle) for needle in self._needles)
-        if overlap == 0:
+        if cut and overlap:
+            self._mark(held, offsets, total - overlap, total)
+        if cut or overlap == 0:
             release = len(held)
         else:
             # Keep the line where the possible start of a value begins, and those after.
