@@ -35,7 +35,7 @@ from minitower_shared.clock import utcnow
 from minitower_shared.db import create_db_engine, write_session
 from minitower_shared.migrate import upgrade_to_head
 from minitower_shared.models import RunAttempt
-from minitower_shared.store import leases as lease_store
+from minitower_shared.store import lifecycle
 
 LINE = "2026-12-01 12:00:00 INFO processed batch {n} of the nightly import: ok"
 
@@ -136,13 +136,16 @@ class Writer(threading.Thread):
             with write_session(self.engine) as session:
                 attempt = session.get(RunAttempt, self.attempt_id)
                 assert attempt is not None
+                key = lifecycle.LeaseKey(
+                    attempt.run_id, attempt.runner_id, attempt.lease_token_hash
+                )
                 line = {
                     "seq": seq,
                     "stream": "stdout",
                     "line": f"live {seq}",
                     "logged_at": utcnow(),
                 }
-                lease_store.append_logs(session, attempt, [line], now=utcnow())
+                lifecycle.append_logs(session, key, [line], now=utcnow())
             self.waits.append(time.perf_counter() - started)
             time.sleep(0.002)
         self.engine.dispose()

@@ -50,15 +50,15 @@ from sqlmodel import Session
 from minitower_shared.clock import utcnow
 from minitower_shared.db import create_db_engine, write_session
 from minitower_shared.migrate import upgrade_to_head
-from minitower_shared.models import Run, Runner
+from minitower_shared.models import Runner
 from minitower_shared.retry import RetryPolicy
 from minitower_shared.states import AttemptStatus, TokenRole
 from minitower_shared.store import apps as app_store
-from minitower_shared.store import leases as lease_store
+from minitower_shared.store import lifecycle
 from minitower_shared.store import runners as runner_store
 from minitower_shared.store import runs as run_store
 from minitower_shared.store import teams as team_store
-from minitower_shared.store.leases import LeaseGrant, Outcome
+from minitower_shared.store.lifecycle import Finished, Granted, LeaseKey, LiveAttempt
 from minitower_shared.tokens import (
     LEASE_TOKEN_PREFIX,
     RUNNER_TOKEN_PREFIX,
@@ -577,7 +577,7 @@ def run_inprocess_phase(
                 now = utcnow()
                 runner = authenticate(session)
                 runner_store.mark_seen(session, runner, now)
-                grant = lease_store.lease_next_run(
+                grant = lifecycle.lease(
                     session,
                     runner_id=runner_id,
                     environment=runner.environment,
@@ -591,43 +591,26 @@ def run_inprocess_phase(
             ):
                 registered.last_seen_at = now
             t1 = clock()
-            if not isinstance(grant, LeaseGrant):
+            if not isinstance(grant, Granted):
                 break
-            run_id = grant.run.id
-            assert run_id is not None
+            # What the start and result routes do: authenticate, then one lifecycle call.
+            key = LeaseKey(grant.run.id, runner_id, hash_token(lease_token))
             with write_session(engine) as session:
-                now = utcnow()
                 authenticate(session)
-                attempt = lease_store.find_attempt_for_lease(
-                    session,
-                    lease_token_hash=hash_token(lease_token),
-                    runner_id=runner_id,
-                    run_id=run_id,
-                )
-                assert attempt is not None and lease_store.is_live(attempt, now)
-                outcome = lease_store.start_attempt(session, attempt, now=now, ttl=ttl)
-                assert outcome == Outcome.OK
+                started = lifecycle.start(session, key, now=utcnow(), ttl=ttl)
+                assert isinstance(started, LiveAttempt), started
             t2 = clock()
             with write_session(engine) as session:
                 authenticate(session)
-                attempt = lease_store.find_attempt_for_lease(
+                finished = lifecycle.report_result(
                     session,
-                    lease_token_hash=hash_token(lease_token),
-                    runner_id=runner_id,
-                    run_id=run_id,
-                )
-                assert attempt is not None
-                outcome = lease_store.finish_attempt(
-                    session,
-                    attempt,
+                    key,
                     reported=AttemptStatus.COMPLETED,
                     exit_code=0,
                     error_message=None,
                     now=utcnow(),
                 )
-                assert outcome == Outcome.OK
-                run = session.get(Run, run_id)  # the route answers with the run's status
-                assert run is not None
+                assert isinstance(finished, Finished), finished
             t3 = clock()
             out.lease.append(t1 - t0)
             out.start.append(t2 - t1)

@@ -18,7 +18,7 @@ from minitower_shared.clock import as_utc, utcnow
 from minitower_shared.db import create_db_engine, read_session, write_session
 from minitower_shared.models import IdempotencyKey, ReaperPass
 from minitower_shared.states import AttemptStatus, RunnerStatus, RunStatus
-from minitower_shared.store import leases as lease_store
+from minitower_shared.store import lifecycle
 from minitower_shared.store import runners as runner_store
 from minitower_shared.store import runs as run_store
 from tests.support.concurrency import run_in_threads
@@ -58,7 +58,7 @@ def lease_all(engine: Engine, count: int, *, prefix: str, now: datetime, ttl: ti
                 now=now,
             )
             assert runner.id is not None
-            grant = lease_store.lease_next_run(
+            grant = lifecycle.lease(
                 session,
                 runner_id=runner.id,
                 environment="default",
@@ -66,7 +66,7 @@ def lease_all(engine: Engine, count: int, *, prefix: str, now: datetime, ttl: ti
                 now=now + i * timedelta(microseconds=10),
                 ttl=ttl,
             )
-            assert isinstance(grant, lease_store.LeaseGrant)
+            assert isinstance(grant, lifecycle.Granted)
 
 
 def test_tick_expires_only_stale_attempts(engine: Engine, seeded: Seeded) -> None:
@@ -85,7 +85,7 @@ def test_tick_expires_only_stale_attempts(engine: Engine, seeded: Seeded) -> Non
     assert start_id is not None
     assert start(engine, start_id, now=T0 + S, ttl=9 * S).value == "ok"
     with write_session(engine) as session:
-        run_store.cancel_run(session, cancelling, T0 + 2 * S)
+        lifecycle.cancel(session, cancelling, T0 + 2 * S)
 
     assert run_tick(engine, T0 + 9 * S).expired == []
     result = run_tick(engine, T0 + 10 * S)
@@ -252,7 +252,7 @@ def test_pass_totals_add_up_to_what_the_passes_did(engine: Engine, seeded: Seede
     (cancelling,) = queue_runs(engine, seeded, max_retries=3, now=T0)
     lease_all(engine, 6, prefix="lost", now=T0, ttl=S)
     with write_session(engine) as session:
-        run_store.cancel_run(session, cancelling, T0 + S / 2)
+        lifecycle.cancel(session, cancelling, T0 + S / 2)
     add_runner(engine, "silent", now=T0 - 2 * OFFLINE_AFTER)
 
     def reap(at: datetime) -> TickResult:

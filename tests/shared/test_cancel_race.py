@@ -18,14 +18,14 @@ from minitower_shared.clock import utcnow
 from minitower_shared.db import create_db_engine, write_session
 from minitower_shared.models import Run
 from minitower_shared.states import AttemptStatus, RunStatus
-from minitower_shared.store import runs as run_store
-from minitower_shared.store.leases import Outcome
+from minitower_shared.store import lifecycle
 from tests.conftest import REGISTRATION_TOKEN
 from tests.support.clients import RunnerClient, TeamClient, check
 from tests.support.concurrency import ResponseLog, run_in_threads
 from tests.support.invariants import history_problems
 from tests.support.processes import LiveApi
 from tests.support.seed import (
+    Outcome,
     Seeded,
     add_runner,
     attempts_of,
@@ -68,7 +68,7 @@ def test_cancel_racing_the_result_in_the_store(
             def cancel(run_id: int = run_id, barrier: threading.Barrier = barrier) -> str:
                 barrier.wait(timeout=10)
                 with write_session(cancel_engine) as session:
-                    run_store.cancel_run(session, run_id, utcnow())
+                    lifecycle.cancel(session, run_id, utcnow())
                     run = session.get(Run, run_id)
                     assert run is not None
                     return run.status

@@ -1,7 +1,7 @@
 """Delayed runs, retry policies and concurrency limits in the store's lease path, driven
 with explicit times (no sleeping) on a real migrated SQLite file."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, update
@@ -12,12 +12,15 @@ from minitower_shared.db import write_session
 from minitower_shared.models import App, Environment
 from minitower_shared.retry import JITTER, RetryPolicy, jittered, nominal_delay
 from minitower_shared.states import AttemptStatus, RunStatus
-from minitower_shared.store import leases as lease_store
+from minitower_shared.store import queue
 from tests.support.invariants import history_problems
 from tests.support.seed import (
+    Outcome,
     Seeded,
     add_runner,
     attempts_of,
+    expire_stale,
+    finish,
     get_run,
     lease,
     must_lease,
@@ -27,26 +30,15 @@ from tests.support.seed import (
 )
 
 
-def _expire(engine: Engine, at: object) -> None:
-    with write_session(engine) as session:
-        lease_store.expire_stale_attempts(session, at)  # type: ignore[arg-type]
+def _expire(engine: Engine, at: datetime) -> None:
+    expire_stale(engine, at)
 
 
-def _fail(engine: Engine, attempt_id: int, *, now: object, message: str | None) -> None:
-    from minitower_shared.models import RunAttempt
-
-    with write_session(engine) as session:
-        attempt = session.get(RunAttempt, attempt_id)
-        assert attempt is not None
-        outcome = lease_store.finish_attempt(
-            session,
-            attempt,
-            reported=AttemptStatus.FAILED,
-            exit_code=1,
-            error_message=message,
-            now=now,  # type: ignore[arg-type]
-        )
-    assert outcome == lease_store.Outcome.OK
+def _fail(engine: Engine, attempt_id: int, *, now: datetime, message: str | None) -> None:
+    outcome = finish(
+        engine, attempt_id, AttemptStatus.FAILED, now=now, exit_code=1, error_message=message
+    )
+    assert outcome == Outcome.OK
 
 
 def _set_app_limit(engine: Engine, app_id: int, limit: int | None) -> None:
@@ -67,7 +59,7 @@ def test_a_delayed_run_is_not_leased_before_its_time(engine: Engine, seeded: See
     other = add_runner(engine, "r2")
     assert lease(engine, other, now=now + timedelta(minutes=5) - timedelta(milliseconds=1)) is None
     with write_session(engine) as session:
-        assert lease_store.next_delayed_at(session) == now + timedelta(minutes=5)
+        assert queue.next_delayed_at(session) == now + timedelta(minutes=5)
     grant = must_lease(engine, other, now=now + timedelta(minutes=5))
     assert grant.run.id == delayed
     run = get_run(engine, delayed)
@@ -130,7 +122,7 @@ def _run_that_fails(engine: Engine, seeded: Seeded, policy: RetryPolicy, message
     now = utcnow()
     grant = must_lease(engine, runner, now=now)
     assert grant.attempt.id is not None
-    assert start(engine, grant.attempt.id, now=now) == lease_store.Outcome.OK
+    assert start(engine, grant.attempt.id, now=now) == Outcome.OK
     _fail(engine, grant.attempt.id, now=now + timedelta(seconds=1), message=message)
     return run_id, runner, now
 
@@ -235,6 +227,6 @@ def test_queue_figures_leave_delayed_runs_out_until_they_are_released(
     with read_session(engine) as session:
         assert run_store.queue_by_environment(session)["default"].depth == 1
     with write_session(engine) as session:
-        assert lease_store.release_due_runs(session, now + timedelta(minutes=1)) == 2
+        assert queue.release_due_runs(session, now + timedelta(minutes=1)) == 2
     with read_session(engine) as session:
         assert run_store.queue_by_environment(session)["default"].depth == 3

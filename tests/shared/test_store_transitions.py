@@ -21,19 +21,24 @@ from minitower_shared.states import (
     AttemptStatus,
     RunStatus,
 )
-from minitower_shared.store import leases as lease_store
-from minitower_shared.store import runs as run_store
-from minitower_shared.store.leases import LeaseGrant, LeaseRefusal, Outcome
+from minitower_shared.store import lifecycle
+from minitower_shared.store.lifecycle import Granted, Refusal, Refused
 from tests.support.invariants import history_problems, snapshot
 from tests.support.seed import (
     TTL,
+    Outcome,
     Seeded,
     add_runner,
     attempts_of,
+    cancel,
+    expire_stale,
     finish,
     get_run,
+    heartbeat,
+    key_of,
     lease,
     must_lease,
+    outcome_of,
     queue_runs,
     seed_app,
     start,
@@ -42,23 +47,12 @@ from tests.support.seed import (
 T0 = utcnow()
 ACTIVE = {s.value for s in ACTIVE_ATTEMPT_STATUSES}
 S = timedelta(seconds=1)
-
-
-def heartbeat(engine: Engine, attempt_id: int, *, now: datetime) -> Outcome:
-    with write_session(engine) as session:
-        attempt = session.get(RunAttempt, attempt_id)
-        assert attempt is not None
-        return lease_store.heartbeat(session, attempt, now=now, ttl=TTL)
+BUSY = "this runner already holds a live lease; finish it first"
 
 
 def expire(engine: Engine, attempt_id: int, *, now: datetime) -> RunStatus | None:
     with write_session(engine) as session:
-        return lease_store.expire_attempt(session, attempt_id, now)
-
-
-def cancel(engine: Engine, run_id: int, *, now: datetime) -> None:
-    with write_session(engine) as session:
-        run_store.cancel_run(session, run_id, now)
+        return lifecycle.expire(session, attempt_id, now)
 
 
 def attempt_row(engine: Engine, attempt_id: int) -> RunAttempt:
@@ -115,7 +109,7 @@ def test_lease_only_takes_runs_of_the_runners_environment(engine: Engine) -> Non
     gpu_runner = add_runner(engine, "gpu", environment="gpu")
     assert must_lease(engine, cpu_runner, now=T0).run.id == default_run
     with write_session(engine) as session:
-        grant = lease_store.lease_next_run(
+        grant = lifecycle.lease(
             session,
             runner_id=gpu_runner,
             environment="gpu",
@@ -123,7 +117,7 @@ def test_lease_only_takes_runs_of_the_runners_environment(engine: Engine) -> Non
             now=T0,
             ttl=TTL,
         )
-    assert isinstance(grant, LeaseGrant) and grant.run.id == gpu_run
+    assert isinstance(grant, Granted) and grant.run.id == gpu_run
 
 
 def test_lease_skips_cancelled_runs(engine: Engine, seeded: Seeded) -> None:
@@ -137,7 +131,7 @@ def test_a_runner_holds_one_live_lease(engine: Engine, seeded: Seeded) -> None:
     queue_runs(engine, seeded, 2, now=T0)
     runner = add_runner(engine, "r1")
     must_lease(engine, runner, now=T0, ttl=10 * S)
-    assert lease(engine, runner, now=T0 + 9 * S) is LeaseRefusal.RUNNER_BUSY
+    assert lease(engine, runner, now=T0 + 9 * S) == Refused(Refusal.BUSY, BUSY)
     assert len([r for r in snapshot(engine)[0] if r.status == RunStatus.QUEUED]) == 1
 
 
@@ -150,7 +144,7 @@ def test_runner_with_an_expired_attempt_can_lease_again(engine: Engine, seeded: 
     runner = add_runner(engine, "r1")
     first = must_lease(engine, runner, now=T0 + S, ttl=10 * S)
     assert first.run.id == run_id
-    assert lease(engine, runner, now=T0 + 10 * S) is LeaseRefusal.RUNNER_BUSY
+    assert lease(engine, runner, now=T0 + 10 * S) == Refused(Refusal.BUSY, BUSY)
 
     again = must_lease(engine, runner, now=T0 + 11 * S, ttl=10 * S)
     assert again.run.id == run_id
@@ -281,12 +275,9 @@ def test_expire_stale_attempts_takes_only_expired_ones(engine: Engine, seeded: S
     short, long_ = queue_runs(engine, seeded, 2, max_retries=1, now=T0)
     must_lease(engine, add_runner(engine, "short"), now=T0, ttl=5 * S)
     must_lease(engine, add_runner(engine, "long"), now=T0, ttl=50 * S)
-    with write_session(engine) as session:
-        assert lease_store.expire_stale_attempts(session, T0 + 4 * S) == []
-    with write_session(engine) as session:
-        assert lease_store.expire_stale_attempts(session, T0 + 5 * S) == [(short, RunStatus.QUEUED)]
-    with write_session(engine) as session:
-        assert lease_store.expire_stale_attempts(session, T0 + 6 * S) == []
+    assert expire_stale(engine, T0 + 4 * S) == []
+    assert expire_stale(engine, T0 + 5 * S) == [(short, RunStatus.QUEUED)]
+    assert expire_stale(engine, T0 + 6 * S) == []
     assert get_run(engine, long_).status == RunStatus.LEASED
     assert_history_ok(engine)
 
@@ -453,9 +444,8 @@ def test_resent_log_lines_are_ignored_and_expired_leases_refused(
     def append(seqs: list[int], now: datetime, text: str) -> Outcome:
         lines = [{"seq": s, "stream": "stdout", "line": text, "logged_at": now} for s in seqs]
         with write_session(engine) as session:
-            attempt = session.get(RunAttempt, grant.attempt.id)
-            assert attempt is not None
-            return lease_store.append_logs(session, attempt, lines, now=now)
+            key = key_of(session, grant.attempt.id)
+            return outcome_of(lifecycle.append_logs(session, key, lines, now=now))
 
     assert append([1, 2], T0, "first") == Outcome.OK
     assert append([2, 3], T0 + S, "again") == Outcome.OK
@@ -566,8 +556,7 @@ def test_random_histories_only_take_allowed_transitions(engine: Engine, seed: in
         elif op == "cancel":
             cancel(engine, rng.choice(run_ids), now=now)
         elif op == "reap":
-            with write_session(engine) as session:
-                lease_store.expire_stale_attempts(session, now)
+            expire_stale(engine, now)
         now += rng.choice([0 * S, S, 4 * S])
         after = _statuses(engine)
         _assert_allowed(before, after, f"seed {seed} step {step} ({op})", lease_step=op == "lease")

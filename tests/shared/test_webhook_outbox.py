@@ -22,9 +22,9 @@ from minitower_shared.models import (
     WebhookEvent,
 )
 from minitower_shared.states import AttemptStatus, RunStatus
-from minitower_shared.store import runs as run_store
+from minitower_shared.store import lifecycle
 from minitower_shared.store import webhooks as webhook_store
-from minitower_shared.store.run_endings import end_run
+from minitower_shared.store.lifecycle import end_run
 from tests.support.seed import (
     Seeded,
     add_runner,
@@ -81,7 +81,7 @@ def test_every_terminal_transition_appends_its_event(engine: Engine, seeded: See
         finish(engine, grant.attempt.id, reported, now=now)
     # A queued run cancelled.
     with write_session(engine) as session:
-        run_store.cancel_run(session, cancelled, now)
+        lifecycle.cancel(session, cancelled, now)
     # A run whose lease expires with no retries left: dead, by the reaper.
     grant = must_lease(engine, runner, now=now)
     assert grant.run.id == dead
@@ -91,7 +91,7 @@ def test_every_terminal_transition_appends_its_event(engine: Engine, seeded: See
     grant = must_lease(engine, runner, now=now)
     assert grant.run.id == cancelling
     with write_session(engine) as session:
-        run_store.cancel_run(session, cancelling, now)
+        lifecycle.cancel(session, cancelling, now)
         tick(session, now + 60 * S, runner_offline_after=timedelta(hours=1), name="t")
     # An expired lease found inline by the runner's next lease call: dead.
     grant = must_lease(engine, runner, now=now)
@@ -120,7 +120,7 @@ def test_no_event_without_a_matching_webhook(engine: Engine, seeded: Seeded) -> 
     subscribe(engine, seeded, ALL, app_id=other.app.id)  # another app
     (run_id,) = queue_runs(engine, seeded)
     with write_session(engine) as session:
-        run_store.cancel_run(session, run_id, utcnow())
+        lifecycle.cancel(session, run_id, utcnow())
     assert events(engine) == []
 
 
@@ -132,7 +132,7 @@ def test_a_paused_webhook_gets_nothing(engine: Engine, seeded: Seeded) -> None:
         webhook_store.update_webhook(session, webhook, fields={"enabled": False}, now=utcnow())
     (run_id,) = queue_runs(engine, seeded)
     with write_session(engine) as session:
-        run_store.cancel_run(session, run_id, utcnow())
+        lifecycle.cancel(session, run_id, utcnow())
     assert events(engine) == []
 
 

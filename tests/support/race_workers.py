@@ -16,12 +16,11 @@ from sqlalchemy import Engine
 
 from minitower_shared.clock import utcnow
 from minitower_shared.db import create_db_engine, write_session
-from minitower_shared.models import RunAttempt
 from minitower_shared.states import AttemptStatus
-from minitower_shared.store import leases as lease_store
-from minitower_shared.store.leases import LeaseGrant, LeaseRefusal, Outcome
+from minitower_shared.store import lifecycle
+from minitower_shared.store.lifecycle import Granted, Refused
 from minitower_shared.tokens import LEASE_TOKEN_PREFIX, hash_token, new_token
-from tests.support.seed import add_runner
+from tests.support.seed import Outcome, add_runner, finish, start
 
 WORKER_TTL_SECONDS = 60.0
 
@@ -45,10 +44,10 @@ def lease_worker(
         results.put(("ok", name, payload))
 
 
-def _lease_next(engine: Engine, runner_id: int, ttl: timedelta) -> LeaseGrant | LeaseRefusal | None:
+def _lease_next(engine: Engine, runner_id: int, ttl: timedelta) -> Granted | Refused | None:
     """One lease attempt in its own transaction, as a runner's lease request makes."""
     with write_session(engine) as session:
-        return lease_store.lease_next_run(
+        return lifecycle.lease(
             session,
             runner_id=runner_id,
             environment="default",
@@ -60,17 +59,7 @@ def _lease_next(engine: Engine, runner_id: int, ttl: timedelta) -> LeaseGrant | 
 
 def _finish_completed(engine: Engine, attempt_id: int) -> Outcome:
     """Report the attempt completed (exit 0) in its own transaction."""
-    with write_session(engine) as session:
-        attempt = session.get(RunAttempt, attempt_id)
-        assert attempt is not None
-        return lease_store.finish_attempt(
-            session,
-            attempt,
-            reported=AttemptStatus.COMPLETED,
-            exit_code=0,
-            error_message=None,
-            now=utcnow(),
-        )
+    return finish(engine, attempt_id, AttemptStatus.COMPLETED, now=utcnow())
 
 
 def _lease_until_empty(
@@ -89,15 +78,11 @@ def _lease_until_empty(
             grant = _lease_next(engine, runner_id, ttl)
             if grant is None:
                 break
-            if isinstance(grant, LeaseRefusal):
+            if isinstance(grant, Refused):
                 raise AssertionError(f"{name}: refused while holding no lease: {grant}")
-            assert isinstance(grant, LeaseGrant)
             attempt_id = grant.attempt.id
             assert attempt_id is not None and grant.run.id is not None
-            with write_session(engine) as session:
-                attempt = session.get(RunAttempt, attempt_id)
-                assert attempt is not None
-                outcome = lease_store.start_attempt(session, attempt, now=utcnow(), ttl=ttl)
+            outcome = start(engine, attempt_id, ttl=ttl)
             if outcome != Outcome.OK:
                 raise AssertionError(f"{name}: start of attempt {attempt_id} -> {outcome}")
             outcome = _finish_completed(engine, attempt_id)
@@ -153,15 +138,10 @@ def _drain(
                     break
                 time.sleep(0.002)
                 continue
-            assert isinstance(grant, LeaseGrant), grant
+            assert isinstance(grant, Granted), grant
             attempt_id = grant.attempt.id
             assert attempt_id is not None and grant.run.id is not None
-            with write_session(engine) as session:
-                attempt = session.get(RunAttempt, attempt_id)
-                assert attempt is not None
-                assert lease_store.start_attempt(session, attempt, now=utcnow(), ttl=ttl) == (
-                    Outcome.OK
-                )
+            assert start(engine, attempt_id, ttl=ttl) == Outcome.OK
             time.sleep(hold_seconds)
             outcome = _finish_completed(engine, attempt_id)
             assert outcome == Outcome.OK, outcome

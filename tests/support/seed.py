@@ -7,21 +7,23 @@ and visible to other connections, threads and processes when it returns.
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import Enum
 from typing import Any
 
 from sqlalchemy import Engine, text
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from minitower_shared.clock import utcnow
 from minitower_shared.db import read_session, write_session
 from minitower_shared.models import App, AppVersion, Environment, Run, RunAttempt, Runner
 from minitower_shared.retry import RetryPolicy
-from minitower_shared.states import ACTIVE_ATTEMPT_STATUSES, AttemptStatus
+from minitower_shared.states import ACTIVE_ATTEMPT_STATUSES, AttemptStatus, RunStatus
 from minitower_shared.store import apps as app_store
-from minitower_shared.store import leases as lease_store
+from minitower_shared.store import lifecycle
 from minitower_shared.store import runners as runner_store
 from minitower_shared.store import runs as run_store
 from minitower_shared.store import teams as team_store
+from minitower_shared.store.lifecycle import Granted, LeaseKey, Refusal, Refused
 from minitower_shared.tokens import LEASE_TOKEN_PREFIX, RUNNER_TOKEN_PREFIX, hash_token, new_token
 
 TTL = timedelta(seconds=30)
@@ -134,10 +136,10 @@ def lease(
     ttl: timedelta = TTL,
     environment: str = "default",
     team_id: int | None = None,
-) -> lease_store.LeaseGrant | lease_store.LeaseRefusal | None:
+) -> Granted | Refused | None:
     """``team_id``: the runner's binding (None: a shared runner)."""
     with write_session(engine) as session:
-        return lease_store.lease_next_run(
+        return lifecycle.lease(
             session,
             runner_id=runner_id,
             environment=environment,
@@ -150,19 +152,47 @@ def lease(
 
 def must_lease(
     engine: Engine, runner_id: int, *, now: datetime | None = None, ttl: timedelta = TTL
-) -> lease_store.LeaseGrant:
+) -> Granted:
     grant = lease(engine, runner_id, now=now, ttl=ttl)
-    assert isinstance(grant, lease_store.LeaseGrant), f"expected a lease, got {grant!r}"
+    assert isinstance(grant, Granted), f"expected a lease, got {grant!r}"
     return grant
+
+
+class Outcome(Enum):
+    """A lifecycle verdict as the store tests compare it: accepted, or why not."""
+
+    OK = "ok"
+    GONE = Refusal.GONE.value
+    CONFLICT = Refusal.CONFLICT.value
+    BUSY = Refusal.BUSY.value
+
+
+def outcome_of(verdict: object) -> Outcome:
+    return Outcome(verdict.kind.value) if isinstance(verdict, Refused) else Outcome.OK
+
+
+def key_of(session: Session, attempt_id: int) -> LeaseKey:
+    """The key a runner's calls about the attempt carry (run, runner, lease token hash),
+    read from its row: the tests do not keep the tokens their leases were granted."""
+    attempt = session.get(RunAttempt, attempt_id)
+    assert attempt is not None
+    return LeaseKey(
+        run_id=attempt.run_id, runner_id=attempt.runner_id, token_hash=attempt.lease_token_hash
+    )
 
 
 def start(
     engine: Engine, attempt_id: int, *, now: datetime | None = None, ttl: timedelta = TTL
-) -> lease_store.Outcome:
+) -> Outcome:
     with write_session(engine) as session:
-        attempt = session.get(RunAttempt, attempt_id)
-        assert attempt is not None
-        return lease_store.start_attempt(session, attempt, now=now or utcnow(), ttl=ttl)
+        key = key_of(session, attempt_id)
+        return outcome_of(lifecycle.start(session, key, now=now or utcnow(), ttl=ttl))
+
+
+def heartbeat(engine: Engine, attempt_id: int, *, now: datetime, ttl: timedelta = TTL) -> Outcome:
+    with write_session(engine) as session:
+        key = key_of(session, attempt_id)
+        return outcome_of(lifecycle.heartbeat(session, key, now=now, ttl=ttl))
 
 
 def finish(
@@ -172,19 +202,31 @@ def finish(
     *,
     now: datetime,
     exit_code: int | None = 0,
-) -> lease_store.Outcome:
-    """As the result route does: load the attempt inside the write transaction."""
+    error_message: str | None = None,
+) -> Outcome:
+    """As the result route does, in its own write transaction."""
     with write_session(engine) as session:
-        attempt = session.get(RunAttempt, attempt_id)
-        assert attempt is not None
-        return lease_store.finish_attempt(
-            session,
-            attempt,
-            reported=reported,
-            exit_code=exit_code,
-            error_message=None,
-            now=now,
+        key = key_of(session, attempt_id)
+        return outcome_of(
+            lifecycle.report_result(
+                session,
+                key,
+                reported=reported,
+                exit_code=exit_code,
+                error_message=error_message,
+                now=now,
+            )
         )
+
+
+def cancel(engine: Engine, run_id: int, *, now: datetime | None = None) -> None:
+    with write_session(engine) as session:
+        lifecycle.cancel(session, run_id, now or utcnow())
+
+
+def expire_stale(engine: Engine, now: datetime) -> list[tuple[int, RunStatus]]:
+    with write_session(engine) as session:
+        return lifecycle.expire_stale(session, now)
 
 
 def get_run(engine: Engine, run_id: int) -> Run:

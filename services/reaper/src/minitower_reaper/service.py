@@ -21,7 +21,7 @@ from sqlmodel import Session
 from minitower_shared.clock import utcnow
 from minitower_shared.db import write_session
 from minitower_shared.states import RunStatus
-from minitower_shared.store import leases as lease_store
+from minitower_shared.store import lifecycle
 from minitower_shared.store import reaper_passes as pass_store
 from minitower_shared.store import runners as runner_store
 from minitower_shared.store import runs as run_store
@@ -50,7 +50,7 @@ def tick(
     (default :func:`reaper_name`) in the same transaction."""
     started = time.perf_counter()
     result = TickResult(
-        expired=lease_store.expire_stale_attempts(session, now, limit=BATCH),
+        expired=lifecycle.expire_stale(session, now, limit=BATCH),
         runners_offline=runner_store.mark_silent_runners_offline(
             session, seen_before=now - runner_offline_after
         ),

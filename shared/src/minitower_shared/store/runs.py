@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, text, update
+from sqlalchemy import delete, func, or_, text
 from sqlmodel import Session, col, select
 
 from minitower_shared.clock import as_utc
@@ -20,12 +20,9 @@ from minitower_shared.models import (
 from minitower_shared.retry import RetryPolicy
 from minitower_shared.states import (
     TERMINAL_RUN_STATUSES,
-    AttemptStatus,
     RunnerStatus,
     RunStatus,
-    run_sources,
 )
-from minitower_shared.store.run_endings import end_run
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
@@ -146,7 +143,13 @@ def _view_query() -> Any:
 
 
 def get_run_view(session: Session, team_id: int, run_id: int) -> RunView | None:
-    row = session.exec(_view_query().where(Run.id == run_id, Run.team_id == team_id)).first()
+    """The run as stored now: populate_existing, because the lifecycle's Core UPDATEs
+    (a cancel in the same transaction, say) go around the session's copy."""
+    row = session.exec(
+        _view_query()
+        .where(Run.id == run_id, Run.team_id == team_id)
+        .execution_options(populate_existing=True)
+    ).first()
     return RunView(*row) if row is not None else None
 
 
@@ -173,41 +176,6 @@ def list_run_views(
         query = query.where(col(Run.id) < before_id)
     query = query.order_by(col(Run.id).desc()).offset(offset).limit(limit)
     return [RunView(*row) for row in session.exec(query)]
-
-
-def cancel_run(session: Session, run_id: int, now: datetime) -> None:
-    """Idempotent. A queued run is cancelled at once; a leased or running one (and its
-    attempt) moves to ``cancelling`` and its runner is told on its next heartbeat.
-    Cancelling or terminal runs are left as they are."""
-    if end_run(
-        session,
-        run_id,
-        expected={RunStatus.QUEUED},
-        status=RunStatus.CANCELLED,
-        now=now,
-        cancel_requested=True,
-        error_message="cancelled before it was leased",
-    ):
-        return
-    cancelling = session.execute(
-        update(Run)
-        .where(
-            col(Run.id) == run_id,
-            col(Run.status).in_(
-                [s.value for s in run_sources(RunStatus.CANCELLING)],
-            ),
-        )
-        .values(status=RunStatus.CANCELLING.value, cancel_requested=True, updated_at=now)
-    )
-    if cancelling.rowcount:  # type: ignore[attr-defined]
-        session.execute(
-            update(RunAttempt)
-            .where(
-                col(RunAttempt.run_id) == run_id,
-                col(RunAttempt.status).in_([AttemptStatus.LEASED, AttemptStatus.RUNNING]),
-            )
-            .values(status=AttemptStatus.CANCELLING.value)
-        )
 
 
 def list_attempts(session: Session, run_id: int) -> list[tuple[RunAttempt, str]]:

@@ -209,15 +209,20 @@ def run_payload(session: Session, run: Run) -> dict[str, Any]:
     }
 
 
-def append_run_event(session: Session, run: Run, status: RunStatus, now: datetime) -> None:
-    """Queue the event of ``run`` reaching terminal ``status`` for the team's matching
-    webhooks; nothing when none matches."""
+def append_run_event(
+    session: Session, *, run_id: int, team_id: int, app_id: int, status: RunStatus, now: datetime
+) -> None:
+    """Queue the event of run ``run_id`` reaching terminal ``status`` for the team's
+    matching webhooks; nothing (and no read of the run) when none matches."""
     event_type = RUN_EVENT_TYPES[status]
-    webhook_ids = _matching(session, run.team_id, event_type, run.app_id)
+    webhook_ids = _matching(session, team_id, event_type, app_id)
     if webhook_ids:
+        # populate_existing: the run changed around the session, by a Core UPDATE.
+        run = session.get(Run, run_id, populate_existing=True)
+        assert run is not None
         _append(
             session,
-            team_id=run.team_id,
+            team_id=team_id,
             event_type=event_type,
             payload=run_payload(session, run),
             webhook_ids=webhook_ids,

@@ -23,9 +23,9 @@ from minitower_api.deps import (
     ServicesDep,
     require_runner,
 )
-from minitower_api.errors import conflict, gone, responses
+from minitower_api.errors import ApiError, conflict, gone, responses
 from minitower_shared.clock import rfc3339, utcnow
-from minitower_shared.models import AppVersion, Run, RunAttempt, Runner
+from minitower_shared.models import AppVersion, Run
 from minitower_shared.schemas import (
     HeartbeatResult,
     LeaseGranted,
@@ -37,9 +37,9 @@ from minitower_shared.schemas import (
     StartResult,
 )
 from minitower_shared.states import AttemptStatus
-from minitower_shared.store import leases as lease_store
+from minitower_shared.store import lifecycle, queue
 from minitower_shared.store import runners as runner_store
-from minitower_shared.store.leases import LeaseGrant, LeaseRefusal, Outcome
+from minitower_shared.store.lifecycle import Granted, LeaseKey, LiveAttempt, Refusal, Refused
 from minitower_shared.tokens import LEASE_TOKEN_PREFIX, hash_token, new_token
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runner"])
@@ -50,19 +50,26 @@ def _ttl(services: Services) -> timedelta:
     return timedelta(seconds=services.settings.lease_ttl)
 
 
+def refused(verdict: Refused) -> ApiError:
+    """A lifecycle refusal as HTTP: a lease that is gone 410, anything else 409."""
+    if verdict.kind == Refusal.GONE:
+        return gone(f"the lease is gone: {verdict.reason}")
+    return conflict(verdict.reason)
+
+
 def _next_delayed_at(services: Services) -> datetime | None:
     with services.read() as session:
-        return lease_store.next_delayed_at(session)
+        return queue.next_delayed_at(session)
 
 
 def _try_lease(
     services: Services, runner_token: str, *, probe_first: bool
-) -> LeaseGranted | LeaseRefusal | None:
+) -> LeaseGranted | Refused | None:
     if probe_first:
         with services.read() as session:
             runner = require_runner(session, runner_token)
             assert runner.id is not None
-            if not lease_store.may_lease(
+            if not queue.may_lease(
                 session,
                 runner_id=runner.id,
                 environment=runner.environment,
@@ -76,7 +83,7 @@ def _try_lease(
         runner = require_runner(session, runner_token)
         assert runner.id is not None
         runner_store.mark_seen(session, runner, now)
-        grant = lease_store.lease_next_run(
+        grant = lifecycle.lease(
             session,
             runner_id=runner.id,
             environment=runner.environment,
@@ -85,7 +92,7 @@ def _try_lease(
             ttl=_ttl(services),
             team_id=runner.team_id,
         )
-    if not isinstance(grant, LeaseGrant):
+    if not isinstance(grant, Granted):
         return grant
     services.metrics.runs_leased.labels(services.metrics.app_label(grant.run.app_id)).inc()
     log.info(
@@ -99,9 +106,8 @@ def _try_lease(
     return _granted(grant, token)
 
 
-def _granted(grant: LeaseGrant, token: str) -> LeaseGranted:
+def _granted(grant: Granted, token: str) -> LeaseGranted:
     run, attempt = grant.run, grant.attempt
-    assert run.id is not None and attempt.id is not None
     expires = rfc3339(attempt.lease_expires_at)
     assert expires is not None
     return LeaseGranted(
@@ -164,8 +170,8 @@ async def _lease_loop(
         woken = services.signal.arm()
         result = await run_in_threadpool(_try_lease, services, runner_token, probe_first=not first)
         first = False
-        if result is LeaseRefusal.RUNNER_BUSY:
-            raise conflict("this runner already holds a live lease; finish it first")
+        if isinstance(result, Refused):
+            raise refused(result)
         if isinstance(result, LeaseGranted):
             return result
         remaining = deadline - time.monotonic()
@@ -180,21 +186,19 @@ async def _lease_loop(
         await services.signal.wait(woken, pause)
 
 
-def live_attempt(
-    session: Session, runner: Runner, run_id: int, lease_hash: str, now: datetime
-) -> RunAttempt:
+def lease_key(session: Session, runner_token: str, run_id: int, lease_hash: str) -> LeaseKey:
+    """The attempt a runner's call names, once its runner token is known."""
+    runner = require_runner(session, runner_token)
     assert runner.id is not None
-    attempt = lease_store.find_attempt_for_lease(
-        session, lease_token_hash=lease_hash, runner_id=runner.id, run_id=run_id
-    )
-    if attempt is None or not lease_store.is_live(attempt, now):
-        raise gone()
+    return LeaseKey(run_id=run_id, runner_id=runner.id, token_hash=lease_hash)
+
+
+def live_attempt(session: Session, key: LeaseKey, now: datetime) -> LiveAttempt:
+    """The guard of the runner's calls that change nothing: 410 unless the lease is live."""
+    attempt = lifecycle.live_attempt(session, key, now)
+    if isinstance(attempt, Refused):
+        raise refused(attempt)
     return attempt
-
-
-def _cancel_requested(attempt: RunAttempt) -> bool:
-    """A cancel moves the run and its live attempt to ``cancelling`` together."""
-    return attempt.status == AttemptStatus.CANCELLING
 
 
 @router.post("/{run_id}/start", response_model=StartResult, responses=responses(410))
@@ -204,18 +208,17 @@ def start_run(
     """``leased → running``; extends the lease. Safe to repeat. ``cancel_requested``
     true means: do not run the work, report ``cancelled``."""
     with services.write() as session:
-        now = utcnow()
-        runner = require_runner(session, runner_token)
-        attempt = live_attempt(session, runner, run_id, lease, now)
-        if lease_store.start_attempt(session, attempt, now=now, ttl=_ttl(services)) != Outcome.OK:
-            raise gone()
+        key = lease_key(session, runner_token, run_id, lease)
+        attempt = lifecycle.start(session, key, now=utcnow(), ttl=_ttl(services))
+    if isinstance(attempt, Refused):
+        raise refused(attempt)
     expires = rfc3339(attempt.lease_expires_at)
     assert expires is not None
     return StartResult(
         attempt_no=attempt.attempt_no,
         status=attempt.status,
         lease_expires_at=expires,
-        cancel_requested=_cancel_requested(attempt),
+        cancel_requested=attempt.cancel_requested,
     )
 
 
@@ -237,8 +240,7 @@ def download_artifact(
 ) -> FileResponse:
     """The archive of the run's version; verify it against ``X-Artifact-SHA256``."""
     with services.read() as session:
-        runner = require_runner(session, runner_token)
-        live_attempt(session, runner, run_id, lease, utcnow())
+        live_attempt(session, lease_key(session, runner_token, run_id, lease), utcnow())
         run = session.get(Run, run_id)
         assert run is not None
         version = session.get(AppVersion, run.app_version_id)
@@ -272,13 +274,15 @@ def heartbeat(
     with services.write() as session:
         now = utcnow()
         runner = require_runner(session, runner_token)
-        attempt = live_attempt(session, runner, run_id, lease, now)
-        if lease_store.heartbeat(session, attempt, now=now, ttl=_ttl(services)) != Outcome.OK:
-            raise gone()
+        assert runner.id is not None
+        key = LeaseKey(run_id=run_id, runner_id=runner.id, token_hash=lease)
+        attempt = lifecycle.heartbeat(session, key, now=now, ttl=_ttl(services))
+        if isinstance(attempt, Refused):
+            raise refused(attempt)
         runner_store.mark_seen(session, runner, now)
     expires = rfc3339(attempt.lease_expires_at)
     assert expires is not None
-    return HeartbeatResult(lease_expires_at=expires, cancel_requested=_cancel_requested(attempt))
+    return HeartbeatResult(lease_expires_at=expires, cancel_requested=attempt.cancel_requested)
 
 
 @router.post("/{run_id}/logs", response_model=LogsAccepted, responses=responses(410, 413))
@@ -306,13 +310,10 @@ def append_logs(
     budgets = services.log_budgets
     with budgets.lock:
         with services.write() as session:
-            now = utcnow()
-            runner = require_runner(session, runner_token)
-            attempt = live_attempt(session, runner, run_id, lease, now)
-            assert attempt.id is not None
+            key = lease_key(session, runner_token, run_id, lease)
+            attempt = live_attempt(session, key, utcnow())
             admitted = budgets.admit(session, attempt.id, lines)
-            if lease_store.append_logs(session, attempt, admitted.lines, now=now) != Outcome.OK:
-                raise gone()
+            lifecycle.store_logs(session, attempt, admitted.lines)
         budgets.remember(attempt.id, admitted.after)
     if admitted.lines:
         services.run_signals.notify(run_id)
@@ -334,49 +335,35 @@ def report_result(
     with services.write() as session:
         runner = require_runner(session, runner_token)
         assert runner.id is not None
-        attempt = lease_store.find_attempt_for_lease(
-            session, lease_token_hash=lease, runner_id=runner.id, run_id=run_id
-        )
-        if attempt is None:
-            raise gone()
-        reported_before, status_before = attempt.reported_status, attempt.status
-        outcome = lease_store.finish_attempt(
+        finished = lifecycle.report_result(
             session,
-            attempt,
+            LeaseKey(run_id=run_id, runner_id=runner.id, token_hash=lease),
             reported=AttemptStatus(body.status),
             exit_code=body.exit_code,
             error_message=body.error_message,
             now=utcnow(),
         )
-        if outcome == Outcome.GONE:
-            raise gone()
-        if outcome == Outcome.CONFLICT:
-            if reported_before is not None:
-                raise conflict(
-                    f"this attempt already reported {reported_before!r}, not {body.status!r}"
-                )
-            if status_before == AttemptStatus.LEASED:
-                raise conflict("the attempt has not started; call start first")
-            raise conflict("the run was not cancelled: report completed or failed")
-        run = session.get(Run, run_id)
-        assert run is not None
+    if isinstance(finished, Refused):
+        raise refused(finished)
     services.run_signals.notify(run_id)
-    if attempt.id is not None:
-        services.log_budgets.forget(attempt.id)
+    services.log_budgets.forget(finished.attempt_id)
     # A retry queued at once, or a concurrency slot freed: waiting runners look again.
     services.signal.notify()
-    if reported_before is None:
-        app_label = services.metrics.app_label(run.app_id)
-        services.metrics.runs_finished.labels(app_label, run.status).inc()
+    if finished.first:
+        app_label = services.metrics.app_label(finished.app_id)
+        services.metrics.runs_finished.labels(app_label, finished.run_status).inc()
         log.info(
             "run finished",
             extra={
                 "run_id": run_id,
-                "attempt_no": attempt.attempt_no,
+                "attempt_no": finished.attempt_no,
                 "runner": runner.name,
-                "status": run.status,
+                "status": finished.run_status,
             },
         )
     return ResultAccepted(
-        run_id=run_id, attempt_no=attempt.attempt_no, status=attempt.status, run_status=run.status
+        run_id=run_id,
+        attempt_no=finished.attempt_no,
+        status=finished.attempt_status,
+        run_status=finished.run_status,
     )

@@ -24,7 +24,7 @@ from minitower_shared.schemas import (
 )
 from minitower_shared.states import RunStatus
 from minitower_shared.store import apps as app_store
-from minitower_shared.store import audit
+from minitower_shared.store import audit, lifecycle
 from minitower_shared.store import runs as run_store
 from minitower_shared.store import teams as team_store
 from minitower_shared.store.audit import AuditObject
@@ -296,18 +296,19 @@ def cancel_run(run_id: RunId, caller: CallerDep, services: ServicesDep) -> RunPu
     """Idempotent. A queued run is cancelled at once; a leased or running one becomes
     ``cancelling`` until its runner confirms (or its lease expires)."""
     with services.write() as session:
-        before = require_run(session, caller.team_id, run_id).run.status
-        run_store.cancel_run(session, run_id, utcnow())
+        require_run(session, caller.team_id, run_id)
+        outcome = lifecycle.cancel(session, run_id, utcnow())
+        assert outcome is not None
         public = run_public(require_run(session, caller.team_id, run_id))
         # Idempotent: cancelling a finished (or already cancelling) run changes nothing,
         # and the audit log records changes.
-        if public.status != before:
+        if outcome.changed:
             audit.record(
                 session,
                 caller.actor,
                 "run.cancel",
                 AuditObject("run", run_id),
-                {"from": before, "to": public.status},
+                {"from": outcome.before.value, "to": outcome.after.value},
             )
     services.run_signals.notify(run_id)
     return public

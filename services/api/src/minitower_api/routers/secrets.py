@@ -17,10 +17,9 @@ from minitower_api.deps import (
     RunId,
     RunnerTokenDep,
     ServicesDep,
-    require_runner,
 )
 from minitower_api.errors import ApiError, invalid, not_found, responses
-from minitower_api.routers.leases import live_attempt
+from minitower_api.routers.leases import lease_key, live_attempt
 from minitower_shared.clock import rfc3339, utcnow
 from minitower_shared.models import Run, Secret
 from minitower_shared.schemas import (
@@ -193,8 +192,7 @@ def run_secrets(
     runner fails the run naming them."""
     response.headers.update(_NO_STORE)
     with services.read() as session:
-        runner = require_runner(session, runner_token)
-        live_attempt(session, runner, run_id, lease, utcnow())
+        live_attempt(session, lease_key(session, runner_token, run_id, lease), utcnow())
         run = session.get(Run, run_id)
         assert run is not None
         names = secret_store.declared_names(session, run.app_version_id)

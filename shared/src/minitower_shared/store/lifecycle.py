@@ -1,0 +1,725 @@
+"""The lifecycle of a run: every change of a run's or an attempt's status happens here.
+
+One function per runner call (:func:`lease`, :func:`start`, :func:`heartbeat`,
+:func:`append_logs`, :func:`report_result`) and per operator or reaper action
+(:func:`cancel`, :func:`expire`). Each takes the caller's session (the caller owns the
+transaction) and returns a verdict: what happened, or :class:`Refused` saying why
+nothing did. The statuses a guard accepts come from the tables in
+:mod:`minitower_shared.states`, and :func:`end_run` is the one way a run becomes
+terminal; it also queues the run's webhook event in the same transaction, so a
+transition added later cannot forget to notify.
+
+Written on SQLAlchemy Core: each call is a few statements, and a conditional
+``UPDATE … RETURNING`` says what changed, with no ORM identity map to keep in step.
+A lease is live only while its attempt is active and ``lease_expires_at`` is in the
+future. Every statement checks that itself, so a runner whose lease ran out is fenced
+off even before the reaper has noticed.
+"""
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ColumnElement, Table, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from minitower_shared.clock import as_utc
+from minitower_shared.models import (
+    App,
+    AppVersion,
+    AppVersionSecrets,
+    Run,
+    RunAttempt,
+    RunLog,
+    active_attempt,
+)
+from minitower_shared.retry import jittered, nominal_delay, reason_of_failure
+from minitower_shared.states import (
+    ACTIVE_ATTEMPT_STATUSES,
+    TERMINAL_RUN_STATUSES,
+    AttemptStatus,
+    RunStatus,
+    attempt_sources,
+    run_sources,
+)
+from minitower_shared.store import queue
+from minitower_shared.store import webhooks as webhook_store
+
+_RUN: Table = Run.__table__  # type: ignore[attr-defined]
+_ATTEMPT: Table = RunAttempt.__table__  # type: ignore[attr-defined]
+_APP: Table = App.__table__  # type: ignore[attr-defined]
+_VERSION: Table = AppVersion.__table__  # type: ignore[attr-defined]
+_DECLARED: Table = AppVersionSecrets.__table__  # type: ignore[attr-defined]
+_LOG: Table = RunLog.__table__  # type: ignore[attr-defined]
+
+
+def _values(statuses: Iterable[StrEnum]) -> list[str]:
+    return sorted(s.value for s in statuses)
+
+
+_ACTIVE = _values(ACTIVE_ATTEMPT_STATUSES)
+# In WHERE clauses the active statuses are spelled as the partial indexes spell them
+# (``active_attempt()``), so that SQLite's planner can use those indexes.
+
+
+# ------------------------------------------------------------------------------ verdicts
+
+
+class Refusal(StrEnum):
+    """Why a call changed nothing, as the API maps it to HTTP."""
+
+    # The lease is unknown, another runner's or run's, expired or finished: stop the
+    # work and report nothing (410).
+    GONE = "gone"
+    # The call contradicts what the attempt has done or reported (409).
+    CONFLICT = "conflict"
+    # The runner already holds a live lease (409).
+    BUSY = "busy"
+
+
+@dataclass(frozen=True)
+class Refused:
+    kind: Refusal
+    reason: str
+
+
+@dataclass(frozen=True)
+class LeaseKey:
+    """What a runner's call about one attempt names: the run in the path, the runner
+    its token authenticated and the hash of the lease token it was granted."""
+
+    run_id: int
+    runner_id: int
+    token_hash: str
+
+
+@dataclass(frozen=True)
+class LeasedRun:
+    id: int
+    run_no: int
+    app_id: int
+    team_id: int
+    input: dict[str, Any]
+    status: RunStatus = RunStatus.LEASED
+
+
+@dataclass(frozen=True)
+class LeasedAttempt:
+    id: int
+    attempt_no: int
+    runner_id: int
+    lease_expires_at: datetime
+    status: AttemptStatus = AttemptStatus.LEASED
+
+
+@dataclass(frozen=True)
+class LeasedApp:
+    id: int
+    slug: str
+
+
+@dataclass(frozen=True)
+class LeasedVersion:
+    version_no: int
+    entrypoint: str
+    timeout_seconds: int
+    import_paths: list[str]
+    artifact_sha256: str
+
+
+@dataclass(frozen=True)
+class Granted:
+    """A lease: everything the runner is told, read in one statement."""
+
+    run: LeasedRun
+    attempt: LeasedAttempt
+    app: LeasedApp
+    version: LeasedVersion
+    # The version's declared secrets (names): the runner fetches values only when some.
+    secrets: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LiveAttempt:
+    id: int
+    attempt_no: int
+    status: AttemptStatus
+    lease_expires_at: datetime
+
+    @property
+    def cancel_requested(self) -> bool:
+        """A cancel moves the run and its live attempt to ``cancelling`` together."""
+        return self.status == AttemptStatus.CANCELLING
+
+
+@dataclass(frozen=True)
+class LogsStored:
+    attempt_id: int
+    lines: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A result recorded (``first``), or the same result reported again."""
+
+    attempt_id: int
+    attempt_no: int
+    attempt_status: AttemptStatus
+    run_status: RunStatus
+    app_id: int
+    first: bool
+
+
+@dataclass(frozen=True)
+class CancelOutcome:
+    """The run's status before and after a cancel; equal when it changed nothing."""
+
+    before: RunStatus
+    after: RunStatus
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+# ------------------------------------------------------------------------------- guards
+
+_GONE_UNKNOWN = "no live lease with this token for this runner and run"
+
+
+def _is_lease(key: LeaseKey) -> list[ColumnElement[bool]]:
+    return [
+        _ATTEMPT.c.lease_token_hash == key.token_hash,
+        _ATTEMPT.c.run_id == key.run_id,
+        _ATTEMPT.c.runner_id == key.runner_id,
+    ]
+
+
+def _is_live(now: datetime) -> list[ColumnElement[bool]]:
+    return [active_attempt(), _ATTEMPT.c.lease_expires_at > now]
+
+
+def _why_gone(session: Session, key: LeaseKey, now: datetime) -> Refused:
+    """The reason a lease guard matched nothing: read only on that (rare) path."""
+    row = session.execute(
+        select(_ATTEMPT.c.status, _ATTEMPT.c.lease_expires_at).where(*_is_lease(key))
+    ).first()
+    if row is None:
+        return Refused(Refusal.GONE, _GONE_UNKNOWN)
+    if row.status not in _ACTIVE:
+        return Refused(Refusal.GONE, f"the attempt has ended ({row.status})")
+    return Refused(Refusal.GONE, "the lease expired")
+
+
+def live_attempt(session: Session, key: LeaseKey, now: datetime) -> LiveAttempt | Refused:
+    """The attempt ``key`` names if its lease is live: the guard of the runner's calls
+    that change nothing (the artifact, the secrets)."""
+    row = session.execute(
+        select(
+            _ATTEMPT.c.id,
+            _ATTEMPT.c.attempt_no,
+            _ATTEMPT.c.status,
+            _ATTEMPT.c.lease_expires_at,
+        ).where(*_is_lease(key), *_is_live(now))
+    ).first()
+    if row is None:
+        return _why_gone(session, key, now)
+    return LiveAttempt(
+        id=row.id,
+        attempt_no=row.attempt_no,
+        status=AttemptStatus(row.status),
+        lease_expires_at=as_utc(row.lease_expires_at),
+    )
+
+
+# ---------------------------------------------------------------------- ending a run
+
+
+def end_run(
+    session: Session,
+    run_id: int,
+    *,
+    expected: Collection[RunStatus],
+    status: RunStatus,
+    now: datetime,
+    **values: Any,
+) -> bool:
+    """``expected → status`` (terminal) for the run, with ``values`` (error_message,
+    exit_code, …), and the run's webhook event queued; False, changing nothing, when the
+    run was not in ``expected``."""
+    if status not in TERMINAL_RUN_STATUSES:
+        raise ValueError(f"{status.value} is not a terminal run status")
+    if not set(expected) <= run_sources(status):
+        raise ValueError(f"{_values(expected)} → {status.value} is not in RUN_TRANSITIONS")
+    row = session.execute(
+        update(_RUN)
+        .where(_RUN.c.id == run_id, _RUN.c.status.in_(_values(expected)))
+        .values(status=status.value, finished_at=now, updated_at=now, **values)
+        .returning(_RUN.c.team_id, _RUN.c.app_id)
+    ).first()
+    if row is None:
+        return False
+    webhook_store.append_run_event(
+        session, run_id=run_id, team_id=row.team_id, app_id=row.app_id, status=status, now=now
+    )
+    return True
+
+
+def _requeue_for_retry(session: Session, run_id: int, *, reason: str, now: datetime) -> bool:
+    """Put a live run back in the queue when its policy retries ``reason`` and retries
+    are left, not before its backoff delay. The run keeps its original queued_at, so a
+    retry goes back to where it stood in the queue: retries are picked in a
+    deterministic order."""
+    policy = session.execute(
+        select(
+            _RUN.c.retry_on,
+            _RUN.c.retry_count,
+            _RUN.c.max_retries,
+            _RUN.c.retry_delay,
+            _RUN.c.retry_backoff,
+            _RUN.c.retry_max_delay,
+        ).where(_RUN.c.id == run_id)
+    ).one()
+    if reason not in policy.retry_on or policy.retry_count >= policy.max_retries:
+        return False
+    delay = jittered(
+        nominal_delay(
+            retry_delay=policy.retry_delay,
+            retry_backoff=policy.retry_backoff,
+            retry_max_delay=policy.retry_max_delay,
+            retry_no=policy.retry_count + 1,
+        )
+    )
+    # Conditional on the retry count read above: the write lock makes it current, and
+    # the condition keeps the step from ever being applied twice.
+    requeued = session.execute(
+        update(_RUN)
+        .where(
+            _RUN.c.id == run_id,
+            _RUN.c.status.in_(_values(run_sources(RunStatus.QUEUED))),
+            _RUN.c.retry_count == policy.retry_count,
+        )
+        .values(
+            status=RunStatus.QUEUED.value,
+            retry_count=_RUN.c.retry_count + 1,
+            not_before=now + timedelta(seconds=delay) if delay > 0 else None,
+            delayed=delay > 0,
+            updated_at=now,
+        )
+        .returning(_RUN.c.id)
+    ).first()
+    return requeued is not None
+
+
+# ----------------------------------------------------------------------------- expiry
+
+
+def expire(session: Session, attempt_id: int, now: datetime) -> RunStatus | None:
+    """Expire one attempt whose lease has passed and move its run on: a cancel it never
+    confirmed ends cancelled, else it is retried as ``lost`` or buried ``dead``.
+
+    Returns the run's new status, or None when the attempt was not expirable (already
+    finished, already expired, or its lease was extended in the meantime)."""
+    row = session.execute(
+        update(_ATTEMPT)
+        .where(
+            _ATTEMPT.c.id == attempt_id,
+            _ATTEMPT.c.status.in_(_values(attempt_sources(AttemptStatus.EXPIRED))),
+            _ATTEMPT.c.lease_expires_at <= now,
+        )
+        .values(status=AttemptStatus.EXPIRED.value, finished_at=now)
+        .returning(_ATTEMPT.c.run_id)
+    ).first()
+    if row is None:
+        return None
+    run_id = row.run_id
+    if end_run(
+        session,
+        run_id,
+        expected={RunStatus.CANCELLING},
+        status=RunStatus.CANCELLED,
+        now=now,
+        error_message="cancelled; the runner stopped answering before it confirmed",
+    ):
+        return RunStatus.CANCELLED
+    if _requeue_for_retry(session, run_id, reason="lost", now=now):
+        return RunStatus.QUEUED
+    if end_run(
+        session,
+        run_id,
+        expected={RunStatus.LEASED, RunStatus.RUNNING},
+        status=RunStatus.DEAD,
+        now=now,
+        error_message="lease expired and no retries are left",
+    ):
+        return RunStatus.DEAD
+    raise RuntimeError(f"run {run_id} had an active attempt but was not in a leased state")
+
+
+def expire_stale(
+    session: Session, now: datetime, *, limit: int = 500
+) -> list[tuple[int, RunStatus]]:
+    """Expire up to ``limit`` attempts whose lease has passed; returns (run_id, new status)."""
+    rows = session.execute(
+        select(_ATTEMPT.c.id, _ATTEMPT.c.run_id)
+        .where(active_attempt(), _ATTEMPT.c.lease_expires_at <= now)
+        .order_by(_ATTEMPT.c.lease_expires_at)
+        .limit(limit)
+    ).all()
+    outcomes = []
+    for attempt_id, run_id in rows:
+        status = expire(session, attempt_id, now)
+        if status is not None:
+            outcomes.append((run_id, status))
+    return outcomes
+
+
+# ------------------------------------------------------------------------------ lease
+
+
+def lease(
+    session: Session,
+    *,
+    runner_id: int,
+    environment: str,
+    lease_token_hash: str,
+    now: datetime,
+    ttl: timedelta,
+    team_id: int | None = None,
+) -> Granted | Refused | None:
+    """Claim the next queued run of ``environment`` for the runner; None when there is
+    none. ``team_id`` is the runner's binding (None: a shared runner). The pick order is
+    :func:`queue.pick_next_run`'s. A runner's own lease that ran out is expired here
+    rather than waiting for the reaper."""
+    held = session.execute(
+        select(_ATTEMPT.c.id, _ATTEMPT.c.lease_expires_at).where(
+            _ATTEMPT.c.runner_id == runner_id, active_attempt()
+        )
+    ).first()
+    if held is not None:
+        if as_utc(held.lease_expires_at) > now:
+            return Refused(Refusal.BUSY, "this runner already holds a live lease; finish it first")
+        expire(session, held.id, now)
+
+    queue.release_due_runs(session, now)
+    picked = queue.pick_next_run(session, environment, team_id)
+    if picked is None:
+        return None
+    claimed = session.execute(
+        update(_RUN)
+        .where(_RUN.c.id == picked, _RUN.c.status.in_(_values(run_sources(RunStatus.LEASED))))
+        .values(status=RunStatus.LEASED.value, updated_at=now)
+        .returning(_RUN.c.id)
+    ).first()
+    if claimed is None:
+        return None
+    last_no = session.execute(
+        select(func.max(_ATTEMPT.c.attempt_no)).where(_ATTEMPT.c.run_id == picked)
+    ).scalar()
+    attempt_no = (last_no or 0) + 1
+    expires = now + ttl
+    attempt_id = session.execute(
+        insert(_ATTEMPT)
+        .values(
+            run_id=picked,
+            runner_id=runner_id,
+            attempt_no=attempt_no,
+            lease_token_hash=lease_token_hash,
+            lease_expires_at=expires,
+            status=AttemptStatus.LEASED.value,
+            leased_at=now,
+        )
+        .returning(_ATTEMPT.c.id)
+    ).scalar_one()
+    told = session.execute(
+        select(
+            _RUN.c.run_no,
+            _RUN.c.app_id,
+            _RUN.c.team_id,
+            _RUN.c.input,
+            _APP.c.slug,
+            _VERSION.c.version_no,
+            _VERSION.c.entrypoint,
+            _VERSION.c.timeout_seconds,
+            _VERSION.c.import_paths,
+            _VERSION.c.artifact_sha256,
+            _DECLARED.c.names,
+        )
+        .select_from(
+            _RUN.join(_APP, _APP.c.id == _RUN.c.app_id)
+            .join(_VERSION, _VERSION.c.id == _RUN.c.app_version_id)
+            .outerjoin(_DECLARED, _DECLARED.c.app_version_id == _RUN.c.app_version_id)
+        )
+        .where(_RUN.c.id == picked)
+    ).one()
+    return Granted(
+        run=LeasedRun(
+            id=picked,
+            run_no=told.run_no,
+            app_id=told.app_id,
+            team_id=told.team_id,
+            input=told.input,
+        ),
+        attempt=LeasedAttempt(
+            id=attempt_id, attempt_no=attempt_no, runner_id=runner_id, lease_expires_at=expires
+        ),
+        app=LeasedApp(id=told.app_id, slug=told.slug),
+        version=LeasedVersion(
+            version_no=told.version_no,
+            entrypoint=told.entrypoint,
+            timeout_seconds=told.timeout_seconds,
+            import_paths=list(told.import_paths or []),
+            artifact_sha256=told.artifact_sha256,
+        ),
+        secrets=list(told.names or []),
+    )
+
+
+# --------------------------------------------------------------- start, heartbeat, logs
+
+
+def start(
+    session: Session, key: LeaseKey, *, now: datetime, ttl: timedelta
+) -> LiveAttempt | Refused:
+    """``leased → running`` for the attempt and its run, extending the lease; repeating
+    it is harmless. An attempt already ``cancelling`` stays so: the runner learns of the
+    cancel from the answer and reports ``cancelled``."""
+    started = session.execute(
+        update(_ATTEMPT)
+        .where(
+            *_is_lease(key),
+            _ATTEMPT.c.status.in_(_values(attempt_sources(AttemptStatus.RUNNING))),
+            _ATTEMPT.c.lease_expires_at > now,
+        )
+        .values(status=AttemptStatus.RUNNING.value, started_at=now, lease_expires_at=now + ttl)
+        .returning(_ATTEMPT.c.id, _ATTEMPT.c.attempt_no)
+    ).first()
+    if started is None:
+        # Started already (or being cancelled): answer with the attempt as it stands.
+        return live_attempt(session, key, now)
+    moved = session.execute(
+        update(_RUN)
+        .where(
+            _RUN.c.id == key.run_id,
+            _RUN.c.status.in_(_values(run_sources(RunStatus.RUNNING))),
+        )
+        .values(
+            status=RunStatus.RUNNING.value,
+            started_at=func.coalesce(_RUN.c.started_at, now),
+            updated_at=now,
+        )
+        .returning(_RUN.c.id)
+    ).first()
+    if moved is None:
+        raise RuntimeError(f"run {key.run_id} was not leased while its attempt was")
+    return LiveAttempt(
+        id=started.id,
+        attempt_no=started.attempt_no,
+        status=AttemptStatus.RUNNING,
+        lease_expires_at=now + ttl,
+    )
+
+
+def heartbeat(
+    session: Session, key: LeaseKey, *, now: datetime, ttl: timedelta
+) -> LiveAttempt | Refused:
+    """Extend a live lease. An expired lease is never revived."""
+    row = session.execute(
+        update(_ATTEMPT)
+        .where(*_is_lease(key), *_is_live(now))
+        .values(lease_expires_at=now + ttl)
+        .returning(_ATTEMPT.c.id, _ATTEMPT.c.attempt_no, _ATTEMPT.c.status)
+    ).first()
+    if row is None:
+        return _why_gone(session, key, now)
+    return LiveAttempt(
+        id=row.id,
+        attempt_no=row.attempt_no,
+        status=AttemptStatus(row.status),
+        lease_expires_at=now + ttl,
+    )
+
+
+def _insert_ignoring_duplicates(session: Session, table: Table, index: list[str]) -> Any:
+    """``INSERT … ON CONFLICT (index) DO NOTHING`` in the session's dialect."""
+    dialect = session.get_bind().dialect.name
+    builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return builder(table).on_conflict_do_nothing(index_elements=index)
+
+
+def store_logs(session: Session, attempt: LiveAttempt, lines: list[dict[str, Any]]) -> LogsStored:
+    """Store log lines of an attempt :func:`live_attempt` found live in this same
+    transaction; a ``seq`` the attempt already has is ignored, so batches may be resent
+    safely."""
+    if lines:
+        rows = [{**line, "attempt_id": attempt.id} for line in lines]
+        session.execute(_insert_ignoring_duplicates(session, _LOG, ["attempt_id", "seq"]), rows)
+    return LogsStored(attempt_id=attempt.id, lines=len(lines))
+
+
+def append_logs(
+    session: Session, key: LeaseKey, lines: list[dict[str, Any]], *, now: datetime
+) -> LogsStored | Refused:
+    """Store log lines while the lease is live (see :func:`store_logs`)."""
+    attempt = live_attempt(session, key, now)
+    if isinstance(attempt, Refused):
+        return attempt
+    return store_logs(session, attempt, lines)
+
+
+# ----------------------------------------------------------------------------- result
+
+# A runner's result on an attempt being cancelled: only work that really finished counts
+# as completed; anything else ends the run cancelled.
+_RESULT_WHEN_CANCELLING = {
+    AttemptStatus.COMPLETED: AttemptStatus.COMPLETED,
+    AttemptStatus.FAILED: AttemptStatus.CANCELLED,
+    AttemptStatus.CANCELLED: AttemptStatus.CANCELLED,
+}
+
+
+def report_result(
+    session: Session,
+    key: LeaseKey,
+    *,
+    reported: AttemptStatus,
+    exit_code: int | None,
+    error_message: str | None,
+    now: datetime,
+) -> Finished | Refused:
+    """Record the runner's result and end the run (or queue its retry).
+
+    The same result again is accepted (the runner may retry after a lost answer); a
+    different one is a CONFLICT; an expired or foreign lease is GONE."""
+    attempt = session.execute(
+        select(
+            _ATTEMPT.c.id,
+            _ATTEMPT.c.attempt_no,
+            _ATTEMPT.c.status,
+            _ATTEMPT.c.reported_status,
+            _ATTEMPT.c.lease_expires_at,
+            _RUN.c.status.label("run_status"),
+            _RUN.c.app_id,
+        )
+        .join_from(_ATTEMPT, _RUN, _RUN.c.id == _ATTEMPT.c.run_id)
+        .where(*_is_lease(key))
+    ).first()
+    if attempt is None:
+        return Refused(Refusal.GONE, _GONE_UNKNOWN)
+    if attempt.reported_status is not None:
+        if attempt.reported_status != reported.value:
+            return Refused(
+                Refusal.CONFLICT,
+                f"this attempt already reported {attempt.reported_status!r}, "
+                f"not {reported.value!r}",
+            )
+        return Finished(
+            attempt_id=attempt.id,
+            attempt_no=attempt.attempt_no,
+            attempt_status=AttemptStatus(attempt.status),
+            run_status=RunStatus(attempt.run_status),
+            app_id=attempt.app_id,
+            first=False,
+        )
+    if attempt.status not in _ACTIVE or as_utc(attempt.lease_expires_at) <= now:
+        return _why_gone(session, key, now)
+    previous = AttemptStatus(attempt.status)
+    final = _RESULT_WHEN_CANCELLING[reported] if previous == AttemptStatus.CANCELLING else reported
+    if previous not in attempt_sources(final):
+        if previous == AttemptStatus.LEASED:
+            return Refused(Refusal.CONFLICT, "the attempt has not started; call start first")
+        # Only a requested cancel ends a run cancelled: a runner giving up on its own fails it.
+        return Refused(Refusal.CONFLICT, "the run was not cancelled: report completed or failed")
+    recorded = session.execute(
+        update(_ATTEMPT)
+        .where(
+            _ATTEMPT.c.id == attempt.id,
+            _ATTEMPT.c.status == previous.value,
+            _ATTEMPT.c.lease_expires_at > now,
+        )
+        .values(
+            status=final.value,
+            reported_status=reported.value,
+            exit_code=exit_code,
+            error_message=error_message,
+            finished_at=now,
+        )
+        .returning(_ATTEMPT.c.id)
+    ).first()
+    if recorded is None:
+        return _why_gone(session, key, now)
+    run_status = RunStatus(final.value)
+    if (
+        final == AttemptStatus.FAILED
+        and previous == AttemptStatus.RUNNING
+        and _requeue_for_retry(
+            session, key.run_id, reason=reason_of_failure(error_message), now=now
+        )
+    ):
+        run_status = RunStatus.QUEUED
+    else:
+        # The run stands where its attempt stood: cancelling with a cancelling attempt.
+        paired = RunStatus(previous.value)
+        if not end_run(
+            session,
+            key.run_id,
+            expected={paired},
+            status=run_status,
+            now=now,
+            exit_code=exit_code,
+            error_message=error_message,
+        ):
+            raise RuntimeError(f"run {key.run_id} was not {paired.value} with its attempt")
+    return Finished(
+        attempt_id=attempt.id,
+        attempt_no=attempt.attempt_no,
+        attempt_status=final,
+        run_status=run_status,
+        app_id=attempt.app_id,
+        first=True,
+    )
+
+
+# ----------------------------------------------------------------------------- cancel
+
+
+def cancel(session: Session, run_id: int, now: datetime) -> CancelOutcome | None:
+    """Idempotent; None when there is no such run. A queued run is cancelled at once; a
+    leased or running one (and its attempt) moves to ``cancelling`` and its runner is told
+    on its next call. Cancelling or terminal runs are left as they are."""
+    status = session.execute(select(_RUN.c.status).where(_RUN.c.id == run_id)).scalar()
+    if status is None:
+        return None
+    before = RunStatus(status)
+    if before == RunStatus.QUEUED and end_run(
+        session,
+        run_id,
+        expected={RunStatus.QUEUED},
+        status=RunStatus.CANCELLED,
+        now=now,
+        cancel_requested=True,
+        error_message="cancelled before it was leased",
+    ):
+        return CancelOutcome(before, RunStatus.CANCELLED)
+    if before not in run_sources(RunStatus.CANCELLING):
+        return CancelOutcome(before, before)
+    moved = session.execute(
+        update(_RUN)
+        .where(_RUN.c.id == run_id, _RUN.c.status == before.value)
+        .values(status=RunStatus.CANCELLING.value, cancel_requested=True, updated_at=now)
+        .returning(_RUN.c.id)
+    ).first()
+    if moved is None:
+        raise RuntimeError(f"run {run_id} changed status inside its write transaction")
+    session.execute(
+        update(_ATTEMPT)
+        .where(
+            _ATTEMPT.c.run_id == run_id,
+            _ATTEMPT.c.status.in_(_values(attempt_sources(AttemptStatus.CANCELLING))),
+        )
+        .values(status=AttemptStatus.CANCELLING.value)
+    )
+    return CancelOutcome(before, RunStatus.CANCELLING)

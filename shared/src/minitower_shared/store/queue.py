@@ -1,0 +1,171 @@
+"""The queue: which run a runner is handed next, and when delayed runs become eligible.
+
+Read inside the lease's write transaction (see :func:`lifecycle.lease`), so the counts
+behind the concurrency limits are current and racing leases cannot both take the last
+slot.
+"""
+
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import exists, or_, text, update
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, col, select
+
+from minitower_shared.clock import as_utc
+from minitower_shared.models import (
+    DELAYED_RUN_CONDITION,
+    LIVE_RUN_CONDITION,
+    App,
+    Environment,
+    Run,
+    RunAttempt,
+    active_attempt,
+)
+from minitower_shared.states import TERMINAL_RUN_STATUSES
+from minitower_shared.store.runner_registration import runnable_by
+
+
+def _eligible(environment: str, team_id: int | None) -> list[Any]:
+    """Queued, not delayed runs of ``environment`` that a runner bound to ``team_id``
+    (None: a shared runner) may be handed: the leading terms of ix_run_queue, then the
+    binding (``runnable_by``). The literal SQL is what lets SQLite use the partial index
+    (see models)."""
+    return [
+        text("run.status = 'queued'"),
+        col(Run.environment) == environment,
+        text("run.delayed = 0"),
+        runnable_by(team_id),
+    ]
+
+
+def may_lease(
+    session: Session,
+    *,
+    runner_id: int,
+    environment: str,
+    now: datetime,
+    team_id: int | None = None,
+) -> bool:
+    """Whether ``lifecycle.lease`` could change anything now: a run waits in the
+    environment (or a delayed run's time has come), or the runner holds an attempt (to
+    refuse, or to expire inline). Lets an idle long poll look without taking the write
+    lock."""
+    queued = session.exec(select(Run.id).where(*_eligible(environment, team_id)).limit(1)).first()
+    if queued is not None or next_delayed_at(session, before=now) is not None:
+        return True
+    held = session.exec(
+        select(RunAttempt.id).where(RunAttempt.runner_id == runner_id, active_attempt()).limit(1)
+    ).first()
+    return held is not None
+
+
+def next_delayed_at(session: Session, *, before: datetime | None = None) -> datetime | None:
+    """The earliest time a delayed run (of any environment) becomes eligible; with
+    ``before``, only if it is not later than that. One seek of ix_run_delayed."""
+    query = select(Run.not_before).where(text("run.status = 'queued' AND run.delayed = 1"))
+    if before is not None:
+        query = query.where(col(Run.not_before) <= before)
+    value = session.exec(query.order_by(col(Run.not_before)).limit(1)).first()
+    return None if value is None else as_utc(value)
+
+
+def release_due_runs(session: Session, now: datetime) -> int:
+    """Make the delayed runs whose time has come eligible for leasing; one walk of
+    ix_run_delayed over the due rows only."""
+    result = session.execute(
+        update(Run)
+        .where(text(DELAYED_RUN_CONDITION), col(Run.not_before) <= now)
+        .values(delayed=False),
+        execution_options={"synchronize_session": False},
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+_PREDECESSOR = aliased(Run, name="predecessor")
+# overlap = "queue": a run waits while the earlier run it names is not terminal. Built
+# once: an alias made per call would be compiled again on every lease.
+_PREDECESSOR_RUNNING = exists().where(
+    col(_PREDECESSOR.id) == col(Run.after_run_id),
+    col(_PREDECESSOR.status).not_in([s.value for s in TERMINAL_RUN_STATUSES]),
+)
+
+
+def pick_next_run(session: Session, environment: str, team_id: int | None) -> int | None:
+    """The id of the run to lease: highest priority, then oldest ``queued_at``, then
+    lowest id, among eligible runs whose app and environment are below their
+    ``max_concurrent_runs`` and whose overlap predecessor (if any) has ended.
+
+    Flat in queue depth: one seek per app with eligible runs (a loose index scan of
+    ix_run_queue), the app's best run another seek; an app at its limit is never
+    walked, so its backlog costs nothing and never blocks other apps. The counts are
+    read inside the caller's write transaction, so racing leases cannot both take the
+    last slot."""
+    apps: list[int] = []
+    previous = -1
+    while True:
+        app_id = session.exec(
+            select(Run.app_id)
+            .where(*_eligible(environment, team_id), col(Run.app_id) > previous)
+            .order_by(col(Run.app_id))
+            .limit(1)
+        ).first()
+        if app_id is None:
+            break
+        apps.append(app_id)
+        previous = app_id
+    if not apps:
+        return None
+    live_apps: Counter[int] = Counter()
+    live_envs: Counter[int] = Counter()
+    for live_app, live_env in session.exec(
+        select(Run.app_id, Run.environment_id).where(text(f"run.{LIVE_RUN_CONDITION}"))
+    ):
+        live_apps[live_app] += 1
+        live_envs[live_env] += 1
+    app_limits = dict(
+        session.exec(
+            select(App.id, App.max_concurrent_runs).where(
+                col(App.id).in_(apps), col(App.max_concurrent_runs).is_not(None)
+            )
+        ).all()
+    )
+    predecessor_running = _PREDECESSOR_RUNNING
+    # (-priority, queued_at, id) of each app's best run, by its team's environment.
+    candidates: list[tuple[tuple[int, Any, int], int]] = []
+    for app_id in apps:
+        limit = app_limits.get(app_id)
+        if limit is not None and live_apps[app_id] >= limit:
+            continue
+        row = session.exec(
+            select(Run.priority, Run.queued_at, Run.id, Run.environment_id)
+            .where(
+                *_eligible(environment, team_id),
+                col(Run.app_id) == app_id,
+                col(Run.cancel_requested).is_(False),
+                or_(col(Run.after_run_id).is_(None), ~predecessor_running),
+            )
+            .order_by(col(Run.priority).desc(), col(Run.queued_at), col(Run.id))
+            .limit(1)
+        ).first()
+        if row is not None:
+            priority, queued_at, run_id, environment_id = row
+            assert run_id is not None
+            candidates.append(((-priority, queued_at, run_id), environment_id))
+    if not candidates:
+        return None
+    env_limits: dict[int | None, int | None] = dict(
+        session.exec(
+            select(Environment.id, Environment.max_concurrent_runs).where(
+                col(Environment.id).in_({env for _, env in candidates}),
+                col(Environment.max_concurrent_runs).is_not(None),
+            )
+        ).all()
+    )
+    open_candidates = [
+        key
+        for key, env in candidates
+        if (limit := env_limits.get(env)) is None or live_envs[env] < limit
+    ]
+    return min(open_candidates)[2] if open_candidates else None
