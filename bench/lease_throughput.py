@@ -597,8 +597,8 @@ def run_inprocess_phase(
             key = LeaseKey(grant.run.id, runner_id, hash_token(lease_token))
             with write_session(engine) as session:
                 authenticate(session)
-                started = lifecycle.start(session, key, now=utcnow(), ttl=ttl)
-                assert isinstance(started, LiveAttempt), started
+                live = lifecycle.start(session, key, now=utcnow(), ttl=ttl)
+                assert isinstance(live, LiveAttempt), live
             t2 = clock()
             with write_session(engine) as session:
                 authenticate(session)

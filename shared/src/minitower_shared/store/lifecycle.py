@@ -20,9 +20,10 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, func, insert, select, update
+from sqlalchemy import Executable, Table, and_, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -185,48 +186,238 @@ class CancelOutcome:
         return self.before != self.after
 
 
+# ------------------------------------------------------------------------- statements
+#
+# Built once, at import, with bind parameters for what changes per call: building a
+# statement (and the ORM's execute path) cost more than SQLite's work on the hot path.
+# Each is run on the session's connection (:func:`_execute`); a shape that depends on a
+# call's arguments (an end's extra values) is built once per shape (``functools.cache``).
+
+
+def _execute(session: Session, statement: Executable, **params: Any) -> Any:
+    return session.connection().execute(statement, params)
+
+
+_LEASE_IS = and_(
+    _ATTEMPT.c.lease_token_hash == bindparam("token_hash"),
+    _ATTEMPT.c.run_id == bindparam("the_run"),
+    _ATTEMPT.c.runner_id == bindparam("the_runner"),
+)
+_LEASE_IS_LIVE = and_(active_attempt(), _ATTEMPT.c.lease_expires_at > bindparam("now"))
+
+_WHY_GONE = select(_ATTEMPT.c.status).where(_LEASE_IS)
+_LIVE_ATTEMPT = select(
+    _ATTEMPT.c.id, _ATTEMPT.c.attempt_no, _ATTEMPT.c.status, _ATTEMPT.c.lease_expires_at
+).where(_LEASE_IS, _LEASE_IS_LIVE)
+_HEARTBEAT = (
+    update(_ATTEMPT)
+    .where(_LEASE_IS, _LEASE_IS_LIVE)
+    .values(lease_expires_at=bindparam("b_expires"))
+    .returning(_ATTEMPT.c.id, _ATTEMPT.c.attempt_no, _ATTEMPT.c.status)
+)
+_START_ATTEMPT = (
+    update(_ATTEMPT)
+    .where(
+        _LEASE_IS,
+        _ATTEMPT.c.status.in_(_values(attempt_sources(AttemptStatus.RUNNING))),
+        _ATTEMPT.c.lease_expires_at > bindparam("now"),
+    )
+    .values(
+        status=AttemptStatus.RUNNING.value,
+        started_at=bindparam("now"),
+        lease_expires_at=bindparam("b_expires"),
+    )
+    .returning(_ATTEMPT.c.id, _ATTEMPT.c.attempt_no)
+)
+_START_RUN = (
+    update(_RUN)
+    .where(
+        _RUN.c.id == bindparam("the_run"),
+        _RUN.c.status.in_(_values(run_sources(RunStatus.RUNNING))),
+    )
+    .values(
+        status=RunStatus.RUNNING.value,
+        started_at=func.coalesce(_RUN.c.started_at, bindparam("now")),
+        updated_at=bindparam("now"),
+    )
+    .returning(_RUN.c.id)
+)
+_RESULT_READ = (
+    select(
+        _ATTEMPT.c.id,
+        _ATTEMPT.c.attempt_no,
+        _ATTEMPT.c.status,
+        _ATTEMPT.c.reported_status,
+        _ATTEMPT.c.lease_expires_at,
+        _RUN.c.status.label("run_status"),
+        _RUN.c.app_id,
+    )
+    .join_from(_ATTEMPT, _RUN, _RUN.c.id == _ATTEMPT.c.run_id)
+    .where(_LEASE_IS)
+)
+_RESULT_WRITE = (
+    update(_ATTEMPT)
+    .where(
+        _ATTEMPT.c.id == bindparam("attempt_id"),
+        _ATTEMPT.c.status == bindparam("previous"),
+        _ATTEMPT.c.lease_expires_at > bindparam("now"),
+    )
+    .values(
+        status=bindparam("b_status"),
+        reported_status=bindparam("b_reported"),
+        exit_code=bindparam("b_exit_code"),
+        error_message=bindparam("b_error_message"),
+        finished_at=bindparam("now"),
+    )
+    .returning(_ATTEMPT.c.id)
+)
+_RETRY_POLICY = select(
+    _RUN.c.retry_on,
+    _RUN.c.retry_count,
+    _RUN.c.max_retries,
+    _RUN.c.retry_delay,
+    _RUN.c.retry_backoff,
+    _RUN.c.retry_max_delay,
+).where(_RUN.c.id == bindparam("the_run"))
+_REQUEUE = (
+    update(_RUN)
+    .where(
+        _RUN.c.id == bindparam("the_run"),
+        _RUN.c.status.in_(_values(run_sources(RunStatus.QUEUED))),
+        _RUN.c.retry_count == bindparam("seen_retry_count"),
+    )
+    .values(
+        status=RunStatus.QUEUED.value,
+        retry_count=_RUN.c.retry_count + 1,
+        not_before=bindparam("b_not_before"),
+        delayed=bindparam("b_delayed"),
+        updated_at=bindparam("now"),
+    )
+    .returning(_RUN.c.id)
+)
+_EXPIRE = (
+    update(_ATTEMPT)
+    .where(
+        _ATTEMPT.c.id == bindparam("attempt_id"),
+        _ATTEMPT.c.status.in_(_values(attempt_sources(AttemptStatus.EXPIRED))),
+        _ATTEMPT.c.lease_expires_at <= bindparam("now"),
+    )
+    .values(status=AttemptStatus.EXPIRED.value, finished_at=bindparam("now"))
+    .returning(_ATTEMPT.c.run_id)
+)
+_STALE = (
+    select(_ATTEMPT.c.id, _ATTEMPT.c.run_id)
+    .where(active_attempt(), _ATTEMPT.c.lease_expires_at <= bindparam("now"))
+    .order_by(_ATTEMPT.c.lease_expires_at)
+    .limit(bindparam("limit"))
+)
+_HELD = select(_ATTEMPT.c.id, _ATTEMPT.c.lease_expires_at).where(
+    _ATTEMPT.c.runner_id == bindparam("the_runner"), active_attempt()
+)
+_CLAIM = (
+    update(_RUN)
+    .where(
+        _RUN.c.id == bindparam("the_run"),
+        _RUN.c.status.in_(_values(run_sources(RunStatus.LEASED))),
+    )
+    .values(status=RunStatus.LEASED.value, updated_at=bindparam("now"))
+    .returning(_RUN.c.id)
+)
+_LAST_ATTEMPT_NO = select(func.max(_ATTEMPT.c.attempt_no)).where(
+    _ATTEMPT.c.run_id == bindparam("the_run")
+)
+_NEW_ATTEMPT = (
+    insert(_ATTEMPT)
+    .values(
+        run_id=bindparam("the_run"),
+        runner_id=bindparam("the_runner"),
+        attempt_no=bindparam("the_attempt_no"),
+        lease_token_hash=bindparam("token_hash"),
+        lease_expires_at=bindparam("expires"),
+        status=AttemptStatus.LEASED.value,
+        leased_at=bindparam("now"),
+    )
+    .returning(_ATTEMPT.c.id)
+)
+_GRANT_READ = (
+    select(
+        _RUN.c.run_no,
+        _RUN.c.app_id,
+        _RUN.c.team_id,
+        _RUN.c.input,
+        _APP.c.slug,
+        _VERSION.c.version_no,
+        _VERSION.c.entrypoint,
+        _VERSION.c.timeout_seconds,
+        _VERSION.c.import_paths,
+        _VERSION.c.artifact_sha256,
+        _DECLARED.c.names,
+    )
+    .select_from(
+        _RUN.join(_APP, _APP.c.id == _RUN.c.app_id)
+        .join(_VERSION, _VERSION.c.id == _RUN.c.app_version_id)
+        .outerjoin(_DECLARED, _DECLARED.c.app_version_id == _RUN.c.app_version_id)
+    )
+    .where(_RUN.c.id == bindparam("the_run"))
+)
+_RUN_STATUS = select(_RUN.c.status).where(_RUN.c.id == bindparam("the_run"))
+_TO_CANCELLING = (
+    update(_RUN)
+    .where(_RUN.c.id == bindparam("the_run"), _RUN.c.status == bindparam("before"))
+    .values(status=RunStatus.CANCELLING.value, cancel_requested=True, updated_at=bindparam("now"))
+    .returning(_RUN.c.id)
+)
+_ATTEMPT_TO_CANCELLING = (
+    update(_ATTEMPT)
+    .where(
+        _ATTEMPT.c.run_id == bindparam("the_run"),
+        _ATTEMPT.c.status.in_(_values(attempt_sources(AttemptStatus.CANCELLING))),
+    )
+    .values(status=AttemptStatus.CANCELLING.value)
+)
+
+
+@cache
+def _end_run_statement(expected: frozenset[RunStatus], columns: tuple[str, ...]) -> Executable:
+    """``expected → :b_status`` with ``columns`` set from ``b_<column>`` parameters."""
+    return (
+        update(_RUN)
+        .where(_RUN.c.id == bindparam("the_run"), _RUN.c.status.in_(_values(expected)))
+        .values(
+            status=bindparam("b_status"),
+            finished_at=bindparam("now"),
+            updated_at=bindparam("now"),
+            **{column: bindparam(f"b_{column}") for column in columns},
+        )
+        .returning(_RUN.c.team_id, _RUN.c.app_id)
+    )
+
+
 # ------------------------------------------------------------------------------- guards
 
 _GONE_UNKNOWN = "no live lease with this token for this runner and run"
 
 
-def _is_lease(key: LeaseKey) -> list[ColumnElement[bool]]:
-    return [
-        _ATTEMPT.c.lease_token_hash == key.token_hash,
-        _ATTEMPT.c.run_id == key.run_id,
-        _ATTEMPT.c.runner_id == key.runner_id,
-    ]
+def _lease_params(key: LeaseKey) -> dict[str, Any]:
+    return {"token_hash": key.token_hash, "the_run": key.run_id, "the_runner": key.runner_id}
 
 
-def _is_live(now: datetime) -> list[ColumnElement[bool]]:
-    return [active_attempt(), _ATTEMPT.c.lease_expires_at > now]
-
-
-def _why_gone(session: Session, key: LeaseKey, now: datetime) -> Refused:
+def _why_gone(session: Session, key: LeaseKey) -> Refused:
     """The reason a lease guard matched nothing: read only on that (rare) path."""
-    row = session.execute(
-        select(_ATTEMPT.c.status, _ATTEMPT.c.lease_expires_at).where(*_is_lease(key))
-    ).first()
-    if row is None:
+    status = _execute(session, _WHY_GONE, **_lease_params(key)).scalar()
+    if status is None:
         return Refused(Refusal.GONE, _GONE_UNKNOWN)
-    if row.status not in _ACTIVE:
-        return Refused(Refusal.GONE, f"the attempt has ended ({row.status})")
+    if status not in _ACTIVE:
+        return Refused(Refusal.GONE, f"the attempt has ended ({status})")
     return Refused(Refusal.GONE, "the lease expired")
 
 
 def live_attempt(session: Session, key: LeaseKey, now: datetime) -> LiveAttempt | Refused:
     """The attempt ``key`` names if its lease is live: the guard of the runner's calls
     that change nothing (the artifact, the secrets)."""
-    row = session.execute(
-        select(
-            _ATTEMPT.c.id,
-            _ATTEMPT.c.attempt_no,
-            _ATTEMPT.c.status,
-            _ATTEMPT.c.lease_expires_at,
-        ).where(*_is_lease(key), *_is_live(now))
-    ).first()
+    row = _execute(session, _LIVE_ATTEMPT, now=now, **_lease_params(key)).first()
     if row is None:
-        return _why_gone(session, key, now)
+        return _why_gone(session, key)
     return LiveAttempt(
         id=row.id,
         attempt_no=row.attempt_no,
@@ -254,11 +445,14 @@ def end_run(
         raise ValueError(f"{status.value} is not a terminal run status")
     if not set(expected) <= run_sources(status):
         raise ValueError(f"{_values(expected)} → {status.value} is not in RUN_TRANSITIONS")
-    row = session.execute(
-        update(_RUN)
-        .where(_RUN.c.id == run_id, _RUN.c.status.in_(_values(expected)))
-        .values(status=status.value, finished_at=now, updated_at=now, **values)
-        .returning(_RUN.c.team_id, _RUN.c.app_id)
+    statement = _end_run_statement(frozenset(expected), tuple(sorted(values)))
+    row = _execute(
+        session,
+        statement,
+        the_run=run_id,
+        now=now,
+        b_status=status.value,
+        **{f"b_{column}": value for column, value in values.items()},
     ).first()
     if row is None:
         return False
@@ -273,16 +467,7 @@ def _requeue_for_retry(session: Session, run_id: int, *, reason: str, now: datet
     are left, not before its backoff delay. The run keeps its original queued_at, so a
     retry goes back to where it stood in the queue: retries are picked in a
     deterministic order."""
-    policy = session.execute(
-        select(
-            _RUN.c.retry_on,
-            _RUN.c.retry_count,
-            _RUN.c.max_retries,
-            _RUN.c.retry_delay,
-            _RUN.c.retry_backoff,
-            _RUN.c.retry_max_delay,
-        ).where(_RUN.c.id == run_id)
-    ).one()
+    policy = _execute(session, _RETRY_POLICY, the_run=run_id).one()
     if reason not in policy.retry_on or policy.retry_count >= policy.max_retries:
         return False
     delay = jittered(
@@ -295,21 +480,14 @@ def _requeue_for_retry(session: Session, run_id: int, *, reason: str, now: datet
     )
     # Conditional on the retry count read above: the write lock makes it current, and
     # the condition keeps the step from ever being applied twice.
-    requeued = session.execute(
-        update(_RUN)
-        .where(
-            _RUN.c.id == run_id,
-            _RUN.c.status.in_(_values(run_sources(RunStatus.QUEUED))),
-            _RUN.c.retry_count == policy.retry_count,
-        )
-        .values(
-            status=RunStatus.QUEUED.value,
-            retry_count=_RUN.c.retry_count + 1,
-            not_before=now + timedelta(seconds=delay) if delay > 0 else None,
-            delayed=delay > 0,
-            updated_at=now,
-        )
-        .returning(_RUN.c.id)
+    requeued = _execute(
+        session,
+        _REQUEUE,
+        the_run=run_id,
+        seen_retry_count=policy.retry_count,
+        b_not_before=now + timedelta(seconds=delay) if delay > 0 else None,
+        b_delayed=delay > 0,
+        now=now,
     ).first()
     return requeued is not None
 
@@ -323,19 +501,9 @@ def expire(session: Session, attempt_id: int, now: datetime) -> RunStatus | None
 
     Returns the run's new status, or None when the attempt was not expirable (already
     finished, already expired, or its lease was extended in the meantime)."""
-    row = session.execute(
-        update(_ATTEMPT)
-        .where(
-            _ATTEMPT.c.id == attempt_id,
-            _ATTEMPT.c.status.in_(_values(attempt_sources(AttemptStatus.EXPIRED))),
-            _ATTEMPT.c.lease_expires_at <= now,
-        )
-        .values(status=AttemptStatus.EXPIRED.value, finished_at=now)
-        .returning(_ATTEMPT.c.run_id)
-    ).first()
-    if row is None:
+    run_id = _execute(session, _EXPIRE, attempt_id=attempt_id, now=now).scalar()
+    if run_id is None:
         return None
-    run_id = row.run_id
     if end_run(
         session,
         run_id,
@@ -363,12 +531,7 @@ def expire_stale(
     session: Session, now: datetime, *, limit: int = 500
 ) -> list[tuple[int, RunStatus]]:
     """Expire up to ``limit`` attempts whose lease has passed; returns (run_id, new status)."""
-    rows = session.execute(
-        select(_ATTEMPT.c.id, _ATTEMPT.c.run_id)
-        .where(active_attempt(), _ATTEMPT.c.lease_expires_at <= now)
-        .order_by(_ATTEMPT.c.lease_expires_at)
-        .limit(limit)
-    ).all()
+    rows = _execute(session, _STALE, now=now, limit=limit).all()
     outcomes = []
     for attempt_id, run_id in rows:
         status = expire(session, attempt_id, now)
@@ -394,11 +557,7 @@ def lease(
     none. ``team_id`` is the runner's binding (None: a shared runner). The pick order is
     :func:`queue.pick_next_run`'s. A runner's own lease that ran out is expired here
     rather than waiting for the reaper."""
-    held = session.execute(
-        select(_ATTEMPT.c.id, _ATTEMPT.c.lease_expires_at).where(
-            _ATTEMPT.c.runner_id == runner_id, active_attempt()
-        )
-    ).first()
+    held = _execute(session, _HELD, the_runner=runner_id).first()
     if held is not None:
         if as_utc(held.lease_expires_at) > now:
             return Refused(Refusal.BUSY, "this runner already holds a live lease; finish it first")
@@ -408,53 +567,22 @@ def lease(
     picked = queue.pick_next_run(session, environment, team_id)
     if picked is None:
         return None
-    claimed = session.execute(
-        update(_RUN)
-        .where(_RUN.c.id == picked, _RUN.c.status.in_(_values(run_sources(RunStatus.LEASED))))
-        .values(status=RunStatus.LEASED.value, updated_at=now)
-        .returning(_RUN.c.id)
-    ).first()
-    if claimed is None:
+    if _execute(session, _CLAIM, the_run=picked, now=now).first() is None:
         return None
-    last_no = session.execute(
-        select(func.max(_ATTEMPT.c.attempt_no)).where(_ATTEMPT.c.run_id == picked)
-    ).scalar()
+    last_no = _execute(session, _LAST_ATTEMPT_NO, the_run=picked).scalar()
     attempt_no = (last_no or 0) + 1
     expires = now + ttl
-    attempt_id = session.execute(
-        insert(_ATTEMPT)
-        .values(
-            run_id=picked,
-            runner_id=runner_id,
-            attempt_no=attempt_no,
-            lease_token_hash=lease_token_hash,
-            lease_expires_at=expires,
-            status=AttemptStatus.LEASED.value,
-            leased_at=now,
-        )
-        .returning(_ATTEMPT.c.id)
+    attempt_id = _execute(
+        session,
+        _NEW_ATTEMPT,
+        the_run=picked,
+        the_runner=runner_id,
+        the_attempt_no=attempt_no,
+        token_hash=lease_token_hash,
+        expires=expires,
+        now=now,
     ).scalar_one()
-    told = session.execute(
-        select(
-            _RUN.c.run_no,
-            _RUN.c.app_id,
-            _RUN.c.team_id,
-            _RUN.c.input,
-            _APP.c.slug,
-            _VERSION.c.version_no,
-            _VERSION.c.entrypoint,
-            _VERSION.c.timeout_seconds,
-            _VERSION.c.import_paths,
-            _VERSION.c.artifact_sha256,
-            _DECLARED.c.names,
-        )
-        .select_from(
-            _RUN.join(_APP, _APP.c.id == _RUN.c.app_id)
-            .join(_VERSION, _VERSION.c.id == _RUN.c.app_version_id)
-            .outerjoin(_DECLARED, _DECLARED.c.app_version_id == _RUN.c.app_version_id)
-        )
-        .where(_RUN.c.id == picked)
-    ).one()
+    told = _execute(session, _GRANT_READ, the_run=picked).one()
     return Granted(
         run=LeasedRun(
             id=picked,
@@ -487,39 +615,20 @@ def start(
     """``leased → running`` for the attempt and its run, extending the lease; repeating
     it is harmless. An attempt already ``cancelling`` stays so: the runner learns of the
     cancel from the answer and reports ``cancelled``."""
-    started = session.execute(
-        update(_ATTEMPT)
-        .where(
-            *_is_lease(key),
-            _ATTEMPT.c.status.in_(_values(attempt_sources(AttemptStatus.RUNNING))),
-            _ATTEMPT.c.lease_expires_at > now,
-        )
-        .values(status=AttemptStatus.RUNNING.value, started_at=now, lease_expires_at=now + ttl)
-        .returning(_ATTEMPT.c.id, _ATTEMPT.c.attempt_no)
+    expires = now + ttl
+    started = _execute(
+        session, _START_ATTEMPT, now=now, b_expires=expires, **_lease_params(key)
     ).first()
     if started is None:
         # Started already (or being cancelled): answer with the attempt as it stands.
         return live_attempt(session, key, now)
-    moved = session.execute(
-        update(_RUN)
-        .where(
-            _RUN.c.id == key.run_id,
-            _RUN.c.status.in_(_values(run_sources(RunStatus.RUNNING))),
-        )
-        .values(
-            status=RunStatus.RUNNING.value,
-            started_at=func.coalesce(_RUN.c.started_at, now),
-            updated_at=now,
-        )
-        .returning(_RUN.c.id)
-    ).first()
-    if moved is None:
+    if _execute(session, _START_RUN, the_run=key.run_id, now=now).first() is None:
         raise RuntimeError(f"run {key.run_id} was not leased while its attempt was")
     return LiveAttempt(
         id=started.id,
         attempt_no=started.attempt_no,
         status=AttemptStatus.RUNNING,
-        lease_expires_at=now + ttl,
+        lease_expires_at=expires,
     )
 
 
@@ -527,27 +636,23 @@ def heartbeat(
     session: Session, key: LeaseKey, *, now: datetime, ttl: timedelta
 ) -> LiveAttempt | Refused:
     """Extend a live lease. An expired lease is never revived."""
-    row = session.execute(
-        update(_ATTEMPT)
-        .where(*_is_lease(key), *_is_live(now))
-        .values(lease_expires_at=now + ttl)
-        .returning(_ATTEMPT.c.id, _ATTEMPT.c.attempt_no, _ATTEMPT.c.status)
-    ).first()
+    expires = now + ttl
+    row = _execute(session, _HEARTBEAT, now=now, b_expires=expires, **_lease_params(key)).first()
     if row is None:
-        return _why_gone(session, key, now)
+        return _why_gone(session, key)
     return LiveAttempt(
         id=row.id,
         attempt_no=row.attempt_no,
         status=AttemptStatus(row.status),
-        lease_expires_at=now + ttl,
+        lease_expires_at=expires,
     )
 
 
-def _insert_ignoring_duplicates(session: Session, table: Table, index: list[str]) -> Any:
-    """``INSERT … ON CONFLICT (index) DO NOTHING`` in the session's dialect."""
-    dialect = session.get_bind().dialect.name
+@cache
+def _insert_logs_statement(dialect: str) -> Executable:
+    """``INSERT … ON CONFLICT (attempt_id, seq) DO NOTHING`` in the dialect's words."""
     builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return builder(table).on_conflict_do_nothing(index_elements=index)
+    return builder(_LOG).on_conflict_do_nothing(index_elements=["attempt_id", "seq"])
 
 
 def store_logs(session: Session, attempt: LiveAttempt, lines: list[dict[str, Any]]) -> LogsStored:
@@ -555,8 +660,9 @@ def store_logs(session: Session, attempt: LiveAttempt, lines: list[dict[str, Any
     transaction; a ``seq`` the attempt already has is ignored, so batches may be resent
     safely."""
     if lines:
+        statement = _insert_logs_statement(session.get_bind().dialect.name)
         rows = [{**line, "attempt_id": attempt.id} for line in lines]
-        session.execute(_insert_ignoring_duplicates(session, _LOG, ["attempt_id", "seq"]), rows)
+        session.connection().execute(statement, rows)
     return LogsStored(attempt_id=attempt.id, lines=len(lines))
 
 
@@ -594,19 +700,7 @@ def report_result(
 
     The same result again is accepted (the runner may retry after a lost answer); a
     different one is a CONFLICT; an expired or foreign lease is GONE."""
-    attempt = session.execute(
-        select(
-            _ATTEMPT.c.id,
-            _ATTEMPT.c.attempt_no,
-            _ATTEMPT.c.status,
-            _ATTEMPT.c.reported_status,
-            _ATTEMPT.c.lease_expires_at,
-            _RUN.c.status.label("run_status"),
-            _RUN.c.app_id,
-        )
-        .join_from(_ATTEMPT, _RUN, _RUN.c.id == _ATTEMPT.c.run_id)
-        .where(*_is_lease(key))
-    ).first()
+    attempt = _execute(session, _RESULT_READ, **_lease_params(key)).first()
     if attempt is None:
         return Refused(Refusal.GONE, _GONE_UNKNOWN)
     if attempt.reported_status is not None:
@@ -625,7 +719,7 @@ def report_result(
             first=False,
         )
     if attempt.status not in _ACTIVE or as_utc(attempt.lease_expires_at) <= now:
-        return _why_gone(session, key, now)
+        return _why_gone(session, key)
     previous = AttemptStatus(attempt.status)
     final = _RESULT_WHEN_CANCELLING[reported] if previous == AttemptStatus.CANCELLING else reported
     if previous not in attempt_sources(final):
@@ -633,24 +727,19 @@ def report_result(
             return Refused(Refusal.CONFLICT, "the attempt has not started; call start first")
         # Only a requested cancel ends a run cancelled: a runner giving up on its own fails it.
         return Refused(Refusal.CONFLICT, "the run was not cancelled: report completed or failed")
-    recorded = session.execute(
-        update(_ATTEMPT)
-        .where(
-            _ATTEMPT.c.id == attempt.id,
-            _ATTEMPT.c.status == previous.value,
-            _ATTEMPT.c.lease_expires_at > now,
-        )
-        .values(
-            status=final.value,
-            reported_status=reported.value,
-            exit_code=exit_code,
-            error_message=error_message,
-            finished_at=now,
-        )
-        .returning(_ATTEMPT.c.id)
+    recorded = _execute(
+        session,
+        _RESULT_WRITE,
+        attempt_id=attempt.id,
+        previous=previous.value,
+        now=now,
+        b_status=final.value,
+        b_reported=reported.value,
+        b_exit_code=exit_code,
+        b_error_message=error_message,
     ).first()
     if recorded is None:
-        return _why_gone(session, key, now)
+        return _why_gone(session, key)
     run_status = RunStatus(final.value)
     if (
         final == AttemptStatus.FAILED
@@ -690,7 +779,7 @@ def cancel(session: Session, run_id: int, now: datetime) -> CancelOutcome | None
     """Idempotent; None when there is no such run. A queued run is cancelled at once; a
     leased or running one (and its attempt) moves to ``cancelling`` and its runner is told
     on its next call. Cancelling or terminal runs are left as they are."""
-    status = session.execute(select(_RUN.c.status).where(_RUN.c.id == run_id)).scalar()
+    status = _execute(session, _RUN_STATUS, the_run=run_id).scalar()
     if status is None:
         return None
     before = RunStatus(status)
@@ -706,20 +795,10 @@ def cancel(session: Session, run_id: int, now: datetime) -> CancelOutcome | None
         return CancelOutcome(before, RunStatus.CANCELLED)
     if before not in run_sources(RunStatus.CANCELLING):
         return CancelOutcome(before, before)
-    moved = session.execute(
-        update(_RUN)
-        .where(_RUN.c.id == run_id, _RUN.c.status == before.value)
-        .values(status=RunStatus.CANCELLING.value, cancel_requested=True, updated_at=now)
-        .returning(_RUN.c.id)
-    ).first()
-    if moved is None:
+    if (
+        _execute(session, _TO_CANCELLING, the_run=run_id, before=before.value, now=now).first()
+        is None
+    ):
         raise RuntimeError(f"run {run_id} changed status inside its write transaction")
-    session.execute(
-        update(_ATTEMPT)
-        .where(
-            _ATTEMPT.c.run_id == run_id,
-            _ATTEMPT.c.status.in_(_values(attempt_sources(AttemptStatus.CANCELLING))),
-        )
-        .values(status=AttemptStatus.CANCELLING.value)
-    )
+    _execute(session, _ATTEMPT_TO_CANCELLING, the_run=run_id)
     return CancelOutcome(before, RunStatus.CANCELLING)

@@ -6,10 +6,12 @@ slot.
 """
 
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import exists, or_, text, update
+from sqlalchemy import Executable, bindparam, exists, or_, text, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
@@ -71,16 +73,18 @@ def next_delayed_at(session: Session, *, before: datetime | None = None) -> date
     return None if value is None else as_utc(value)
 
 
+_RELEASE_DUE = (
+    update(Run)
+    .where(text(DELAYED_RUN_CONDITION), col(Run.not_before) <= bindparam("due_by"))
+    .values(delayed=False)
+)
+
+
 def release_due_runs(session: Session, now: datetime) -> int:
     """Make the delayed runs whose time has come eligible for leasing; one walk of
     ix_run_delayed over the due rows only."""
-    result = session.execute(
-        update(Run)
-        .where(text(DELAYED_RUN_CONDITION), col(Run.not_before) <= now)
-        .values(delayed=False),
-        execution_options={"synchronize_session": False},
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    result = session.connection().execute(_RELEASE_DUE, {"due_by": now})
+    return int(result.rowcount)
 
 
 _PREDECESSOR = aliased(Run, name="predecessor")
@@ -89,6 +93,51 @@ _PREDECESSOR = aliased(Run, name="predecessor")
 _PREDECESSOR_RUNNING = exists().where(
     col(_PREDECESSOR.id) == col(Run.after_run_id),
     col(_PREDECESSOR.status).not_in([s.value for s in TERMINAL_RUN_STATUSES]),
+)
+
+
+@dataclass(frozen=True)
+class _PickStatements:
+    next_app: Executable
+    best_run: Executable
+
+
+@cache
+def _pick_statements(bound: bool) -> _PickStatements:
+    """The pick's per-app statements, built once for bound and once for shared runners:
+    building them per lease cost more than running them."""
+    team = col(Run.team_id) == bindparam("the_team") if bound else runnable_by(None)
+    eligible = [
+        text("run.status = 'queued'"),
+        col(Run.environment) == bindparam("environment"),
+        text("run.delayed = 0"),
+        team,
+    ]
+    return _PickStatements(
+        next_app=select(Run.app_id)
+        .where(*eligible, col(Run.app_id) > bindparam("after_app"))
+        .order_by(col(Run.app_id))
+        .limit(1),
+        best_run=select(Run.priority, Run.queued_at, Run.id, Run.environment_id)
+        .where(
+            *eligible,
+            col(Run.app_id) == bindparam("the_app"),
+            col(Run.cancel_requested).is_(False),
+            or_(col(Run.after_run_id).is_(None), ~_PREDECESSOR_RUNNING),
+        )
+        .order_by(col(Run.priority).desc(), col(Run.queued_at), col(Run.id))
+        .limit(1),
+    )
+
+
+_LIVE_RUNS = select(Run.app_id, Run.environment_id).where(text(f"run.{LIVE_RUN_CONDITION}"))
+_APP_LIMITS = select(App.id, App.max_concurrent_runs).where(
+    col(App.id).in_(bindparam("apps", expanding=True)),
+    col(App.max_concurrent_runs).is_not(None),
+)
+_ENVIRONMENT_LIMITS = select(Environment.id, Environment.max_concurrent_runs).where(
+    col(Environment.id).in_(bindparam("environments", expanding=True)),
+    col(Environment.max_concurrent_runs).is_not(None),
 )
 
 
@@ -102,15 +151,13 @@ def pick_next_run(session: Session, environment: str, team_id: int | None) -> in
     walked, so its backlog costs nothing and never blocks other apps. The counts are
     read inside the caller's write transaction, so racing leases cannot both take the
     last slot."""
+    statements = _pick_statements(team_id is not None)
+    connection = session.connection()
+    where = {"environment": environment, "the_team": team_id}
     apps: list[int] = []
     previous = -1
     while True:
-        app_id = session.exec(
-            select(Run.app_id)
-            .where(*_eligible(environment, team_id), col(Run.app_id) > previous)
-            .order_by(col(Run.app_id))
-            .limit(1)
-        ).first()
+        app_id = connection.execute(statements.next_app, {**where, "after_app": previous}).scalar()
         if app_id is None:
             break
         apps.append(app_id)
@@ -119,50 +166,24 @@ def pick_next_run(session: Session, environment: str, team_id: int | None) -> in
         return None
     live_apps: Counter[int] = Counter()
     live_envs: Counter[int] = Counter()
-    for live_app, live_env in session.exec(
-        select(Run.app_id, Run.environment_id).where(text(f"run.{LIVE_RUN_CONDITION}"))
-    ):
+    for live_app, live_env in connection.execute(_LIVE_RUNS):
         live_apps[live_app] += 1
         live_envs[live_env] += 1
-    app_limits = dict(
-        session.exec(
-            select(App.id, App.max_concurrent_runs).where(
-                col(App.id).in_(apps), col(App.max_concurrent_runs).is_not(None)
-            )
-        ).all()
-    )
-    predecessor_running = _PREDECESSOR_RUNNING
+    app_limits = {app: limit for app, limit in connection.execute(_APP_LIMITS, {"apps": apps})}
     # (-priority, queued_at, id) of each app's best run, by its team's environment.
     candidates: list[tuple[tuple[int, Any, int], int]] = []
     for app_id in apps:
         limit = app_limits.get(app_id)
         if limit is not None and live_apps[app_id] >= limit:
             continue
-        row = session.exec(
-            select(Run.priority, Run.queued_at, Run.id, Run.environment_id)
-            .where(
-                *_eligible(environment, team_id),
-                col(Run.app_id) == app_id,
-                col(Run.cancel_requested).is_(False),
-                or_(col(Run.after_run_id).is_(None), ~predecessor_running),
-            )
-            .order_by(col(Run.priority).desc(), col(Run.queued_at), col(Run.id))
-            .limit(1)
-        ).first()
+        row = connection.execute(statements.best_run, {**where, "the_app": app_id}).first()
         if row is not None:
             priority, queued_at, run_id, environment_id = row
-            assert run_id is not None
             candidates.append(((-priority, queued_at, run_id), environment_id))
     if not candidates:
         return None
-    env_limits: dict[int | None, int | None] = dict(
-        session.exec(
-            select(Environment.id, Environment.max_concurrent_runs).where(
-                col(Environment.id).in_({env for _, env in candidates}),
-                col(Environment.max_concurrent_runs).is_not(None),
-            )
-        ).all()
-    )
+    wanted = {"environments": sorted({env for _, env in candidates})}
+    env_limits = {env: limit for env, limit in connection.execute(_ENVIRONMENT_LIMITS, wanted)}
     open_candidates = [
         key
         for key, env in candidates

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, text, update
+from sqlalchemy import bindparam, delete, func, or_, text, update
 from sqlmodel import Session, col, select
 
 from minitower_shared.clock import as_utc, rfc3339
@@ -134,13 +134,15 @@ def app_slugs(session: Session, app_ids: Iterable[int | None]) -> dict[int, str]
 # --- The outbox ---
 
 
+# Read on every run's ending (the lifecycle's hot path): built once.
+_TEAM_WEBHOOKS = select(Webhook.id, Webhook.events, Webhook.app_id).where(
+    Webhook.team_id == bindparam("the_team"), col(Webhook.enabled).is_(True)
+)
+
+
 def _matching(session: Session, team_id: int, event_type: str, app_id: int | None) -> list[int]:
     """The team's enabled webhooks that want ``event_type`` of ``app_id``."""
-    rows = session.exec(
-        select(Webhook.id, Webhook.events, Webhook.app_id).where(
-            Webhook.team_id == team_id, col(Webhook.enabled).is_(True)
-        )
-    )
+    rows = session.connection().execute(_TEAM_WEBHOOKS, {"the_team": team_id})
     return [
         webhook_id
         for webhook_id, events, wanted_app in rows
