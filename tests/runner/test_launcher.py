@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from minitower_runner.launcher_client import Launched, LauncherClient
+from tests.support.privileges import require_root
 from tests.support.proctree import alive, children_of, wait_gone
 
 # Prints its own pid, its child's and its parent's (the launcher), then waits with its child.
@@ -71,15 +72,24 @@ def test_a_workload_leads_its_own_group_and_ignores_nothing(launcher: LauncherCl
     wait_gone({workload, child}, timeout=5)
 
 
+@pytest.mark.parametrize("user", [None, (64006, 64006)], ids=["runner-user", "other-user"])
 def test_a_sigkilled_launcher_takes_its_workloads_down_and_is_replaced(
-    launcher: LauncherClient,
+    launcher: LauncherClient, user: tuple[int, int] | None
 ) -> None:
-    launched, first = launch(launcher, [*WITH_CHILD])
-    workload, child, launcher_pid = (int(p) for p in first.split())
+    if user is not None:
+        require_root("the launcher switches the workload to another uid")
+    launched, stdout, stderr = launcher.launch([*WITH_CHILD], {}, "/", user)
+    with stdout, stderr:
+        workload, child, launcher_pid = (int(p) for p in stdout.readline().split())
+    assert os.stat(f"/proc/{workload}").st_uid == (user[0] if user else os.getuid())
     assert launcher_pid in children_of(os.getpid())
     os.kill(launcher_pid, signal.SIGKILL)
+    # The kernel's parent-death signal, which survived the uid change, ends the workload;
+    # the runner ends the rest of its group when it hears the launcher is gone.
+    wait_gone({workload}, timeout=5)
+    assert alive(child)
     assert launched.wait() == -signal.SIGKILL
-    wait_gone({workload, child}, timeout=5)
+    wait_gone({child}, timeout=5)
     again, _ = launch(launcher, ["/bin/sh", "-c", "echo; exit 4"])
     assert again.wait() == 4
 
