@@ -1,6 +1,7 @@
 """The launcher that forks every workload of a runner: exit codes as the runner reports
 them, and no workload process (nor its child) outliving the runner or the launcher, even
-when either is SIGKILLed, whichever runner thread started the launcher."""
+when either is SIGKILLed, whichever runner thread started the launcher; and a SIGTERM
+to the launcher (a drain, a supervisor) stopping nothing."""
 
 import os
 import signal
@@ -70,6 +71,21 @@ def test_a_workload_leads_its_own_group_and_ignores_nothing(launcher: LauncherCl
     os.killpg(launched.pid, signal.SIGTERM)  # as a cancel does: SIGTERM ends it
     assert launched.wait() == -signal.SIGTERM
     wait_gone({workload, child}, timeout=5)
+
+
+def test_a_sigterm_to_the_launcher_stops_nothing(launcher: LauncherClient) -> None:
+    """A drain (or a supervisor's SIGTERM to every process) is the runner's to handle:
+    the workload keeps running under a draining runner."""
+    launched, first = launch(launcher, [*WITH_CHILD])
+    workload, child, launcher_pid = (int(p) for p in first.split())
+    # A session of its own: a signal to the runner's process group misses it.
+    assert os.getsid(launcher_pid) == launcher_pid != os.getsid(0)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        os.kill(launcher_pid, signum)
+    time.sleep(0.3)
+    assert all(alive(p) for p in (launcher_pid, workload, child))
+    os.killpg(launched.pid, signal.SIGKILL)
+    assert launched.wait() == -signal.SIGKILL
 
 
 @pytest.mark.parametrize("user", [None, (64006, 64006)], ids=["runner-user", "other-user"])
