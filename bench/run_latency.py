@@ -10,6 +10,9 @@ Phases (each bounded in count and in time):
    engine answers or the image is missing; ``--image`` names it);
 4. throughput: K runs submitted at once, executed by R process runners.
 
+After the warm and throughput phases it prints the CPU time (from ``/proc/<pid>/stat``) the
+API, the reaper and the runners used per run; a runner's includes its workloads.
+
 Latency is the server's own ``finished_at - queued_at`` of each run (millisecond
 timestamps), so client polling adds nothing to it. Where the time goes comes from the
 runner's ``phases`` log line (start, download, extract, prepare, execute, report) and
@@ -48,6 +51,42 @@ AIMS = {"warm": 0.200, "cold": 1.0, "docker": 2.0}
 AIM_THROUGHPUT = 10.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and of every child it has reaped (``/proc/<pid>/stat`` utime,
+    stime, cutime, cstime); 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def descendants(pid: int) -> set[int]:
+    """``pid`` and every live process below it."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    found, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, ppid in parents.items() if ppid == parent]
+        found.update(children)
+        frontier.extend(children)
+    return found
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU time of ``pid`` with its live descendants and everything they reaped: a
+    runner's workloads count whether they were reaped by it or by a helper of its."""
+    return sum(cpu_seconds(p) for p in descendants(pid))
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -81,6 +120,8 @@ class Stack:
     env: dict[str, str]
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     runner_logs: list[Path] = field(default_factory=list)
+    # Program name → the pids started from it, for CPU per run.
+    pids: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
 
     def spawn(self, name: str, program: str, env: dict[str, str]) -> None:
         log = (self.workdir / f"{name}.log").open("wb")
@@ -93,6 +134,7 @@ class Stack:
         )
         log.close()
         self.procs.append(proc)
+        self.pids[program].append(proc.pid)
         if program == "minitower-runner":
             self.runner_logs.append(self.workdir / f"{name}.log")
 
@@ -109,6 +151,11 @@ class Stack:
                 **env,
             },
         )
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far per program (summed over its processes), workloads
+        counted with the runner that ran them."""
+        return {program: sum(tree_cpu(pid) for pid in pids) for program, pids in self.pids.items()}
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -253,6 +300,17 @@ def report(name: str, runs: list[dict[str, Any]], phases: dict[int, dict[str, fl
     print(f"         medians, ms: {', '.join(parts)}")
 
 
+def cpu_per_run(before: dict[str, float], after: dict[str, float], runs: int) -> str:
+    """Each program's CPU over a phase, per run. The API's includes the script's status
+    polling (a GET every 20 ms per unfinished run); the runners' includes their
+    workloads and the idle runners' long polls."""
+    names = {"minitowerd": "api", "minitower-reaper": "reaper", "minitower-runner": "runners"}
+    return ", ".join(
+        f"{label} {(after[program] - before.get(program, 0.0)) / runs * 1000:.1f}"
+        for program, label in names.items()
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=30, help="runs per latency phase (30)")
@@ -274,7 +332,9 @@ def main(argv: list[str] | None = None) -> int:
         team = Team(stack.url)
         team.deploy("trivial", {"main.py": "print('hello')\n"})
         sequential(team, 2, "default")  # warm-up: builds the venv, loads the code paths
+        before = stack.cpu()
         warm = sequential(team, args.n, "default")
+        warm_cpu = cpu_per_run(before, stack.cpu(), len(warm))
 
         def empty_cache() -> None:
             for entry in (workdir / "venvs").iterdir():
@@ -294,16 +354,19 @@ def main(argv: list[str] | None = None) -> int:
             docker_runs = sequential(team, max(3, args.n // 3), "docker")
         else:
             print(f"docker phase skipped (no engine, or no image {args.image!r})")
+        before = stack.cpu()
         batch_started = time.monotonic()
         ids = [team.submit("trivial") for _ in range(args.k)]
         submitted = time.monotonic() - batch_started
         batch = team.wait(ids, timeout=300)
+        batch_cpu = cpu_per_run(before, stack.cpu(), len(batch))
         first_queued = min(parse_time(r["queued_at"]) for r in batch)
         last_finished = max(parse_time(r["finished_at"]) for r in batch)
         span = (last_finished - first_queued).total_seconds()
         phases = stack.phases()
         print()
         report("warm", warm, phases)
+        print(f"         CPU per run, ms: {warm_cpu}")
         report("cold", cold, phases)
         if docker_runs:
             report("docker", docker_runs, phases)
@@ -316,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             f"(submitting took {submitted:.2f} s; {failed} not completed; "
             f"aim >= {AIM_THROUGHPUT:.0f}/s: {verdict})"
         )
+        print(f"         CPU per run, ms: {batch_cpu}")
     finally:
         stack.stop()
         print(f"load average after: {os.getloadavg()}")

@@ -6,6 +6,7 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -104,8 +105,10 @@ class FakeApi:
 
 
 @pytest.fixture(scope="module")
-def executor(tmp_path_factory: pytest.TempPathFactory) -> ProcessExecutor:
-    return ProcessExecutor(VenvCache(tmp_path_factory.mktemp("venvs"), uv=find_uv()))
+def executor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessExecutor]:
+    executor = ProcessExecutor(VenvCache(tmp_path_factory.mktemp("venvs"), uv=find_uv()))
+    yield executor
+    executor.close()  # its launcher, which this process would otherwise keep until it exits
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """Secrets end to end: a real API, a real runner and an app that prints its secret. The
 workload sees it in os.environ; the shipped log shows ``***``; and the value (nor its
 base64 or hex) is nowhere else: not in the database file or its WAL, the objects, any
-process's output, the runner's or the shim's /proc cmdline and environ, nor any answer
-of the API. A declared secret the environment lacks fails the run naming it."""
+process's output, the /proc cmdline and environ of the runner or its launcher, nor any
+answer of the API. A declared secret the environment lacks fails the run naming it."""
 
 import base64
 import json
@@ -59,12 +59,13 @@ def test_a_run_gets_its_secrets_and_they_leak_nowhere(stack: Stack, tmp_path: Pa
     runner = stack.runner()
     release = tmp_path / "release"
     run_id = stack.start_run("printer", input={"release": str(release)})
-    workload_pid, shim_pid = stack.pids(run_id)
+    workload_pid, launcher_pid = stack.pids(run_id)
 
-    # The workload has them; the shim and the runner do not, in environ or cmdline.
+    # The workload has them; its parent (the launcher) and the runner do not, in environ
+    # or cmdline.
     workload_env = _proc(workload_pid, "environ").split(b"\0")
     assert f"DB_URL={VALUE}".encode() in workload_env
-    for pid in (shim_pid, runner.proc.pid):
+    for pid in (launcher_pid, runner.proc.pid):
         for what in ("environ", "cmdline"):
             assert _leaks(_proc(pid, what)) == [], (pid, what)
     release.touch()

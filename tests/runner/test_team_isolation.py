@@ -332,7 +332,7 @@ time.sleep(300)
 
 def test_cancel_and_runner_death_still_stop_every_workload_process(stack: Stack) -> None:
     """Workloads under another uid are still signalled as a group on cancel, and die
-    with the runner even when it is SIGKILLed (the shim stays the runner's user)."""
+    with the runner even when it is SIGKILLed (the launcher stays the runner's user)."""
     require_root("a shared runner switches workloads to another uid")
     stack.deploy("sleeper", {"main.py": SPAWNS_A_CHILD})
     with passable_folder() as base:

@@ -1,8 +1,8 @@
 """The runner's main loop: register, long-poll for a lease, run the attempt, repeat.
 
-The loop runs on the main thread (workloads are started from it, and the kernel ties a
-workload's parent-death signal to the thread that started it). A SIGTERM or SIGINT
-begins a drain: no new leases; the current run may finish within
+The loop runs on the main thread, where the drain's signal handler can interrupt its idle
+waits (which thread starts workloads does not matter: see ``launcher.py``). A SIGTERM or
+SIGINT begins a drain: no new leases; the current run may finish within
 MINITOWER_DRAIN_TIMEOUT, after which it is stopped and not reported, so the reaper
 retries it once its lease expires.
 """

@@ -1,23 +1,16 @@
 """Runs an attempt as a local process group, in a cached venv.
 
-The entrypoint runs under the shim (see ``shim.py``) as the leader of its own process
-group: cancel and timeout signal the whole group, whatever it spawned, and the group dies
-with the runner even when the runner is SIGKILLed.
+The runner's launcher (see ``launcher.py``) forks and execs each entrypoint as the leader
+of its own process group: cancel and timeout signal the whole group, whatever it spawned,
+and the group dies with the runner even when the runner is SIGKILLed. Only the app's
+interpreter starts per run; the launcher is started once per runner.
 
-Secrets reach the workload through a pipe to the shim (``--env-fd``), not through the
-shim's own environment or command line: ``/proc/<shim>/environ`` and ``cmdline`` never
-hold them, only the workload's environment does.
-
-The kernel's parent-death signal fires when the *thread* that started the child ends,
-not the process: start workloads from a thread that lives as long as they do (the
-runner's main loop does).
+Secrets reach the workload inside its request to the launcher, over a private socket:
+no process's argv or environ holds them but the workload's own environment.
 """
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from contextlib import suppress
@@ -25,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from minitower_runner import shim
 from minitower_runner.isolation import (
     WorkloadUser,
     check_reachable,
@@ -34,27 +26,31 @@ from minitower_runner.isolation import (
     secure_runner_dirs,
     workload_user,
 )
+from minitower_runner.launcher_client import Launched, LauncherClient
 from minitower_runner.logs import split_lines
 from minitower_runner.venvs import VenvCache
 from minitower_runner.workload import Emit, RunSpec, interpreter_for, workload_environment
 
-SHIM_PATH = str(Path(shim.__file__).resolve())
-
 
 class ProcessWorkload:
     def __init__(
-        self, proc: subprocess.Popen[bytes], emit: Emit, on_exit: Callable[[], None]
+        self,
+        launched: Launched,
+        stdout: IO[bytes],
+        stderr: IO[bytes],
+        emit: Emit,
+        on_exit: Callable[[], None],
     ) -> None:
-        self._proc = proc
-        self._pgid = proc.pid  # the shim leads a new session, so its pid is the group id
-        assert proc.stdout is not None and proc.stderr is not None
+        self._pgid = launched.pid  # the workload leads a new session: its pid is the group
+        self._exited = threading.Event()
+        self._code: int | None = None
         self._readers = [
-            threading.Thread(target=self._pump, args=(proc.stdout, "stdout", emit), daemon=True),
-            threading.Thread(target=self._pump, args=(proc.stderr, "stderr", emit), daemon=True),
+            threading.Thread(target=self._pump, args=(stdout, "stdout", emit), daemon=True),
+            threading.Thread(target=self._pump, args=(stderr, "stderr", emit), daemon=True),
         ]
         for reader in self._readers:
             reader.start()
-        waiter = threading.Thread(target=self._wait_then, args=(on_exit,), daemon=True)
+        waiter = threading.Thread(target=self._wait_then, args=(launched, on_exit), daemon=True)
         waiter.start()
 
     @staticmethod
@@ -63,15 +59,13 @@ class ProcessWorkload:
             for line in split_lines(stream):
                 emit(name, line)
 
-    def _wait_then(self, on_exit: Callable[[], None]) -> None:
-        self._proc.wait()
+    def _wait_then(self, launched: Launched, on_exit: Callable[[], None]) -> None:
+        self._code = launched.wait()
+        self._exited.set()
         on_exit()
 
     def wait(self, timeout: float | None) -> int | None:
-        try:
-            return self._proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
+        return self._code if self._exited.wait(timeout) else None
 
     def _signal_group(self, signum: int) -> None:
         with suppress(ProcessLookupError, PermissionError):
@@ -95,6 +89,7 @@ class ProcessWorkload:
 class PreparedProcess:
     spec: RunSpec
     venv: Path
+    launcher: LauncherClient
     # None: the workload runs as the runner (a runner bound to one team).
     user: WorkloadUser | None = None
 
@@ -102,10 +97,8 @@ class PreparedProcess:
         spec, venv = self.spec, self.venv
         home = spec.app_dir.parent / "home"
         home.mkdir(exist_ok=True)
-        drop: list[str] = []
         if self.user is not None:
             hand_over(spec.app_dir.parent, self.user)
-            drop = ["--as", f"{self.user.uid}:{self.user.gid}:{spec.app_dir}"]
         entry = str(spec.app_dir / spec.entrypoint)
         if interpreter_for(spec.entrypoint) == "python":
             command = [str(venv / "bin" / "python"), "-u", entry]
@@ -119,45 +112,9 @@ class PreparedProcess:
         )
         env["VIRTUAL_ENV"] = str(venv)
         env["TMPDIR"] = str(home)
-        # The secrets as they ended up in the workload's environment go through the pipe.
-        piped = {k: env.pop(k) for k, v in spec.secrets.items() if env.get(k) == v}
-        env_fd: list[str] = []
-        read_end = write_end = -1
-        if piped:
-            read_end, write_end = os.pipe()
-            env_fd = ["--env-fd", str(read_end)]
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", SHIM_PATH, str(os.getpid()), *env_fd, *drop, *command],
-                # A workload user's workspace is not the runner's to enter: the shim changes
-                # into it once it has dropped to that user.
-                cwd=spec.app_dir if self.user is None else spec.app_dir.parent.parent,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                pass_fds=(read_end,) if piped else (),
-            )
-        except BaseException:
-            if piped:
-                os.close(write_end)
-            raise
-        finally:
-            if piped:
-                os.close(read_end)
-        if piped:
-            # A thread: more than a pipe's buffer (64 KiB) must not block the runner.
-            threading.Thread(
-                target=_write_all, args=(write_end, json.dumps(piped).encode()), daemon=True
-            ).start()
-        return ProcessWorkload(proc, emit, on_exit)
-
-
-def _write_all(fd: int, payload: bytes) -> None:
-    """Hand the shim its secrets; a shim that died early just never reads them."""
-    with suppress(OSError), os.fdopen(fd, "wb") as pipe:
-        pipe.write(payload)
+        user = (self.user.uid, self.user.gid) if self.user is not None else None
+        launched, stdout, stderr = self.launcher.launch(command, env, str(spec.app_dir), user)
+        return ProcessWorkload(launched, stdout, stderr, emit, on_exit)
 
 
 @dataclass(frozen=True)
@@ -176,6 +133,7 @@ class ProcessExecutor:
         self.venvs = venvs
         self._identity = identity
         self.user: WorkloadUser | None = None
+        self._launcher = LauncherClient()
 
     def bind(self, *, shared: bool) -> None:
         identity = self._identity
@@ -206,7 +164,12 @@ class ProcessExecutor:
             should_stop,
             team_id=spec.team_id,
         )
-        return PreparedProcess(spec, venv, self.user)
+        return PreparedProcess(spec, venv, self._launcher, self.user)
 
     def remove_leftovers(self) -> None:
-        """Nothing to do: the shim takes its group down with the runner."""
+        """Nothing to do: the launcher takes every workload down with the runner."""
+
+    def close(self) -> None:
+        """Stop the launcher and every workload it still runs. A runner process need not
+        call it: its exit stops the launcher."""
+        self._launcher.close()
