@@ -174,8 +174,12 @@ def test_team_a_cannot_reach_the_runner_or_team_b_on_a_shared_runner(stack: Stac
         assert "status CapEff:\t0000000000000000" in lines
         assert "status CapAmb:\t0000000000000000" in lines
         assert "status NoNewPrivs:\t1" in lines
-        # Its workspace is gone; the token file is the runner's alone.
-        assert list((data_dir / "work").iterdir()) == []
+        # Its workspace is gone (the runner removes it right after reporting the result,
+        # so it may still be going when the run reads terminal); the token file is the
+        # runner's alone.
+        work = data_dir / "work"
+        wait_for(lambda: not any(work.iterdir()), timeout=10, what=f"{work} to be emptied")
+        assert list(work.iterdir()) == []
         token_file = data_dir / "runner-token.json"
         assert token_file.stat().st_mode & 0o777 == 0o600
         assert (data_dir.stat().st_mode & 0o777, (data_dir / "work").stat().st_mode & 0o777) == (
