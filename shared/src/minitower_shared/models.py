@@ -140,7 +140,7 @@ class Run(SQLModel, table=True):
         Index("ix_run_schedule", "schedule_id", "id"),
         # Lease-time concurrency counts read only the live runs, never the history.
         Index("ix_run_live", "app_id", "environment_id", sqlite_where=_LIVE_RUN),
-        # Delayed runs become eligible in not_before order (see store.leases).
+        # Delayed runs become eligible in not_before order (see store.queue).
         Index("ix_run_delayed", "not_before", sqlite_where=_DELAYED_RUN),
     )
 
@@ -287,7 +287,7 @@ def active_attempt() -> Any:
 # The lease looks at the apps with eligible (not delayed) queued runs of the runner's
 # environment, one seek per app, and within an app walks this index in pick order
 # (priority first, then age): runs of an app at its concurrency limit, and delayed runs,
-# are never walked (see store.leases).
+# are never walked (see store.queue).
 Index(
     "ix_run_queue",
     col(Run.environment),

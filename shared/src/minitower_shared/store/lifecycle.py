@@ -12,8 +12,13 @@ transition added later cannot forget to notify.
 Written on SQLAlchemy Core: each call is a few statements, and a conditional
 ``UPDATE … RETURNING`` says what changed, with no ORM identity map to keep in step.
 A lease is live only while its attempt is active and ``lease_expires_at`` is in the
-future. Every statement checks that itself, so a runner whose lease ran out is fenced
-off even before the reaper has noticed.
+future. Every runner call's statement checks that itself, so a runner whose lease ran
+out is fenced off even before the reaper has noticed (a repeated result is answered from
+what was recorded; a cancel and the reaper act on any active attempt).
+
+Callers learn what changed from the verdicts. The statements go around the ORM session:
+a ``Run`` or ``RunAttempt`` object the session already holds is not refreshed, so read
+it again (``populate_existing``) after a call here.
 """
 
 from collections.abc import Collection, Iterable
@@ -237,7 +242,8 @@ _START_RUN = (
     )
     .values(
         status=RunStatus.RUNNING.value,
-        started_at=func.coalesce(_RUN.c.started_at, bindparam("now")),
+        # Typed here: inside coalesce the parameter would not take the column's type.
+        started_at=func.coalesce(_RUN.c.started_at, bindparam("now", type_=_RUN.c.started_at.type)),
         updated_at=bindparam("now"),
     )
     .returning(_RUN.c.id)
@@ -779,26 +785,29 @@ def cancel(session: Session, run_id: int, now: datetime) -> CancelOutcome | None
     """Idempotent; None when there is no such run. A queued run is cancelled at once; a
     leased or running one (and its attempt) moves to ``cancelling`` and its runner is told
     on its next call. Cancelling or terminal runs are left as they are."""
-    status = _execute(session, _RUN_STATUS, the_run=run_id).scalar()
-    if status is None:
-        return None
-    before = RunStatus(status)
-    if before == RunStatus.QUEUED and end_run(
-        session,
-        run_id,
-        expected={RunStatus.QUEUED},
-        status=RunStatus.CANCELLED,
-        now=now,
-        cancel_requested=True,
-        error_message="cancelled before it was leased",
-    ):
-        return CancelOutcome(before, RunStatus.CANCELLED)
-    if before not in run_sources(RunStatus.CANCELLING):
-        return CancelOutcome(before, before)
-    if (
-        _execute(session, _TO_CANCELLING, the_run=run_id, before=before.value, now=now).first()
-        is None
-    ):
-        raise RuntimeError(f"run {run_id} changed status inside its write transaction")
-    _execute(session, _ATTEMPT_TO_CANCELLING, the_run=run_id)
-    return CancelOutcome(before, RunStatus.CANCELLING)
+    # Each step is conditional on the status just read; under SQLite's write lock the
+    # first pass always settles it, elsewhere a writer in between sends us round again.
+    for _ in range(3):
+        status = _execute(session, _RUN_STATUS, the_run=run_id).scalar()
+        if status is None:
+            return None
+        before = RunStatus(status)
+        if before == RunStatus.QUEUED:
+            if end_run(
+                session,
+                run_id,
+                expected={RunStatus.QUEUED},
+                status=RunStatus.CANCELLED,
+                now=now,
+                cancel_requested=True,
+                error_message="cancelled before it was leased",
+            ):
+                return CancelOutcome(before, RunStatus.CANCELLED)
+            continue
+        if before not in run_sources(RunStatus.CANCELLING):
+            return CancelOutcome(before, before)
+        moved = _execute(session, _TO_CANCELLING, the_run=run_id, before=before.value, now=now)
+        if moved.first() is not None:
+            _execute(session, _ATTEMPT_TO_CANCELLING, the_run=run_id)
+            return CancelOutcome(before, RunStatus.CANCELLING)
+    raise RuntimeError(f"run {run_id} kept changing status while it was being cancelled")

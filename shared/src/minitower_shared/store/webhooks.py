@@ -134,7 +134,8 @@ def app_slugs(session: Session, app_ids: Iterable[int | None]) -> dict[int, str]
 # --- The outbox ---
 
 
-# Read on every run's ending (the lifecycle's hot path): built once.
+# Read on every run's ending (the lifecycle's hot path): built once, and run on the
+# connection, so a webhook added in the same session must be flushed before a run ends.
 _TEAM_WEBHOOKS = select(Webhook.id, Webhook.events, Webhook.app_id).where(
     Webhook.team_id == bindparam("the_team"), col(Webhook.enabled).is_(True)
 )
