@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from minitower_shared.migrate import upgrade_to_head
-from tests.conftest import BOOTSTRAP_TOKEN
 from tests.support.clients import TeamClient, check
 from tests.support.processes import start_api
+from tests.support.tokens import BOOTSTRAP_TOKEN
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,8 @@ from fastapi.testclient import TestClient
 
 from tests.api.helpers import expect_error
 from tests.api.maintenance_helpers import minitowerd
-from tests.conftest import REGISTRATION_TOKEN
 from tests.support.clients import RunnerClient, TeamClient, check
+from tests.support.tokens import REGISTRATION_TOKEN
 
 
 def bound_runner(client: TestClient, team: TeamClient, name: str) -> RunnerClient:

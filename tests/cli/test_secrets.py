@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import API_ENV, clean_environment
-from tests.conftest import BOOTSTRAP_TOKEN
+from tests.support.cli import API_ENV, clean_environment
 from tests.support.clients import TeamClient
 from tests.support.databases import copy_database
 from tests.support.processes import script, start_api
 from tests.support.secrets import KEY
+from tests.support.tokens import BOOTSTRAP_TOKEN
 
 pytestmark = pytest.mark.slow
 VALUE = "multi\nline-cli-secret-7c2d"

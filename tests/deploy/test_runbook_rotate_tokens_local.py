@@ -12,10 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN, make_archive
+from tests.support.archives import make_archive
 from tests.support.clients import TeamClient, check
 from tests.support.processes import LiveApi, Process, fast_runner_env, start_runner
 from tests.support.runbooks import run_step
+from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 from tests.support.waiting import wait_for
 
 SLOW_APP = (

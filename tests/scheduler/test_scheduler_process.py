@@ -19,9 +19,8 @@ from minitower_shared.clock import as_utc
 from minitower_shared.db import read_session
 from minitower_shared.models import SchedulerPass
 from minitower_shared.store import schedules as schedule_store
-from tests.scheduler.conftest import add_schedule
 from tests.support.processes import Process, spawn, start_scheduler
-from tests.support.seed import all_runs, seed_app
+from tests.support.seed import add_schedule, all_runs, seed_app
 from tests.support.waiting import wait_for
 
 SPEED = 60.0
