@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from minitower_shared.schemas import MAX_JSON_DEPTH
-from tests.api.helpers import JSON, expect_client_error, expect_error
+from tests.support.api_assertions import JSON, expect_client_error, expect_error
 from tests.support.archives import make_archive
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
 from tests.support.inprocess_api import ClientFactory, Sandbox

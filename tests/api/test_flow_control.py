@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.helpers import expect_error
+from tests.support.api_assertions import expect_error
 from tests.support.archives import HELLO_TOWERFILE, make_archive
 from tests.support.clients import RunnerClient, TeamClient, check
 from tests.support.inprocess_api import ClientFactory

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.helpers import JSON, assert_timestamps, expect_error, finish
+from tests.support.api_assertions import JSON, assert_timestamps, expect_error, finish
 from tests.support.archives import make_archive
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
 from tests.support.inprocess_api import Sandbox, ShortTtl

@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.maintenance_helpers import State, minitowerd, new_state, one_line_error
 from tests.support.archives import HELLO_TOWERFILE, make_archive
 from tests.support.clients import RunnerClient, TeamClient, check
+from tests.support.maintenance import State, minitowerd, new_state, one_line_error
 from tests.support.processes import start_api
 from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 from tests.support.volumes import small_tmpfs

@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.api.helpers import expect_error
-from tests.api.maintenance_helpers import minitowerd
+from tests.support.api_assertions import expect_error
 from tests.support.clients import RunnerClient, TeamClient, check
+from tests.support.maintenance import minitowerd
 from tests.support.tokens import REGISTRATION_TOKEN
 
 

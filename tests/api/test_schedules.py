@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.helpers import expect_error
+from tests.support.api_assertions import expect_error
 from tests.support.clients import TeamClient, check
 from tests.support.inprocess_api import ClientFactory
 from tests.support.tokens import BOOTSTRAP_TOKEN

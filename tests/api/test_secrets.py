@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from tests.api.helpers import expect_error
+from tests.support.api_assertions import expect_error
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
 from tests.support.inprocess_api import ClientFactory
 from tests.support.secrets import (

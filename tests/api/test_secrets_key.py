@@ -10,9 +10,9 @@ from pydantic import SecretStr
 
 from minitower_api.maintenance.secrets_key import startup_problem
 from minitower_shared.secret_box import SecretBox
-from tests.api.maintenance_helpers import minitowerd
 from tests.support.clients import RunnerClient, TeamClient, check
 from tests.support.inprocess_api import ClientFactory
+from tests.support.maintenance import minitowerd
 from tests.support.secrets import KEY, OTHER_KEY, put_secret, run_secrets, secrets_archive
 from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 

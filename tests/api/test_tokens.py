@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from minitower_shared.tokens import hash_token
-from tests.api.helpers import assert_timestamps, expect_error, offset_page, walk_pages
+from tests.support.api_assertions import assert_timestamps, expect_error, offset_page, walk_pages
 from tests.support.clients import RunnerClient, TeamClient, check
 from tests.support.tokens import BOOTSTRAP_TOKEN
 

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from minitower_api.settings import ApiSettings
-from tests.api.helpers import (
+from tests.support.api_assertions import (
     Member,
     assert_object_store_empty,
     assert_timestamps,

@@ -5,9 +5,9 @@ the team's runs to shared runners: a shared runner is handed nothing of the team
 
 from pathlib import Path
 
-from tests.api.maintenance_helpers import minitowerd
 from tests.support.archives import make_archive
 from tests.support.clients import RunnerClient, TeamClient, check
+from tests.support.maintenance import minitowerd
 from tests.support.processes import LiveApi, fast_runner_env
 from tests.support.runbooks import run_step
 from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
