@@ -121,17 +121,18 @@ def test_refuses_a_database_that_is_not_migrated(tmp_path: Path) -> None:
 
     bare = tmp_path / "bare.db"
     sqlite3.connect(bare).close()
+    # Both at once: each spends its time starting up.
     process = spawn(
         "minitower-scheduler", [], {"MINITOWER_DB_PATH": str(bare)}, tmp_path / "bare.log"
     )
-    assert process.proc.wait(30) == 2
-    assert "minitowerd migrate" in process.log()
     missing = spawn(
         "minitower-scheduler",
         [],
         {"MINITOWER_DB_PATH": str(tmp_path / "none.db")},
         tmp_path / "none.log",
     )
+    assert process.proc.wait(30) == 2
+    assert "minitowerd migrate" in process.log()
     assert missing.proc.wait(30) == 2
     assert "does not exist" in missing.log()
 
