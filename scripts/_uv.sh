@@ -20,4 +20,8 @@ export UV
 # (UV_SYSTEM_CERTS is what uv now calls UV_NATIVE_TLS; an old setting is honoured.)
 export UV_SYSTEM_CERTS="${UV_SYSTEM_CERTS:-${UV_NATIVE_TLS:-1}}"
 unset UV_NATIVE_TLS
-"$UV" sync --frozen --quiet
+# Compile the environment's packages to bytecode (a few seconds once, then a fraction of
+# a second): with PYTHONDONTWRITEBYTECODE set, as on some hosts, Python never caches it
+# and every process the tests start (minitowerd, the CLI, runners) compiled SQLAlchemy,
+# FastAPI and the rest again: minitowerd took 3.3 s to start instead of 1.4 s.
+"$UV" sync --frozen --quiet --compile-bytecode

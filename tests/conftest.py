@@ -1,18 +1,13 @@
-"""Fixtures shared by every test tier: temporary databases, the in-process API, a live
-API process, archives and clients that act as a team or a runner."""
+"""Fixtures and hooks shared by every test tier: temporary databases, the in-process API,
+a live API process, archives and clients that act as a team or a runner; the leftover-
+process check, the xdist locks and the docker skip. Their helpers are in tests/support."""
 
-import contextlib
-import functools
-import io
 import os
 import shutil
-import signal
-import subprocess
-import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -22,51 +17,17 @@ from minitower_api.main import create_app
 from minitower_api.settings import ApiSettings
 from minitower_shared.db import create_db_engine
 from minitower_shared.migrate import upgrade_to_head
+from tests.support.archives import HELLO_TOWERFILE, make_archive
 from tests.support.clients import RunnerClient, TeamClient
 from tests.support.databases import copy_database
+from tests.support.docker_engine import docker_available, docker_required
 from tests.support.exclusive import held
+from tests.support.leftovers import is_xdist_controller, kill_leftover_processes
 from tests.support.processes import LiveApi, start_api
-from tests.support.proctree import alive, children_of, command_line
-
-BOOTSTRAP_TOKEN = "test-bootstrap-token-0123456789"
-REGISTRATION_TOKEN = "test-registration-token-0123456789"
+from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 
 _LOCKS = pytest.StashKey[Path]()
 _WORKER_LEFTOVERS = pytest.StashKey[list[str]]()
-
-
-@functools.cache
-def _docker_available() -> bool:
-    docker = shutil.which("docker")
-    if docker is None:
-        return False
-    probe = subprocess.run([docker, "info"], capture_output=True, timeout=20, check=False)
-    return probe.returncode == 0
-
-
-def _interpreter_helper(command: str) -> bool:
-    """multiprocessing's resource tracker (or forkserver): started by the race tests'
-    process pools, it belongs to this interpreter and ends with it."""
-    return "from multiprocessing." in command
-
-
-def _leftover_processes() -> dict[int, str]:
-    """This process's children still running, killed: a process the tests started and
-    never stopped (a runner polling a dead API, say) would outlive the run."""
-    left = {
-        pid: cmd
-        for pid in children_of(os.getpid())
-        if alive(pid) and not _interpreter_helper(cmd := command_line(pid))
-    }
-    for pid in left:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return left
-
-
-def _is_xdist_controller(config: pytest.Config) -> bool:
-    """The pytest-xdist controller runs no test: its children are the workers."""
-    return config.pluginmanager.has_plugin("dsession")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -97,10 +58,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     killed). Under pytest-xdist each worker checks its own children and the controller
     fails the run on what the workers report."""
     config = session.config
-    if _is_xdist_controller(config):
+    if is_xdist_controller(config):
         lines = config.stash.get(_WORKER_LEFTOVERS, [])
     else:
-        left = _leftover_processes()
+        left = kill_leftover_processes()
         workeroutput = getattr(config, "workeroutput", None)
         if workeroutput is not None:  # an xdist worker: the controller reports them
             workeroutput["minitower_leftovers"] = sorted(left.items())
@@ -133,48 +94,11 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[object]:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Tests marked ``docker`` skip where no engine runs, except where
     MINITOWER_REQUIRE_DOCKER=1 (CI) makes a missing engine a failure."""
-    if item.get_closest_marker("docker") is None or _docker_available():
+    if item.get_closest_marker("docker") is None or docker_available():
         return
-    if os.environ.get("MINITOWER_REQUIRE_DOCKER") == "1":
+    if docker_required():
         pytest.fail("MINITOWER_REQUIRE_DOCKER=1 but no Docker engine answers `docker info`")
     pytest.skip("no Docker engine here (`docker info` fails); set up Docker to run this test")
-
-
-def docker_prerequisite_missing(message: str) -> NoReturn:
-    """An engine answers but something a docker test needs (an image) is missing: a
-    failure under MINITOWER_REQUIRE_DOCKER=1, else a skip that says what to do."""
-    if os.environ.get("MINITOWER_REQUIRE_DOCKER") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def make_archive(files: dict[str, str | bytes]) -> bytes:
-    """A .tar.gz holding ``files`` (path → content), deterministic for equal input."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, content in sorted(files.items()):
-            data = content.encode() if isinstance(content, str) else content
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o644
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-HELLO_TOWERFILE = """\
-[app]
-name = "hello"
-script = "main.py"
-
-[[parameters]]
-name = "greeting"
-default = "hello"
-
-[[parameters]]
-name = "count"
-type = "integer"
-default = 1
-"""
 
 
 @pytest.fixture

@@ -6,42 +6,27 @@ apps built with other settings over the same database (``make_client``), a deplo
 a running run, a member token, an app whose leases expire in half a second, and a
 module-wide sandbox for the many tests that only send requests the API must refuse."""
 
-import shutil
-import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, closing
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlmodel import SQLModel
 
 from minitower_api.main import create_app
 from minitower_api.settings import ApiSettings
-from minitower_shared import models  # noqa: F401 - registers the tables in the metadata
-from tests.conftest import BOOTSTRAP_TOKEN, HELLO_TOWERFILE, REGISTRATION_TOKEN, make_archive
+from tests.support.archives import HELLO_TOWERFILE, make_archive
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
-from tests.support.databases import copy_database
-
-# Long enough that a lease, a start and a heartbeat fit in it on a loaded machine, short
-# enough that expiry tests sleep well under a second.
-SHORT_TTL = 0.5
-
-ClientFactory = Callable[..., TestClient]
-
-
-def api_settings(folder: Path, template: Path) -> ApiSettings:
-    """The settings of the root conftest's ``settings``, over a copy of ``template``."""
-    return ApiSettings(
-        db_path=copy_database(template, folder),
-        objects_dir=folder / "objects",
-        bootstrap_token=BOOTSTRAP_TOKEN,  # type: ignore[arg-type]
-        runner_registration_token=REGISTRATION_TOKEN,  # type: ignore[arg-type]
-        lease_ttl=30,
-        lease_poll_interval=0.2,
-    )
+from tests.support.inprocess_api import (
+    SHORT_TTL,
+    ClientFactory,
+    Sandbox,
+    ShortTtl,
+    api_settings,
+    empty_api,
+)
+from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 
 
 @pytest.fixture(scope="session")
@@ -58,18 +43,6 @@ def session_client(session_settings: ApiSettings) -> Iterator[TestClient]:
     per engine: a new app per test would spend most of the tier's time on that."""
     with TestClient(create_app(session_settings), raise_server_exceptions=False) as client:
         yield client
-
-
-def empty_api(settings: ApiSettings) -> None:
-    """Back to a freshly migrated, empty database and an empty object store. Ids start at
-    1 again: the tables have no AUTOINCREMENT, so SQLite reuses rowids of an empty table."""
-    with closing(sqlite3.connect(settings.db_path, timeout=30)) as db, db:
-        for table in reversed(SQLModel.metadata.sorted_tables):
-            db.execute(f'DELETE FROM "{table.name}"')
-    shutil.rmtree(settings.objects_dir / "artifacts", ignore_errors=True)
-    temporary = settings.objects_dir / "tmp"  # created by the first app over these settings
-    for leftover in temporary.iterdir() if temporary.is_dir() else ():
-        leftover.unlink()
 
 
 @pytest.fixture
@@ -128,14 +101,6 @@ def member(team: TeamClient) -> TeamClient:
     return TeamClient(http=team.http, token=body["token"], team_id=team.team_id)
 
 
-@dataclass
-class ShortTtl:
-    client: TestClient
-    team: TeamClient
-    runner: RunnerClient
-    ttl: float
-
-
 @pytest.fixture
 def short_ttl(make_client: ClientFactory, hello_archive: bytes) -> ShortTtl:
     """An API whose leases live ``SHORT_TTL`` seconds, with ``hello`` deployed."""
@@ -144,27 +109,6 @@ def short_ttl(make_client: ClientFactory, hello_archive: bytes) -> ShortTtl:
     team.deploy("hello", hello_archive)
     runner = RunnerClient.register(client, "ttl-runner", REGISTRATION_TOKEN)
     return ShortTtl(client=client, team=team, runner=runner, ttl=SHORT_TTL)
-
-
-@dataclass
-class Sandbox:
-    """One API with a little of everything, shared by the tests of a module that send
-    only requests the API must refuse: those change nothing, so sharing is safe, and
-    each test checks that what it touched is as it was."""
-
-    client: TestClient
-    team: TeamClient
-    runner: RunnerClient
-    runner2: RunnerClient
-    completed: dict[str, Any]
-    completed_lease: Lease
-    running: dict[str, Any]
-    lease: Lease
-    leased: dict[str, Any]
-    lease2: Lease
-
-    def run(self, run_id: int) -> dict[str, Any]:
-        return self.team.run(run_id)
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,9 @@ from minitower_api.access import request_id_of
 from minitower_api.main import create_app
 from minitower_api.settings import ApiSettings
 from minitower_shared.logging_setup import configure_logging
-from tests.conftest import HELLO_TOWERFILE, REGISTRATION_TOKEN, make_archive
+from tests.support.archives import HELLO_TOWERFILE, make_archive
 from tests.support.clients import RunnerClient, TeamClient
+from tests.support.tokens import REGISTRATION_TOKEN
 
 GENERATED = re.compile(r"[0-9a-f]{32}")
 

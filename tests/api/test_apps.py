@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.helpers import assert_timestamps, expect_error, offset_page, walk_pages
+from tests.support.api_assertions import assert_timestamps, expect_error, offset_page, walk_pages
 from tests.support.clients import TeamClient, check
 
 APP_KEYS = {

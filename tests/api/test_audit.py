@@ -16,12 +16,12 @@ from pydantic import SecretStr
 
 from minitower_api.maintenance import prune, runner_tokens, shared_runners
 from minitower_api.settings import ApiSettings
-from tests.api.conftest import ClientFactory
-from tests.api.helpers import expect_error, walk_pages
-from tests.api.maintenance_helpers import minitowerd
-from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
+from tests.support.api_assertions import expect_error, walk_pages
 from tests.support.clients import RunnerClient, TeamClient, check
+from tests.support.inprocess_api import ClientFactory
+from tests.support.maintenance import minitowerd
 from tests.support.secrets import KEY, delete_secret, put_secret
+from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 
 AUDIT = "/api/v1/audit"
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from minitower_shared.migrate import upgrade_to_head
-from tests.conftest import BOOTSTRAP_TOKEN
 from tests.support.clients import TeamClient, check
+from tests.support.databases import copy_database
 from tests.support.processes import start_api
+from tests.support.tokens import BOOTSTRAP_TOKEN
 
 pytestmark = pytest.mark.slow
 
@@ -20,10 +20,9 @@ pytestmark = pytest.mark.slow
     ("trusted", "expected"), [("127.0.0.1", "203.0.113.7"), ("192.0.2.1", "127.0.0.1")]
 )
 def test_x_forwarded_for_counts_only_from_a_trusted_proxy(
-    tmp_path: Path, trusted: str, expected: str
+    tmp_path: Path, migrated_template: Path, trusted: str, expected: str
 ) -> None:
-    db_path = tmp_path / "db" / "minitower.db"
-    upgrade_to_head(db_path)
+    db_path = copy_database(migrated_template, tmp_path)
     env = {"MINITOWER_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN, "FORWARDED_ALLOW_IPS": trusted}
     api = start_api(tmp_path, db_path, env)
     try:

@@ -17,11 +17,12 @@ from fastapi.testclient import TestClient
 from minitower_api.main import create_app
 from minitower_api.routers import versions
 from minitower_api.settings import ApiSettings
-from tests.api.conftest import ClientFactory
-from tests.api.helpers import assert_object_store_empty, expect_error
-from tests.conftest import BOOTSTRAP_TOKEN, make_archive
 from tests.support import hostile
+from tests.support.api_assertions import assert_object_store_empty, expect_error
+from tests.support.archives import make_archive
 from tests.support.clients import TeamClient, check
+from tests.support.inprocess_api import ClientFactory
+from tests.support.tokens import BOOTSTRAP_TOKEN
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from minitower_shared.migrate import head_revision
-from tests.api.maintenance_helpers import minitowerd
+from tests.support.maintenance import minitowerd
 
 
 def test_migrate_creates_the_schema_and_is_safe_to_repeat(tmp_path: Path) -> None:

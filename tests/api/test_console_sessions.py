@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import ClientFactory
-from tests.conftest import BOOTSTRAP_TOKEN
 from tests.support.clients import check
+from tests.support.inprocess_api import ClientFactory
+from tests.support.tokens import BOOTSTRAP_TOKEN
 
 PASSWORD = "console password"
 

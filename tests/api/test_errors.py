@@ -8,10 +8,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from minitower_shared.schemas import MAX_JSON_DEPTH
-from tests.api.conftest import ClientFactory, Sandbox
-from tests.api.helpers import JSON, expect_client_error, expect_error
-from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN, make_archive
+from tests.support.api_assertions import JSON, expect_client_error, expect_error
+from tests.support.archives import make_archive
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
+from tests.support.inprocess_api import ClientFactory, Sandbox
+from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 
 BIG = str(2**70)
 INT64_OVERFLOW = str(2**63)

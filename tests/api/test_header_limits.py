@@ -3,7 +3,7 @@
 
 from fastapi.testclient import TestClient
 
-from tests.api.helpers import expect_error
+from tests.support.api_assertions import expect_error
 from tests.support.clients import TeamClient
 
 

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import Sandbox, ShortTtl
-from tests.api.helpers import JSON, assert_timestamps, expect_error, finish
-from tests.conftest import REGISTRATION_TOKEN, make_archive
+from tests.support.api_assertions import JSON, assert_timestamps, expect_error, finish
+from tests.support.archives import make_archive
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
+from tests.support.inprocess_api import Sandbox, ShortTtl
+from tests.support.tokens import REGISTRATION_TOKEN
 
 LEASE_KEYS = {
     "run_id",

@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 
 from minitower_api.main import create_app
 from minitower_api.settings import ApiSettings
-from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
 from tests.support.databases import copy_database
+from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 
 CAP = 1024
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import Sandbox, ShortTtl
-from tests.api.helpers import assert_timestamps, expect_error, finish
+from tests.support.api_assertions import assert_timestamps, expect_error, finish
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
+from tests.support.inprocess_api import Sandbox, ShortTtl
 
 
 def lines(*seqs: int, prefix: str = "line") -> list[dict[str, Any]]:

@@ -5,15 +5,15 @@ from pathlib import Path
 
 import httpx
 
-from minitower_shared.migrate import upgrade_to_head
-from tests.conftest import BOOTSTRAP_TOKEN, HELLO_TOWERFILE, REGISTRATION_TOKEN, make_archive
+from tests.support.archives import HELLO_TOWERFILE, make_archive
 from tests.support.clients import RunnerClient, TeamClient
+from tests.support.databases import copy_database
 from tests.support.processes import start_api
+from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 
 
-def test_a_runner_that_hung_up_is_not_handed_a_run(tmp_path: Path) -> None:
-    db_path = tmp_path / "db" / "minitower.db"
-    upgrade_to_head(db_path)
+def test_a_runner_that_hung_up_is_not_handed_a_run(tmp_path: Path, migrated_template: Path) -> None:
+    db_path = copy_database(migrated_template, tmp_path)
     api = start_api(
         tmp_path,
         db_path,

@@ -12,11 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.maintenance_helpers import State, minitowerd, new_state, one_line_error
-from tests.conftest import BOOTSTRAP_TOKEN, HELLO_TOWERFILE, REGISTRATION_TOKEN, make_archive
+from tests.support.archives import HELLO_TOWERFILE, make_archive
 from tests.support.clients import RunnerClient, TeamClient, check
+from tests.support.maintenance import State, minitowerd, new_state, one_line_error
 from tests.support.processes import start_api
+from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 from tests.support.volumes import small_tmpfs
+from tests.support.waiting import wait_for
 
 
 class RunCreator(threading.Thread):
@@ -89,10 +91,21 @@ def test_backup_under_write_load_holds_every_acknowledged_run(
         creator, writer = RunCreator(api.url, team.token), LogWriter(api.url)
         creator.start()
         writer.start()
-        time.sleep(1.5)  # a few hundred runs and log batches first
+        # Runs and log batches first, twice what the assertions below need.
+        wait_for(
+            lambda: len(creator.acked) > 100 and writer.finished > 20,
+            timeout=60,
+            what="a hundred runs and twenty finished runs before the backup",
+        )
         started = time.monotonic()
         done = minitowerd("backup", str(tmp_path / "backup"), env=state.env, cwd=tmp_path)
-        time.sleep(0.5)  # and writes after it
+        # And writes after it.
+        ended, finished = time.monotonic(), writer.finished
+        wait_for(
+            lambda: creator.acked[-1][0] > ended and writer.finished > finished,
+            timeout=30,
+            what="a run created and a run finished after the backup",
+        )
         creator.stop.set()
         writer.stop.set()
         creator.join(30)

@@ -7,7 +7,7 @@ import re
 import time
 from pathlib import Path
 
-from tests.api.maintenance_helpers import State, minitowerd, new_state
+from tests.support.maintenance import State, minitowerd, new_state
 from tests.support.processes import BIN
 from tests.support.runbooks import run_step
 

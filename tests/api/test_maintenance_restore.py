@@ -6,10 +6,10 @@ import json
 import os
 from pathlib import Path
 
-from tests.api.maintenance_helpers import State, minitowerd, new_state, one_line_error
-from tests.conftest import BOOTSTRAP_TOKEN
+from tests.support.maintenance import State, minitowerd, new_state, one_line_error
 from tests.support.processes import BIN, start_api
 from tests.support.runbooks import run_step
+from tests.support.tokens import BOOTSTRAP_TOKEN
 
 
 def local_env(state: State, backups: Path) -> dict[str, str]:

@@ -17,9 +17,9 @@ from minitower_shared.clock import utcnow
 from minitower_shared.db import create_db_engine, write_session
 from minitower_shared.store import reaper_passes as pass_store
 from minitower_shared.store.reaper_passes import PassWork
-from tests.api.conftest import ClientFactory
-from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 from tests.support.clients import RunnerClient, TeamClient, check
+from tests.support.inprocess_api import ClientFactory
+from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 
 METRICS_TOKEN = "metrics-token-0123456789"
 

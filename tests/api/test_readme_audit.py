@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.cli.conftest import clean_environment
 from tests.support import readme
+from tests.support.cli import clean_environment
 from tests.support.clients import check
 from tests.support.processes import script
 

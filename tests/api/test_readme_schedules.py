@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from minitower_shared.towerfile import parse_towerfile
-from tests.conftest import make_archive
 from tests.support import readme
+from tests.support.archives import make_archive
 from tests.support.clients import check
 
 pytestmark = pytest.mark.slow

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import HELLO_TOWERFILE, make_archive
 from tests.support import readme
+from tests.support.archives import HELLO_TOWERFILE, make_archive
 from tests.support.clients import check
 
 pytestmark = pytest.mark.slow

@@ -6,10 +6,10 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.api.helpers import expect_error
-from tests.api.maintenance_helpers import minitowerd
-from tests.conftest import REGISTRATION_TOKEN
+from tests.support.api_assertions import expect_error
 from tests.support.clients import RunnerClient, TeamClient, check
+from tests.support.maintenance import minitowerd
+from tests.support.tokens import REGISTRATION_TOKEN
 
 
 def bound_runner(client: TestClient, team: TeamClient, name: str) -> RunnerClient:

@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 from fastapi.testclient import TestClient
 
-from tests.api.helpers import assert_timestamps, expect_error
-from tests.conftest import REGISTRATION_TOKEN
+from tests.support.api_assertions import assert_timestamps, expect_error
 from tests.support.clients import RunnerClient, TeamClient, check
+from tests.support.tokens import REGISTRATION_TOKEN
 
 PATH = "/api/v1/runner-registration-tokens"
 

@@ -5,10 +5,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import ClientFactory
-from tests.api.helpers import assert_timestamps, expect_error, offset_page, walk_pages
-from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
+from tests.support.api_assertions import assert_timestamps, expect_error, offset_page, walk_pages
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
+from tests.support.inprocess_api import ClientFactory
+from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 
 PATH = "/api/v1/runners/register"
 

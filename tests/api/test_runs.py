@@ -8,10 +8,17 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import Sandbox
-from tests.api.helpers import JSON, assert_timestamps, expect_error, finish, offset_page, walk_pages
-from tests.conftest import make_archive
+from tests.support.api_assertions import (
+    JSON,
+    assert_timestamps,
+    expect_error,
+    finish,
+    offset_page,
+    walk_pages,
+)
+from tests.support.archives import make_archive
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
+from tests.support.inprocess_api import Sandbox
 
 RUN_KEYS = {
     "run_id",

@@ -5,8 +5,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.api.helpers import expect_error, finish
-from tests.conftest import HELLO_TOWERFILE, make_archive
+from tests.support.api_assertions import expect_error, finish
+from tests.support.archives import HELLO_TOWERFILE, make_archive
 from tests.support.clients import RunnerClient, TeamClient, check
 
 

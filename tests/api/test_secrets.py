@@ -11,10 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from tests.api.conftest import ClientFactory
-from tests.api.helpers import expect_error
-from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
+from tests.support.api_assertions import expect_error
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
+from tests.support.inprocess_api import ClientFactory
 from tests.support.secrets import (
     KEY,
     OTHER_KEY,
@@ -23,6 +22,7 @@ from tests.support.secrets import (
     run_secrets,
     secrets_archive,
 )
+from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 
 DB_URL = "postgres://app:s3cr3t-Pa55@db/app"
 API_KEY = "sk-live-0123456789abcdef"
@@ -309,7 +309,7 @@ def test_an_app_without_declared_secrets_gets_none(
 
 
 def test_a_towerfile_with_a_bad_secret_name_is_refused(acme: TeamClient) -> None:
-    from tests.conftest import make_archive
+    from tests.support.archives import make_archive
 
     towerfile = '[app]\nname = "vault"\nscript = "main.py"\nsecrets = ["MINITOWER_X"]\n'
     acme.create_app("vault")

@@ -10,11 +10,11 @@ from pydantic import SecretStr
 
 from minitower_api.maintenance.secrets_key import startup_problem
 from minitower_shared.secret_box import SecretBox
-from tests.api.conftest import ClientFactory
-from tests.api.maintenance_helpers import minitowerd
-from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 from tests.support.clients import RunnerClient, TeamClient, check
+from tests.support.inprocess_api import ClientFactory
+from tests.support.maintenance import minitowerd
 from tests.support.secrets import KEY, OTHER_KEY, put_secret, run_secrets, secrets_archive
+from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 
 VALUES = {"DB_URL": "postgres://rotate-me@db/app", "API_KEY": "sk-rotate-0123456789"}
 

@@ -17,10 +17,10 @@ from sqlalchemy import Engine, event, text
 from minitower_api.errors import install_error_handlers
 from minitower_api.storage_errors import RETRY_AFTER_SECONDS
 from minitower_shared.db import create_db_engine, write_session
-from tests.api.conftest import ClientFactory
-from tests.api.helpers import expect_error
-from tests.conftest import BOOTSTRAP_TOKEN
+from tests.support.api_assertions import expect_error
 from tests.support.clients import TeamClient, check
+from tests.support.inprocess_api import ClientFactory
+from tests.support.tokens import BOOTSTRAP_TOKEN
 
 
 def test_a_lock_held_past_the_busy_timeout_answers_503_then_the_api_recovers(

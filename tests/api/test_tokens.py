@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from minitower_shared.tokens import hash_token
-from tests.api.helpers import assert_timestamps, expect_error, offset_page, walk_pages
-from tests.conftest import BOOTSTRAP_TOKEN
+from tests.support.api_assertions import assert_timestamps, expect_error, offset_page, walk_pages
 from tests.support.clients import RunnerClient, TeamClient, check
+from tests.support.tokens import BOOTSTRAP_TOKEN
 
 TOKEN_KEYS = {"token_id", "name", "role", "created_at", "last_used_at", "revoked_at"}
 

@@ -13,8 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from minitower_api.settings import ApiSettings
-from tests.api.conftest import ClientFactory
-from tests.api.helpers import (
+from tests.support.api_assertions import (
     Member,
     assert_object_store_empty,
     assert_timestamps,
@@ -24,8 +23,10 @@ from tests.api.helpers import (
     offset_page,
     walk_pages,
 )
-from tests.conftest import BOOTSTRAP_TOKEN, HELLO_TOWERFILE, make_archive
+from tests.support.archives import HELLO_TOWERFILE, make_archive
 from tests.support.clients import TeamClient, check
+from tests.support.inprocess_api import ClientFactory
+from tests.support.tokens import BOOTSTRAP_TOKEN
 
 VERSION_KEYS = {
     "version_id",

@@ -5,10 +5,10 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import ClientFactory
-from tests.api.helpers import expect_error
-from tests.conftest import BOOTSTRAP_TOKEN
+from tests.support.api_assertions import expect_error
 from tests.support.clients import TeamClient, check
+from tests.support.inprocess_api import ClientFactory
+from tests.support.tokens import BOOTSTRAP_TOKEN
 
 BASE = "/api/v1/webhooks"
 PUBLIC_KEYS = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cli.conftest import CliStack
+from tests.support.cli import CliStack
 from tests.support.clients import check
 
 pytestmark = pytest.mark.slow

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cli.conftest import EXAMPLES, Cli, clean_environment
+from tests.support.cli import EXAMPLES, Cli, clean_environment
 from tests.support.processes import free_port, script
 from tests.support.proctree import alive, children_of, command_line, wait_gone
 from tests.support.waiting import wait_for

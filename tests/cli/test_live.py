@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli.conftest import EXAMPLES, Cli, CliStack, Result, finish, write_app
+from tests.support.cli import EXAMPLES, Cli, CliStack, Result, finish, write_app
 from tests.support.clients import check
 from tests.support.processes import free_port
 from tests.support.waiting import wait_for

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import Cli, write_app
+from tests.support.cli import Cli, write_app
 
 pytestmark = pytest.mark.slow
 

@@ -3,42 +3,53 @@ prints it back, and errors about it never quote it; against a live API."""
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import API_ENV, clean_environment
-from tests.conftest import BOOTSTRAP_TOKEN
+from tests.support.cli import API_ENV, clean_environment
 from tests.support.clients import TeamClient
 from tests.support.databases import copy_database
-from tests.support.processes import script, start_api
+from tests.support.processes import LiveApi, script, start_api
 from tests.support.secrets import KEY
+from tests.support.tokens import BOOTSTRAP_TOKEN
 
 pytestmark = pytest.mark.slow
 VALUE = "multi\nline-cli-secret-7c2d"
 
 
-@pytest.fixture
-def env(tmp_path: Path, migrated_template: Path) -> Iterator[dict[str, str]]:
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory, migrated_template: Path) -> Iterator[LiveApi]:
+    """One API with a secrets key for the module: each test has a team of its own."""
+    folder = tmp_path_factory.mktemp("cli-secrets")
     api = start_api(
-        tmp_path,
-        copy_database(migrated_template, tmp_path),
+        folder,
+        copy_database(migrated_template, folder),
         {**API_ENV, "MINITOWER_SECRETS_KEY": KEY},
     )
-    home = tmp_path / "home"
-    home.mkdir()
     try:
-        with api.client() as http:
-            team = TeamClient.bootstrap(http, "cli-team", BOOTSTRAP_TOKEN)
-        yield {
-            **clean_environment(home),
-            "MINITOWER_SERVER_URL": api.url,
-            "MINITOWER_API_TOKEN": team.token,
-        }
+        yield api
     finally:
         api.stop()
+
+
+_teams = itertools.count(1)
+
+
+@pytest.fixture
+def env(api: LiveApi, tmp_path: Path) -> dict[str, str]:
+    home = tmp_path / "home"
+    home.mkdir()
+    with api.client() as http:
+        team = TeamClient.bootstrap(http, f"cli-team-{next(_teams)}", BOOTSTRAP_TOKEN)
+    return {
+        **clean_environment(home),
+        "MINITOWER_SERVER_URL": api.url,
+        "MINITOWER_API_TOKEN": team.token,
+    }
 
 
 def minitower(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

@@ -4,49 +4,25 @@ the CLI, and Debian's chromium driven by Playwright."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
-from tests.cli.conftest import API_ENV, Cli, clean_environment
-from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 from tests.support.browser import LAUNCH_ARGS, require_chromium
+from tests.support.cli import API_ENV, Cli, clean_environment
 from tests.support.clients import TeamClient, check
-from tests.support.databases import copy_database
-from tests.support.processes import (
-    LiveApi,
-    Process,
-    fast_runner_env,
-    start_api,
-    start_reaper,
-    start_runner,
+from tests.support.console import (
+    PASSWORD,
+    TEAM,
+    VIEWPORT,
+    ConsoleStack,
+    sign_in_with_password,
 )
-
-PASSWORD = "console-password-1"
-TEAM = "console-team"
-VIEWPORT = {"width": 1280, "height": 900}
-# Long enough for a first run to build its venv on a loaded machine.
-RUN_TIMEOUT_MS = 90_000
-
-
-@dataclass
-class ConsoleStack:
-    api: LiveApi
-    http: httpx.Client
-    team: TeamClient
-    cli: Cli
-    workdir: Path
-    processes: list[Process] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return self.api.url
+from tests.support.databases import copy_database
+from tests.support.processes import fast_runner_env, start_api, start_reaper, start_runner
+from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 
 
 @pytest.fixture(scope="module")
@@ -125,28 +101,7 @@ def page(context: BrowserContext) -> Page:
     return context.new_page()
 
 
-def sign_in_with_password(page: Page, slug: str = TEAM, password: str = PASSWORD) -> None:
-    page.goto("/signin")
-    page.get_by_label("Team", exact=True).fill(slug)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in", exact=True).click()
-    page.wait_for_url(re.compile(r"/$"))
-
-
-def sign_in_with_token(page: Page, token: str) -> None:
-    page.goto("/signin")
-    page.get_by_label("Team token").fill(token)
-    page.get_by_role("button", name="Sign in with token").click()
-
-
 @pytest.fixture
 def signed_in(page: Page) -> Page:
     sign_in_with_password(page)
     return page
-
-
-def member_token(team: TeamClient) -> str:
-    body: dict[str, Any] = check(
-        team.post("/api/v1/tokens", json={"name": "member", "role": "member"}), 201
-    )
-    return str(body["token"])

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.cli.conftest import EXAMPLES, write_app
-from tests.conftest import BOOTSTRAP_TOKEN
-from tests.console.conftest import (
+from tests.support.cli import EXAMPLES, write_app
+from tests.support.clients import TeamClient, check
+from tests.support.console import (
     RUN_TIMEOUT_MS,
     TEAM,
     VIEWPORT,
@@ -21,7 +21,7 @@ from tests.console.conftest import (
     sign_in_with_password,
     sign_in_with_token,
 )
-from tests.support.clients import TeamClient, check
+from tests.support.tokens import BOOTSTRAP_TOKEN
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow

@@ -12,12 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
-from tests.conftest import make_archive as archive_of
+from tests.support.archives import make_archive as archive_of
 from tests.support.clients import TeamClient, check
 from tests.support.databases import copy_database
 from tests.support.processes import LiveApi, start_api
 from tests.support.runbooks import run_step
+from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 from tests.support.volumes import small_tmpfs
 
 VOLUME_BYTES = 1024 * 1024

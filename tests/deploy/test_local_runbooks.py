@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import make_archive
+from tests.support.archives import make_archive
 from tests.support.clients import TeamClient
 from tests.support.processes import fast_runner_env, start_api, start_reaper, start_runner
 from tests.support.runbooks import run_step

@@ -13,9 +13,10 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import REGISTRATION_TOKEN, docker_prerequisite_missing
 from tests.support.clients import RunnerClient, TeamClient, check
+from tests.support.docker_engine import docker_prerequisite_missing
 from tests.support.processes import LiveApi, spawn
+from tests.support.tokens import REGISTRATION_TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "deploy" / "prometheus"

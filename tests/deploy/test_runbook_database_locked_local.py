@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from minitower_shared.migrate import head_revision
-from tests.conftest import BOOTSTRAP_TOKEN
 from tests.support.clients import TeamClient, check
 from tests.support.processes import LiveApi
 from tests.support.runbooks import run_step
+from tests.support.tokens import BOOTSTRAP_TOKEN
 
 
 @pytest.fixture

@@ -12,10 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN, make_archive
+from tests.support.archives import make_archive
 from tests.support.clients import TeamClient, check
 from tests.support.processes import LiveApi, Process, fast_runner_env, start_runner
 from tests.support.runbooks import run_step
+from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 from tests.support.waiting import wait_for
 
 SLOW_APP = (
@@ -54,8 +55,11 @@ def local(tmp_path: Path, make_live_api: Callable[[dict[str, str]], LiveApi]) ->
         state = Local(api=api, runner=runner, team=team, workdir=tmp_path, runner_env=runner_env)
         yield state
     finally:
-        # A test may put a new runner in the first one's place: stop whichever runs now.
-        (state.runner if state is not None else runner).stop(timeout=20)
+        # A test may put a new runner in the first one's place: stop both (stopping a
+        # runner that has ended already does nothing).
+        runner.stop(timeout=20)
+        if state is not None:
+            state.runner.stop(timeout=20)
         http.close()
 
 

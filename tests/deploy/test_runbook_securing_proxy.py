@@ -17,15 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import (
-    BOOTSTRAP_TOKEN,
-    REGISTRATION_TOKEN,
-    docker_prerequisite_missing,
-    make_archive,
-)
+from tests.support.archives import make_archive
 from tests.support.clients import TeamClient, check
+from tests.support.docker_engine import docker_prerequisite_missing
 from tests.support.processes import LiveApi, fast_runner_env, free_port, start_runner
 from tests.support.runbooks import run_step
+from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 from tests.support.waiting import wait_for
 
 STREAMING_APP = (

@@ -5,11 +5,12 @@ the team's runs to shared runners: a shared runner is handed nothing of the team
 
 from pathlib import Path
 
-from tests.api.maintenance_helpers import minitowerd
-from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN, make_archive
+from tests.support.archives import make_archive
 from tests.support.clients import RunnerClient, TeamClient, check
+from tests.support.maintenance import minitowerd
 from tests.support.processes import LiveApi, fast_runner_env
 from tests.support.runbooks import run_step
+from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 
 HELLO = make_archive(
     {"Towerfile": '[app]\nname = "hello"\nscript = "main.py"\n', "main.py": "print('hi')\n"}

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 from tests.support.clients import RunnerClient, TeamClient, check
 from tests.support.processes import LiveApi, start_reaper
 from tests.support.runbooks import run_step
+from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 from tests.support.webhook_receiver import webhook_receiver
 
 pytestmark = pytest.mark.slow

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import Stack, bring_up, tear_down
 from tests.support.clients import TeamClient
+from tests.support.compose_stack import Stack, bring_up, tear_down
 from tests.support.processes import BIN
 from tests.support.runbooks import run_step
 

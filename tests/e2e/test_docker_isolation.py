@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import Stack, bring_up, tear_down
+from tests.support.compose_stack import Stack, bring_up, tear_down
 
 # One compose stack test at a time (under pytest-xdist): each drives a whole stack on
 # timings of seconds (leases, heartbeats), which a second one beside it would crowd.

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import Stack, bring_up, no_restart, tear_down
+from tests.support.compose_stack import Stack, bring_up, no_restart, tear_down
 from tests.support.runbooks import run_step
 from tests.support.waiting import wait_for
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ROOT
+from tests.support.compose_stack import ROOT
 from tests.support.processes import free_port
 from tests.support.runbooks import run_step
 from tests.support.waiting import wait_for

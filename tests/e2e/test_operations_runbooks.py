@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import REGISTRATION_TOKEN, Stack, bring_up, tear_down
+from tests.support.compose_stack import REGISTRATION_TOKEN, Stack, bring_up, tear_down
 from tests.support.processes import log_events
 from tests.support.runbooks import run_step
 from tests.support.waiting import wait_for

@@ -3,9 +3,9 @@ scale the runners, take it down and up again without losing anything."""
 
 import pytest
 
-from tests.conftest import make_archive
-from tests.e2e.conftest import BOOTSTRAP_TOKEN, Stack
+from tests.support.archives import make_archive
 from tests.support.clients import TeamClient, check
+from tests.support.compose_stack import BOOTSTRAP_TOKEN, Stack
 from tests.support.waiting import wait_for
 
 # One compose stack test at a time (under pytest-xdist): each drives a whole stack on

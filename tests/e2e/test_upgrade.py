@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Stack, bring_up, tear_down
 from tests.support.clients import check
+from tests.support.compose_stack import Stack, bring_up, tear_down
 from tests.support.runbooks import run_step
 from tests.support.waiting import wait_for
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from minitower_shared.migrate import upgrade_to_head
-from tests.conftest import BOOTSTRAP_TOKEN
 from tests.support import hostile
 from tests.support.processes import LiveApi, start_api
+from tests.support.tokens import BOOTSTRAP_TOKEN
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
-from tests.conftest import BOOTSTRAP_TOKEN, HELLO_TOWERFILE, REGISTRATION_TOKEN, make_archive
+from tests.support.archives import HELLO_TOWERFILE, make_archive
 from tests.support.clients import RunnerClient, TeamClient, check
 from tests.support.processes import LiveApi
 from tests.support.slow_clients import (
@@ -30,6 +30,7 @@ from tests.support.slow_clients import (
     stream_huge_header,
     timings,
 )
+from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow

@@ -22,12 +22,12 @@ from minitower_shared.clock import utcnow
 from minitower_shared.db import read_session
 from minitower_shared.models import ReaperPass, RunAttempt
 from minitower_shared.states import ACTIVE_ATTEMPT_STATUSES, AttemptStatus, RunStatus
-from tests.conftest import REGISTRATION_TOKEN
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
 from tests.support.concurrency import ResponseLog, run_in_threads
 from tests.support.invariants import history_problems, snapshot
 from tests.support.processes import LiveApi, Process, spawn, start_reaper
 from tests.support.seed import add_runner, get_run, must_lease, queue_runs, seed_app
+from tests.support.tokens import REGISTRATION_TOKEN
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 from tests.support.clients import RunnerClient, TeamClient, check
 from tests.support.processes import LiveApi, start_reaper
+from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 from tests.support.webhook_receiver import webhook_receiver
 
 pytestmark = pytest.mark.slow

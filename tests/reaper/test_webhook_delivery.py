@@ -16,8 +16,8 @@ from sqlalchemy import Engine
 from minitower_api.main import create_app
 from minitower_api.settings import ApiSettings
 from minitower_shared.db import create_db_engine
-from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 from tests.support.clients import RunnerClient, TeamClient, check
+from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 from tests.support.webhook_receiver import webhook_receiver
 from tests.support.webhooks import delivery_loop, fast_policy, readme_verify
 

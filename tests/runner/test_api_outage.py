@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tests.runner.conftest import Stack, assert_no_traceback
+from tests.support.runner_stack import Stack, assert_no_traceback
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ from minitower_runner.settings import RunnerSettings
 from minitower_runner.venvs import VenvCache, find_uv
 from minitower_shared.clock import rfc3339
 from minitower_shared.schemas import LeaseGranted
-from tests.conftest import make_archive
+from tests.support.archives import make_archive
 from tests.support.proctree import alive
 from tests.support.waiting import wait_for
 

@@ -3,9 +3,9 @@ then SIGKILL; the run ends cancelled, or failed with a message naming the timeou
 
 import pytest
 
-from tests.runner.conftest import Stack
 from tests.support.clients import check
 from tests.support.proctree import alive
+from tests.support.runner_stack import Stack
 
 pytestmark = pytest.mark.slow
 

@@ -25,10 +25,10 @@ import docker
 import pytest
 from docker.errors import NotFound
 
-from tests.conftest import docker_prerequisite_missing
-from tests.runner.conftest import Stack
 from tests.support.clients import check
+from tests.support.docker_engine import docker_prerequisite_missing
 from tests.support.processes import Process
+from tests.support.runner_stack import Stack
 from tests.support.secrets import KEY, put_secret
 from tests.support.waiting import wait_for
 

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from tests.conftest import HELLO_TOWERFILE, make_archive
-from tests.runner.conftest import Stack, assert_no_traceback
+from tests.support.archives import HELLO_TOWERFILE, make_archive
 from tests.support.clients import check
+from tests.support.runner_stack import Stack, assert_no_traceback
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.runner.conftest import Stack
 from tests.support.proctree import alive
+from tests.support.runner_stack import Stack
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.runner.conftest import Stack, assert_no_traceback
 from tests.support.clients import RunnerClient
 from tests.support.processes import script
 from tests.support.proctree import alive
+from tests.support.runner_stack import Stack, assert_no_traceback
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.runner.conftest import Stack
 from tests.support.clients import check
+from tests.support.runner_stack import Stack
 from tests.support.secrets import KEY, put_secret
 from tests.support.waiting import wait_for
 

@@ -3,7 +3,7 @@ and the API's lines by its ids (``run_id``, ``attempt_no``, the runner's request
 
 import pytest
 
-from tests.runner.conftest import Stack
+from tests.support.runner_stack import Stack
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow

@@ -16,12 +16,13 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import BOOTSTRAP_TOKEN
-from tests.runner.conftest import Stack, app_archive
+from tests.support.archives import app_archive
 from tests.support.clients import RunnerClient, TeamClient, check
 from tests.support.privileges import passable_folder, require_root, workload_python
 from tests.support.processes import Process, script, start_runner
 from tests.support.proctree import alive
+from tests.support.runner_stack import Stack
+from tests.support.tokens import BOOTSTRAP_TOKEN
 from tests.support.waiting import wait_for
 
 VICTIM = """\

@@ -17,7 +17,7 @@ from minitower_runner.venvs import (
     VenvCache,
     find_uv,
 )
-from tests.runner.conftest import Stack
+from tests.support.runner_stack import Stack
 from tests.support.wheels import make_wheel
 
 OFFLINE = "MINITOWER_PIP_NO_INDEX"

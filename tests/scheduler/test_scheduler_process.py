@@ -19,9 +19,8 @@ from minitower_shared.clock import as_utc
 from minitower_shared.db import read_session
 from minitower_shared.models import SchedulerPass
 from minitower_shared.store import schedules as schedule_store
-from tests.scheduler.conftest import add_schedule
 from tests.support.processes import Process, spawn, start_scheduler
-from tests.support.seed import all_runs, seed_app
+from tests.support.seed import add_schedule, all_runs, seed_app
 from tests.support.waiting import wait_for
 
 SPEED = 60.0
@@ -122,17 +121,18 @@ def test_refuses_a_database_that_is_not_migrated(tmp_path: Path) -> None:
 
     bare = tmp_path / "bare.db"
     sqlite3.connect(bare).close()
+    # Both at once: each spends its time starting up.
     process = spawn(
         "minitower-scheduler", [], {"MINITOWER_DB_PATH": str(bare)}, tmp_path / "bare.log"
     )
-    assert process.proc.wait(30) == 2
-    assert "minitowerd migrate" in process.log()
     missing = spawn(
         "minitower-scheduler",
         [],
         {"MINITOWER_DB_PATH": str(tmp_path / "none.db")},
         tmp_path / "none.log",
     )
+    assert process.proc.wait(30) == 2
+    assert "minitowerd migrate" in process.log()
     assert missing.proc.wait(30) == 2
     assert "does not exist" in missing.log()
 

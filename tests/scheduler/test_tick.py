@@ -14,8 +14,16 @@ from minitower_shared.db import read_session, write_session
 from minitower_shared.models import Schedule
 from minitower_shared.states import AttemptStatus, RunStatus
 from minitower_shared.store import schedules as schedule_store
-from tests.scheduler.conftest import add_schedule
-from tests.support.seed import Seeded, add_runner, all_runs, finish, lease, must_lease, start
+from tests.support.seed import (
+    Seeded,
+    add_runner,
+    add_schedule,
+    all_runs,
+    finish,
+    lease,
+    must_lease,
+    start,
+)
 
 T0 = datetime(2026, 6, 1, 12, 0, 30, tzinfo=UTC)
 GRACE = timedelta(seconds=60)

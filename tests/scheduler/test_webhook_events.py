@@ -11,8 +11,7 @@ from minitower_shared.clock import utcnow
 from minitower_shared.db import read_session, write_session
 from minitower_shared.models import WebhookDelivery, WebhookEvent
 from minitower_shared.store import webhooks as webhook_store
-from tests.scheduler.conftest import add_schedule
-from tests.support.seed import Seeded, add_runner, must_lease
+from tests.support.seed import Seeded, add_runner, add_schedule, must_lease
 
 T0 = datetime(2026, 6, 1, 12, 0, 30, tzinfo=UTC)
 

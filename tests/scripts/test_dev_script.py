@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import Cli, clean_environment
+from tests.support.cli import Cli, clean_environment
 from tests.support.processes import free_port
 from tests.support.proctree import alive, children_of, command_line, wait_gone
 from tests.support.waiting import wait_for

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import HELLO_TOWERFILE, make_archive
+from tests.support.archives import HELLO_TOWERFILE, make_archive
 from tests.support.clients import TeamClient
 from tests.support.processes import free_port
 from tests.support.proctree import children_of, wait_gone

@@ -19,7 +19,6 @@ from minitower_shared.db import create_db_engine, write_session
 from minitower_shared.models import Run
 from minitower_shared.states import AttemptStatus, RunStatus
 from minitower_shared.store import lifecycle
-from tests.conftest import REGISTRATION_TOKEN
 from tests.support.clients import RunnerClient, TeamClient, check
 from tests.support.concurrency import ResponseLog, run_in_threads
 from tests.support.invariants import history_problems
@@ -35,6 +34,7 @@ from tests.support.seed import (
     queue_runs,
     start,
 )
+from tests.support.tokens import REGISTRATION_TOKEN
 
 ITERATIONS = 50
 HTTP_ITERATIONS = 10

@@ -21,13 +21,13 @@ from sqlalchemy import Engine
 
 from minitower_shared.db import create_db_engine
 from minitower_shared.states import AttemptStatus, RunStatus
-from tests.conftest import REGISTRATION_TOKEN
 from tests.support.clients import RunnerClient, TeamClient, check
 from tests.support.concurrency import ResponseLog, Watch, run_in_threads
 from tests.support.invariants import history_problems, snapshot
 from tests.support.processes import LiveApi
 from tests.support.race_workers import lease_worker
 from tests.support.seed import doubly_active, load_app, queue_runs, seed_app
+from tests.support.tokens import REGISTRATION_TOKEN
 
 PROCESSES = 8
 PROCESS_RUNS = 300

@@ -8,9 +8,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from minitower_shared.migrate import upgrade_to_head
-from tests.conftest import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 from tests.support.clients import TeamClient
 from tests.support.processes import start_api
+from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

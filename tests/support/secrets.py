@@ -5,7 +5,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import make_archive
+from tests.support.archives import make_archive
 from tests.support.clients import Lease, RunnerClient, TeamClient
 
 # Fixed keys (Fernet.generate_key() output): tests must not depend on randomness here.

@@ -22,6 +22,7 @@ from minitower_shared.store import apps as app_store
 from minitower_shared.store import lifecycle
 from minitower_shared.store import runners as runner_store
 from minitower_shared.store import runs as run_store
+from minitower_shared.store import schedules as schedule_store
 from minitower_shared.store import teams as team_store
 from minitower_shared.store.lifecycle import Granted, LeaseKey, Refusal, Refused
 from minitower_shared.tokens import LEASE_TOKEN_PREFIX, RUNNER_TOKEN_PREFIX, hash_token, new_token
@@ -227,6 +228,31 @@ def cancel(engine: Engine, run_id: int, *, now: datetime | None = None) -> None:
 def expire_stale(engine: Engine, now: datetime) -> list[tuple[int, RunStatus]]:
     with write_session(engine) as session:
         return lifecycle.expire_stale(session, now)
+
+
+def add_schedule(
+    engine: Engine, app: App, *, now: datetime, retry: dict[str, Any] | None = None, **fields: Any
+) -> int:
+    """A schedule of ``app`` made as the API makes one (every minute, UTC, enabled,
+    unless ``fields`` say otherwise); its id."""
+    base: dict[str, Any] = {
+        "name": "",
+        "cron": "* * * * *",
+        "timezone": "UTC",
+        "input": {},
+        "version_no": None,
+        "environment": "default",
+        "priority": 0,
+        "overlap": "allow",
+        "catchup": "none",
+        "enabled": True,
+    }
+    with write_session(engine) as session:
+        schedule = schedule_store.create_schedule(
+            session, app=app, fields={**base, **fields}, retry=retry or {}, now=now
+        )
+        assert schedule is not None and schedule.id is not None
+        return schedule.id
 
 
 def get_run(engine: Engine, run_id: int) -> Run:

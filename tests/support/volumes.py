@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.conftest import docker_prerequisite_missing
+from tests.support.docker_engine import docker_prerequisite_missing
 
 
 @contextmanager
