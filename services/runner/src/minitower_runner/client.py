@@ -102,9 +102,8 @@ class LeaseClock:
 
     @classmethod
     def from_answer(
-        cls, expires_at: str, response: httpx.Response, received_at: float
+        cls, expires: datetime, response: httpx.Response, received_at: float
     ) -> "LeaseClock":
-        expires = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
         server_now: datetime | None = None
         date = response.headers.get("date")
         if date:

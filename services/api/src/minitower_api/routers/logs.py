@@ -163,7 +163,9 @@ class _Follower:
                 return
             for log, number in rows:
                 attempt_no, seq = number, log.seq
-                yield _sse("log", log_public(log, number).model_dump(), f"{attempt_no}:{seq}")
+                yield _sse(
+                    "log", log_public(log, number).model_dump(mode="json"), f"{attempt_no}:{seq}"
+                )
                 last_sent = loop.time()
             if len(rows) == _FOLLOW_BATCH:
                 continue
