@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from minitower_cli.client import ApiClient
-from minitower_cli.errors import ApiError, ConnectionFailed, WaitTimedOut
+from minitower_cli.errors import ConnectionFailed, RequestRefused, WaitTimedOut
 from minitower_cli.follow import LogPrinter, follow_run, report_outcome
 from minitower_cli.output import Output
 from minitower_cli.sse import ServerEvent, parse_events
@@ -28,7 +28,7 @@ def error_body(status: int, code: str, message: str) -> httpx.Response:
 
 
 def raised(api: ApiClient, path: str = "/api/v1/me") -> str:
-    with pytest.raises((ApiError, ConnectionFailed)) as caught:
+    with pytest.raises((RequestRefused, ConnectionFailed)) as caught:
         api.get(path)
     return caught.value.message
 
@@ -209,7 +209,7 @@ def test_follow_stops_at_the_wait_timeout() -> None:
 def test_unknown_run_is_an_api_error() -> None:
     output = Output()
     api = client(lambda r: error_body(404, "not_found", "run 7 not found"))
-    with pytest.raises(ApiError, match="run 7 not found"):
+    with pytest.raises(RequestRefused, match="run 7 not found"):
         follow_run(api, 7, LogPrinter(output), output)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from minitower_cli import __version__
-from minitower_cli.errors import ApiError, ConnectionFailed, UsageError
+from minitower_cli.errors import ConnectionFailed, RequestRefused, UsageError
 from minitower_cli.sse import ServerEvent, parse_events
 
 # The API caps a page at 200 items.
@@ -85,7 +85,7 @@ class ApiClient:
         """True on 200, False on 404; any other error is raised."""
         try:
             self.get(path)
-        except ApiError as exc:
+        except RequestRefused as exc:
             if exc.status == 404:
                 return False
             raise
@@ -157,7 +157,7 @@ class ApiClient:
         status = response.status_code
         code, message = _error_body(response)
         if code is None or message is None:
-            raise ApiError(
+            raise RequestRefused(
                 f"the server at {self.server_url} answered HTTP {status} "
                 f"{response.reason_phrase} to {response.request.method} "
                 f"{response.request.url.path}: is --server the MiniTower API?",
@@ -174,7 +174,7 @@ class ApiClient:
             else:
                 source = self._token_source or "the configuration"
                 message = f"the API refused the token (from {source}): {message}"
-        raise ApiError(f"{message} ({status} {code})", status=status, code=code)
+        raise RequestRefused(f"{message} ({status} {code})", status=status, code=code)
 
 
 def _error_body(response: httpx.Response) -> tuple[str | None, str | None]:

@@ -20,9 +20,9 @@ from rich.text import Text
 from minitower_cli.client import STREAM_READ_TIMEOUT, ApiClient
 from minitower_cli.errors import (
     RUN_EXIT_CODES,
-    ApiError,
     CliError,
     ConnectionFailed,
+    RequestRefused,
     WaitTimedOut,
 )
 from minitower_cli.output import Output, duration, human_seconds, status_text
@@ -183,7 +183,7 @@ def follow_run(
                 problem = "the log stream closed early"
             except ConnectionFailed as exc:
                 problem = exc.message
-            except ApiError as exc:
+            except RequestRefused as exc:
                 # A restarting API (or its proxy) answers 5xx for a moment: try again.
                 if exc.status < 500:
                     raise

@@ -21,8 +21,8 @@ from typing import TypeVar
 from tenacity import RetryError, Retrying, retry_if_exception_type, wait_exponential_jitter
 
 from minitower_runner.client import (
+    ApiCallFailed,
     ApiClient,
-    ApiError,
     LeaseClock,
     LeaseGone,
     Unavailable,
@@ -447,7 +447,7 @@ class Attempt:
                     result.error_message,
                 )
             )
-        except ApiError as exc:
+        except ApiCallFailed as exc:
             log.error(
                 "result refused", extra={"status": status, "error": str(exc), **failure_ids(exc)}
             )

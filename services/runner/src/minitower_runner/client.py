@@ -2,7 +2,7 @@
 
 Exceptions::
 
-    ApiError                 anything the runner cannot take as an answer
+    ApiCallFailed            a call that brought no answer the runner can use
     ├── Unavailable          no answer, a timeout, or a 5xx/429: try again later
     ├── LeaseGone            410: the lease is gone; stop the work, report nothing
     ├── Unauthorized         401 that a fresh registration did not cure
@@ -50,7 +50,7 @@ def new_request_id() -> str:
     return f"runner-{uuid.uuid4().hex[:16]}"
 
 
-class ApiError(Exception):
+class ApiCallFailed(Exception):
     """The control plane did not give the runner an answer it can use. ``request_id`` is
     the id the call was sent with: the API's log lines of that call carry it."""
 
@@ -65,19 +65,19 @@ def failure_ids(exc: BaseException | None) -> dict[str, str]:
     return {"request_id": request_id} if request_id else {}
 
 
-class Unavailable(ApiError):
+class Unavailable(ApiCallFailed):
     """No answer (connection refused, timeout) or a server-side error: transient."""
 
 
-class LeaseGone(ApiError):
+class LeaseGone(ApiCallFailed):
     """410: the lease expired, was reassigned or finished elsewhere."""
 
 
-class Unauthorized(ApiError):
+class Unauthorized(ApiCallFailed):
     """401: the token (or the registration token) is not accepted."""
 
 
-class Refused(ApiError):
+class Refused(ApiCallFailed):
     def __init__(
         self, status: int, code: str, message: str, *, request_id: str | None = None
     ) -> None:

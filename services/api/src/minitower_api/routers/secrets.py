@@ -19,7 +19,7 @@ from minitower_api.deps import (
     ServicesDep,
     require_runner,
 )
-from minitower_api.errors import ApiError, invalid, not_found, responses
+from minitower_api.errors import HttpProblem, invalid, not_found, responses
 from minitower_api.routers.leases import live_attempt
 from minitower_shared.clock import utcnow
 from minitower_shared.models import Run, Secret
@@ -81,7 +81,7 @@ def _checked_name(name: str) -> str:
 def _box(services: ServicesDep) -> SecretBox:
     box = services.settings.secret_box()
     if box is None:
-        raise ApiError(409, "secrets_not_configured", NOT_CONFIGURED)
+        raise HttpProblem(409, "secrets_not_configured", NOT_CONFIGURED)
     return box
 
 
