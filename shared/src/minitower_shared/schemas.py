@@ -32,6 +32,7 @@ from minitower_shared.retry import (
     RetryReason,
 )
 from minitower_shared.secret_box import MAX_SECRET_VALUE_BYTES
+from minitower_shared.states import AttemptStatus, RunnerStatus, RunStatus
 from minitower_shared.webhook_urls import MAX_URL_LENGTH
 
 SLUG_PATTERN = r"^[a-z][a-z0-9-]{2,31}$"
@@ -247,7 +248,7 @@ class RunnerPublic(BaseModel):
     runner_id: int
     name: str
     environment: str
-    status: str
+    status: RunnerStatus
     labels: dict[str, Any]
     last_seen_at: WireTime | None
     current_run_id: int | None
@@ -479,7 +480,7 @@ class RunPublic(BaseModel):
     run_no: int
     version_no: int
     environment: str
-    status: str
+    status: RunStatus
     input: dict[str, Any]
     priority: int
     max_retries: int
@@ -540,7 +541,7 @@ class RunList(BaseModel):
 class AttemptPublic(BaseModel):
     attempt_no: int
     runner_name: str
-    status: str
+    status: AttemptStatus
     exit_code: int | None
     error_message: str | None
     leased_at: WireTime
@@ -701,7 +702,7 @@ class LeaseGranted(BaseModel):
 
 class StartResult(BaseModel):
     attempt_no: int
-    status: str
+    status: AttemptStatus
     lease_expires_at: WireTime
     cancel_requested: bool
 
@@ -761,8 +762,8 @@ class ResultReport(Strict):
 class ResultAccepted(BaseModel):
     run_id: int
     attempt_no: int
-    status: str
-    run_status: str
+    status: AttemptStatus
+    run_status: RunStatus
 
 
 # --- Audit log (GET /api/v1/audit) ---

@@ -35,6 +35,7 @@ from minitower_shared.schemas import (
     RunSecrets,
     StartResult,
 )
+from minitower_shared.states import AttemptStatus
 
 _Model = TypeVar("_Model", bound=BaseModel)
 
@@ -331,7 +332,7 @@ class ApiClient:
         self,
         run_id: int,
         lease_token: str,
-        status: str,
+        status: AttemptStatus,
         exit_code: int | None,
         error_message: str | None,
     ) -> ResultAccepted:
