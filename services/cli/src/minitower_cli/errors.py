@@ -12,6 +12,8 @@ exit code of 3 or more; 0, 1 and 2 are kept for the outcome of a run being waite
 
 from __future__ import annotations
 
+from minitower_shared.states import RunStatus
+
 EXIT_COMPLETED = 0
 EXIT_FAILED = 1  # the run failed, or is dead (its lease expired with no retries left)
 EXIT_CANCELLED = 2
@@ -21,10 +23,10 @@ EXIT_WAIT_TIMEOUT = 5
 EXIT_INTERRUPTED = 130
 
 RUN_EXIT_CODES = {
-    "completed": EXIT_COMPLETED,
-    "failed": EXIT_FAILED,
-    "dead": EXIT_FAILED,
-    "cancelled": EXIT_CANCELLED,
+    RunStatus.COMPLETED: EXIT_COMPLETED,
+    RunStatus.FAILED: EXIT_FAILED,
+    RunStatus.DEAD: EXIT_FAILED,
+    RunStatus.CANCELLED: EXIT_CANCELLED,
 }
 
 
