@@ -7,7 +7,6 @@ sentence; nothing of httpx escapes. Tests pass an ``httpx.MockTransport``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from minitower_cli import __version__
 from minitower_cli.errors import ConnectionFailed, RequestRefused, UsageError
 from minitower_cli.sse import ServerEvent, parse_events
+from minitower_shared.schemas import ErrorResponse
 
 _Model = TypeVar("_Model", bound=BaseModel)
 _Page = TypeVar("_Page", bound=BaseModel)
@@ -202,16 +202,10 @@ class ApiClient:
 
 def _error_body(response: httpx.Response) -> tuple[str | None, str | None]:
     try:
-        body = response.json()
-    except (ValueError, json.JSONDecodeError):
+        error = ErrorResponse.model_validate_json(response.content).error
+    except ValidationError:
         return None, None
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        return None, None
-    code, message = error.get("code"), error.get("message")
-    if not isinstance(code, str) or not isinstance(message, str):
-        return None, None
-    return code, message
+    return error.code, error.message
 
 
 def _reason(exc: Exception) -> str:

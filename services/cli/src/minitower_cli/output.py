@@ -53,7 +53,9 @@ def guard_stdout() -> None:
         sys.stdout = cast(TextIO, _ClosedPipeGuard(sys.stdout))
 
 
-STATUS_STYLES: dict[str, str] = {
+Status = RunStatus | AttemptStatus | RunnerStatus
+
+STATUS_STYLES: dict[Status, str] = {
     RunStatus.QUEUED: "bright_black",
     RunStatus.LEASED: "cyan",
     RunStatus.RUNNING: "blue",
@@ -193,8 +195,10 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def status_text(status: str | None) -> Text:
-    return Text(status or "-", style=STATUS_STYLES.get(status or "", ""))
+def status_text(status: Status | None) -> Text:
+    if status is None:
+        return Text("-")
+    return Text(status.value, style=STATUS_STYLES.get(status, ""))
 
 
 def short_time(value: datetime | None) -> str | None:

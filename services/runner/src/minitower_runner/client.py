@@ -28,6 +28,7 @@ import httpx
 from pydantic import BaseModel
 
 from minitower_shared.schemas import (
+    ErrorResponse,
     HeartbeatResult,
     LeaseGranted,
     ResultAccepted,
@@ -125,10 +126,10 @@ class LeaseClock:
 
 def _error_of(response: httpx.Response) -> tuple[str, str]:
     try:
-        error = response.json()["error"]
-        return str(error["code"]), str(error["message"])
-    except (ValueError, KeyError, TypeError):
+        error = ErrorResponse.model_validate_json(response.content).error
+    except ValueError:
         return "unknown", response.text[:200]
+    return error.code, error.message
 
 
 class ApiClient:
