@@ -566,6 +566,12 @@ class LogPage(BaseModel):
     next_seq: int
 
 
+class LogStreamEnd(BaseModel):
+    """The log stream's last event: the run's final status, or null when it is gone."""
+
+    status: RunStatus | None
+
+
 class EnvironmentUpdate(Strict):
     max_concurrent_runs: ConcurrencyLimit | None = Field(
         description="Runs of the environment leased at once; null = no limit"

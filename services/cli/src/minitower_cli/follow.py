@@ -12,8 +12,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
+from pydantic import BaseModel
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
@@ -26,8 +27,10 @@ from minitower_cli.errors import (
     WaitTimedOut,
 )
 from minitower_cli.output import Output, duration, human_seconds, status_text
-from minitower_shared.schemas import LogLinePublic, RunPublic
+from minitower_shared.schemas import LogLinePublic, LogStreamEnd, RunPublic
 from minitower_shared.states import RunStatus
+
+_Event = TypeVar("_Event", bound=BaseModel)
 
 MAX_RECONNECTS = 8
 _RECONNECT_BACKOFF_CAP = 5.0
@@ -168,23 +171,17 @@ def follow_run(
                     path, last_event_id=last_id, read_timeout=read_timeout
                 ):
                     if event.event == "log":
-                        entry = _log_line(event.data)
+                        entry = _event(LogLinePublic, event.data)
                         if waiting is not None:
                             waiting.stop()
                         printer.entry(entry)
                         last_id = event.id or last_id
                         failures = 0
                     elif event.event == "end":
-                        status = _decode(event.data).get("status")
+                        status = _event(LogStreamEnd, event.data).status
                         if status is None:
                             raise CliError(f"run {run_id} no longer exists")
-                        try:
-                            return RunStatus(status)
-                        except ValueError:
-                            raise ConnectionFailed(
-                                f"the log stream ended run {run_id} with an unknown status "
-                                f"{status!r}"
-                            ) from None
+                        return status
                     left()
                 problem = "the log stream closed early"
             except ConnectionFailed as exc:
@@ -209,21 +206,13 @@ def follow_run(
             waiting.stop()
 
 
-def _log_line(data: str) -> LogLinePublic:
+def _event(model: type[_Event], data: str) -> _Event:
     try:
-        return LogLinePublic.model_validate_json(data)
+        return model.model_validate_json(data)
     except ValueError as exc:
-        raise ConnectionFailed(f"the log stream sent a log event that is not one: {exc}") from exc
-
-
-def _decode(data: str) -> dict[str, Any]:
-    try:
-        value = json.loads(data)
-    except ValueError as exc:
-        raise ConnectionFailed(f"the log stream sent an event that is not JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise ConnectionFailed("the log stream sent an event that is not a JSON object")
-    return value
+        raise ConnectionFailed(
+            f"the log stream sent an event that is not the API's {model.__name__}: {exc}"
+        ) from exc
 
 
 def _timed_out(client: ApiClient, run_id: int, timeout: float | None) -> str:
