@@ -139,7 +139,7 @@ def attempt_against(
         attempt_id=1,
         attempt_no=1,
         lease_token="mtl_fake",
-        lease_expires_at=rfc3339(datetime.now(UTC) + timedelta(seconds=30)) or "",
+        lease_expires_at=datetime.now(UTC) + timedelta(seconds=30),
     )
     client = ApiClient("http://fake", timeout=5, transport=httpx.MockTransport(fake))
     client.token = "mtr_fake"

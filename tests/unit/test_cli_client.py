@@ -9,14 +9,41 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import BaseModel
 
 from minitower_cli.client import ApiClient
-from minitower_cli.errors import ApiError, ConnectionFailed, WaitTimedOut
+from minitower_cli.errors import ConnectionFailed, RequestRefused, WaitTimedOut
 from minitower_cli.follow import LogPrinter, follow_run, report_outcome
 from minitower_cli.output import Output
 from minitower_cli.sse import ServerEvent, parse_events
+from minitower_shared.schemas import Me, RunPublic
 
 URL = "http://127.0.0.1:9"
+ME = {"team_id": 1, "team_slug": "acme", "token_id": 2, "role": "admin"}
+
+
+def run_json(**fields: Any) -> dict[str, Any]:
+    """A run as the API answers it, with ``fields`` in place of the defaults."""
+    return {
+        "run_id": 7,
+        "app_id": 1,
+        "app_slug": "hello",
+        "run_no": 1,
+        "version_no": 1,
+        "environment": "default",
+        "status": "queued",
+        "input": {},
+        "priority": 0,
+        "max_retries": 0,
+        "retry_count": 0,
+        "cancel_requested": False,
+        "queued_at": "2026-01-01T00:00:00.000Z",
+        "started_at": None,
+        "finished_at": None,
+        "exit_code": None,
+        "error_message": None,
+        **fields,
+    }
 
 
 def client(handler: Any, token: str | None = "mtk_x", source: str = "--token") -> ApiClient:
@@ -28,8 +55,8 @@ def error_body(status: int, code: str, message: str) -> httpx.Response:
 
 
 def raised(api: ApiClient, path: str = "/api/v1/me") -> str:
-    with pytest.raises((ApiError, ConnectionFailed)) as caught:
-        api.get(path)
+    with pytest.raises((RequestRefused, ConnectionFailed)) as caught:
+        api.get(Me, path)
     return caught.value.message
 
 
@@ -38,9 +65,9 @@ def test_token_and_user_agent_are_sent() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, json={"ok": True})
+        return httpx.Response(200, json=ME)
 
-    assert client(handler).get("/api/v1/me") == {"ok": True}
+    assert client(handler).get(Me, "/api/v1/me") == Me.model_validate(ME)
     assert seen[0].headers["Authorization"] == "Bearer mtk_x"
     assert seen[0].headers["User-Agent"].startswith("minitower-cli/")
 
@@ -72,6 +99,13 @@ def test_a_server_that_is_not_the_api() -> None:
     assert "that is not JSON" in raised(not_json)
 
 
+def test_an_answer_that_is_not_the_schema() -> None:
+    api = client(lambda r: httpx.Response(200, json={**ME, "team_id": "one"}))
+    message = raised(api)
+    assert "not the API's Me (team_id: " in message
+    assert "is --server the MiniTower API, of this CLI's version?" in message
+
+
 def test_transport_failures() -> None:
     def refused(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
@@ -87,6 +121,15 @@ def test_transport_failures() -> None:
     assert raised(client(slow)) == f"the API at {URL} did not answer in time (timed out)"
 
 
+class Thing(BaseModel):
+    id: int
+
+
+class Things(BaseModel):
+    things: list[Thing]
+    next_cursor: str | None
+
+
 def test_list_all_follows_cursors_up_to_the_limit() -> None:
     calls: list[dict[str, str]] = []
 
@@ -100,10 +143,15 @@ def test_list_all_follows_cursors_up_to_the_limit() -> None:
         return httpx.Response(200, json={"things": items, "next_cursor": following})
 
     api = client(handler)
-    assert [x["id"] for x in api.list_all("/t", "things", limit=10_000)] == list(range(450))
+
+    def unpack(page: Things) -> tuple[list[Thing], str | None]:
+        return page.things, page.next_cursor
+
+    assert [x.id for x in api.list_all("/t", Things, unpack, limit=10_000)] == list(range(450))
     assert [c["limit"] for c in calls] == ["200", "200", "200"]
     calls.clear()
-    assert len(api.list_all("/t", "things", limit=250, params={"app": "a", "x": None})) == 250
+    listed = api.list_all("/t", Things, unpack, limit=250, params={"app": "a", "x": None})
+    assert len(listed) == 250
     assert calls == [{"app": "a", "limit": "200"}, {"app": "a", "limit": "50", "cursor": "200"}]
 
 
@@ -142,7 +190,13 @@ def sse(event: str, data: Any, event_id: str | None = None) -> bytes:
 
 
 def log(attempt: int, seq: int, stream: str, line: str) -> bytes:
-    entry = {"seq": seq, "attempt_no": attempt, "stream": stream, "line": line, "logged_at": ""}
+    entry = {
+        "seq": seq,
+        "attempt_no": attempt,
+        "stream": stream,
+        "line": line,
+        "logged_at": "2026-01-01T00:00:00.000Z",
+    }
     return sse("log", entry, f"{attempt}:{seq}")
 
 
@@ -199,7 +253,7 @@ def test_follow_stops_at_the_wait_timeout() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/stream"):
             raise httpx.ReadTimeout("timed out", request=request)
-        return httpx.Response(200, json={"run_id": 7, "status": "running"})
+        return httpx.Response(200, json=run_json(status="running"))
 
     output = Output()
     with pytest.raises(WaitTimedOut, match=r"stopped waiting after 0\.1s: run 7 is still running"):
@@ -209,7 +263,7 @@ def test_follow_stops_at_the_wait_timeout() -> None:
 def test_unknown_run_is_an_api_error() -> None:
     output = Output()
     api = client(lambda r: error_body(404, "not_found", "run 7 not found"))
-    with pytest.raises(ApiError, match="run 7 not found"):
+    with pytest.raises(RequestRefused, match="run 7 not found"):
         follow_run(api, 7, LogPrinter(output), output)
 
 
@@ -238,13 +292,13 @@ def test_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
 def test_outcomes_and_exit_codes(
     status: str, code: int, text: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = {
-        "run_id": 3,
-        "status": status,
-        "exit_code": 4 if status == "failed" else None,
-        "started_at": "2026-01-01T00:00:00Z",
-        "finished_at": "2026-01-01T00:00:01.5Z",
-        "error_message": None,
-    }
-    assert report_outcome(Output(), run) == code
+    run = run_json(
+        run_id=3,
+        status=status,
+        exit_code=4 if status == "failed" else None,
+        started_at="2026-01-01T00:00:00Z",
+        finished_at="2026-01-01T00:00:01.5Z",
+        error_message=None,
+    )
+    assert report_outcome(Output(), RunPublic.model_validate(run)) == code
     assert text in capsys.readouterr().err

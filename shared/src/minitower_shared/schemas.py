@@ -1,7 +1,8 @@
 """The HTTP API's request and response bodies (contract: docs/api-v1.md).
 
 Kept apart from the tables so that clients (the runner, the CLI) can import the wire
-shapes without the database layer. Timestamps travel as RFC 3339 strings.
+shapes without the database layer. Timestamps are aware UTC datetimes in Python and
+travel as RFC 3339 strings (``WireTime``).
 """
 
 import math
@@ -10,15 +11,19 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
+from minitower_shared.clock import as_utc, rfc3339
 from minitower_shared.retry import (
     MAX_BACKOFF,
     MAX_DELAY_SECONDS,
@@ -27,6 +32,7 @@ from minitower_shared.retry import (
     RetryReason,
 )
 from minitower_shared.secret_box import MAX_SECRET_VALUE_BYTES
+from minitower_shared.states import AttemptStatus, RunnerStatus, RunStatus
 from minitower_shared.webhook_urls import MAX_URL_LENGTH
 
 SLUG_PATTERN = r"^[a-z][a-z0-9-]{2,31}$"
@@ -57,6 +63,16 @@ JsonInt = Annotated[int, BeforeValidator(_integral_number)]
 # The server accepts the whole 64-bit range.
 JSON_SAFE_INT = 2**53 - 1
 
+
+# A timestamp of a response: read from the database (naive, UTC) or from the wire (an
+# offset), held as aware UTC, written as clock.rfc3339 writes it. The document says so in
+# both directions; the serializer alone would make the response's schema a bare string.
+WireTime = Annotated[
+    datetime,
+    AfterValidator(as_utc),
+    PlainSerializer(rfc3339, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
 
 _INTEGRAL = BeforeValidator(_integral_number)
 # An integer of a request body: 64-bit on the server, documented as JSON-safe.
@@ -232,9 +248,9 @@ class RunnerPublic(BaseModel):
     runner_id: int
     name: str
     environment: str
-    status: str
+    status: RunnerStatus
     labels: dict[str, Any]
-    last_seen_at: str | None
+    last_seen_at: WireTime | None
     current_run_id: int | None
     # True: registered with the operator's token, serves every team that allows shared
     # runners. False: bound to the caller's team (other teams' runners are not listed).
@@ -267,15 +283,15 @@ class RunnerRegistrationTokenCreated(BaseModel):
     name: str
     # Shown only in this answer: the runner's MINITOWER_RUNNER_REGISTRATION_TOKEN.
     token: str
-    created_at: str
+    created_at: WireTime
 
 
 class RunnerRegistrationTokenPublic(BaseModel):
     registration_token_id: int
     name: str
-    created_at: str
-    last_used_at: str | None
-    revoked_at: str | None
+    created_at: WireTime
+    last_used_at: WireTime | None
+    revoked_at: WireTime | None
 
 
 class RunnerRegistrationTokenList(BaseModel):
@@ -299,9 +315,9 @@ class TokenPublic(BaseModel):
     token_id: int
     name: str
     role: str
-    created_at: str
-    last_used_at: str | None
-    revoked_at: str | None
+    created_at: WireTime
+    last_used_at: WireTime | None
+    revoked_at: WireTime | None
 
 
 class TokenList(BaseModel):
@@ -330,8 +346,8 @@ class AppPublic(BaseModel):
     description: str
     disabled: bool
     max_concurrent_runs: int | None = None
-    created_at: str
-    updated_at: str
+    created_at: WireTime
+    updated_at: WireTime
 
 
 class AppList(BaseModel):
@@ -355,7 +371,7 @@ class VersionPublic(BaseModel):
         default_factory=list,
         description="The Towerfile's [app] secrets: names its runs need from their environment",
     )
-    created_at: str
+    created_at: WireTime
 
 
 class VersionList(BaseModel):
@@ -464,7 +480,7 @@ class RunPublic(BaseModel):
     run_no: int
     version_no: int
     environment: str
-    status: str
+    status: RunStatus
     input: dict[str, Any]
     priority: int
     max_retries: int
@@ -473,17 +489,17 @@ class RunPublic(BaseModel):
     retry_delay: float = 0.0
     retry_backoff: float = 2.0
     retry_max_delay: float = 3600.0
-    not_before: str | None = Field(
+    not_before: WireTime | None = Field(
         default=None, description="Not leased before this time (delayed run, retry backoff)"
     )
     schedule_id: int | None = Field(default=None, description="The schedule that made the run")
-    scheduled_for: str | None = Field(
+    scheduled_for: WireTime | None = Field(
         default=None, description="The time the run stands for (its schedule's fire time)"
     )
     cancel_requested: bool
-    queued_at: str
-    started_at: str | None
-    finished_at: str | None
+    queued_at: WireTime
+    started_at: WireTime | None
+    finished_at: WireTime | None
     exit_code: int | None
     error_message: str | None
     rerun_of: int | None = Field(
@@ -500,7 +516,7 @@ class RunRerun(Strict):
 class QueuedEnvironment(BaseModel):
     environment: str
     queued: int
-    oldest_queued_at: str
+    oldest_queued_at: WireTime
 
 
 class RunsSummary(BaseModel):
@@ -525,12 +541,12 @@ class RunList(BaseModel):
 class AttemptPublic(BaseModel):
     attempt_no: int
     runner_name: str
-    status: str
+    status: AttemptStatus
     exit_code: int | None
     error_message: str | None
-    leased_at: str
-    started_at: str | None
-    finished_at: str | None
+    leased_at: WireTime
+    started_at: WireTime | None
+    finished_at: WireTime | None
 
 
 class AttemptList(BaseModel):
@@ -542,12 +558,18 @@ class LogLinePublic(BaseModel):
     attempt_no: int
     stream: str
     line: str
-    logged_at: str
+    logged_at: WireTime
 
 
 class LogPage(BaseModel):
     logs: list[LogLinePublic]
     next_seq: int
+
+
+class LogStreamEnd(BaseModel):
+    """The log stream's last event: the run's final status, or null when it is gone."""
+
+    status: RunStatus | None
 
 
 class EnvironmentUpdate(Strict):
@@ -559,7 +581,7 @@ class EnvironmentUpdate(Strict):
 class EnvironmentPublic(BaseModel):
     name: str
     max_concurrent_runs: int | None
-    created_at: str
+    created_at: WireTime
 
 
 class EnvironmentList(BaseModel):
@@ -641,10 +663,10 @@ class SchedulePublic(BaseModel):
     overlap: str
     catchup: str
     enabled: bool
-    next_fire_at: str | None
-    last_fired_at: str | None
-    created_at: str
-    updated_at: str
+    next_fire_at: WireTime | None
+    last_fired_at: WireTime | None
+    created_at: WireTime
+    updated_at: WireTime
 
 
 class ScheduleList(BaseModel):
@@ -673,7 +695,7 @@ class LeaseGranted(BaseModel):
     attempt_id: int
     attempt_no: int
     lease_token: str
-    lease_expires_at: str
+    lease_expires_at: WireTime
     # The run's team: runners keep the venvs of different teams apart.
     team_id: int = 0
     secrets: list[str] = Field(
@@ -686,13 +708,13 @@ class LeaseGranted(BaseModel):
 
 class StartResult(BaseModel):
     attempt_no: int
-    status: str
-    lease_expires_at: str
+    status: AttemptStatus
+    lease_expires_at: WireTime
     cancel_requested: bool
 
 
 class HeartbeatResult(BaseModel):
-    lease_expires_at: str
+    lease_expires_at: WireTime
     cancel_requested: bool
 
 
@@ -746,8 +768,8 @@ class ResultReport(Strict):
 class ResultAccepted(BaseModel):
     run_id: int
     attempt_no: int
-    status: str
-    run_status: str
+    status: AttemptStatus
+    run_status: RunStatus
 
 
 # --- Audit log (GET /api/v1/audit) ---
@@ -755,7 +777,7 @@ class ResultAccepted(BaseModel):
 
 class AuditEventPublic(BaseModel):
     audit_id: int
-    at: str
+    at: WireTime
     team_id: int | None
     actor_kind: str = Field(
         description="token, console (a console session acting as its token), operator, "
@@ -822,8 +844,8 @@ class WebhookPublic(BaseModel):
     app: str | None
     format: str
     enabled: bool
-    created_at: str
-    updated_at: str
+    created_at: WireTime
+    updated_at: WireTime
 
 
 class WebhookCreated(WebhookPublic):
@@ -841,7 +863,7 @@ class WebhookDeliveryAttempt(BaseModel):
     event_type: str
     attempt_no: int
     delivery_status: str = Field(description="pending, delivered or failed")
-    started_at: str
+    started_at: WireTime
     duration_ms: float
     status_code: int | None
     error: str | None
@@ -893,8 +915,8 @@ class SecretPublic(BaseModel):
     environment: str
     set_by_token_id: int | None
     set_by_token_name: str | None
-    created_at: str
-    updated_at: str
+    created_at: WireTime
+    updated_at: WireTime
 
 
 class SecretList(BaseModel):

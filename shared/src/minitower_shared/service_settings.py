@@ -1,15 +1,25 @@
-"""The settings every MiniTower process that opens the database reads."""
+"""The settings MiniTower's processes share, each defined once.
+
+``ServiceSettings`` is what every process reads (the runner included);
+``DatabaseServiceSettings`` adds what a process that opens the database reads. A variable
+two processes must agree on (the API refuses what the reaper or the scheduler would
+not do) lives in a small base both inherit, so that its default and bounds cannot drift.
+"""
 
 from pathlib import Path
+from typing import ClassVar, Literal, Self
 
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from minitower_shared.db import DEFAULT_BUSY_TIMEOUT, DEFAULT_SLOW_QUERY_THRESHOLD
 from minitower_shared.durations import LogLevel, OptionalSeconds, PositiveSeconds
 from minitower_shared.logging_setup import LogFormat
 
+MIN_SECRET_LENGTH = 16
 
-class DatabaseServiceSettings(BaseSettings):
+
+class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(
         # An empty variable means unset: compose passes `${VAR:-}` for optional ones.
         env_prefix="MINITOWER_",
@@ -19,12 +29,55 @@ class DatabaseServiceSettings(BaseSettings):
         env_ignore_empty=True,
     )
 
-    db_path: Path = Path("minitower.db")
+    # Fields holding shared secrets, checked for length outside dev.
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+
+    env: Literal["dev", "production"] = "production"
     log_level: LogLevel = "info"
     # auto: console at a terminal, JSON lines otherwise (compose, files, pipes).
     log_format: LogFormat = "auto"
+
+    @model_validator(mode="after")
+    def _long_enough_secrets(self) -> Self:
+        if self.env == "dev":
+            return self
+        for name in self.secret_fields:
+            secret: SecretStr | None = getattr(self, name)
+            if secret is not None and len(secret.get_secret_value()) < MIN_SECRET_LENGTH:
+                raise ValueError(
+                    f"MINITOWER_{name.upper()} must be at least {MIN_SECRET_LENGTH} characters "
+                    "(set MINITOWER_ENV=dev to allow short secrets for local development)"
+                )
+        return self
+
+
+class DatabaseServiceSettings(ServiceSettings):
+    db_path: Path = Path("minitower.db")
     # How long a write waits for SQLite's lock before it fails (the API answers 503
     # database_busy; the reaper's and the scheduler's next pass tries again); statements
     # slower than the threshold are logged (0: every one, ``off``: none).
     db_busy_timeout: PositiveSeconds = DEFAULT_BUSY_TIMEOUT
     slow_query_threshold: OptionalSeconds = DEFAULT_SLOW_QUERY_THRESHOLD
+
+
+class RunnerRegistrationSettings(ServiceSettings):
+    """The API checks a runner's registration token against it; the runner sends it."""
+
+    secret_fields: ClassVar[tuple[str, ...]] = ("runner_registration_token",)
+
+    runner_registration_token: SecretStr | None = None
+
+
+class WebhookTargetSettings(ServiceSettings):
+    """The API refuses a webhook the reaper would not send to."""
+
+    # Loopback, private, link-local … receivers are refused unless this is true.
+    webhook_allow_private: bool = False
+
+
+class CatchupSettings(ServiceSettings):
+    """The API refuses a schedule the scheduler would not fire."""
+
+    # catchup = "all" fires at most this many missed times per schedule after downtime;
+    # while it is 0 the API refuses catchup = "all".
+    schedule_max_catchup: int = Field(default=10, ge=0, le=1000)

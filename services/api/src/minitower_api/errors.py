@@ -10,15 +10,18 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from minitower_api.storage_errors import install_storage_error_handlers
+from minitower_api import storage_errors
 from minitower_shared.schemas import ErrorResponse
 
 log = logging.getLogger("minitower.api")
 
 
-class ApiError(Exception):
+class HttpProblem(Exception):
+    """Raised anywhere in a request: answered with its status and the error body."""
+
     def __init__(
         self,
         status: int,
@@ -35,28 +38,28 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def invalid(message: str, details: list[dict[str, Any]] | None = None) -> ApiError:
-    return ApiError(400, "invalid_request", message, details)
+def invalid(message: str, details: list[dict[str, Any]] | None = None) -> HttpProblem:
+    return HttpProblem(400, "invalid_request", message, details)
 
 
-def unauthorized(message: str = "missing or invalid token") -> ApiError:
-    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+def unauthorized(message: str = "missing or invalid token") -> HttpProblem:
+    return HttpProblem(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def forbidden(message: str) -> ApiError:
-    return ApiError(403, "forbidden", message)
+def forbidden(message: str) -> HttpProblem:
+    return HttpProblem(403, "forbidden", message)
 
 
-def not_found(message: str) -> ApiError:
-    return ApiError(404, "not_found", message)
+def not_found(message: str) -> HttpProblem:
+    return HttpProblem(404, "not_found", message)
 
 
-def conflict(message: str, code: str = "conflict") -> ApiError:
-    return ApiError(409, code, message)
+def conflict(message: str, code: str = "conflict") -> HttpProblem:
+    return HttpProblem(409, code, message)
 
 
-def gone(message: str = "the lease is gone: it expired, finished or was reassigned") -> ApiError:
-    return ApiError(410, "gone", message)
+def gone(message: str = "the lease is gone: it expired, finished or was reassigned") -> HttpProblem:
+    return HttpProblem(410, "gone", message)
 
 
 # How long a caller over a per-token stream cap should wait: streams end within seconds
@@ -64,16 +67,16 @@ def gone(message: str = "the lease is gone: it expired, finished or was reassign
 RETRY_AFTER_SECONDS = 5
 
 
-def too_many_requests(message: str) -> ApiError:
-    return ApiError(
+def too_many_requests(message: str) -> HttpProblem:
+    return HttpProblem(
         429, "too_many_requests", message, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
     )
 
 
-def insufficient_storage(message: str) -> ApiError:
+def insufficient_storage(message: str) -> HttpProblem:
     """The server's disk is full: nothing was kept, and the same request succeeds once an
     operator frees space (deploy/runbooks/disk-full.md)."""
-    return ApiError(507, "insufficient_storage", message)
+    return HttpProblem(507, "insufficient_storage", message)
 
 
 def error_response(
@@ -121,8 +124,8 @@ def _validation_message(details: list[dict[str, Any]]) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+    @app.exception_handler(HttpProblem)
+    async def _problem(_request: Request, exc: HttpProblem) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -144,7 +147,32 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = dict(exc.headers) if exc.headers else None
         return error_response(exc.status_code, code, message, headers=headers)
 
-    install_storage_error_handlers(app)
+    @app.exception_handler(OperationalError)
+    async def _operational(request: Request, exc: OperationalError) -> JSONResponse:
+        ids = {"method": request.method, "path": request.url.path}
+        condition = storage_errors.sqlite_condition(exc)
+        if condition == "busy":
+            log.warning("database busy", extra=ids)
+            return error_response(
+                503,
+                "database_busy",
+                "the database stayed locked past MINITOWER_DB_BUSY_TIMEOUT; retry later",
+                headers={"Retry-After": str(storage_errors.RETRY_AFTER_SECONDS)},
+            )
+        if condition == "full":
+            log.error("database or disk is full", extra=ids)
+            # Counted where the app is the API (it has services); the handlers also
+            # serve bare apps built on the API's error handling.
+            services = getattr(request.app.state, "services", None)
+            if services is not None:
+                services.metrics.storage_full.labels("database").inc()
+            return error_response(
+                507,
+                "insufficient_storage",
+                "the database's disk is full; the operator must free space",
+            )
+        log.exception("unhandled database error", extra=ids)
+        return error_response(500, "internal", "internal error; see the server log")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -1,9 +1,9 @@
 """The API's configuration: ``MINITOWER_*`` environment variables (and a ``.env`` file)."""
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
 
 from minitower_shared.durations import (
     PositiveSeconds,
@@ -11,23 +11,29 @@ from minitower_shared.durations import (
 )
 from minitower_shared.schemas import MAX_JSON_DEPTH
 from minitower_shared.secret_box import SecretBox, SecretKeyError, parse_keys
-from minitower_shared.service_settings import DatabaseServiceSettings
+from minitower_shared.service_settings import (
+    CatchupSettings,
+    DatabaseServiceSettings,
+    RunnerRegistrationSettings,
+    WebhookTargetSettings,
+)
 from minitower_shared.towerfile import MAX_TOWERFILE_BYTES
 
 # A week: longer than any batch job should hold a runner, short enough to catch typos.
 MAX_RUN_TIMEOUT = 7 * 24 * 3600
 
-MIN_SECRET_LENGTH = 16
 # Longer passwords are refused rather than hashed: the hash's cost must stay bounded.
 MAX_PASSWORD_LENGTH = 1024
 
 
-class ApiSettings(DatabaseServiceSettings):
-    env: Literal["dev", "production"] = "production"
+class ApiSettings(
+    DatabaseServiceSettings, RunnerRegistrationSettings, WebhookTargetSettings, CatchupSettings
+):
+    secret_fields = ("bootstrap_token", "runner_registration_token", "metrics_token")
+
     objects_dir: Path = Path("objects")
     listen_addr: str = "0.0.0.0:8080"
     bootstrap_token: SecretStr | None = None
-    runner_registration_token: SecretStr | None = None
     lease_ttl: PositiveSeconds = 60.0
     default_run_timeout: Annotated[
         float, BeforeValidator(parse_duration), Field(ge=1, le=MAX_RUN_TIMEOUT)
@@ -54,19 +60,13 @@ class ApiSettings(DatabaseServiceSettings):
     # Make /ready answer 503 while the reaper is stalled (or, once the API has been up
     # longer than reaper_stall_after, when no reaper has ever made a pass).
     ready_requires_reaper: bool = False
-    # The scheduler's catchup cap (as minitower-scheduler reads it): catchup = "all" is
-    # refused while it is 0. A scheduler whose last tick is older than
-    # scheduler_stall_after is "stalled" on /ready.
-    schedule_max_catchup: int = Field(default=10, ge=0, le=1000)
+    # A scheduler whose last tick is older than this is "stalled" on /ready.
     scheduler_stall_after: PositiveSeconds = 60.0
     # ``minitowerd prune`` deletes audit log rows older than this (at most 100 years:
     # a longer one could not even be subtracted from today).
     audit_retention: Annotated[
         float, BeforeValidator(parse_duration), Field(gt=0, le=100 * 365 * 86400)
     ] = 365 * 86400.0
-    # Webhooks to loopback, private, link-local … addresses are refused at creation
-    # unless this is true (the reaper, which sends, reads the same variable).
-    webhook_allow_private: bool = False
     # When set, /metrics requires ``Authorization: Bearer <it>``: its series name teams
     # and apps.
     metrics_token: SecretStr | None = None
@@ -129,19 +129,6 @@ class ApiSettings(DatabaseServiceSettings):
         if self.secrets_key is None:
             return None
         return SecretBox.from_setting(self.secrets_key.get_secret_value())
-
-    @model_validator(mode="after")
-    def _check_secrets(self) -> "ApiSettings":
-        if self.env == "dev":
-            return self
-        for name in ("bootstrap_token", "runner_registration_token", "metrics_token"):
-            secret = getattr(self, name)
-            if secret is not None and len(secret.get_secret_value()) < MIN_SECRET_LENGTH:
-                raise ValueError(
-                    f"MINITOWER_{name.upper()} must be at least {MIN_SECRET_LENGTH} characters "
-                    "(set MINITOWER_ENV=dev to allow short secrets for local development)"
-                )
-        return self
 
     @property
     def host(self) -> str:

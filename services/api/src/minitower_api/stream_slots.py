@@ -31,7 +31,7 @@ class StreamSlots:
         self._lock = threading.Lock()
 
     def acquire(self, key: Hashable) -> StreamSlot:
-        """A slot for ``key``, or ApiError 429 when it holds ``limit`` already."""
+        """A slot for ``key``, or HttpProblem 429 when it holds ``limit`` already."""
         with self._lock:
             if self._open[key] >= self.limit:
                 raise too_many_requests(

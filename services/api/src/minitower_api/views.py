@@ -1,6 +1,5 @@
 """Database rows to wire shapes."""
 
-from minitower_shared.clock import rfc3339
 from minitower_shared.models import (
     App,
     AppVersion,
@@ -28,12 +27,6 @@ from minitower_shared.states import LEASED_RUN_STATUSES, TERMINAL_RUN_STATUSES, 
 from minitower_shared.store.runs import RunView, TeamRunSummary
 
 
-def _ts(value: object) -> str:
-    text = rfc3339(value)  # type: ignore[arg-type]
-    assert text is not None
-    return text
-
-
 def app_public(app: App) -> AppPublic:
     assert app.id is not None
     return AppPublic(
@@ -42,8 +35,8 @@ def app_public(app: App) -> AppPublic:
         description=app.description,
         disabled=app.disabled,
         max_concurrent_runs=app.max_concurrent_runs,
-        created_at=_ts(app.created_at),
-        updated_at=_ts(app.updated_at),
+        created_at=app.created_at,
+        updated_at=app.updated_at,
     )
 
 
@@ -60,7 +53,7 @@ def version_public(version: AppVersion, secrets: list[str]) -> VersionPublic:
         artifact_size=version.artifact_size,
         retry_policy=version.retry_policy,
         secrets=secrets,
-        created_at=_ts(version.created_at),
+        created_at=version.created_at,
     )
 
 
@@ -83,13 +76,13 @@ def run_public(view: RunView) -> RunPublic:
         retry_delay=run.retry_delay,
         retry_backoff=run.retry_backoff,
         retry_max_delay=run.retry_max_delay,
-        not_before=rfc3339(run.not_before),
+        not_before=run.not_before,
         schedule_id=run.schedule_id,
-        scheduled_for=rfc3339(run.scheduled_for),
+        scheduled_for=run.scheduled_for,
         cancel_requested=run.cancel_requested,
-        queued_at=_ts(run.queued_at),
-        started_at=rfc3339(run.started_at),
-        finished_at=rfc3339(run.finished_at),
+        queued_at=run.queued_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
         exit_code=run.exit_code,
         error_message=run.error_message,
         rerun_of=run.rerun_of,
@@ -102,9 +95,9 @@ def token_public(token: TeamToken) -> TokenPublic:
         token_id=token.id,
         name=token.name,
         role=token.role,
-        created_at=_ts(token.created_at),
-        last_used_at=rfc3339(token.last_used_at),
-        revoked_at=rfc3339(token.revoked_at),
+        created_at=token.created_at,
+        last_used_at=token.last_used_at,
+        revoked_at=token.revoked_at,
     )
 
 
@@ -115,9 +108,9 @@ def attempt_public(attempt: RunAttempt, runner_name: str) -> AttemptPublic:
         status=attempt.status,
         exit_code=attempt.exit_code,
         error_message=attempt.error_message,
-        leased_at=_ts(attempt.leased_at),
-        started_at=rfc3339(attempt.started_at),
-        finished_at=rfc3339(attempt.finished_at),
+        leased_at=attempt.leased_at,
+        started_at=attempt.started_at,
+        finished_at=attempt.finished_at,
     )
 
 
@@ -127,7 +120,7 @@ def log_public(log: RunLog, attempt_no: int) -> LogLinePublic:
         attempt_no=attempt_no,
         stream=log.stream,
         line=log.line,
-        logged_at=_ts(log.logged_at),
+        logged_at=log.logged_at,
     )
 
 
@@ -139,7 +132,7 @@ def runner_public(runner: Runner, current_run_id: int | None) -> RunnerPublic:
         environment=runner.environment,
         status=runner.status,
         labels=runner.labels,
-        last_seen_at=rfc3339(runner.last_seen_at),
+        last_seen_at=runner.last_seen_at,
         current_run_id=current_run_id,
         shared=runner.team_id is None,
     )
@@ -150,9 +143,9 @@ def registration_token_public(token: RunnerRegistrationToken) -> RunnerRegistrat
     return RunnerRegistrationTokenPublic(
         registration_token_id=token.id,
         name=token.name,
-        created_at=_ts(token.created_at),
-        last_used_at=rfc3339(token.last_used_at),
-        revoked_at=rfc3339(token.revoked_at),
+        created_at=token.created_at,
+        last_used_at=token.last_used_at,
+        revoked_at=token.revoked_at,
     )
 
 
@@ -168,7 +161,7 @@ def runs_summary_public(summary: TeamRunSummary) -> RunsSummary:
             QueuedEnvironment(
                 environment=name,
                 queued=figures.depth,
-                oldest_queued_at=_ts(figures.oldest_queued_at),
+                oldest_queued_at=figures.oldest_queued_at,
             )
             for name, figures in sorted(summary.queued_by_environment.items())
         ],
@@ -181,5 +174,5 @@ def environment_public(environment: Environment) -> EnvironmentPublic:
     return EnvironmentPublic(
         name=environment.name,
         max_concurrent_runs=environment.max_concurrent_runs,
-        created_at=_ts(environment.created_at),
+        created_at=environment.created_at,
     )

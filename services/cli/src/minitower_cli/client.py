@@ -1,21 +1,27 @@
 """The API over HTTP: JSON calls, paginated listings and the live log stream.
 
-Every failure leaves as a :class:`~minitower_cli.errors.CliError` that names what went
-wrong in one sentence; nothing of httpx escapes. Tests pass an ``httpx.MockTransport``.
+Answers are read as the API's own schemas (minitower_shared.schemas). Every failure
+leaves as a :class:`~minitower_cli.errors.CliError` that names what went wrong in one
+sentence; nothing of httpx escapes. Tests pass an ``httpx.MockTransport``.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
 from minitower_cli import __version__
-from minitower_cli.errors import ApiError, ConnectionFailed, UsageError
+from minitower_cli.errors import ConnectionFailed, RequestRefused, UsageError
 from minitower_cli.sse import ServerEvent, parse_events
+from minitower_shared.schemas import ErrorResponse
+
+_Model = TypeVar("_Model", bound=BaseModel)
+_Page = TypeVar("_Page", bound=BaseModel)
+_Item = TypeVar("_Item")
 
 # The API caps a page at 200 items.
 MAX_PAGE = 200
@@ -52,58 +58,75 @@ class ApiClient:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    # --- plain calls -----------------------------------------------------------------
+    # --- calls ----------------------------------------------------------------------
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """The decoded JSON answer of a successful call (None for an empty body)."""
+    def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The answer of a successful call, unread (for calls whose body says nothing)."""
         with self._transport_errors():
             response = self._http.request(method, path, **kwargs)
         self._raise_for_error(response)
-        if not response.content:
-            return None
+        return response
+
+    def call(self, model: type[_Model], method: str, path: str, **kwargs: Any) -> _Model:
+        """The answer of a successful call, read as the API's schema for it."""
+        response = self.send(method, path, **kwargs)
         try:
-            return response.json()
-        except ValueError as exc:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            # Not the whole error: it quotes the input, which may hold a secret.
+            problem = exc.errors(include_input=False, include_url=False)[0]
+            if problem["type"] == "json_invalid":
+                raise ConnectionFailed(
+                    f"the server at {self.server_url} answered {method} {path} with something "
+                    "that is not JSON: is --server the MiniTower API?"
+                ) from None
+            where = ".".join(str(part) for part in problem["loc"]) or "the body"
             raise ConnectionFailed(
                 f"the server at {self.server_url} answered {method} {path} with something "
-                "that is not JSON: is --server the MiniTower API?"
-            ) from exc
+                f"that is not the API's {model.__name__} ({where}: {problem['msg']}): "
+                "is --server the MiniTower API, of this CLI's version?"
+            ) from None
 
-    def get(self, path: str, **kwargs: Any) -> Any:
-        return self.request("GET", path, **kwargs)
+    def get(self, model: type[_Model], path: str, **kwargs: Any) -> _Model:
+        return self.call(model, "GET", path, **kwargs)
 
-    def post(self, path: str, **kwargs: Any) -> Any:
-        return self.request("POST", path, **kwargs)
+    def post(self, model: type[_Model], path: str, **kwargs: Any) -> _Model:
+        return self.call(model, "POST", path, **kwargs)
 
-    def patch(self, path: str, **kwargs: Any) -> Any:
-        return self.request("PATCH", path, **kwargs)
+    def patch(self, model: type[_Model], path: str, **kwargs: Any) -> _Model:
+        return self.call(model, "PATCH", path, **kwargs)
 
-    def delete(self, path: str, **kwargs: Any) -> Any:
-        return self.request("DELETE", path, **kwargs)
+    def delete(self, model: type[_Model], path: str, **kwargs: Any) -> _Model:
+        return self.call(model, "DELETE", path, **kwargs)
 
     def exists(self, path: str) -> bool:
         """True on 200, False on 404; any other error is raised."""
         try:
-            self.get(path)
-        except ApiError as exc:
+            self.send("GET", path)
+        except RequestRefused as exc:
             if exc.status == 404:
                 return False
             raise
         return True
 
     def list_all(
-        self, path: str, key: str, *, limit: int, params: dict[str, Any] | None = None
-    ) -> list[dict[str, Any]]:
-        """Up to ``limit`` items of a paginated listing, following ``next_cursor``."""
-        items: list[dict[str, Any]] = []
+        self,
+        path: str,
+        page: type[_Page],
+        unpack: Callable[[_Page], tuple[list[_Item], str | None]],
+        *,
+        limit: int,
+        params: dict[str, Any] | None = None,
+    ) -> list[_Item]:
+        """Up to ``limit`` items of a paginated listing, following ``next_cursor``;
+        ``unpack`` gives a page's items and its cursor."""
+        items: list[_Item] = []
         query = {k: v for k, v in (params or {}).items() if v is not None}
         while len(items) < limit:
             query["limit"] = min(MAX_PAGE, limit - len(items))
-            body = self.get(path, params=query)
-            page = body.get(key, []) if isinstance(body, dict) else []
-            items.extend(page)
-            cursor = body.get("next_cursor") if isinstance(body, dict) else None
-            if not cursor or not page:
+            found, cursor = unpack(self.get(page, path, params=query))
+            items.extend(found)
+            if not cursor or not found:
                 break
             query["cursor"] = cursor
         return items[:limit]
@@ -157,7 +180,7 @@ class ApiClient:
         status = response.status_code
         code, message = _error_body(response)
         if code is None or message is None:
-            raise ApiError(
+            raise RequestRefused(
                 f"the server at {self.server_url} answered HTTP {status} "
                 f"{response.reason_phrase} to {response.request.method} "
                 f"{response.request.url.path}: is --server the MiniTower API?",
@@ -174,21 +197,15 @@ class ApiClient:
             else:
                 source = self._token_source or "the configuration"
                 message = f"the API refused the token (from {source}): {message}"
-        raise ApiError(f"{message} ({status} {code})", status=status, code=code)
+        raise RequestRefused(f"{message} ({status} {code})", status=status, code=code)
 
 
 def _error_body(response: httpx.Response) -> tuple[str | None, str | None]:
     try:
-        body = response.json()
-    except (ValueError, json.JSONDecodeError):
+        error = ErrorResponse.model_validate_json(response.content).error
+    except ValidationError:
         return None, None
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        return None, None
-    code, message = error.get("code"), error.get("message")
-    if not isinstance(code, str) or not isinstance(message, str):
-        return None, None
-    return code, message
+    return error.code, error.message
 
 
 def _reason(exc: Exception) -> str:

@@ -46,6 +46,12 @@ from minitower_cli.config import (
 )
 from minitower_cli.errors import EXIT_API, CliError, UsageError
 from minitower_cli.output import Output
+from minitower_shared.schemas import (
+    BootstrapResult,
+    Me,
+    RunnerRegistrationTokenCreated,
+    RunnerRegistrationTokenList,
+)
 from minitower_shared.secret_box import generate_key
 
 SECRETS_FILE = "secrets.env"
@@ -324,7 +330,7 @@ def team_token(url: str, state: Path, team: str, bootstrap_token: str) -> tuple[
         if path.exists() and not new_password:
             saved = path.read_text(encoding="utf-8").strip()
             check = http.get("/api/v1/me", headers={"Authorization": f"Bearer {saved}"})
-            if check.status_code == 200 and check.json().get("team_slug") == team:
+            if check.status_code == 200 and Me.model_validate_json(check.content).team_slug == team:
                 return saved, False
         answer = http.post(
             "/api/v1/bootstrap/team",
@@ -335,7 +341,7 @@ def team_token(url: str, state: Path, team: str, bootstrap_token: str) -> tuple[
         raise CliError(
             f"could not bootstrap team {team!r}: HTTP {answer.status_code} {answer.text}"
         )
-    token = str(answer.json()["token"])
+    token = BootstrapResult.model_validate_json(answer.content).token
     _write_private(path, token + "\n")
     return token, True
 
@@ -351,8 +357,10 @@ def runner_registration_token(url: str, state: Path, admin_token: str) -> str:
             saved_id, _, saved = path.read_text(encoding="utf-8").strip().partition(" ")
             listed = http.get(tokens_path, headers=headers, params={"limit": 200})
             if listed.status_code == 200 and any(
-                str(t["registration_token_id"]) == saved_id and t["revoked_at"] is None
-                for t in listed.json()["registration_tokens"]
+                str(t.registration_token_id) == saved_id and t.revoked_at is None
+                for t in RunnerRegistrationTokenList.model_validate_json(
+                    listed.content
+                ).registration_tokens
             ):
                 return saved
         answer = http.post(tokens_path, json={"name": "minitower dev"}, headers=headers)
@@ -360,9 +368,9 @@ def runner_registration_token(url: str, state: Path, admin_token: str) -> str:
         raise CliError(
             f"could not create a runner registration token: HTTP {answer.status_code} {answer.text}"
         )
-    body = answer.json()
-    _write_private(path, f"{body['registration_token_id']} {body['token']}\n")
-    return str(body["token"])
+    created = RunnerRegistrationTokenCreated.model_validate_json(answer.content)
+    _write_private(path, f"{created.registration_token_id} {created.token}\n")
+    return created.token
 
 
 def save_dev_profile(url: str, token: str) -> tuple[Path, bool]:

@@ -4,13 +4,15 @@ Every failure reaches the user as one line on stderr (``minitower: error: ...``)
 exit code of 3 or more; 0, 1 and 2 are kept for the outcome of a run being waited for::
 
     CliError                 one line, exit code >= 3
-    ├── ApiError             the API answered with an error (exit 3)
+    ├── RequestRefused       the API answered with an error status (exit 3)
     ├── ConnectionFailed     the API could not be reached or stopped answering (exit 3)
     ├── UsageError           bad options, input, Towerfile, project or configuration (exit 4)
     └── WaitTimedOut         --wait-timeout passed before the run ended (exit 5)
 """
 
 from __future__ import annotations
+
+from minitower_shared.states import RunStatus
 
 EXIT_COMPLETED = 0
 EXIT_FAILED = 1  # the run failed, or is dead (its lease expired with no retries left)
@@ -21,10 +23,10 @@ EXIT_WAIT_TIMEOUT = 5
 EXIT_INTERRUPTED = 130
 
 RUN_EXIT_CODES = {
-    "completed": EXIT_COMPLETED,
-    "failed": EXIT_FAILED,
-    "dead": EXIT_FAILED,
-    "cancelled": EXIT_CANCELLED,
+    RunStatus.COMPLETED: EXIT_COMPLETED,
+    RunStatus.FAILED: EXIT_FAILED,
+    RunStatus.DEAD: EXIT_FAILED,
+    RunStatus.CANCELLED: EXIT_CANCELLED,
 }
 
 
@@ -38,7 +40,7 @@ class CliError(Exception):
         self.message = message
 
 
-class ApiError(CliError):
+class RequestRefused(CliError):
     """The API answered with an error status."""
 
     def __init__(self, message: str, *, status: int, code: str) -> None:

@@ -12,20 +12,25 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
+from pydantic import BaseModel
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from minitower_cli.client import STREAM_READ_TIMEOUT, ApiClient
 from minitower_cli.errors import (
     RUN_EXIT_CODES,
-    ApiError,
     CliError,
     ConnectionFailed,
+    RequestRefused,
     WaitTimedOut,
 )
 from minitower_cli.output import Output, duration, human_seconds, status_text
+from minitower_shared.schemas import LogLinePublic, LogStreamEnd, RunPublic
+from minitower_shared.states import RunStatus
+
+_Event = TypeVar("_Event", bound=BaseModel)
 
 MAX_RECONNECTS = 8
 _RECONNECT_BACKOFF_CAP = 5.0
@@ -39,18 +44,18 @@ class LogPrinter:
         self._json = json_lines
         self._attempt: int | None = None
 
-    def entry(self, entry: dict[str, Any]) -> None:
+    def entry(self, entry: LogLinePublic) -> None:
         if self._json:
-            sys.stdout.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            sys.stdout.write(json.dumps(entry.model_dump(mode="json"), ensure_ascii=False) + "\n")
             sys.stdout.flush()
             return
-        attempt = entry.get("attempt_no")
+        attempt = entry.attempt_no
         if attempt != self._attempt:
-            if self._attempt is not None or (isinstance(attempt, int) and attempt > 1):
+            if self._attempt is not None or attempt > 1:
                 self._output.status(Text(f"── attempt {attempt} ──", style="bright_black"))
-            self._attempt = attempt if isinstance(attempt, int) else None
-        stream = sys.stderr if entry.get("stream") == "stderr" else sys.stdout
-        stream.write(f"{entry.get('line', '')}\n")
+            self._attempt = attempt
+        stream = sys.stderr if entry.stream == "stderr" else sys.stdout
+        stream.write(f"{entry.line}\n")
         stream.flush()
 
 
@@ -120,13 +125,11 @@ def describe_waiting(client_factory: Callable[[], ApiClient], run_id: int) -> Ca
         client = holder.get("client")
         if client is None:
             client = holder["client"] = client_factory()
-        run = client.get(f"/api/v1/runs/{run_id}")
-        status = run.get("status")
-        if status == "queued":
-            return (
-                f"run {run_id} queued: waiting for a runner (environment {run.get('environment')})"
-            )
-        if status in ("leased", "running"):
+        run = client.get(RunPublic, f"/api/v1/runs/{run_id}")
+        status = run.status
+        if status == RunStatus.QUEUED:
+            return f"run {run_id} queued: waiting for a runner (environment {run.environment})"
+        if status in (RunStatus.LEASED, RunStatus.RUNNING):
             return f"run {run_id} {status}: waiting for output"
         return f"run {run_id} {status}"
 
@@ -141,7 +144,7 @@ def follow_run(
     *,
     timeout: float | None = None,
     waiting: Waiting | None = None,
-) -> str:
+) -> RunStatus:
     """Print the run's lines until it is terminal; return its final status. Raises
     WaitTimedOut once ``timeout`` seconds have passed, ConnectionFailed when the stream
     cannot be had back after several tries."""
@@ -168,22 +171,22 @@ def follow_run(
                     path, last_event_id=last_id, read_timeout=read_timeout
                 ):
                     if event.event == "log":
-                        entry = _decode(event.data)
+                        entry = _event(LogLinePublic, event.data)
                         if waiting is not None:
                             waiting.stop()
                         printer.entry(entry)
                         last_id = event.id or last_id
                         failures = 0
                     elif event.event == "end":
-                        status = _decode(event.data).get("status")
-                        if not isinstance(status, str):
+                        status = _event(LogStreamEnd, event.data).status
+                        if status is None:
                             raise CliError(f"run {run_id} no longer exists")
                         return status
                     left()
                 problem = "the log stream closed early"
             except ConnectionFailed as exc:
                 problem = exc.message
-            except ApiError as exc:
+            except RequestRefused as exc:
                 # A restarting API (or its proxy) answers 5xx for a moment: try again.
                 if exc.status < 500:
                     raise
@@ -203,46 +206,45 @@ def follow_run(
             waiting.stop()
 
 
-def _decode(data: str) -> dict[str, Any]:
+def _event(model: type[_Event], data: str) -> _Event:
     try:
-        value = json.loads(data)
+        return model.model_validate_json(data)
     except ValueError as exc:
-        raise ConnectionFailed(f"the log stream sent an event that is not JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise ConnectionFailed("the log stream sent an event that is not a JSON object")
-    return value
+        raise ConnectionFailed(
+            f"the log stream sent an event that is not the API's {model.__name__}: {exc}"
+        ) from exc
 
 
 def _timed_out(client: ApiClient, run_id: int, timeout: float | None) -> str:
     waited = human_seconds(timeout or 0)
     try:
-        status = client.get(f"/api/v1/runs/{run_id}").get("status")
+        status = client.get(RunPublic, f"/api/v1/runs/{run_id}").status
     except CliError:
         return f"stopped waiting after {waited}: run {run_id} has not ended"
     return f"stopped waiting after {waited}: run {run_id} is still {status}"
 
 
-def report_outcome(output: Output, run: dict[str, Any]) -> int:
+def report_outcome(output: Output, run: RunPublic) -> int:
     """The run's outcome as a status line on stderr; returns the exit code for it."""
-    run_id, status = run.get("run_id"), str(run.get("status"))
-    took = duration(run.get("started_at"), run.get("finished_at"))
+    run_id, status = run.run_id, run.status
+    took = duration(run.started_at, run.finished_at)
     line = Text()
     line.append_text(Text(f"run {run_id} "))
     line.append_text(status_text(status))
-    if status == "completed":
+    if status == RunStatus.COMPLETED:
         line.append(f" in {took}" if took else "")
-    elif status == "failed":
-        code = run.get("exit_code")
+    elif status == RunStatus.FAILED:
+        code = run.exit_code
         line.append(f" (exit code {code})" if code is not None else "")
         line.append(f" after {took}" if took else "")
-        message = run.get("error_message")
+        message = run.error_message
         if message and message != f"exited with code {code}":
             line.append(f": {message}")
-    elif status == "dead":
+    elif status == RunStatus.DEAD:
         line.append(": its lease expired with no retries left")
-        if run.get("error_message"):
-            line.append(f" ({run['error_message']})")
-    elif status == "cancelled" and took:
+        if run.error_message:
+            line.append(f" ({run.error_message})")
+    elif status == RunStatus.CANCELLED and took:
         line.append(f" after {took}")
     output.status(line)
     if status not in RUN_EXIT_CODES:

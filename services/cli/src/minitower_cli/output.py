@@ -9,11 +9,16 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TextIO, cast
+from typing import Any, Generic, TextIO, TypeVar, cast
 
+from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from minitower_shared.states import AttemptStatus, RunnerStatus, RunStatus
+
+Row = TypeVar("Row", bound=BaseModel)
 
 
 class StdoutClosed(Exception):
@@ -48,20 +53,20 @@ def guard_stdout() -> None:
         sys.stdout = cast(TextIO, _ClosedPipeGuard(sys.stdout))
 
 
-STATUS_STYLES = {
-    "queued": "bright_black",
-    "leased": "cyan",
-    "running": "blue",
-    "cancelling": "yellow",
-    "completed": "green",
-    "failed": "red",
-    "dead": "bold red",
-    "cancelled": "magenta",
-    "expired": "red",
-    "online": "green",
-    "offline": "bright_black",
-    "busy": "blue",
-    "idle": "green",
+Status = RunStatus | AttemptStatus | RunnerStatus
+
+STATUS_STYLES: dict[Status, str] = {
+    RunStatus.QUEUED: "bright_black",
+    RunStatus.LEASED: "cyan",
+    RunStatus.RUNNING: "blue",
+    RunStatus.CANCELLING: "yellow",
+    RunStatus.COMPLETED: "green",
+    RunStatus.FAILED: "red",
+    RunStatus.DEAD: "bold red",
+    RunStatus.CANCELLED: "magenta",
+    AttemptStatus.EXPIRED: "red",
+    RunnerStatus.ONLINE: "green",
+    RunnerStatus.OFFLINE: "bright_black",
 }
 
 
@@ -104,15 +109,24 @@ class Output:
 
     # --- data (stdout) -----------------------------------------------------------------
 
-    def json(self, value: Any) -> None:
-        sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    def json(self, value: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
+        """An answer of the API (or a listing's items) as the API sent it, or the CLI's
+        own report."""
+        plain = (
+            value.model_dump(mode="json")
+            if isinstance(value, BaseModel)
+            else value
+            if isinstance(value, dict)
+            else [item.model_dump(mode="json") for item in value]
+        )
+        sys.stdout.write(json.dumps(plain, indent=2, ensure_ascii=False) + "\n")
         sys.stdout.flush()
 
     def plain(self, text: str) -> None:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
 
-    def table(self, columns: Sequence[Column], rows: Iterable[dict[str, Any]]) -> None:
+    def table(self, columns: Sequence[Column[Row]], rows: Iterable[Row]) -> None:
         rows = list(rows)
         table = Table(box=None, header_style="bold", pad_edge=False, show_edge=False)
         cells = [[column.render(row) for column in columns] for row in rows]
@@ -140,9 +154,7 @@ class Output:
         finally:
             self.out.width = width
 
-    def listing(
-        self, columns: Sequence[Column], rows: Sequence[dict[str, Any]], as_json: bool
-    ) -> None:
+    def listing(self, columns: Sequence[Column[Row]], rows: Sequence[Row], as_json: bool) -> None:
         """A listing as the API's objects in JSON (``--json``), else as a table."""
         if as_json:
             self.json(rows)
@@ -159,14 +171,14 @@ class Output:
 
 
 @dataclass(frozen=True)
-class Column:
+class Column(Generic[Row]):
     header: str
-    value: Callable[[dict[str, Any]], Any]
+    value: Callable[[Row], Any]
     keep: bool = False
     justify: Any = "left"
-    style: Callable[[dict[str, Any]], str | None] | None = None
+    style: Callable[[Row], str | None] | None = None
 
-    def render(self, row: dict[str, Any]) -> Text:
+    def render(self, row: Row) -> Text:
         value = self.value(row)
         if isinstance(value, Text):
             return value
@@ -183,33 +195,22 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def status_text(status: str | None) -> Text:
-    return Text(status or "-", style=STATUS_STYLES.get(status or "", ""))
+def status_text(status: Status | None) -> Text:
+    if status is None:
+        return Text("-")
+    return Text(status.value, style=STATUS_STYLES.get(status, ""))
 
 
-def parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def short_time(value: str | None) -> str | None:
+def short_time(value: datetime | None) -> str | None:
     """``2026-11-27 20:30:05`` (UTC), or None."""
-    parsed = parse_time(value)
-    return parsed.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if parsed else None
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value else None
 
 
-def duration(start: str | None, end: str | None) -> str | None:
+def duration(start: datetime | None, end: datetime | None) -> str | None:
     """``1.2s``, ``3m04s``, ``2h05m``; to now when the run has not ended."""
-    begun = parse_time(start)
-    if begun is None:
+    if start is None:
         return None
-    finished = parse_time(end) or datetime.now(UTC)
-    return human_seconds((finished - begun).total_seconds())
+    return human_seconds(((end or datetime.now(UTC)) - start).total_seconds())
 
 
 def human_seconds(seconds: float) -> str:

@@ -3,10 +3,10 @@
 from pydantic import Field
 
 from minitower_shared.durations import PositiveSeconds
-from minitower_shared.service_settings import DatabaseServiceSettings
+from minitower_shared.service_settings import DatabaseServiceSettings, WebhookTargetSettings
 
 
-class ReaperSettings(DatabaseServiceSettings):
+class ReaperSettings(DatabaseServiceSettings, WebhookTargetSettings):
     expiry_check_interval: PositiveSeconds = 5.0
     # Longer than the longest lease long poll (30 s) plus a heartbeat interval, so a
     # healthy idle runner never flaps to offline.
@@ -23,5 +23,3 @@ class ReaperSettings(DatabaseServiceSettings):
     webhook_backoff_base: PositiveSeconds = 10.0
     webhook_backoff_max: PositiveSeconds = 3600.0
     webhook_max_age: PositiveSeconds = 24 * 3600.0
-    # Loopback, private, link-local … receivers are refused unless this is true.
-    webhook_allow_private: bool = False

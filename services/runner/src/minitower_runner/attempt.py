@@ -21,8 +21,8 @@ from typing import TypeVar
 from tenacity import RetryError, Retrying, retry_if_exception_type, wait_exponential_jitter
 
 from minitower_runner.client import (
+    ApiCallFailed,
     ApiClient,
-    ApiError,
     LeaseClock,
     LeaseGone,
     Unavailable,
@@ -41,6 +41,7 @@ from minitower_runner.workload import (
 from minitower_shared.archives import UnsafeArchiveError, extract_archive
 from minitower_shared.log_context import bound_ids, carry_context
 from minitower_shared.schemas import LeaseGranted, RunSecrets
+from minitower_shared.states import AttemptStatus
 
 log = logging.getLogger("minitower.runner")
 
@@ -62,7 +63,7 @@ class Fenced(Exception):
 class Finished:
     """What the runner reported for the attempt, or None for each when it reported nothing."""
 
-    status: str | None
+    status: AttemptStatus | None
     exit_code: int | None = None
     error_message: str | None = None
 
@@ -238,7 +239,7 @@ class Attempt:
                 return Finished(None)
             message = f"runner error: {type(exc).__name__}: {exc}"
             self._emit(message)
-            return self._report(Finished("failed", None, message))
+            return self._report(Finished(AttemptStatus.FAILED, None, message))
         finally:
             if self._workload is not None and not self._workload_finished:
                 # Only after a fault: nothing of the run may outlive the attempt.
@@ -265,7 +266,9 @@ class Attempt:
             on_gone=lambda: self._fence("410 on logs"),
         )
         if start.cancel_requested:
-            return self._report(Finished("cancelled", None, "cancelled before it started"))
+            return self._report(
+                Finished(AttemptStatus.CANCELLED, None, "cancelled before it started")
+            )
         secrets = self._persist(lambda: self._fetch_secrets())
         if secrets is None:
             return Finished(None)
@@ -276,7 +279,7 @@ class Attempt:
                 f"secrets set NAME --environment {secrets.environment}`)"
             )
             self._emit(message)
-            return self._report(Finished("failed", None, message))
+            return self._report(Finished(AttemptStatus.FAILED, None, message))
         self._shipper.redact(list(secrets.secrets.values()))
         self._phases.mark("secrets")
         preparing_since = time.monotonic()
@@ -294,7 +297,7 @@ class Attempt:
             if self._stop_reason(preparing_since) is not None:
                 return self._stopped_before_start(preparing_since)
             self._emit(str(exc))
-            return self._report(Finished("failed", None, str(exc)))
+            return self._report(Finished(AttemptStatus.FAILED, None, str(exc)))
         if self._stop_reason(preparing_since) is not None:
             return self._stopped_before_start(preparing_since)
         self._workload = prepared.start(self._shipper.add, self._wake.set)
@@ -351,14 +354,16 @@ class Attempt:
         """The run was stopped while it was being prepared."""
         reason = self._stop_reason(since)
         if reason == CANCEL:
-            return self._report(Finished("cancelled", None, "cancelled before it started"))
+            return self._report(
+                Finished(AttemptStatus.CANCELLED, None, "cancelled before it started")
+            )
         if reason == TIMEOUT:
             message = (
                 f"timeout: preparing the run took longer than its timeout of "
                 f"{self.grant.timeout_seconds} s"
             )
             self._emit(message)
-            return self._report(Finished("failed", None, message))
+            return self._report(Finished(AttemptStatus.FAILED, None, message))
         # Fenced, or the runner is shutting down: the reaper hands the run on.
         return Finished(None)
 
@@ -415,17 +420,17 @@ class Attempt:
         if self._fenced.is_set() or reason == DRAIN:
             return Finished(None)
         if reason == CANCEL:
-            return self._report(Finished("cancelled", code, "cancelled"))
+            return self._report(Finished(AttemptStatus.CANCELLED, code, "cancelled"))
         if reason == TIMEOUT:
             message = (
                 f"timeout: the run exceeded its timeout of {self.grant.timeout_seconds} s "
                 f"and was stopped ({_describe_exit(code)})"
             )
             self._emit(message)
-            return self._report(Finished("failed", code, message))
+            return self._report(Finished(AttemptStatus.FAILED, code, message))
         if code == 0:
-            return self._report(Finished("completed", 0, None))
-        return self._report(Finished("failed", code, _describe_exit(code)))
+            return self._report(Finished(AttemptStatus.COMPLETED, 0, None))
+        return self._report(Finished(AttemptStatus.FAILED, code, _describe_exit(code)))
 
     def _report(self, result: Finished) -> Finished:
         """Flush the logs, then report; retried until the server answers or the lease is
@@ -447,7 +452,7 @@ class Attempt:
                     result.error_message,
                 )
             )
-        except ApiError as exc:
+        except ApiCallFailed as exc:
             log.error(
                 "result refused", extra={"status": status, "error": str(exc), **failure_ids(exc)}
             )

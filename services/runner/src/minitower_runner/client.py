@@ -2,7 +2,7 @@
 
 Exceptions::
 
-    ApiError                 anything the runner cannot take as an answer
+    ApiCallFailed            a call that brought no answer the runner can use
     ├── Unavailable          no answer, a timeout, or a 5xx/429: try again later
     ├── LeaseGone            410: the lease is gone; stop the work, report nothing
     ├── Unauthorized         401 that a fresh registration did not cure
@@ -28,6 +28,7 @@ import httpx
 from pydantic import BaseModel
 
 from minitower_shared.schemas import (
+    ErrorResponse,
     HeartbeatResult,
     LeaseGranted,
     ResultAccepted,
@@ -35,6 +36,7 @@ from minitower_shared.schemas import (
     RunSecrets,
     StartResult,
 )
+from minitower_shared.states import AttemptStatus
 
 _Model = TypeVar("_Model", bound=BaseModel)
 
@@ -50,7 +52,7 @@ def new_request_id() -> str:
     return f"runner-{uuid.uuid4().hex[:16]}"
 
 
-class ApiError(Exception):
+class ApiCallFailed(Exception):
     """The control plane did not give the runner an answer it can use. ``request_id`` is
     the id the call was sent with: the API's log lines of that call carry it."""
 
@@ -65,19 +67,19 @@ def failure_ids(exc: BaseException | None) -> dict[str, str]:
     return {"request_id": request_id} if request_id else {}
 
 
-class Unavailable(ApiError):
+class Unavailable(ApiCallFailed):
     """No answer (connection refused, timeout) or a server-side error: transient."""
 
 
-class LeaseGone(ApiError):
+class LeaseGone(ApiCallFailed):
     """410: the lease expired, was reassigned or finished elsewhere."""
 
 
-class Unauthorized(ApiError):
+class Unauthorized(ApiCallFailed):
     """401: the token (or the registration token) is not accepted."""
 
 
-class Refused(ApiError):
+class Refused(ApiCallFailed):
     def __init__(
         self, status: int, code: str, message: str, *, request_id: str | None = None
     ) -> None:
@@ -102,9 +104,8 @@ class LeaseClock:
 
     @classmethod
     def from_answer(
-        cls, expires_at: str, response: httpx.Response, received_at: float
+        cls, expires: datetime, response: httpx.Response, received_at: float
     ) -> "LeaseClock":
-        expires = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
         server_now: datetime | None = None
         date = response.headers.get("date")
         if date:
@@ -125,10 +126,10 @@ class LeaseClock:
 
 def _error_of(response: httpx.Response) -> tuple[str, str]:
     try:
-        error = response.json()["error"]
-        return str(error["code"]), str(error["message"])
-    except (ValueError, KeyError, TypeError):
+        error = ErrorResponse.model_validate_json(response.content).error
+    except ValueError:
         return "unknown", response.text[:200]
+    return error.code, error.message
 
 
 class ApiClient:
@@ -332,7 +333,7 @@ class ApiClient:
         self,
         run_id: int,
         lease_token: str,
-        status: str,
+        status: AttemptStatus,
         exit_code: int | None,
         error_message: str | None,
     ) -> ResultAccepted:

@@ -4,14 +4,11 @@ import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, field_validator
 
-from minitower_shared.durations import LogLevel, PositiveSeconds, Seconds, parse_duration
-from minitower_shared.logging_setup import LogFormat
+from minitower_shared.durations import PositiveSeconds, Seconds, parse_duration
 from minitower_shared.schemas import ENVIRONMENT_PATTERN, RUNNER_NAME_PATTERN
-
-MIN_SECRET_LENGTH = 16
+from minitower_shared.service_settings import RunnerRegistrationSettings
 
 
 def _default_name() -> str:
@@ -19,15 +16,9 @@ def _default_name() -> str:
     return socket.gethostname().split(".")[0] or "runner"
 
 
-class RunnerSettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="MINITOWER_", env_file=".env", extra="ignore", frozen=True
-    )
-
-    env: Literal["dev", "production"] = "production"
+class RunnerSettings(RunnerRegistrationSettings):
     server_url: str = "http://127.0.0.1:8080"
     runner_name: str = Field(default_factory=_default_name, pattern=RUNNER_NAME_PATTERN)
-    runner_registration_token: SecretStr | None = None
     runner_environment: str = Field(default="default", pattern=ENVIRONMENT_PATTERN)
     runner_labels: dict[str, str] = Field(default_factory=dict)
     # Runner token, workspaces and (unless set apart) the venv cache.
@@ -73,9 +64,6 @@ class RunnerSettings(BaseSettings):
     pip_no_index: bool = False
     log_batch_lines: int = Field(default=500, ge=1, le=5000)
     log_flush_interval: PositiveSeconds = 0.2
-    log_level: LogLevel = "info"
-    # auto: console at a terminal, JSON lines otherwise (compose, files, pipes).
-    log_format: LogFormat = "auto"
 
     @field_validator("server_url")
     @classmethod
@@ -83,26 +71,6 @@ class RunnerSettings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:8080")
         return value.rstrip("/")
-
-    @field_validator("runner_registration_token", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        """``MINITOWER_RUNNER_REGISTRATION_TOKEN=`` (as compose writes an unset variable)."""
-        return None if value == "" else value
-
-    @model_validator(mode="after")
-    def _check_secret(self) -> "RunnerSettings":
-        token = self.runner_registration_token
-        if (
-            self.env != "dev"
-            and token is not None
-            and len(token.get_secret_value()) < MIN_SECRET_LENGTH
-        ):
-            raise ValueError(
-                f"MINITOWER_RUNNER_REGISTRATION_TOKEN must be at least {MIN_SECRET_LENGTH} "
-                "characters (set MINITOWER_ENV=dev to allow short secrets for local development)"
-            )
-        return self
 
     @property
     def venvs_dir(self) -> Path:

@@ -5,15 +5,13 @@ from datetime import datetime
 from pydantic import AwareDatetime, Field
 
 from minitower_shared.durations import PositiveSeconds, Seconds
-from minitower_shared.service_settings import DatabaseServiceSettings
+from minitower_shared.service_settings import CatchupSettings, DatabaseServiceSettings
 
 
-class SchedulerSettings(DatabaseServiceSettings):
+class SchedulerSettings(DatabaseServiceSettings, CatchupSettings):
     # The longest sleep between ticks: how soon a schedule created (or resumed) through
     # the API is first looked at when nothing else is due sooner.
     schedule_check_interval: PositiveSeconds = 5.0
-    # catchup = "all" fires at most this many missed times per schedule after downtime.
-    schedule_max_catchup: int = Field(default=10, ge=0, le=1000)
     # catchup = "none" still fires a due time this late (a slow tick, a quick restart).
     schedule_misfire_grace: Seconds = 60.0
     # This scheduler's row in scheduler_pass (default hostname:pid).

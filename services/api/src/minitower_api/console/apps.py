@@ -13,7 +13,7 @@ from minitower_api.console.calls import api, validation_message
 from minitower_api.console.session import PageError, PostViewerDep, Viewer, ViewerDep
 from minitower_api.console.templating import render
 from minitower_api.deps import Page, Services, ServicesDep
-from minitower_api.errors import ApiError
+from minitower_api.errors import HttpProblem
 from minitower_api.routers import apps as app_routes
 from minitower_api.routers import runs as run_routes
 from minitower_api.routers import versions as version_routes
@@ -70,7 +70,7 @@ def create_app(
         app_routes.create_app(body, viewer.caller, services)
     except ValidationError as exc:
         return _apps_page(request, viewer, services, validation_message(exc), form, 400)
-    except ApiError as exc:
+    except HttpProblem as exc:
         return _apps_page(request, viewer, services, exc.message, form, exc.status)
     return RedirectResponse(f"/apps/{body.slug}", status_code=303)
 
@@ -214,7 +214,7 @@ async def start_run(
         )
     except ValidationError as exc:
         error = validation_message(exc)
-    except ApiError as exc:
+    except HttpProblem as exc:
         if exc.status == 404:
             raise PageError(404, exc.message) from exc
         error = exc.message

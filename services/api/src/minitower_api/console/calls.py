@@ -6,7 +6,7 @@ from typing import ParamSpec, TypeVar
 from pydantic import ValidationError
 
 from minitower_api.console.session import PageError
-from minitower_api.errors import ApiError
+from minitower_api.errors import HttpProblem
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -17,7 +17,7 @@ def api(function: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     would have given."""
     try:
         return function(*args, **kwargs)
-    except ApiError as exc:
+    except HttpProblem as exc:
         raise PageError(exc.status, exc.message) from exc
 
 
@@ -25,7 +25,7 @@ async def api_async(function: Callable[P, Awaitable[R]], *args: P.args, **kwargs
     """``api`` for the routes' coroutine functions (the log stream)."""
     try:
         return await function(*args, **kwargs)
-    except ApiError as exc:
+    except HttpProblem as exc:
         raise PageError(exc.status, exc.message) from exc
 
 

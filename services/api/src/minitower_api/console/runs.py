@@ -99,7 +99,10 @@ def run_state(run_id: RunId, viewer: ViewerDep, services: ServicesDep) -> JSONRe
     run = api(run_routes.get_run, run_id, viewer.caller, services)
     attempts = api(run_routes.list_attempts, run_id, viewer.caller, services).attempts
     return JSONResponse(
-        {"run": run.model_dump(), "attempts": [a.model_dump() for a in attempts]},
+        {
+            "run": run.model_dump(mode="json"),
+            "attempts": [a.model_dump(mode="json") for a in attempts],
+        },
         headers={"Cache-Control": "no-store"},
     )
 

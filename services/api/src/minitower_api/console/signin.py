@@ -19,7 +19,7 @@ from minitower_api.console.session import (
 )
 from minitower_api.console.templating import render
 from minitower_api.deps import Services, ServicesDep
-from minitower_api.errors import ApiError
+from minitower_api.errors import HttpProblem
 from minitower_api.routers.team_auth import authenticate_team, client_address, issue_admin_token
 from minitower_shared.clock import utcnow
 from minitower_shared.store import audit as audit_store
@@ -103,7 +103,7 @@ async def signin(
             team = await run_in_threadpool(
                 authenticate_team, services, slug.strip(), password, client_address(request)
             )
-        except ApiError as exc:
+        except HttpProblem as exc:
             return _signin_page(request, services, next_path, exc.message, exc.status)
         assert team.id is not None
         _, token_id = await run_in_threadpool(issue_admin_token, services, team.id, "console")

@@ -9,7 +9,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from minitower_shared.clock import utcnow
+from minitower_shared.clock import rfc3339, utcnow
 from minitower_shared.states import TERMINAL_RUN_STATUSES
 
 HERE = Path(__file__).parent
@@ -49,13 +49,11 @@ def _human_bytes(size: int) -> str:
 _env.filters["human_bytes"] = _human_bytes
 
 
-def _duration(start: str | None, end: str | None) -> str:
-    """``1m 05s`` between two RFC 3339 times (to now when ``end`` is None)."""
+def _duration(start: datetime | None, end: datetime | None) -> str:
+    """``1m 05s`` between two times (to now when ``end`` is None)."""
     if start is None:
         return ""
-    begun = datetime.fromisoformat(start.replace("Z", "+00:00"))
-    ended = datetime.fromisoformat(end.replace("Z", "+00:00")) if end else utcnow()
-    seconds = max((ended - begun).total_seconds(), 0.0)
+    seconds = max(((end or utcnow()) - start).total_seconds(), 0.0)
     if seconds < 60:
         return f"{seconds:.1f} s"
     minutes, secs = divmod(int(seconds), 60)
@@ -66,6 +64,8 @@ def _duration(start: str | None, end: str | None) -> str:
 
 
 _env.filters["duration"] = _duration
+# Pages show the times the JSON API sends, in the same format.
+_env.filters["rfc3339"] = rfc3339
 
 
 def render(

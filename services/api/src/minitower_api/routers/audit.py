@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from minitower_api.deps import AdminDep, PageDep, ServicesDep, paged
 from minitower_api.errors import invalid, responses
-from minitower_shared.clock import as_utc, rfc3339
+from minitower_shared.clock import as_utc
 from minitower_shared.models import AuditEvent
 from minitower_shared.schemas import AuditEventList, AuditEventPublic
 from minitower_shared.store import audit as audit_store
@@ -20,11 +20,9 @@ _NAME = "^[a-z0-9_.]{1,64}$"
 
 def audit_event_public(event: AuditEvent) -> AuditEventPublic:
     assert event.id is not None
-    at = rfc3339(event.at)
-    assert at is not None
     return AuditEventPublic(
         audit_id=event.id,
-        at=at,
+        at=event.at,
         team_id=event.team_id,
         actor_kind=event.actor_kind,
         actor_token_id=event.actor_token_id,

@@ -23,8 +23,8 @@ from minitower_api.deps import (
     ServicesDep,
     require_runner,
 )
-from minitower_api.errors import ApiError, conflict, gone, responses
-from minitower_shared.clock import rfc3339, utcnow
+from minitower_api.errors import HttpProblem, conflict, gone, responses
+from minitower_shared.clock import utcnow
 from minitower_shared.models import AppVersion, Run
 from minitower_shared.schemas import (
     HeartbeatResult,
@@ -50,7 +50,7 @@ def _ttl(services: Services) -> timedelta:
     return timedelta(seconds=services.settings.lease_ttl)
 
 
-def refused(verdict: Refused) -> ApiError:
+def refused(verdict: Refused) -> HttpProblem:
     """A lifecycle refusal as HTTP: a lease that is gone 410, anything else 409."""
     if verdict.kind == Refusal.GONE:
         return gone(f"the lease is gone: {verdict.reason}")
@@ -108,8 +108,6 @@ def _try_lease(
 
 def _granted(grant: Granted, token: str) -> LeaseGranted:
     run, attempt = grant.run, grant.attempt
-    expires = rfc3339(attempt.lease_expires_at)
-    assert expires is not None
     return LeaseGranted(
         run_id=run.id,
         run_no=run.run_no,
@@ -124,7 +122,7 @@ def _granted(grant: Granted, token: str) -> LeaseGranted:
         attempt_id=attempt.id,
         attempt_no=attempt.attempt_no,
         lease_token=token,
-        lease_expires_at=expires,
+        lease_expires_at=attempt.lease_expires_at,
         team_id=run.team_id,
         secrets=grant.secrets,
     )
@@ -212,12 +210,10 @@ def start_run(
         attempt = lifecycle.start(session, key, now=utcnow(), ttl=_ttl(services))
     if isinstance(attempt, Refused):
         raise refused(attempt)
-    expires = rfc3339(attempt.lease_expires_at)
-    assert expires is not None
     return StartResult(
         attempt_no=attempt.attempt_no,
         status=attempt.status,
-        lease_expires_at=expires,
+        lease_expires_at=attempt.lease_expires_at,
         cancel_requested=attempt.cancel_requested,
     )
 
@@ -280,9 +276,9 @@ def heartbeat(
         if isinstance(attempt, Refused):
             raise refused(attempt)
         runner_store.mark_seen(session, runner, now)
-    expires = rfc3339(attempt.lease_expires_at)
-    assert expires is not None
-    return HeartbeatResult(lease_expires_at=expires, cancel_requested=attempt.cancel_requested)
+    return HeartbeatResult(
+        lease_expires_at=attempt.lease_expires_at, cancel_requested=attempt.cancel_requested
+    )
 
 
 @router.post("/{run_id}/logs", response_model=LogsAccepted, responses=responses(410, 413))

@@ -18,7 +18,7 @@ from minitower_api.routers.runs import require_run
 from minitower_api.stream_slots import StreamSlot
 from minitower_api.views import log_public
 from minitower_shared.models import RunLog
-from minitower_shared.schemas import MAX_INT64, LogPage
+from minitower_shared.schemas import MAX_INT64, LogPage, LogStreamEnd
 from minitower_shared.states import TERMINAL_RUN_STATUSES
 from minitower_shared.store import logs as log_store
 from minitower_shared.store import runs as run_store
@@ -163,14 +163,16 @@ class _Follower:
                 return
             for log, number in rows:
                 attempt_no, seq = number, log.seq
-                yield _sse("log", log_public(log, number).model_dump(), f"{attempt_no}:{seq}")
+                yield _sse(
+                    "log", log_public(log, number).model_dump(mode="json"), f"{attempt_no}:{seq}"
+                )
                 last_sent = loop.time()
             if len(rows) == _FOLLOW_BATCH:
                 continue
             # Lines are stored before the result, so once the run is terminal (read in the
             # same transaction as the lines) there is nothing more to come.
             if status is None or status in TERMINAL_RUN_STATUSES:
-                yield _sse("end", {"status": status})
+                yield _sse("end", LogStreamEnd(status=status).model_dump(mode="json"))
                 return
             # Idle until a writer or the follow watch (follow_watch.py) wakes the run: an
             # idle follower reads nothing, it only sends a keep-alive now and then.

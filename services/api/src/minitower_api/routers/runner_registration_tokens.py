@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path
 from minitower_api.deps import AdminDep, PageDep, ServicesDep, paged
 from minitower_api.errors import not_found, responses
 from minitower_api.views import registration_token_public
-from minitower_shared.clock import rfc3339, utcnow
+from minitower_shared.clock import utcnow
 from minitower_shared.schemas import (
     MAX_INT64,
     RunnerRegistrationTokenCreate,
@@ -57,10 +57,11 @@ def create_registration_token(
             AuditObject("runner_registration_token", record.id),
             {"name": record.name},
         )
-    created_at = rfc3339(record.created_at)
-    assert created_at is not None
     return RunnerRegistrationTokenCreated(
-        registration_token_id=record.id, name=record.name, token=token, created_at=created_at
+        registration_token_id=record.id,
+        name=record.name,
+        token=token,
+        created_at=record.created_at,
     )
 
 

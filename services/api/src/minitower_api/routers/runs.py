@@ -7,7 +7,7 @@ from fastapi import APIRouter, Header, Query, Response
 from sqlmodel import Session
 
 from minitower_api.deps import CallerDep, PageDep, RunId, ServicesDep, paged
-from minitower_api.errors import ApiError, conflict, invalid, not_found, responses
+from minitower_api.errors import HttpProblem, conflict, invalid, not_found, responses
 from minitower_api.params import InputError, InputLimits, prepare_input
 from minitower_api.routers.apps import require_app
 from minitower_api.views import attempt_public, run_public, runs_summary_public
@@ -153,7 +153,7 @@ def _pick_version(session: Session, app_id: int, slug: str, version_no: int | No
     if version_no is None:
         version = app_store.latest_version(session, app_id)
         if version is None:
-            raise ApiError(400, "no_version", f"app {slug!r} has no version yet: upload one")
+            raise HttpProblem(400, "no_version", f"app {slug!r} has no version yet: upload one")
         return version
     version = app_store.get_version(session, app_id, version_no)
     if version is None:

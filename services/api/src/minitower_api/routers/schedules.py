@@ -9,7 +9,7 @@ from minitower_api.deps import CallerDep, PageDep, ServicesDep, paged
 from minitower_api.errors import conflict, invalid, not_found, responses
 from minitower_api.params import InputError, prepare_input
 from minitower_api.routers.apps import require_app
-from minitower_shared.clock import rfc3339, utcnow
+from minitower_shared.clock import utcnow
 from minitower_shared.cron import CronError, validate
 from minitower_shared.models import App, Schedule
 from minitower_shared.schemas import (
@@ -32,8 +32,6 @@ _RETRY_KEYS = ("max_retries", "retry_on", "retry_delay", "retry_backoff", "retry
 
 def schedule_public(schedule: Schedule, app_slug: str) -> SchedulePublic:
     assert schedule.id is not None
-    created, updated = rfc3339(schedule.created_at), rfc3339(schedule.updated_at)
-    assert created is not None and updated is not None
     return SchedulePublic(
         schedule_id=schedule.id,
         app_slug=app_slug,
@@ -48,10 +46,10 @@ def schedule_public(schedule: Schedule, app_slug: str) -> SchedulePublic:
         overlap=schedule.overlap,
         catchup=schedule.catchup,
         enabled=schedule.enabled,
-        next_fire_at=rfc3339(schedule.next_fire_at),
-        last_fired_at=rfc3339(schedule.last_fired_at),
-        created_at=created,
-        updated_at=updated,
+        next_fire_at=schedule.next_fire_at,
+        last_fired_at=schedule.last_fired_at,
+        created_at=schedule.created_at,
+        updated_at=schedule.updated_at,
     )
 
 

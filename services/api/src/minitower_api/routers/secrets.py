@@ -18,9 +18,9 @@ from minitower_api.deps import (
     RunnerTokenDep,
     ServicesDep,
 )
-from minitower_api.errors import ApiError, invalid, not_found, responses
+from minitower_api.errors import HttpProblem, invalid, not_found, responses
 from minitower_api.routers.leases import lease_key, live_attempt
-from minitower_shared.clock import rfc3339, utcnow
+from minitower_shared.clock import utcnow
 from minitower_shared.models import Run, Secret
 from minitower_shared.schemas import (
     ENVIRONMENT_PATTERN,
@@ -60,15 +60,13 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 
 def secret_public(secret: Secret, token_name: str | None) -> SecretPublic:
-    created, updated = rfc3339(secret.created_at), rfc3339(secret.updated_at)
-    assert created is not None and updated is not None
     return SecretPublic(
         name=secret.name,
         environment=secret.environment,
         set_by_token_id=secret.set_by_token_id,
         set_by_token_name=token_name,
-        created_at=created,
-        updated_at=updated,
+        created_at=secret.created_at,
+        updated_at=secret.updated_at,
     )
 
 
@@ -82,7 +80,7 @@ def _checked_name(name: str) -> str:
 def _box(services: ServicesDep) -> SecretBox:
     box = services.settings.secret_box()
     if box is None:
-        raise ApiError(409, "secrets_not_configured", NOT_CONFIGURED)
+        raise HttpProblem(409, "secrets_not_configured", NOT_CONFIGURED)
     return box
 
 

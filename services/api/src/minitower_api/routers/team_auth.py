@@ -4,7 +4,7 @@ public list of sign-in ways. The reference MiniTower's routes, with its shapes."
 from fastapi import APIRouter, Request
 
 from minitower_api.deps import Services, ServicesDep
-from minitower_api.errors import ApiError, conflict, forbidden, invalid, responses
+from minitower_api.errors import HttpProblem, conflict, forbidden, invalid, responses
 from minitower_api.passwords import hash_password, verify_password
 from minitower_shared.models import Team
 from minitower_shared.schemas import AuthOptions, LoginResult, TeamLogin, TeamSignup
@@ -40,7 +40,7 @@ def authenticate_team(services: Services, slug: str, password: str, address: str
     attempts = services.login_attempts
     throttled = attempts.check(slug, address)
     if throttled is not None:
-        raise ApiError(
+        raise HttpProblem(
             429,
             "rate_limited",
             f"{throttled.reason}: try again in {throttled.retry_after_seconds} s",
@@ -51,7 +51,7 @@ def authenticate_team(services: Services, slug: str, password: str, address: str
     stored = team.password_hash if team is not None else None
     if not verify_password(password, stored) or team is None:
         attempts.failed(slug, address)
-        raise ApiError(401, "unauthorized", BAD_CREDENTIALS)
+        raise HttpProblem(401, "unauthorized", BAD_CREDENTIALS)
     attempts.succeeded(slug)
     return team
 

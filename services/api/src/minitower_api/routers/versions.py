@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, UploadFile
 
 from minitower_api.deps import Caller, CallerDep, PageDep, Services, ServicesDep, VersionNo, paged
-from minitower_api.errors import ApiError, insufficient_storage, invalid, not_found, responses
+from minitower_api.errors import HttpProblem, insufficient_storage, invalid, not_found, responses
 from minitower_api.objects import ObjectStore, StoreFull, TooLarge
 from minitower_api.params import (
     MAX_PARAMS_SCHEMA_BYTES,
@@ -120,7 +120,7 @@ def _vet_upload(
     try:
         temp, sha256, size = objects.spool(artifact.file, max_bytes=settings.max_artifact_bytes)
     except TooLarge as exc:
-        raise ApiError(
+        raise HttpProblem(
             413,
             "payload_too_large",
             f"artifact is larger than MINITOWER_MAX_ARTIFACT_BYTES "

@@ -9,7 +9,7 @@ from sqlmodel import Session
 from minitower_api.deps import AdminDep, PageDep, ServicesDep, paged
 from minitower_api.errors import invalid, not_found, responses
 from minitower_api.routers.apps import require_app
-from minitower_shared.clock import rfc3339, utcnow
+from minitower_shared.clock import utcnow
 from minitower_shared.models import Webhook
 from minitower_shared.schemas import (
     MAX_INT64,
@@ -41,8 +41,8 @@ def webhook_public(webhook: Webhook, app_slug: str | None) -> dict[str, Any]:
         "app": app_slug,
         "format": webhook.format,
         "enabled": webhook.enabled,
-        "created_at": rfc3339(webhook.created_at),
-        "updated_at": rfc3339(webhook.updated_at),
+        "created_at": webhook.created_at,
+        "updated_at": webhook.updated_at,
     }
 
 
@@ -186,7 +186,7 @@ def list_deliveries(
                 event_type=v.event_type,
                 attempt_no=v.attempt.attempt_no,
                 delivery_status=v.delivery_status,
-                started_at=rfc3339(v.attempt.started_at) or "",
+                started_at=v.attempt.started_at,
                 duration_ms=round(v.attempt.duration_ms, 1),
                 status_code=v.attempt.status_code,
                 error=v.attempt.error,

@@ -10,25 +10,26 @@ import typer
 from minitower_cli.context import JsonOption, state
 from minitower_cli.errors import UsageError
 from minitower_cli.output import Column, short_time
+from minitower_shared.schemas import AuditEventList, AuditEventPublic
 
 PATH = "/api/v1/audit"
 
 
-def _actor(event: dict[str, object]) -> str:
-    token_id = event["actor_token_id"]
-    name = event["actor_name"] or "-"
-    who = f"{name} (#{token_id})" if token_id is not None else str(name)
-    return f"{event['actor_kind']}: {who}"
+def _actor(event: AuditEventPublic) -> str:
+    token_id = event.actor_token_id
+    name = event.actor_name or "-"
+    who = f"{name} (#{token_id})" if token_id is not None else name
+    return f"{event.actor_kind}: {who}"
 
 
-AUDIT_COLUMNS = [
-    Column("ID", lambda e: e["audit_id"], keep=True, justify="right"),
-    Column("AT", lambda e: short_time(e["at"]), keep=True),
-    Column("ACTION", lambda e: e["action"], keep=True),
-    Column("OBJECT", lambda e: f"{e['object_type']}:{e['object_id']}", keep=True),
+AUDIT_COLUMNS: list[Column[AuditEventPublic]] = [
+    Column("ID", lambda e: e.audit_id, keep=True, justify="right"),
+    Column("AT", lambda e: short_time(e.at), keep=True),
+    Column("ACTION", lambda e: e.action, keep=True),
+    Column("OBJECT", lambda e: f"{e.object_type}:{e.object_id}", keep=True),
     Column("ACTOR", _actor),
-    Column("FROM", lambda e: e["client_address"] or "-"),
-    Column("DETAIL", lambda e: json.dumps(e["detail"], sort_keys=True) if e["detail"] else ""),
+    Column("FROM", lambda e: e.client_address or "-"),
+    Column("DETAIL", lambda e: json.dumps(e.detail, sort_keys=True) if e.detail else ""),
 ]
 
 
@@ -48,8 +49,6 @@ def audit(
     json_out: JsonOption = False,
 ) -> None:
     """Who changed what in the team, newest first (admin tokens only)."""
-    from minitower_shared.schemas import AuditEventPublic
-
     object_type, object_id = None, None
     if obj is not None:
         object_type, _, given_id = obj.partition(":")
@@ -57,11 +56,11 @@ def audit(
         if not object_type:
             raise UsageError("--object: give TYPE or TYPE:ID, e.g. run:42")
     st = state(ctx)
-    listed = st.client().list_all(
+    events = st.client().list_all(
         PATH,
-        "events",
+        AuditEventList,
+        lambda p: (p.events, p.next_cursor),
         limit=limit,
         params={"action": action, "object_type": object_type, "object_id": object_id},
     )
-    events = [AuditEventPublic.model_validate(e).model_dump() for e in listed]
     st.output.listing(AUDIT_COLUMNS, events, json_out)

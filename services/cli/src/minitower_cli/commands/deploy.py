@@ -24,6 +24,7 @@ from minitower_cli.errors import UsageError
 from minitower_cli.output import Output, human_bytes
 from minitower_cli.packaging import Package, build_package
 from minitower_cli.project import Project, ProjectError, load_project
+from minitower_shared.schemas import AppPublic, VersionList, VersionPublic
 
 
 class _ProgressReader(io.BytesIO):
@@ -105,21 +106,24 @@ def _ensure_app(client: ApiClient, project: Project, output: Output) -> bool:
     slug = project.app_slug
     if client.exists(f"/api/v1/apps/{slug}"):
         return False
-    client.post("/api/v1/apps", json={"slug": slug, "description": project.towerfile.description})
+    client.post(
+        AppPublic, "/api/v1/apps", json={"slug": slug, "description": project.towerfile.description}
+    )
     output.status(f"created app {slug}")
     return True
 
 
 def _latest_sha(client: ApiClient, slug: str) -> tuple[int, str] | None:
-    versions = client.get(f"/api/v1/apps/{slug}/versions", params={"limit": 1})["versions"]
-    return (versions[0]["version_no"], versions[0]["artifact_sha256"]) if versions else None
+    versions = client.get(VersionList, f"/api/v1/apps/{slug}/versions", params={"limit": 1})
+    latest = versions.versions[0] if versions.versions else None
+    return (latest.version_no, latest.artifact_sha256) if latest else None
 
 
-def _upload(client: ApiClient, slug: str, package: Package, output: Output) -> dict[str, Any]:
+def _upload(client: ApiClient, slug: str, package: Package, output: Output) -> VersionPublic:
+    path = f"/api/v1/apps/{slug}/versions"
     files = {"artifact": (f"{slug}.tar.gz", package.data, "application/gzip")}
     if not output.err.is_terminal:
-        answer: dict[str, Any] = client.post(f"/api/v1/apps/{slug}/versions", files=files)
-        return answer
+        return client.post(VersionPublic, path, files=files)
     with Progress(
         TextColumn("uploading"),
         BarColumn(),
@@ -131,27 +135,25 @@ def _upload(client: ApiClient, slug: str, package: Package, output: Output) -> d
         task = progress.add_task("upload", total=len(package.data))
         reader = _ProgressReader(package.data, lambda n: progress.advance(task, n))
         upload = {"artifact": (f"{slug}.tar.gz", reader, "application/gzip")}
-        answer = client.post(f"/api/v1/apps/{slug}/versions", files=upload)
-    return answer
+        return client.post(VersionPublic, path, files=upload)
 
 
 def _show_version(
-    output: Output, project: Project, version: dict[str, Any], same_as: tuple[int, str] | None
+    output: Output, project: Project, version: VersionPublic, same_as: tuple[int, str] | None
 ) -> None:
     slug = project.app_slug
-    number = version["version_no"]
+    number = version.version_no
     headline = Text.assemble(("deployed ", "green"), (f"{slug} version {number}", "bold green"))
-    if same_as is not None and same_as[1] == version["artifact_sha256"]:
+    if same_as is not None and same_as[1] == version.artifact_sha256:
         headline.append(f" (same content as version {same_as[0]})", style="bright_black")
     output.out.print(headline)
-    schema = version.get("params_schema") or {}
     output.details(
         [
-            ("entrypoint", version["entrypoint"]),
-            ("timeout", f"{version['timeout_seconds']} s"),
-            ("parameters", describe_parameters(schema) or "none"),
-            ("sha256", version["artifact_sha256"]),
-            ("size", human_bytes(int(version.get("artifact_size", 0)))),
+            ("entrypoint", version.entrypoint),
+            ("timeout", f"{version.timeout_seconds} s"),
+            ("parameters", describe_parameters(version.params_schema or {}) or "none"),
+            ("sha256", version.artifact_sha256),
+            ("size", human_bytes(version.artifact_size)),
         ]
     )
     output.status(Text(f"run it: minitower run {slug} --wait", style="bright_black"))

@@ -1,8 +1,7 @@
 """``minitower runner-tokens``: the team's runner registration tokens (admin tokens).
 
 A runner started with one as its MINITOWER_RUNNER_REGISTRATION_TOKEN is bound to the
-team: it is handed only the team's runs. The answers are read through the API's own
-schemas (imported when a command runs: pydantic costs the other commands' start-up)."""
+team: it is handed only the team's runs."""
 
 from __future__ import annotations
 
@@ -13,6 +12,11 @@ from rich.text import Text
 
 from minitower_cli.context import JsonOption, state
 from minitower_cli.output import Column, short_time
+from minitower_shared.schemas import (
+    RunnerRegistrationTokenCreated,
+    RunnerRegistrationTokenList,
+    RunnerRegistrationTokenPublic,
+)
 
 runner_tokens_app = typer.Typer(
     help="Registration tokens for runners bound to the team (admin tokens only).",
@@ -22,16 +26,16 @@ runner_tokens_app = typer.Typer(
 
 PATH = "/api/v1/runner-registration-tokens"
 
-REGISTRATION_TOKEN_COLUMNS = [
-    Column("ID", lambda t: t["registration_token_id"], keep=True, justify="right"),
-    Column("NAME", lambda t: t["name"] or "-", keep=True),
+REGISTRATION_TOKEN_COLUMNS: list[Column[RunnerRegistrationTokenPublic]] = [
+    Column("ID", lambda t: t.registration_token_id, keep=True, justify="right"),
+    Column("NAME", lambda t: t.name or "-", keep=True),
     Column(
         "STATE",
-        lambda t: Text("revoked", style="red") if t["revoked_at"] else Text("active", "green"),
+        lambda t: Text("revoked", style="red") if t.revoked_at else Text("active", "green"),
         keep=True,
     ),
-    Column("CREATED", lambda t: short_time(t["created_at"]), keep=True),
-    Column("LAST USED", lambda t: short_time(t["last_used_at"]), keep=True),
+    Column("CREATED", lambda t: short_time(t.created_at), keep=True),
+    Column("LAST USED", lambda t: short_time(t.last_used_at), keep=True),
 ]
 
 
@@ -43,14 +47,10 @@ def runner_tokens_create(
 ) -> None:
     """Mint a registration token. The secret is printed once, on stdout: give it to the
     runners as MINITOWER_RUNNER_REGISTRATION_TOKEN."""
-    from minitower_shared.schemas import RunnerRegistrationTokenCreated
-
     st = state(ctx)
-    created = RunnerRegistrationTokenCreated.model_validate(
-        st.client().post(PATH, json={"name": name})
-    )
+    created = st.client().post(RunnerRegistrationTokenCreated, PATH, json={"name": name})
     if json_out:
-        st.output.json(created.model_dump())
+        st.output.json(created)
         return
     st.output.plain(created.token)
     st.output.status(
@@ -63,11 +63,13 @@ def runner_tokens_create(
 @runner_tokens_app.command("list")
 def runner_tokens_list(ctx: typer.Context, json_out: JsonOption = False) -> None:
     """The team's registration tokens, revoked ones too (never their secrets)."""
-    from minitower_shared.schemas import RunnerRegistrationTokenPublic
-
     st = state(ctx)
-    listed = st.client().list_all(PATH, "registration_tokens", limit=10_000)
-    tokens = [RunnerRegistrationTokenPublic.model_validate(t).model_dump() for t in listed]
+    tokens = st.client().list_all(
+        PATH,
+        RunnerRegistrationTokenList,
+        lambda p: (p.registration_tokens, p.next_cursor),
+        limit=10_000,
+    )
     st.output.listing(REGISTRATION_TOKEN_COLUMNS, tokens, json_out)
 
 
@@ -78,11 +80,9 @@ def runner_tokens_revoke(
     json_out: JsonOption = False,
 ) -> None:
     """Revoke a registration token at once (runners registered with it keep working)."""
-    from minitower_shared.schemas import RunnerRegistrationTokenPublic
-
     st = state(ctx)
-    token = RunnerRegistrationTokenPublic.model_validate(st.client().delete(f"{PATH}/{token_id}"))
+    token = st.client().delete(RunnerRegistrationTokenPublic, f"{PATH}/{token_id}")
     if json_out:
-        st.output.json(token.model_dump())
+        st.output.json(token)
     else:
         st.output.out.print(f"runner registration token {token.registration_token_id} revoked")

@@ -14,7 +14,16 @@ from minitower_cli.errors import EXIT_INTERRUPTED, CliError, UsageError
 from minitower_cli.follow import LogPrinter, Waiting, describe_waiting, follow_run, report_outcome
 from minitower_cli.output import Column, duration, short_time, status_text
 from minitower_cli.params import build_input
-from minitower_shared.states import RunStatus
+from minitower_shared.schemas import (
+    AttemptList,
+    AttemptPublic,
+    LogPage,
+    RunList,
+    RunPublic,
+    VersionList,
+    VersionPublic,
+)
+from minitower_shared.states import TERMINAL_RUN_STATUSES, RunStatus
 
 runs_app = typer.Typer(
     help="List, inspect and cancel runs.", no_args_is_help=True, add_completion=False
@@ -99,8 +108,8 @@ def run(
     version_no = version
     if assignments:
         chosen = _version(client, app, version)
-        schema = chosen.get("params_schema")
-        version_no = chosen["version_no"]
+        schema = chosen.params_schema
+        version_no = chosen.version_no
     run_input, warnings = build_input(
         input_json, assignments, schema, app=f"{app} version {version_no}"
     )
@@ -116,8 +125,8 @@ def run(
         if value is not None:
             body[key] = value
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    created = client.post(f"/api/v1/apps/{app}/runs", json=body, headers=headers)
-    run_id = int(created["run_id"])
+    created = client.post(RunPublic, f"/api/v1/apps/{app}/runs", json=body, headers=headers)
+    run_id = created.run_id
     if not wait:
         if json_out:
             st.output.json(created)
@@ -125,32 +134,30 @@ def run(
             st.output.plain(str(run_id))
             st.output.status(
                 Text.assemble(
-                    f"run {run_id} of {created['app_slug']} ",
-                    status_text(created["status"]),
-                    f" (version {created['version_no']}, run #{created['run_no']}); "
+                    f"run {run_id} of {created.app_slug} ",
+                    status_text(created.status),
+                    f" (version {created.version_no}, run #{created.run_no}); "
                     f"follow it with: minitower logs {run_id} --follow",
                 )
             )
         return 0
     st.output.status(
         Text.assemble(
-            f"run {run_id} of {created['app_slug']} ",
-            status_text(created["status"]),
-            f" (version {created['version_no']}, run #{created['run_no']})",
+            f"run {run_id} of {created.app_slug} ",
+            status_text(created.status),
+            f" (version {created.version_no}, run #{created.run_no})",
         )
     )
     return _follow(st, client, run_id, timeout=timeout, json_lines=json_out)
 
 
-def _version(client: ApiClient, app: str, version: int | None) -> dict[str, Any]:
+def _version(client: ApiClient, app: str, version: int | None) -> VersionPublic:
     if version is not None:
-        found: dict[str, Any] = client.get(f"/api/v1/apps/{app}/versions/{version}")
-        return found
-    versions = client.get(f"/api/v1/apps/{app}/versions", params={"limit": 1})["versions"]
-    if not versions:
+        return client.get(VersionPublic, f"/api/v1/apps/{app}/versions/{version}")
+    listing = client.get(VersionList, f"/api/v1/apps/{app}/versions", params={"limit": 1})
+    if not listing.versions:
         raise CliError(f"app {app!r} has no version yet: deploy one with `minitower deploy`")
-    latest: dict[str, Any] = versions[0]
-    return latest
+    return listing.versions[0]
 
 
 def _follow(
@@ -167,9 +174,9 @@ def _follow(
             f"(stop it with: minitower runs cancel {run_id})"
         )
         return EXIT_INTERRUPTED
-    final = client.get(f"/api/v1/runs/{run_id}")
+    final = client.get(RunPublic, f"/api/v1/runs/{run_id}")
     if json_lines:
-        st.output.plain(json.dumps(final, ensure_ascii=False))
+        st.output.plain(json.dumps(final.model_dump(mode="json"), ensure_ascii=False))
     return report_outcome(st.output, final)
 
 
@@ -212,17 +219,17 @@ def logs(
         params: dict[str, Any] = {"after_seq": after, "limit": _LOG_PAGE}
         if attempt is not None:
             params["attempt"] = attempt
-        page = client.get(f"/api/v1/runs/{run_id}/logs", params=params)
-        entries = page["logs"]
+        page = client.get(LogPage, f"/api/v1/runs/{run_id}/logs", params=params)
+        entries = page.logs
         if entries and shown_attempt is None:
-            shown_attempt = entries[0]["attempt_no"]
+            shown_attempt = entries[0].attempt_no
             # Pin the attempt, so that a retry starting meanwhile does not switch pages.
             attempt = shown_attempt
         for entry in entries:
             printer.entry(entry)
         if len(entries) < _LOG_PAGE:
             break
-        after = page["next_seq"]
+        after = page.next_seq
     if shown_attempt is not None and shown_attempt > 1 and not json_out:
         st.output.status(
             Text(
@@ -235,16 +242,16 @@ def logs(
 
 # --- runs ... -------------------------------------------------------------------------
 
-RUN_COLUMNS = [
-    Column("RUN", lambda r: r["run_id"], keep=True, justify="right"),
-    Column("APP", lambda r: r["app_slug"], keep=True),
-    Column("NO.", lambda r: r["run_no"], keep=True, justify="right"),
-    Column("VERSION", lambda r: r["version_no"], keep=True, justify="right"),
-    Column("STATUS", lambda r: status_text(r["status"]), keep=True),
-    Column("ENVIRONMENT", lambda r: r["environment"], keep=True),
-    Column("QUEUED", lambda r: short_time(r["queued_at"]), keep=True),
-    Column("DURATION", lambda r: duration(r["started_at"], r["finished_at"]), keep=True),
-    Column("EXIT", lambda r: r["exit_code"], keep=True, justify="right"),
+RUN_COLUMNS: list[Column[RunPublic]] = [
+    Column("RUN", lambda r: r.run_id, keep=True, justify="right"),
+    Column("APP", lambda r: r.app_slug, keep=True),
+    Column("NO.", lambda r: r.run_no, keep=True, justify="right"),
+    Column("VERSION", lambda r: r.version_no, keep=True, justify="right"),
+    Column("STATUS", lambda r: status_text(r.status), keep=True),
+    Column("ENVIRONMENT", lambda r: r.environment, keep=True),
+    Column("QUEUED", lambda r: short_time(r.queued_at), keep=True),
+    Column("DURATION", lambda r: duration(r.started_at, r.finished_at), keep=True),
+    Column("EXIT", lambda r: r.exit_code, keep=True, justify="right"),
 ]
 
 
@@ -272,7 +279,11 @@ def runs_list(
         raise UsageError(f"--status {status!r}: use one of {', '.join(RUN_STATUSES)}")
     st = state(ctx)
     rows = st.client().list_all(
-        "/api/v1/runs", "runs", limit=limit, params={"app": app, "status": status}
+        "/api/v1/runs",
+        RunList,
+        lambda p: (p.runs, p.next_cursor),
+        limit=limit,
+        params={"app": app, "status": status},
     )
     st.output.listing(RUN_COLUMNS, rows, json_out)
 
@@ -285,28 +296,28 @@ def runs_show(
 ) -> None:
     """One run in full."""
     st = state(ctx)
-    run = st.client().get(f"/api/v1/runs/{run_id}")
+    run = st.client().get(RunPublic, f"/api/v1/runs/{run_id}")
     if json_out:
         st.output.json(run)
         return
     st.output.details(
         [
-            ("run", run["run_id"]),
-            ("app", run["app_slug"]),
-            ("run no.", run["run_no"]),
-            ("version", run["version_no"]),
-            ("status", status_text(run["status"])),
-            ("environment", run["environment"]),
-            ("input", run["input"]),
-            ("priority", run["priority"]),
-            ("retries", f"{run['retry_count']} of {run['max_retries']}"),
-            ("cancel requested", run["cancel_requested"]),
-            ("queued", short_time(run["queued_at"])),
-            ("started", short_time(run["started_at"])),
-            ("finished", short_time(run["finished_at"])),
-            ("duration", duration(run["started_at"], run["finished_at"])),
-            ("exit code", run["exit_code"]),
-            ("error", run["error_message"]),
+            ("run", run.run_id),
+            ("app", run.app_slug),
+            ("run no.", run.run_no),
+            ("version", run.version_no),
+            ("status", status_text(run.status)),
+            ("environment", run.environment),
+            ("input", run.input),
+            ("priority", run.priority),
+            ("retries", f"{run.retry_count} of {run.max_retries}"),
+            ("cancel requested", run.cancel_requested),
+            ("queued", short_time(run.queued_at)),
+            ("started", short_time(run.started_at)),
+            ("finished", short_time(run.finished_at)),
+            ("duration", duration(run.started_at, run.finished_at)),
+            ("exit code", run.exit_code),
+            ("error", run.error_message),
         ]
     )
 
@@ -321,15 +332,15 @@ def runs_cancel(
 
     A queued run is cancelled at once; a running one once its runner has stopped it."""
     st = state(ctx)
-    before = st.client().get(f"/api/v1/runs/{run_id}")
-    run = st.client().post(f"/api/v1/runs/{run_id}/cancel")
+    before = st.client().get(RunPublic, f"/api/v1/runs/{run_id}")
+    run = st.client().post(RunPublic, f"/api/v1/runs/{run_id}/cancel")
     if json_out:
         st.output.json(run)
         return
-    status = run["status"]
-    if before["status"] in ("completed", "failed", "dead", "cancelled"):
+    status = run.status
+    if before.status in TERMINAL_RUN_STATUSES:
         message = Text.assemble(f"run {run_id} had already ended: ", status_text(status))
-    elif status == "cancelling":
+    elif status == RunStatus.CANCELLING:
         message = Text.assemble(
             f"run {run_id} ", status_text(status), ": its runner has been asked to stop it"
         )
@@ -338,14 +349,14 @@ def runs_cancel(
     st.output.out.print(message)
 
 
-ATTEMPT_COLUMNS = [
-    Column("ATTEMPT", lambda a: a["attempt_no"], keep=True, justify="right"),
-    Column("RUNNER", lambda a: a["runner_name"], keep=True),
-    Column("STATUS", lambda a: status_text(a["status"]), keep=True),
-    Column("EXIT", lambda a: a["exit_code"], keep=True, justify="right"),
-    Column("LEASED", lambda a: short_time(a.get("leased_at")), keep=True),
-    Column("DURATION", lambda a: duration(a["started_at"], a["finished_at"]), keep=True),
-    Column("ERROR", lambda a: a["error_message"]),
+ATTEMPT_COLUMNS: list[Column[AttemptPublic]] = [
+    Column("ATTEMPT", lambda a: a.attempt_no, keep=True, justify="right"),
+    Column("RUNNER", lambda a: a.runner_name, keep=True),
+    Column("STATUS", lambda a: status_text(a.status), keep=True),
+    Column("EXIT", lambda a: a.exit_code, keep=True, justify="right"),
+    Column("LEASED", lambda a: short_time(a.leased_at), keep=True),
+    Column("DURATION", lambda a: duration(a.started_at, a.finished_at), keep=True),
+    Column("ERROR", lambda a: a.error_message),
 ]
 
 
@@ -357,5 +368,5 @@ def runs_attempts(
 ) -> None:
     """List a run's attempts: runner and outcome."""
     st = state(ctx)
-    attempts = st.client().get(f"/api/v1/runs/{run_id}/attempts")["attempts"]
-    st.output.listing(ATTEMPT_COLUMNS, attempts, json_out)
+    listing = st.client().get(AttemptList, f"/api/v1/runs/{run_id}/attempts")
+    st.output.listing(ATTEMPT_COLUMNS, listing.attempts, json_out)

@@ -9,10 +9,12 @@ import typer
 from pydantic import ValidationError
 from rich.text import Text
 
+from minitower_cli.client import ApiClient
 from minitower_cli.context import JsonOption, state
 from minitower_cli.errors import UsageError
 from minitower_cli.output import Column, short_time
-from minitower_shared.schemas import ScheduleCreate
+from minitower_shared.clock import rfc3339
+from minitower_shared.schemas import ScheduleCreate, ScheduleList, SchedulePublic
 
 schedules_app = typer.Typer(
     help="An app's cron schedules: list, create, show, pause, resume, delete.",
@@ -25,18 +27,18 @@ AppArgument = Annotated[str, typer.Argument(metavar="APP", help="The app's slug"
 IdArgument = Annotated[int, typer.Argument(metavar="ID", help="The schedule's id", min=1)]
 
 
-def _state(schedule: dict[str, Any]) -> Text:
-    return Text("enabled", style="green") if schedule["enabled"] else Text("paused", style="yellow")
+def _state(schedule: SchedulePublic) -> Text:
+    return Text("enabled", style="green") if schedule.enabled else Text("paused", style="yellow")
 
 
-COLUMNS = [
-    Column("ID", lambda s: s["schedule_id"], keep=True, justify="right"),
-    Column("NAME", lambda s: s["name"] or "", keep=True),
-    Column("CRON", lambda s: s["cron"], keep=True),
-    Column("TIMEZONE", lambda s: s["timezone"], keep=True),
+COLUMNS: list[Column[SchedulePublic]] = [
+    Column("ID", lambda s: s.schedule_id, keep=True, justify="right"),
+    Column("NAME", lambda s: s.name or "", keep=True),
+    Column("CRON", lambda s: s.cron, keep=True),
+    Column("TIMEZONE", lambda s: s.timezone, keep=True),
     Column("STATE", _state, keep=True),
-    Column("NEXT", lambda s: short_time(s["next_fire_at"]) if s["next_fire_at"] else "-"),
-    Column("LAST", lambda s: short_time(s["last_fired_at"]) if s["last_fired_at"] else "-"),
+    Column("NEXT", lambda s: short_time(s.next_fire_at) or "-"),
+    Column("LAST", lambda s: short_time(s.last_fired_at) or "-"),
 ]
 
 
@@ -45,24 +47,30 @@ def _path(app: str, schedule_id: int | None = None) -> str:
     return base if schedule_id is None else f"{base}/{schedule_id}"
 
 
-def _print(ctx: typer.Context, schedule: dict[str, Any], json_out: bool, verb: str) -> None:
+def _print(ctx: typer.Context, schedule: SchedulePublic, json_out: bool, verb: str) -> None:
     st = state(ctx)
     if json_out:
         st.output.json(schedule)
         return
     st.output.out.print(
-        Text.assemble((f"{verb} schedule ", "green"), (str(schedule["schedule_id"]), "bold"))
+        Text.assemble((f"{verb} schedule ", "green"), (str(schedule.schedule_id), "bold"))
     )
     st.output.details(
         [
-            ("cron", f"{schedule['cron']} ({schedule['timezone']})"),
-            ("state", "enabled" if schedule["enabled"] else "paused"),
-            ("next", schedule["next_fire_at"] or "-"),
-            ("last", schedule["last_fired_at"] or "-"),
-            ("overlap", schedule["overlap"]),
-            ("catchup", schedule["catchup"]),
-            ("input", json.dumps(schedule["input"])),
+            ("cron", f"{schedule.cron} ({schedule.timezone})"),
+            ("state", "enabled" if schedule.enabled else "paused"),
+            ("next", rfc3339(schedule.next_fire_at) or "-"),
+            ("last", rfc3339(schedule.last_fired_at) or "-"),
+            ("overlap", schedule.overlap),
+            ("catchup", schedule.catchup),
+            ("input", json.dumps(schedule.input)),
         ]
+    )
+
+
+def _list(client: ApiClient, app: str) -> list[SchedulePublic]:
+    return client.list_all(
+        _path(app), ScheduleList, lambda p: (p.schedules, p.next_cursor), limit=LIST_LIMIT
     )
 
 
@@ -70,8 +78,7 @@ def _print(ctx: typer.Context, schedule: dict[str, Any], json_out: bool, verb: s
 def schedules_list(ctx: typer.Context, app: AppArgument, json_out: JsonOption = False) -> None:
     """The app's schedules."""
     st = state(ctx)
-    rows = st.client().list_all(_path(app), "schedules", limit=LIST_LIMIT)
-    st.output.listing(COLUMNS, rows, json_out)
+    st.output.listing(COLUMNS, _list(st.client(), app), json_out)
 
 
 @schedules_app.command("create")
@@ -116,7 +123,11 @@ def schedules_create(
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise UsageError(f"{where}: {first['msg']}") from exc
-    created = state(ctx).client().post(_path(app), json=body.model_dump(exclude_none=True))
+    created = (
+        state(ctx)
+        .client()
+        .post(SchedulePublic, _path(app), json=body.model_dump(exclude_none=True))
+    )
     _print(ctx, created, json_out, "created")
 
 
@@ -125,13 +136,17 @@ def schedules_show(
     ctx: typer.Context, app: AppArgument, schedule_id: IdArgument, json_out: JsonOption = False
 ) -> None:
     """One schedule."""
-    _print(ctx, state(ctx).client().get(_path(app, schedule_id)), json_out, "")
+    _print(ctx, state(ctx).client().get(SchedulePublic, _path(app, schedule_id)), json_out, "")
 
 
 def _set_enabled(
     ctx: typer.Context, app: str, schedule_id: int, enabled: bool, json_out: bool
 ) -> None:
-    changed = state(ctx).client().patch(_path(app, schedule_id), json={"enabled": enabled})
+    changed = (
+        state(ctx)
+        .client()
+        .patch(SchedulePublic, _path(app, schedule_id), json={"enabled": enabled})
+    )
     _print(ctx, changed, json_out, "resumed" if enabled else "paused")
 
 
@@ -155,34 +170,34 @@ def schedules_resume(
 def schedules_delete(ctx: typer.Context, app: AppArgument, schedule_id: IdArgument) -> None:
     """Delete the schedule; its runs stay."""
     st = state(ctx)
-    st.client().delete(_path(app, schedule_id))
+    st.client().send("DELETE", _path(app, schedule_id))
     st.output.status(f"deleted schedule {schedule_id}")
 
 
 def sync_towerfile_schedule(
-    client: Any, slug: str, cron: str | None, timezone: str | None
+    client: ApiClient, slug: str, cron: str | None, timezone: str | None
 ) -> str | None:
     """Make the app's schedule named ``towerfile`` match the Towerfile's ``[app]
     schedule`` (create, update, or delete it when the Towerfile has none). Returns what
     was done, for the deploy's report."""
-    existing = [
-        s
-        for s in client.list_all(_path(slug), "schedules", limit=LIST_LIMIT)
-        if s["name"] == TOWERFILE_SCHEDULE
-    ]
+    existing = [s for s in _list(client, slug) if s.name == TOWERFILE_SCHEDULE]
     if cron is None:
         if existing:
-            client.delete(_path(slug, existing[0]["schedule_id"]))
+            client.send("DELETE", _path(slug, existing[0].schedule_id))
             return "removed the Towerfile schedule"
         return None
     zone = timezone or "UTC"
     if existing:
         current = existing[0]
-        if (current["cron"], current["timezone"]) == (cron, zone):
+        if (current.cron, current.timezone) == (cron, zone):
             return None
-        client.patch(_path(slug, current["schedule_id"]), json={"cron": cron, "timezone": zone})
+        client.send(
+            "PATCH", _path(slug, current.schedule_id), json={"cron": cron, "timezone": zone}
+        )
         return f"updated the Towerfile schedule: {cron} ({zone})"
-    client.post(_path(slug), json={"cron": cron, "timezone": zone, "name": TOWERFILE_SCHEDULE})
+    client.send(
+        "POST", _path(slug), json={"cron": cron, "timezone": zone, "name": TOWERFILE_SCHEDULE}
+    )
     return f"created the Towerfile schedule: {cron} ({zone})"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import getpass
 import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
@@ -28,11 +28,11 @@ EnvironmentOption = Annotated[
     str, typer.Option("--environment", "-e", help="The environment", show_default=True)
 ]
 
-COLUMNS = [
-    Column("NAME", lambda s: s["name"], keep=True),
-    Column("ENVIRONMENT", lambda s: s["environment"], keep=True),
-    Column("SET BY", lambda s: s["set_by_token_name"] or str(s["set_by_token_id"] or "-")),
-    Column("UPDATED", lambda s: short_time(s["updated_at"])),
+COLUMNS: list[Column[SecretPublic]] = [
+    Column("NAME", lambda s: s.name, keep=True),
+    Column("ENVIRONMENT", lambda s: s.environment, keep=True),
+    Column("SET BY", lambda s: s.set_by_token_name or str(s.set_by_token_id or "-")),
+    Column("UPDATED", lambda s: short_time(s.updated_at)),
 ]
 
 
@@ -67,15 +67,15 @@ def secrets_set(
         message = str(exc.errors(include_input=False)[0]["msg"]).removeprefix("Value error, ")
         raise UsageError(message) from None
     st = state(ctx)
-    answer: Any = st.client().request(
+    secret = st.client().call(
+        SecretPublic,
         "PUT",
         f"/api/v1/secrets/{name}",
         params={"environment": environment},
         json=body.model_dump(),
     )
-    secret = SecretPublic.model_validate(answer)
     if json_out:
-        st.output.json(secret.model_dump())
+        st.output.json(secret)
         return
     st.output.status(f"set secret {secret.name} in environment {secret.environment}")
 
@@ -91,8 +91,8 @@ def secrets_list(
     """The team's secrets: names, environments and who set them (no values)."""
     st = state(ctx)
     params = {"environment": environment} if environment else {}
-    listing = SecretList.model_validate(st.client().get("/api/v1/secrets", params=params))
-    st.output.listing(COLUMNS, [s.model_dump() for s in listing.secrets], json_out)
+    listing = st.client().get(SecretList, "/api/v1/secrets", params=params)
+    st.output.listing(COLUMNS, listing.secrets, json_out)
 
 
 @secrets_app.command("delete")
@@ -101,5 +101,5 @@ def secrets_delete(
 ) -> None:
     """Delete a secret (admin token). Runs that already started keep their copy."""
     st = state(ctx)
-    st.client().delete(f"/api/v1/secrets/{name}", params={"environment": environment})
+    st.client().send("DELETE", f"/api/v1/secrets/{name}", params={"environment": environment})
     st.output.status(f"deleted secret {name} from environment {environment}")

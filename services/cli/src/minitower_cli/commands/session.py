@@ -24,6 +24,7 @@ from minitower_cli.config import (
 )
 from minitower_cli.context import JsonOption, state
 from minitower_cli.errors import UsageError
+from minitower_shared.schemas import Me
 
 
 def login(
@@ -69,8 +70,8 @@ def login(
     if verify:
         source = "login --token"
         with ApiClient(url, secret, token_source=source) as client:
-            me = client.get("/api/v1/me")
-        note = f" as team {me['team_slug']} ({me['role']} token {me['token_id']})"
+            me = client.get(Me, "/api/v1/me")
+        note = f" as team {me.team_slug} ({me.role} token {me.token_id})"
     path = config_path()
     config = load_config(path)
     config.profiles[name] = Profile(server_url=url, token=secret)
@@ -110,14 +111,14 @@ def whoami(ctx: typer.Context, json_out: JsonOption = False) -> None:
     Also where requests go, and which profile or variable the token came from."""
     st = state(ctx)
     target = st.target()
-    me = st.client().get("/api/v1/me")
+    me = st.client().get(Me, "/api/v1/me")
     if json_out:
         st.output.json(me)
         return
     st.output.details(
         [
-            ("team", f"{me['team_slug']} (id {me['team_id']})"),
-            ("token", f"{me['token_id']} ({me['role']}), from {target.token_source}"),
+            ("team", f"{me.team_slug} (id {me.team_id})"),
+            ("token", f"{me.token_id} ({me.role}), from {target.token_source}"),
             ("server", target.server_url),
             ("profile", target.profile or "-"),
         ]
