@@ -34,6 +34,7 @@ from minitower_shared.db import create_db_engine, read_session, write_session
 from minitower_shared.migrate import upgrade_to_head
 from minitower_shared.models import App
 from minitower_shared.retry import RetryPolicy
+from minitower_shared.schemas import ScheduleCreate
 from minitower_shared.store import apps as app_store
 from minitower_shared.store import lifecycle
 from minitower_shared.store import runners as runner_store
@@ -72,18 +73,10 @@ def schedule_lag(db: Path, schedules: int, minutes: int) -> None:
     engine = create_db_engine(db, pool_size=2)
     with write_session(engine) as session:
         app, _version, _env = seed_app(session, "sched")
-        base = {
-            "name": "",
-            "cron": "* * * * *",
-            "timezone": "UTC",
-            "input": {},
-            "version_no": None,
-            "environment": "default",
-            "priority": 0,
-            "overlap": "allow",
-            "catchup": "none",
-            "enabled": True,
-        }
+        # The fields the API stores for a schedule created with just a cron.
+        base = ScheduleCreate(cron="* * * * *").model_dump(
+            include=set(schedule_store.SCHEDULE_FIELDS)
+        )
         for _ in range(schedules):
             schedule_store.create_schedule(session, app=app, fields=base, retry={}, now=utcnow())
     lags: list[float] = []

@@ -17,6 +17,7 @@ from minitower_shared.clock import utcnow
 from minitower_shared.db import read_session, write_session
 from minitower_shared.models import App, AppVersion, Environment, Run, RunAttempt, Runner
 from minitower_shared.retry import RetryPolicy
+from minitower_shared.schemas import ScheduleCreate
 from minitower_shared.states import ACTIVE_ATTEMPT_STATUSES, AttemptStatus, RunStatus
 from minitower_shared.store import apps as app_store
 from minitower_shared.store import lifecycle
@@ -235,18 +236,8 @@ def add_schedule(
 ) -> int:
     """A schedule of ``app`` made as the API makes one (every minute, UTC, enabled,
     unless ``fields`` say otherwise); its id."""
-    base: dict[str, Any] = {
-        "name": "",
-        "cron": "* * * * *",
-        "timezone": "UTC",
-        "input": {},
-        "version_no": None,
-        "environment": "default",
-        "priority": 0,
-        "overlap": "allow",
-        "catchup": "none",
-        "enabled": True,
-    }
+    # The fields the API stores for a schedule created with just a cron.
+    base = ScheduleCreate(cron="* * * * *").model_dump(include=set(schedule_store.SCHEDULE_FIELDS))
     with write_session(engine) as session:
         schedule = schedule_store.create_schedule(
             session, app=app, fields={**base, **fields}, retry=retry or {}, now=now
