@@ -21,11 +21,8 @@ from sqlalchemy import Engine, event
 from sqlalchemy.pool import QueuePool
 from sqlmodel import Session, create_engine
 
-# How long a writer waits for SQLite's lock before "database is locked"
-# (MINITOWER_DB_BUSY_TIMEOUT); statements slower than the threshold are logged
-# (MINITOWER_SLOW_QUERY_THRESHOLD).
-DEFAULT_BUSY_TIMEOUT = 30.0
-DEFAULT_SLOW_QUERY_THRESHOLD = 0.5
+from minitower_shared.db_limits import DEFAULT_BUSY_TIMEOUT
+
 log = logging.getLogger("minitower.db")
 _WRITE_LOCKS: "weakref.WeakKeyDictionary[Engine, threading.Lock]" = weakref.WeakKeyDictionary()
 _BEGIN_OPTION = "minitower_begin"

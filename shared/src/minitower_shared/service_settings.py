@@ -12,7 +12,7 @@ from typing import ClassVar, Literal, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from minitower_shared.db import DEFAULT_BUSY_TIMEOUT, DEFAULT_SLOW_QUERY_THRESHOLD
+from minitower_shared.db_limits import DEFAULT_BUSY_TIMEOUT, DEFAULT_SLOW_QUERY_THRESHOLD
 from minitower_shared.durations import LogLevel, OptionalSeconds, PositiveSeconds
 from minitower_shared.logging_setup import LogFormat
 
