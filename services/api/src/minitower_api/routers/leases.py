@@ -8,6 +8,7 @@ answers 410: the runner must stop the work and report nothing.
 import json
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Request, Response
@@ -57,14 +58,18 @@ def refused(verdict: Refused) -> HttpProblem:
     return conflict(verdict.reason)
 
 
-def _next_delayed_at(services: Services) -> datetime | None:
-    with services.read() as session:
-        return queue.next_delayed_at(session)
+@dataclass(frozen=True)
+class _NoWork:
+    """Nothing to lease now; ``due``: when the next delayed run becomes eligible."""
+
+    due: datetime | None
 
 
 def _try_lease(
     services: Services, runner_token: str, *, probe_first: bool
-) -> LeaseGranted | Refused | None:
+) -> LeaseGranted | Refused | _NoWork:
+    """One look for work, in one threadpool call: a waiting poll wakes with hundreds of
+    others, and each hop more queues behind theirs."""
     if probe_first:
         with services.read() as session:
             runner = require_runner(session, runner_token)
@@ -76,7 +81,7 @@ def _try_lease(
                 team_id=runner.team_id,
                 now=utcnow(),
             ):
-                return None
+                return _NoWork(queue.next_delayed_at(session))
     token = new_token(LEASE_TOKEN_PREFIX)
     with services.write() as session:
         now = utcnow()
@@ -92,7 +97,10 @@ def _try_lease(
             ttl=_ttl(services),
             team_id=runner.team_id,
         )
-    if not isinstance(grant, Granted):
+    if grant is None:
+        with services.read() as session:
+            return _NoWork(queue.next_delayed_at(session))
+    if isinstance(grant, Refused):
         return grant
     services.metrics.runs_leased.labels(services.metrics.app_label(grant.run.app_id)).inc()
     log.info(
@@ -178,9 +186,8 @@ async def _lease_loop(
         pause = min(remaining, services.settings.lease_poll_interval)
         # A delayed run (or a retry's backoff) becoming due wakes the waiter on time,
         # whatever the poll interval.
-        due = await run_in_threadpool(_next_delayed_at, services)
-        if due is not None:
-            pause = max(min(pause, (due - utcnow()).total_seconds()), 0.0)
+        if result.due is not None:
+            pause = max(min(pause, (result.due - utcnow()).total_seconds()), 0.0)
         await services.signal.wait(woken, pause)
 
 
