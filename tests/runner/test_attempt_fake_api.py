@@ -1,6 +1,6 @@
 """One attempt against a fake control plane (httpx.MockTransport), with a real workload:
 what the runner does when the API says 410, asks for a cancel at start, or serves an
-artifact that is not what the lease announced."""
+artifact that is not what the lease announced; and the runner's artifact cache."""
 
 import hashlib
 import json
@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from minitower_runner.artifacts import ArtifactCache
 from minitower_runner.attempt import Attempt, Finished
 from minitower_runner.client import ApiClient, LeaseClock
 from minitower_runner.process_executor import ProcessExecutor
@@ -151,6 +152,7 @@ def attempt_against(
         executor=executor,
         settings=settings,
         work_root=settings.data_dir / "work",
+        artifacts=ArtifactCache(settings.artifacts_dir, settings.artifact_cache_mb << 20),
         drain_started=lambda: None,
     )
 
@@ -225,3 +227,53 @@ def test_unsafe_artifact_is_refused(settings: RunnerSettings, executor: ProcessE
     assert result.status == "failed"
     assert result.error_message is not None and "artifact refused" in result.error_message
     assert not (settings.data_dir / "escape.py").exists()
+
+
+def cached_archives(settings: RunnerSettings) -> list[Path]:
+    return sorted(settings.artifacts_dir.glob("*/*.tar.gz"))
+
+
+def test_a_verified_artifact_is_downloaded_once_per_runner(
+    settings: RunnerSettings, executor: ProcessExecutor
+) -> None:
+    fake = FakeApi(make_archive({"main.py": "print('hello from the app')\n"}))
+    first = attempt_against(fake, settings, executor, "main.py").run()
+    second = attempt_against(fake, settings, executor, "main.py").run()
+    assert [first.status, second.status] == ["completed", "completed"]
+    assert fake.calls.count("artifact") == 1
+    assert [line["line"] for line in fake.log_lines].count("hello from the app") == 2
+    (cached,) = cached_archives(settings)
+    assert cached.read_bytes() == fake.archive
+    assert cached.parent.stat().st_mode & 0o077 == 0
+    assert settings.artifacts_dir.stat().st_mode & 0o077 == 0
+
+
+def test_a_cached_artifact_changed_on_disk_is_downloaded_again(
+    settings: RunnerSettings, executor: ProcessExecutor
+) -> None:
+    fake = FakeApi(make_archive({"main.py": "print('the real app')\n"}))
+    assert attempt_against(fake, settings, executor, "main.py").run().status == "completed"
+    (cached,) = cached_archives(settings)
+    cached.write_bytes(make_archive({"main.py": "print('tampered')\n"}))
+    assert attempt_against(fake, settings, executor, "main.py").run().status == "completed"
+    assert fake.calls.count("artifact") == 2
+    lines = [line["line"] for line in fake.log_lines]
+    assert lines.count("the real app") == 2 and "tampered" not in lines
+    assert cached.read_bytes() == fake.archive
+
+
+def test_an_artifact_that_fails_its_checksum_is_not_cached(
+    settings: RunnerSettings, executor: ProcessExecutor
+) -> None:
+    fake = FakeApi(make_archive({"main.py": "print('x')\n"}), announced_sha="0" * 64)
+    assert attempt_against(fake, settings, executor, "main.py").run().status == "failed"
+    assert cached_archives(settings) == []
+
+
+def test_the_cache_can_be_turned_off(tmp_path: Path, executor: ProcessExecutor) -> None:
+    settings = RunnerSettings(data_dir=tmp_path, artifact_cache_mb=0, request_timeout=5)
+    fake = FakeApi(make_archive({"main.py": "print('x')\n"}))
+    for _ in range(2):
+        assert attempt_against(fake, settings, executor, "main.py").run().status == "completed"
+    assert fake.calls.count("artifact") == 2
+    assert cached_archives(settings) == []

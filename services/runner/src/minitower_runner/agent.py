@@ -13,6 +13,7 @@ import time
 
 from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
 
+from minitower_runner.artifacts import ArtifactCache
 from minitower_runner.attempt import Attempt, Finished
 from minitower_runner.client import ApiClient, LeaseClock, Refused, Unavailable, failure_ids
 from minitower_runner.credentials import Credentials
@@ -40,6 +41,9 @@ class Runner:
         self._credentials = credentials
         self._executor = executor
         self._work_root = settings.data_dir / "work"
+        self._artifacts = ArtifactCache(
+            settings.artifacts_dir, settings.artifact_cache_mb * 1024 * 1024
+        )
         self._drain_started: float | None = None
         # True only while the main thread merely waits for work (a long poll in flight,
         # a backoff sleep): then a drain may interrupt it.
@@ -140,6 +144,7 @@ class Runner:
                     executor=self._executor,
                     settings=self.settings,
                     work_root=self._work_root,
+                    artifacts=self._artifacts,
                     drain_started=self.draining_since,
                 )
                 self.last_finished = attempt.run()

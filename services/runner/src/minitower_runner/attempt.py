@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from tenacity import RetryError, Retrying, retry_if_exception_type, wait_exponential_jitter
 
+from minitower_runner.artifacts import ArtifactCache
 from minitower_runner.client import (
     ApiCallFailed,
     ApiClient,
@@ -103,6 +104,7 @@ class Attempt:
         executor: Executor,
         settings: RunnerSettings,
         work_root: Path,
+        artifacts: ArtifactCache,
         drain_started: Callable[[], float | None],
     ) -> None:
         self.grant = grant
@@ -110,6 +112,7 @@ class Attempt:
         self._executor = executor
         self._settings = settings
         self._work_root = work_root
+        self._artifacts = artifacts
         self._drain_started = drain_started
         self._clock = clock
         # The lease's length as the runner sees it, for pacing heartbeats.
@@ -313,26 +316,18 @@ class Attempt:
 
     def _unpack(self, workspace: Path, secrets: dict[str, str]) -> RunSpec:
         grant = self.grant
-        archive = workspace / "artifact.tar.gz"
-        got = self._persist(
-            lambda: self._client.download_artifact(grant.run_id, grant.lease_token, archive)
-        )
-        if got is None:
-            raise Fenced
-        actual, announced = got
+        archive = self._artifacts.find(grant.team_id, grant.artifact_sha256)
+        if archive is None:
+            archive = self._download(workspace / "artifact.tar.gz")
         self._phases.mark("download")
-        if actual != announced or actual != grant.artifact_sha256:
-            raise PrepareError(
-                f"artifact SHA-256 mismatch: expected {grant.artifact_sha256}, "
-                f"got {actual} (header said {announced or 'nothing'}); refusing to run it"
-            )
         app_dir = workspace / "app"
         app_dir.mkdir()
         try:
             extract_archive(archive, app_dir)
         except UnsafeArchiveError as exc:
             raise PrepareError(f"artifact refused: {exc}") from exc
-        archive.unlink()
+        if archive.parent == workspace:  # not cached; the workload has no use for it
+            archive.unlink()
         self._phases.mark("extract")
         if not (app_dir / grant.entrypoint).is_file():
             raise PrepareError(f"entrypoint {grant.entrypoint!r} is not a file in the artifact")
@@ -349,6 +344,22 @@ class Attempt:
             team_id=grant.team_id,
             secrets=secrets,
         )
+
+    def _download(self, dest: Path) -> Path:
+        """The grant's archive, downloaded and verified; kept in the cache when it fits."""
+        grant = self.grant
+        got = self._persist(
+            lambda: self._client.download_artifact(grant.run_id, grant.lease_token, dest)
+        )
+        if got is None:
+            raise Fenced
+        actual, announced = got
+        if actual != announced or actual != grant.artifact_sha256:
+            raise PrepareError(
+                f"artifact SHA-256 mismatch: expected {grant.artifact_sha256}, "
+                f"got {actual} (header said {announced or 'nothing'}); refusing to run it"
+            )
+        return self._artifacts.keep(grant.team_id, grant.artifact_sha256, dest)
 
     def _stopped_before_start(self, since: float) -> Finished:
         """The run was stopped while it was being prepared."""

@@ -63,6 +63,9 @@ class RunnerSettings(RunnerRegistrationSettings):
     pip_find_links: str | None = None
     pip_no_index: bool = False
     log_batch_lines: int = Field(default=500, ge=1, le=5000)
+    # Verified archives kept under <data dir>/artifacts, so that a version's archive is
+    # downloaded once per runner (0 turns the cache off).
+    artifact_cache_mb: int = Field(default=256, ge=0, le=1_000_000)
     log_flush_interval: PositiveSeconds = 0.2
 
     @field_validator("server_url")
@@ -71,6 +74,10 @@ class RunnerSettings(RunnerRegistrationSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:8080")
         return value.rstrip("/")
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
 
     @property
     def venvs_dir(self) -> Path:
