@@ -53,8 +53,13 @@ ATTEMPT_CALLS: list[tuple[str, str, Any]] = [
     ("POST", "heartbeat", None),
     ("POST", "logs", {"logs": [{"seq": 1, "stream": "stdout", "line": "x"}]}),
     ("POST", "result", {"status": "completed", "exit_code": 0}),
+    (
+        "POST",
+        "result",
+        {"status": "completed", "logs": [{"seq": 9, "stream": "stdout", "line": "x"}]},
+    ),
 ]
-CALL_IDS = [action for _, action, _ in ATTEMPT_CALLS]
+CALL_IDS = [action for _, action, _ in ATTEMPT_CALLS[:-1]] + ["result-with-logs"]
 
 
 # --- lease --------------------------------------------------------------------------------
@@ -254,6 +259,48 @@ def test_start_moves_the_run_to_running(
     assert check(runner.start(lease), 200)["status"] == "running"
 
 
+def test_a_lease_asked_to_start_hands_out_a_running_attempt(
+    team: TeamClient, runner: RunnerClient, deployed: dict[str, Any]
+) -> None:
+    run = team.create_run("hello")
+    lease = runner.lease(start=True)
+    assert lease is not None
+    assert lease.body["started"] is True
+    after = team.run(run["run_id"])
+    assert after["status"] == "running"
+    assert after["started_at"] is not None
+    (attempt,) = check(team.get(f"/api/v1/runs/{run['run_id']}/attempts"), 200)["attempts"]
+    assert attempt["status"] == "running"
+    # The start call stays harmless, and says what the lease did.
+    started = check(runner.start(lease), 200)
+    assert started["status"] == "running" and started["cancel_requested"] is False
+    finish(runner, lease)
+    assert team.run(run["run_id"])["status"] == "completed"
+
+
+def test_a_lease_not_asked_to_start_leaves_the_attempt_leased(
+    team: TeamClient, runner: RunnerClient, deployed: dict[str, Any]
+) -> None:
+    run = team.create_run("hello")
+    assert take(runner).body["started"] is False
+    assert team.run(run["run_id"])["status"] == "leased"
+
+
+def test_a_long_poll_asked_to_start_starts_the_run_it_was_woken_for(
+    team: TeamClient, runner: RunnerClient, deployed: dict[str, Any]
+) -> None:
+    got: list[Lease | None] = []
+    waiter = threading.Thread(target=lambda: got.append(runner.lease(5, start=True)))
+    waiter.start()
+    time.sleep(0.3)
+    run = team.create_run("hello")
+    waiter.join(10)
+    (lease,) = got
+    assert lease is not None and lease.run_id == run["run_id"]
+    assert lease.body["started"] is True
+    assert team.run(run["run_id"])["status"] == "running"
+
+
 def test_artifact_is_the_uploaded_archive(
     runner: RunnerClient, team: TeamClient, hello_archive: bytes, deployed: dict[str, Any]
 ) -> None:
@@ -357,6 +404,58 @@ def test_result_completes_the_run(
     assert done["status"] == "completed"
     assert done["exit_code"] == 0
     assert done["finished_at"] is not None
+
+
+def run_lines(team: TeamClient, run_id: int) -> list[tuple[int, str]]:
+    logs = check(team.get(f"/api/v1/runs/{run_id}/logs"), 200)["logs"]
+    return [(line["seq"], line["line"]) for line in logs]
+
+
+def test_a_result_stores_its_last_lines_with_it(
+    team: TeamClient, runner: RunnerClient, running: tuple[dict[str, Any], Lease]
+) -> None:
+    run, lease = running
+    check(runner.logs(lease, [{"seq": 1, "stream": "stdout", "line": "one"}]), 200)
+    last = [
+        {"seq": 1, "stream": "stdout", "line": "one, resent"},
+        {"seq": 2, "stream": "stderr", "line": "two", "logged_at": "2026-01-02T03:04:05Z"},
+        {"seq": 3, "stream": "stdout", "line": "three"},
+    ]
+    first = check(runner.result(lease, "completed", exit_code=0, logs=last), 200)
+    assert first["run_status"] == "completed"
+    assert run_lines(team, run["run_id"]) == [(1, "one"), (2, "two"), (3, "three")]
+    # The same result again (its answer was lost): 200, and no line twice.
+    assert check(runner.result(lease, "completed", exit_code=0, logs=last), 200) == first
+    assert run_lines(team, run["run_id"]) == [(1, "one"), (2, "two"), (3, "three")]
+
+
+def test_a_refused_result_keeps_the_lines_of_its_live_lease(
+    team: TeamClient, runner: RunnerClient, running: tuple[dict[str, Any], Lease]
+) -> None:
+    run, lease = running
+    line = {"seq": 1, "stream": "stdout", "line": "said before the wrong result"}
+    expect_error(runner.result(lease, "cancelled", logs=[line]), 409, "conflict")
+    assert run_lines(team, run["run_id"]) == [(1, "said before the wrong result")]
+    assert team.run(run["run_id"])["status"] == "running"
+
+
+def test_a_result_with_lines_on_a_foreign_lease_stores_nothing(
+    client: TestClient,
+    team: TeamClient,
+    runner: RunnerClient,
+    running: tuple[dict[str, Any], Lease],
+) -> None:
+    run, lease = running
+    other = RunnerClient.register(client, "other-runner", REGISTRATION_TOKEN)
+    forged = [{"seq": 1, "stream": "stdout", "line": "forged"}]
+    expect_error(other.result(lease, "completed", exit_code=0, logs=forged), 410, "gone")
+    expect_error(
+        runner.result(fake_lease(lease, token="mtl_" + "0" * 43), "completed", logs=forged),
+        410,
+        "gone",
+    )
+    assert run_lines(team, run["run_id"]) == []
+    assert team.run(run["run_id"])["status"] == "running"
 
 
 def test_a_timeout_is_reported_as_failed(
@@ -489,7 +588,7 @@ def test_lease_token_on_another_run_is_410(
 @pytest.mark.parametrize(
     ("method", "action", "body"),
     [call for call in ATTEMPT_CALLS if call[1] != "result"],
-    ids=[action for action in CALL_IDS if action != "result"],
+    ids=[action for action in CALL_IDS if not action.startswith("result")],
 )
 def test_a_finished_attempt_is_410(sandbox: Sandbox, method: str, action: str, body: Any) -> None:
     expect_error(sandbox.runner.call(sandbox.completed_lease, method, action, body), 410, "gone")

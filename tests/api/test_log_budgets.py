@@ -96,3 +96,23 @@ def test_a_restarted_api_counts_the_bytes_already_stored(
         logs = stored(team, run_id)
     assert [line["seq"] for line in logs] == list(range(1, 12))
     assert logs[-1]["line"].startswith("[minitower] log truncated:")
+
+
+def test_a_results_last_lines_count_against_the_cap(
+    tmp_path: Path, migrated_template: Path, hello_archive: bytes
+) -> None:
+    db_path = copy_database(migrated_template, tmp_path)
+    with api(tmp_path, db_path) as client:
+        team = TeamClient.bootstrap(client, "acme", BOOTSTRAP_TOKEN)
+        team.deploy("hello", hello_archive)
+        run_id = team.create_run("hello")["run_id"]
+        runner = RunnerClient.register(client, "r1", REGISTRATION_TOKEN)
+        lease = runner.lease(start=True)
+        assert isinstance(lease, Lease)
+        check(runner.logs(lease, batch(1, 6)), 200)
+        # 600 bytes stored: four of the result's lines fit, the fifth becomes the
+        # truncation line, and the rest are dropped.
+        check(runner.result(lease, "completed", exit_code=0, logs=batch(7, 8)), 200)
+        logs = stored(team, run_id)
+    assert [line["seq"] for line in logs] == list(range(1, 12))
+    assert logs[-1]["line"].startswith("[minitower] log truncated:")

@@ -86,6 +86,8 @@ class FakeApi:
         if action == "result":
             body = json.loads(request.content)
             self.results.append(body)
+            with self.lock:
+                self.log_lines.extend(body.get("logs", []))
             return httpx.Response(
                 200,
                 json={
@@ -124,7 +126,12 @@ def settings(tmp_path: Path) -> RunnerSettings:
 
 
 def attempt_against(
-    fake: FakeApi, settings: RunnerSettings, executor: ProcessExecutor, entrypoint: str
+    fake: FakeApi,
+    settings: RunnerSettings,
+    executor: ProcessExecutor,
+    entrypoint: str,
+    *,
+    started: bool = False,
 ) -> Attempt:
     grant = LeaseGranted(
         run_id=RUN_ID,
@@ -141,6 +148,7 @@ def attempt_against(
         attempt_no=1,
         lease_token="mtl_fake",
         lease_expires_at=datetime.now(UTC) + timedelta(seconds=30),
+        started=started,
     )
     client = ApiClient("http://fake", timeout=5, transport=httpx.MockTransport(fake))
     client.token = "mtr_fake"
@@ -277,3 +285,26 @@ def test_the_cache_can_be_turned_off(tmp_path: Path, executor: ProcessExecutor) 
         assert attempt_against(fake, settings, executor, "main.py").run().status == "completed"
     assert fake.calls.count("artifact") == 2
     assert cached_archives(settings) == []
+
+
+def test_a_grant_started_on_lease_needs_no_start_call_and_its_last_lines_go_with_the_result(
+    settings: RunnerSettings, executor: ProcessExecutor
+) -> None:
+    fake = FakeApi(make_archive({"main.py": "print('one')\nprint('two')\n"}))
+    result = attempt_against(fake, settings, executor, "main.py", started=True).run()
+    assert result.status == "completed"
+    assert fake.calls == ["artifact", "result"]
+    (report,) = fake.results
+    assert [(line["seq"], line["line"]) for line in report["logs"]] == [(1, "one"), (2, "two")]
+
+
+def test_a_grant_not_started_on_lease_is_started_and_its_lines_go_on_their_own(
+    settings: RunnerSettings, executor: ProcessExecutor
+) -> None:
+    """What the runner does with an API from before starting on lease."""
+    fake = FakeApi(make_archive({"main.py": "print('one')\n"}))
+    result = attempt_against(fake, settings, executor, "main.py").run()
+    assert result.status == "completed"
+    assert fake.calls[:2] == ["start", "artifact"] and fake.calls[-1] == "result"
+    assert "logs" in fake.calls
+    assert "logs" not in fake.results[0]

@@ -116,15 +116,14 @@ class RunnerClient:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
-    def lease_response(self, wait_seconds: float = 0) -> httpx.Response:
-        return self.http.post(
-            "/api/v1/runs/lease",
-            json={"wait_seconds": wait_seconds},
-            headers=self.headers,
-        )
+    def lease_response(self, wait_seconds: float = 0, *, start: bool = False) -> httpx.Response:
+        body: dict[str, Any] = {"wait_seconds": wait_seconds}
+        if start:
+            body["start"] = True
+        return self.http.post("/api/v1/runs/lease", json=body, headers=self.headers)
 
-    def lease(self, wait_seconds: float = 0) -> Lease | None:
-        response = self.lease_response(wait_seconds)
+    def lease(self, wait_seconds: float = 0, *, start: bool = False) -> Lease | None:
+        response = self.lease_response(wait_seconds, start=start)
         if response.status_code == 204:
             return None
         body = check(response, 200)

@@ -155,3 +155,26 @@ def test_batches_count_json_escapes_against_the_byte_budget() -> None:
     for batch in send.batches:
         assert len(json.dumps({"logs": batch})) <= MAX_BATCH_BYTES + 6 * 30_000 + 200
     assert send.seqs() == list(range(1, 41))
+
+
+def test_close_keeping_the_last_batch_sends_the_rest_and_hands_that_one_over() -> None:
+    send = Recorder()
+    ship = shipper(send, batch_lines=100, flush_interval=60)
+    for i in range(250):
+        ship.add("stdout", f"line {i}")
+    assert ship.close(deadline=time.monotonic() + 5, keep_last_batch=True)
+    rest = ship.take_rest()
+    # Whole batches went out; what fits in one more stays for the result.
+    assert send.seqs() + [line["seq"] for line in rest] == list(range(1, 251))
+    assert 0 < len(rest) <= 100
+    assert all(set(line) == {"seq", "stream", "line", "logged_at"} for line in rest)
+    assert ship.take_rest() == []
+
+
+def test_close_keeping_the_last_batch_sends_nothing_when_all_fits_in_it() -> None:
+    send = Recorder()
+    ship = shipper(send, flush_interval=60)
+    ship.add("stdout", "only")
+    assert ship.close(deadline=time.monotonic() + 5, keep_last_batch=True)
+    assert send.calls == 0
+    assert [line["line"] for line in ship.take_rest()] == ["only"]

@@ -679,6 +679,12 @@ class ScheduleList(BaseModel):
 
 class LeaseRequest(Strict):
     wait_seconds: float = Field(default=0, ge=0, le=30)
+    start: bool = Field(
+        default=False,
+        description="Start the attempt in the same call (leased → running, as POST "
+        "/api/v1/runs/{run_id}/start would): the grant then says started: true, and the "
+        "runner skips the start call",
+    )
 
 
 class LeaseGranted(BaseModel):
@@ -703,6 +709,11 @@ class LeaseGranted(BaseModel):
         description="The names the run's version declares (Towerfile [app] secrets): the "
         "runner fetches their values with GET /api/v1/runs/{run_id}/secrets only when there "
         "are some",
+    )
+    started: bool = Field(
+        default=False,
+        description="True when the lease asked to start the attempt (start: true): it is "
+        "running already, and POST result takes the attempt's last log lines (logs)",
     )
 
 
@@ -763,6 +774,14 @@ class ResultReport(Strict):
     status: Literal["completed", "failed", "cancelled"]
     exit_code: Int64 | None = None
     error_message: str | None = Field(default=None, max_length=10_000)
+    logs: list[LogLineIn] = Field(
+        default_factory=list,
+        max_length=MAX_LOG_BATCH,
+        description="The attempt's last log lines, stored before the result exactly as "
+        "POST /api/v1/runs/{run_id}/logs would store them (one call instead of two). "
+        "Ignored when the attempt has already ended: a repeated result carries lines "
+        "stored the first time.",
+    )
 
 
 class ResultAccepted(BaseModel):

@@ -257,10 +257,13 @@ class Attempt:
 
     def _run(self, workspace: Path) -> Finished:
         grant = self.grant
-        started = self._persist(lambda: self._client.start(grant.run_id, grant.lease_token))
-        if started is None:
-            return Finished(None)
-        start, self._clock = started
+        cancel_requested = False
+        if not grant.started:  # an API older than starting on lease
+            started = self._persist(lambda: self._client.start(grant.run_id, grant.lease_token))
+            if started is None:
+                return Finished(None)
+            start, self._clock = started
+            cancel_requested = start.cancel_requested
         self._phases.mark("start")
         self._shipper = LogShipper(
             lambda batch: self._client.send_logs(grant.run_id, grant.lease_token, batch),
@@ -268,7 +271,7 @@ class Attempt:
             flush_interval=self._settings.log_flush_interval,
             on_gone=lambda: self._fence("410 on logs"),
         )
-        if start.cancel_requested:
+        if cancel_requested:
             return self._report(
                 Finished(AttemptStatus.CANCELLED, None, "cancelled before it started")
             )
@@ -447,12 +450,15 @@ class Attempt:
         """Flush the logs, then report; retried until the server answers or the lease is
         gone. Returns what was reported, or Finished(None) when nothing was."""
         assert self._shipper is not None and result.status is not None
-        if not self._shipper.close(deadline=self._clock.deadline):
+        grant = self.grant
+        # An API that starts attempts on lease takes the last lines with the result.
+        with_result = grant.started
+        if not self._shipper.close(deadline=self._clock.deadline, keep_last_batch=with_result):
             if self._fenced.is_set():
                 return Finished(None)
             log.warning("some log lines were not accepted before the lease ran out")
+        last_lines = self._shipper.take_rest() if with_result else []
         status = result.status
-        grant = self.grant
         try:
             accepted = self._persist(
                 lambda: self._client.report_result(
@@ -461,6 +467,7 @@ class Attempt:
                     status,
                     result.exit_code,
                     result.error_message,
+                    last_lines,
                 )
             )
         except ApiCallFailed as exc:

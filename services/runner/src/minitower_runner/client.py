@@ -124,6 +124,21 @@ class LeaseClock:
         return self.deadline - time.monotonic()
 
 
+def _log_call(method: str, path: str, status: int, started: float, request_id: str) -> None:
+    """Every call at debug level (httpx's own lines are silenced): the request_id finds
+    the API's lines of the call."""
+    log.debug(
+        "api call",
+        extra={
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": round((time.monotonic() - started) * 1000, 1),
+            "request_id": request_id,
+        },
+    )
+
+
 def _error_of(response: httpx.Response) -> tuple[str, str]:
     try:
         error = ErrorResponse.model_validate_json(response.content).error
@@ -156,6 +171,9 @@ class ApiClient:
         self.token: str | None = None
         self.renew_token: Callable[[str | None], None] | None = None
         self.on_answer: Callable[[], None] | None = None
+        # Leases ask for the attempt to be started too, until an API older than the
+        # field refuses it.
+        self._start_on_lease = True
 
     def _answered(self, _response: httpx.Response) -> None:
         if self.on_answer is not None:
@@ -189,18 +207,7 @@ class ApiClient:
             raise Unavailable(
                 f"{method} {path}: {type(exc).__name__}: {exc}", request_id=request_id
             ) from exc
-        # Every call at debug level (httpx's own lines are silenced): the request_id
-        # finds the API's lines of the call.
-        log.debug(
-            "api call",
-            extra={
-                "method": method,
-                "path": path,
-                "status": response.status_code,
-                "duration_ms": round((time.monotonic() - started) * 1000, 1),
-                "request_id": request_id,
-            },
-        )
+        _log_call(method, path, response.status_code, started, request_id)
         return response
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -256,13 +263,23 @@ class ApiClient:
         return self._parse(RunnerRegistered, response)
 
     def lease(self, wait_seconds: float) -> tuple[LeaseGranted, LeaseClock] | None:
-        response = self._call(
-            "POST",
-            "/api/v1/runs/lease",
-            json={"wait_seconds": wait_seconds},
-            # The server holds a long poll for up to wait_seconds: wait longer than that.
-            timeout=self._timeout + wait_seconds,
-        )
+        body: dict[str, Any] = {"wait_seconds": wait_seconds}
+        if self._start_on_lease:
+            body["start"] = True
+        try:
+            response = self._call(
+                "POST",
+                "/api/v1/runs/lease",
+                json=body,
+                # The server holds a long poll for up to wait_seconds: wait longer than that.
+                timeout=self._timeout + wait_seconds,
+            )
+        except Refused as exc:
+            if exc.status != 422 or not self._start_on_lease:
+                raise
+            log.warning("the API does not start attempts on lease (an older release)")
+            self._start_on_lease = False
+            return self.lease(wait_seconds)
         if response.status_code == 204:
             return None
         grant = self._parse(LeaseGranted, response)
@@ -293,8 +310,10 @@ class ApiClient:
                 "X-Lease-Token": lease_token,
                 REQUEST_ID_HEADER: request_id,
             }
+            started = time.monotonic()
             try:
                 with self._http.stream("GET", path, headers=headers) as response:
+                    _log_call("GET", path, response.status_code, started, request_id)
                     if response.status_code == 401 and not renewed and self.renew_token:
                         self.renew_token(used)
                         continue
@@ -336,8 +355,11 @@ class ApiClient:
         status: AttemptStatus,
         exit_code: int | None,
         error_message: str | None,
+        logs: list[dict[str, Any]],
     ) -> ResultAccepted:
         body: dict[str, Any] = {"status": status}
+        if logs:
+            body["logs"] = logs
         if exit_code is not None:
             body["exit_code"] = exit_code
         if error_message is not None:

@@ -55,6 +55,11 @@ def split_lines(stream: IO[bytes], max_line_bytes: int = MAX_LINE_BYTES) -> Iter
         yield f"{text}{CUT_MARKER.format(dropped=dropped)}"
 
 
+def _wire(item: dict[str, Any]) -> dict[str, Any]:
+    """A queued line as the API takes it (without the shipper's own bookkeeping)."""
+    return {k: v for k, v in item.items() if k != "_bytes"}
+
+
 class LogShipper:
     """Collects lines from any thread and sends them from one of its own."""
 
@@ -76,6 +81,8 @@ class LogShipper:
         self._cond = threading.Condition()
         self._next_seq = 1
         self._closing = False
+        # Set by close(keep_last_batch=True): the last batch is left for take_rest.
+        self._keep_last = False
         self._abandoned = False
         self._sent_through = 0
         # Secret values go out of every line before it is queued (redaction.py).
@@ -135,17 +142,29 @@ class LogShipper:
         for stream, line in self._redactor.flush():
             self._enqueue(stream, line)
 
-    def close(self, deadline: float) -> bool:
-        """Send everything still pending; True when all of it was accepted by
-        ``deadline`` (monotonic), False when the lease went or time ran out."""
+    def close(self, deadline: float, *, keep_last_batch: bool = False) -> bool:
+        """Send everything still pending, or with ``keep_last_batch`` all but the last
+        batch, which :meth:`take_rest` then hands over (to go with the result). True when
+        all of it was accepted by ``deadline`` (monotonic), False when the lease went or
+        time ran out."""
         with self._cond:
             self._closing = True
+            self._keep_last = keep_last_batch
             self._cond.notify_all()
         self._thread.join(max(0.0, deadline - time.monotonic()))
         if self._thread.is_alive():
             self.abandon()
             return False
         return not self._abandoned
+
+    def take_rest(self) -> list[dict[str, Any]]:
+        """The lines ``close(keep_last_batch=True)`` left unsent, taken out of the queue."""
+        with self._cond:
+            if self._abandoned:
+                return []
+            rest = [_wire(item) for item in self._pending]
+            self._pending.clear()
+            return rest
 
     def abandon(self) -> None:
         """Stop sending: the lease is gone, nobody will take these lines."""
@@ -162,7 +181,7 @@ class LogShipper:
                     return None
                 if self._closing:
                     self._release_held()
-                    if not self._pending:
+                    if not self._pending or (self._keep_last and self._fits_one_batch()):
                         return None
                     break
                 if not self._pending and not self._redactor.holding:
@@ -189,6 +208,12 @@ class LogShipper:
                 size += item["_bytes"]
             return batch
 
+    def _fits_one_batch(self) -> bool:
+        return (
+            len(self._pending) <= self._batch_lines
+            and sum(item["_bytes"] for item in self._pending) <= MAX_BATCH_BYTES
+        )
+
     def _run(self) -> None:
         delay = 0.1
         while True:
@@ -196,7 +221,7 @@ class LogShipper:
             if batch is None:
                 return
             try:
-                self._send([{k: v for k, v in item.items() if k != "_bytes"} for item in batch])
+                self._send([_wire(item) for item in batch])
             except LeaseGone:
                 self.abandon()
                 self._on_gone()

@@ -558,11 +558,13 @@ def lease(
     now: datetime,
     ttl: timedelta,
     team_id: int | None = None,
+    start_it: bool = False,
 ) -> Granted | Refused | None:
     """Claim the next queued run of ``environment`` for the runner; None when there is
     none. ``team_id`` is the runner's binding (None: a shared runner). The pick order is
     :func:`queue.pick_next_run`'s. A runner's own lease that ran out is expired here
-    rather than waiting for the reaper."""
+    rather than waiting for the reaper. ``start_it`` also starts the attempt (as
+    :func:`start`), in the same transaction."""
     held = _execute(session, _HELD, the_runner=runner_id).first()
     if held is not None:
         if as_utc(held.lease_expires_at) > now:
@@ -588,6 +590,13 @@ def lease(
         expires=expires,
         now=now,
     ).scalar_one()
+    status = AttemptStatus.LEASED
+    if start_it:
+        key = LeaseKey(run_id=picked, runner_id=runner_id, token_hash=lease_token_hash)
+        started = start(session, key, now=now, ttl=ttl)
+        if isinstance(started, Refused):
+            raise RuntimeError(f"run {picked}: an attempt leased just now did not start")
+        status = started.status
     told = _execute(session, _GRANT_READ, the_run=picked).one()
     return Granted(
         run=LeasedRun(
@@ -596,9 +605,14 @@ def lease(
             app_id=told.app_id,
             team_id=told.team_id,
             input=told.input,
+            status=RunStatus(status),
         ),
         attempt=LeasedAttempt(
-            id=attempt_id, attempt_no=attempt_no, runner_id=runner_id, lease_expires_at=expires
+            id=attempt_id,
+            attempt_no=attempt_no,
+            runner_id=runner_id,
+            lease_expires_at=expires,
+            status=status,
         ),
         app=LeasedApp(id=told.app_id, slug=told.slug),
         version=LeasedVersion(

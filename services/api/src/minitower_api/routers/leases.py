@@ -8,6 +8,7 @@ answers 410: the runner must stop the work and report nothing.
 import json
 import logging
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -32,6 +33,7 @@ from minitower_shared.schemas import (
     LeaseGranted,
     LeaseRequest,
     LogBatch,
+    LogLineIn,
     LogsAccepted,
     ResultAccepted,
     ResultReport,
@@ -66,7 +68,7 @@ class _NoWork:
 
 
 def _try_lease(
-    services: Services, runner_token: str, *, probe_first: bool
+    services: Services, runner_token: str, *, probe_first: bool, start_it: bool
 ) -> LeaseGranted | Refused | _NoWork:
     """One look for work, in one threadpool call: a waiting poll wakes with hundreds of
     others, and each hop more queues behind theirs."""
@@ -96,6 +98,7 @@ def _try_lease(
             now=now,
             ttl=_ttl(services),
             team_id=runner.team_id,
+            start_it=start_it,
         )
     if grant is None:
         with services.read() as session:
@@ -133,6 +136,7 @@ def _granted(grant: Granted, token: str) -> LeaseGranted:
         lease_expires_at=attempt.lease_expires_at,
         team_id=run.team_id,
         secrets=grant.secrets,
+        started=attempt.status == AttemptStatus.RUNNING,
     )
 
 
@@ -149,24 +153,25 @@ async def lease_run(
 ) -> LeaseGranted | Response:
     """Claim the next queued run of the runner's environment: highest priority, then
     oldest, then lowest id. With ``wait_seconds`` (≤ 30) the call waits for work (long
-    poll); give the HTTP client a longer timeout than that. 409 while this runner already
-    holds a live lease; 429 while its token already has MINITOWER_MAX_LONG_POLLS_PER_TOKEN
-    waiting calls open."""
-    wait = body.wait_seconds if body is not None else 0.0
-    if wait <= 0:
-        return await _lease_loop(request, runner_token, services, wait)
+    poll); give the HTTP client a longer timeout than that. With ``start`` the attempt
+    is started too (no start call needed). 409 while this runner already holds a live
+    lease; 429 while its token already has MINITOWER_MAX_LONG_POLLS_PER_TOKEN waiting
+    calls open."""
+    body = body or LeaseRequest()
+    if body.wait_seconds <= 0:
+        return await _lease_loop(request, runner_token, services, body)
     # Only waiting calls hold a slot: a plain lease is over in milliseconds.
     slot = services.long_polls.acquire(runner_token)
     try:
-        return await _lease_loop(request, runner_token, services, wait)
+        return await _lease_loop(request, runner_token, services, body)
     finally:
         slot.release()
 
 
 async def _lease_loop(
-    request: Request, runner_token: str, services: Services, wait: float
+    request: Request, runner_token: str, services: Services, body: LeaseRequest
 ) -> LeaseGranted | Response:
-    deadline = time.monotonic() + wait
+    deadline = time.monotonic() + body.wait_seconds
     first = True
     while True:
         # A runner that hung up must not be handed a run it will never start: that run
@@ -174,7 +179,9 @@ async def _lease_loop(
         if not first and await request.is_disconnected():
             return Response(status_code=204)
         woken = services.signal.arm()
-        result = await run_in_threadpool(_try_lease, services, runner_token, probe_first=not first)
+        result = await run_in_threadpool(
+            _try_lease, services, runner_token, probe_first=not first, start_it=body.start
+        )
         first = False
         if isinstance(result, Refused):
             raise refused(result)
@@ -300,16 +307,7 @@ def append_logs(
     resent safely. Past MINITOWER_MAX_LOG_BYTES_PER_ATTEMPT bytes of an attempt's lines,
     one truncation line is stored in place of the first line over it, and later lines
     are accepted but dropped (counted in ``dropped``)."""
-    received = utcnow()
-    lines = [
-        {
-            "seq": line.seq,
-            "stream": line.stream,
-            "line": line.line,
-            "logged_at": line.logged_at or received,
-        }
-        for line in body.logs
-    ]
+    lines = _log_rows(body.logs)
     budgets = services.log_budgets
     with budgets.lock:
         with services.write() as session:
@@ -323,6 +321,41 @@ def append_logs(
     return LogsAccepted(accepted=len(lines), dropped=admitted.dropped)
 
 
+def _log_rows(lines: list[LogLineIn]) -> list[dict[str, object]]:
+    received = utcnow()
+    return [
+        {
+            "seq": line.seq,
+            "stream": line.stream,
+            "line": line.line,
+            "logged_at": line.logged_at or received,
+        }
+        for line in lines
+    ]
+
+
+def _store_lines(
+    services: Services,
+    session: Session,
+    key: LeaseKey,
+    lines: list[dict[str, object]],
+    now: datetime,
+) -> bool:
+    """A result's lines, stored as the logs call stores them (the caller holds the
+    budget's lock); False when the attempt has ended (a repeated result) or none fit."""
+    attempt = lifecycle.live_attempt(session, key, now)
+    if isinstance(attempt, Refused):
+        return False
+    budgets = services.log_budgets
+    admitted = budgets.admit(session, attempt.id, lines)
+    lifecycle.store_logs(session, attempt, admitted.lines)
+    # Not remembered: the attempt is ending. Should the result be refused, the next
+    # call reads the budget from the database, after this transaction (the lock is
+    # held until it has committed).
+    budgets.forget(attempt.id)
+    return bool(admitted.lines)
+
+
 @router.post("/{run_id}/result", response_model=ResultAccepted, responses=responses(409, 410))
 def report_result(
     run_id: RunId,
@@ -334,18 +367,30 @@ def report_result(
     """Finish the attempt and the run. The same status again answers 200; another one
     409. A ``completed`` result while the run is being cancelled still completes it:
     the work really finished. ``cancelled`` is for a run whose cancel the runner saw
-    (``cancel_requested``); otherwise it is 409."""
-    with services.write() as session:
+    (``cancel_requested``); otherwise it is 409. ``logs``, the attempt's last lines, are
+    stored first, in the same transaction, as POST logs would store them."""
+    lines = _log_rows(body.logs)
+    with ExitStack() as held:
+        if lines:
+            # The lock order of the logs call: the budget's, then the database's.
+            held.enter_context(services.log_budgets.lock)
+        session = held.enter_context(services.write())
         runner = require_runner(session, runner_token)
         assert runner.id is not None
+        key = LeaseKey(run_id=run_id, runner_id=runner.id, token_hash=lease)
+        now = utcnow()
+        stored = _store_lines(services, session, key, lines, now) if lines else False
         finished = lifecycle.report_result(
             session,
-            LeaseKey(run_id=run_id, runner_id=runner.id, token_hash=lease),
+            key,
             reported=AttemptStatus(body.status),
             exit_code=body.exit_code,
             error_message=body.error_message,
-            now=utcnow(),
+            now=now,
         )
+    if stored:
+        services.run_signals.notify(run_id)
+    # Lines of a live lease are kept even when the result is refused, as a logs call's.
     if isinstance(finished, Refused):
         raise refused(finished)
     services.run_signals.notify(run_id)
