@@ -1,9 +1,13 @@
 """Runner hot-path benchmark: lease -> start -> result over HTTP against a real minitowerd.
 
+A cycle is two calls, as the runner makes them now: a lease that starts its attempt
+(``start: true``), then the result; ``--three-calls`` times the older protocol, with its
+own start call.
+
 Phases (each bounded in count and in time):
 
 1. HTTP throughput: K queued runs, M runner clients (each a registered runner with its
-   own keep-alive ``httpx.Client``) loop lease -> start -> result until the queue is
+   own keep-alive ``httpx.Client``) loop lease -> (start ->) result until the queue is
    empty. Reports cycles/s and p50/p99 per call and per cycle, and CPU spent by the
    server and by the clients.
 2. Long-poll handoff: one runner long-polls (``wait_seconds``); the script creates a run
@@ -38,7 +42,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -50,7 +54,6 @@ from sqlmodel import Session
 from minitower_shared.clock import utcnow
 from minitower_shared.db import create_db_engine, write_session
 from minitower_shared.migrate import upgrade_to_head
-from minitower_shared.models import Runner
 from minitower_shared.retry import RetryPolicy
 from minitower_shared.states import AttemptStatus, TokenRole
 from minitower_shared.store import apps as app_store
@@ -59,6 +62,7 @@ from minitower_shared.store import runners as runner_store
 from minitower_shared.store import runs as run_store
 from minitower_shared.store import teams as team_store
 from minitower_shared.store.lifecycle import Finished, Granted, LeaseKey, LiveAttempt
+from minitower_shared.store.runners import RunnerIdentity
 from minitower_shared.tokens import (
     LEASE_TOKEN_PREFIX,
     RUNNER_TOKEN_PREFIX,
@@ -303,6 +307,7 @@ def http_worker(
     time_limit: float,
     barrier: Any,
     impl: str = "httpx",
+    fold: bool = True,
 ) -> WorkerResult:
     out = WorkerResult()
     client = CLIENTS[impl](url, token)
@@ -314,7 +319,8 @@ def http_worker(
         clock = time.perf_counter
         while len(out.cycle) < max_cycles and clock() < deadline:
             t0 = clock()
-            status, body = client.post("/api/v1/runs/lease", {"wait_seconds": 0})
+            # fold: the lease starts the attempt (start: true), as the runner asks now.
+            status, body = client.post("/api/v1/runs/lease", {"wait_seconds": 0, "start": fold})
             t1 = clock()
             if status == 204:
                 break
@@ -323,7 +329,8 @@ def http_worker(
                 break
             path = f"/api/v1/runs/{body['run_id']}"
             lease_header = {"X-Lease-Token": body["lease_token"]}
-            status, _ = client.post(f"{path}/start", headers=lease_header)
+            if not fold:
+                status, _ = client.post(f"{path}/start", headers=lease_header)
             t2 = clock()
             if status != 200:
                 out.errors[f"start {status}"] += 1
@@ -347,10 +354,17 @@ def http_worker(
 
 
 def _process_worker(
-    url: str, token: str, max_cycles: int, time_limit: float, barrier: Any, queue: Any, impl: str
+    url: str,
+    token: str,
+    max_cycles: int,
+    time_limit: float,
+    barrier: Any,
+    queue: Any,
+    impl: str,
+    fold: bool,
 ) -> None:
     try:
-        queue.put(http_worker(url, token, max_cycles, time_limit, barrier, impl))
+        queue.put(http_worker(url, token, max_cycles, time_limit, barrier, impl, fold))
     except BaseException as exc:
         failed = WorkerResult(ended_at=time.perf_counter())
         failed.errors[f"worker crashed: {exc!r}"] += 1
@@ -381,6 +395,7 @@ def run_http_phase(
     time_limit: float,
     mode: str,
     impl: str = "httpx",
+    fold: bool = True,
 ) -> Throughput:
     parties = len(tokens) + 1
     results: list[WorkerResult] = []
@@ -391,7 +406,7 @@ def run_http_phase(
 
         def target(token: str) -> None:
             try:
-                res = http_worker(server.url, token, per_client, time_limit, barrier, impl)
+                res = http_worker(server.url, token, per_client, time_limit, barrier, impl, fold)
             except BaseException as exc:
                 res = WorkerResult(ended_at=time.perf_counter())
                 res.errors[f"worker crashed: {exc!r}"] += 1
@@ -408,7 +423,7 @@ def run_http_phase(
         workers = [
             ctx.Process(
                 target=_process_worker,
-                args=(server.url, t, per_client, time_limit, barrier, queue, impl),
+                args=(server.url, t, per_client, time_limit, barrier, queue, impl, fold),
                 daemon=True,
             )
             for t in tokens
@@ -529,7 +544,7 @@ def run_handoff_phase(
 
 
 def run_inprocess_phase(
-    workdir: Path, max_cycles: int, time_limit: float, with_auth: bool
+    workdir: Path, max_cycles: int, time_limit: float, with_auth: bool, fold: bool = True
 ) -> Throughput:
     """The routes' database work for lease, start and result, minus HTTP and FastAPI.
 
@@ -554,12 +569,20 @@ def run_inprocess_phase(
         )
     runner_id = registered.id
     assert runner_id is not None
+    cached = RunnerIdentity(
+        id=runner_id,
+        name=registered.name,
+        environment=registered.environment,
+        team_id=registered.team_id,
+        status=registered.status,
+        last_seen_at=registered.last_seen_at,
+    )
 
-    def authenticate(session: Session) -> Runner:
+    def authenticate(session: Session) -> RunnerIdentity:
         """The runner as the route sees it: read per call, or (without auth) a cached
         copy whose ``last_seen_at`` follows what ``mark_seen`` writes."""
         if not with_auth:
-            return registered
+            return cached
         found = runner_store.find_runner_by_token(session, hash_token(runner_token))
         assert found is not None
         return found
@@ -584,21 +607,23 @@ def run_inprocess_phase(
                     lease_token_hash=hash_token(lease_token),
                     now=now,
                     ttl=ttl,
+                    start_it=fold,
                 )
             if not with_auth and (
-                registered.last_seen_at is None
-                or now - registered.last_seen_at >= runner_store.SEEN_RESOLUTION
+                cached.last_seen_at is None
+                or now - cached.last_seen_at >= runner_store.SEEN_RESOLUTION
             ):
-                registered.last_seen_at = now
+                cached = replace(cached, last_seen_at=now)
             t1 = clock()
             if not isinstance(grant, Granted):
                 break
             # What the start and result routes do: authenticate, then one lifecycle call.
             key = LeaseKey(grant.run.id, runner_id, hash_token(lease_token))
-            with write_session(engine) as session:
-                authenticate(session)
-                live = lifecycle.start(session, key, now=utcnow(), ttl=ttl)
-                assert isinstance(live, LiveAttempt), live
+            if not fold:
+                with write_session(engine) as session:
+                    authenticate(session)
+                    live = lifecycle.start(session, key, now=utcnow(), ttl=ttl)
+                    assert isinstance(live, LiveAttempt), live
             t2 = clock()
             with write_session(engine) as session:
                 authenticate(session)
@@ -691,6 +716,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0.2,
         help="seconds between sending the long poll and creating the run",
     )
+    parser.add_argument(
+        "--three-calls",
+        action="store_true",
+        help="lease, then start, then result (the protocol before a lease could start its "
+        "attempt); by default the lease starts it (start: true) and the cycle is two calls",
+    )
     parser.add_argument("--skip-http", action="store_true", help="skip phase 1")
     parser.add_argument("--skip-handoff", action="store_true", help="skip phase 2")
     parser.add_argument("--skip-inprocess", action="store_true", help="skip phase 3")
@@ -737,7 +768,8 @@ def main(argv: list[str] | None = None) -> int:
                 tokens = [
                     register_runner(server.url, f"bench-runner-{i}") for i in range(args.clients)
                 ]
-                print("phase 1: HTTP lease -> start -> result ...", flush=True)
+                cycle = "lease -> start -> result" if args.three_calls else "lease+start -> result"
+                print(f"phase 1: HTTP {cycle} ...", flush=True)
                 over_http = run_http_phase(
                     server,
                     tokens,
@@ -745,6 +777,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.time_limit,
                     args.client_mode,
                     args.client_impl,
+                    fold=not args.three_calls,
                 )
                 rows.append(
                     (
@@ -765,9 +798,14 @@ def main(argv: list[str] | None = None) -> int:
             server = None
         if not args.skip_inprocess:
             print("phase 3: in-process store cycle (server stopped) ...", flush=True)
-            inproc = run_inprocess_phase(workdir, args.runs, args.time_limit, with_auth=False)
+            fold = not args.three_calls
+            inproc = run_inprocess_phase(
+                workdir, args.runs, args.time_limit, with_auth=False, fold=fold
+            )
             rows.append(("in-process store, 1 thread", inproc))
-            with_auth = run_inprocess_phase(workdir, args.runs, args.time_limit, with_auth=True)
+            with_auth = run_inprocess_phase(
+                workdir, args.runs, args.time_limit, with_auth=True, fold=fold
+            )
             rows.append(("  + runner-token lookup per call", with_auth))
 
         print("\nThroughput (latencies in ms, measured at the caller)")

@@ -27,13 +27,14 @@ from minitower_api.storage_errors import sqlite_condition
 from minitower_api.stream_slots import StreamSlots
 from minitower_shared.clock import utcnow
 from minitower_shared.db import read_session, write_session
-from minitower_shared.models import Runner, Team, TeamToken
+from minitower_shared.models import Team, TeamToken
 from minitower_shared.schemas import MAX_INT64
 from minitower_shared.states import TokenRole
 from minitower_shared.store import audit as audit_store
 from minitower_shared.store import runners as runner_store
 from minitower_shared.store import teams as team_store
 from minitower_shared.store.audit import AuditActor
+from minitower_shared.store.runners import RunnerIdentity
 from minitower_shared.tokens import hash_token, same_secret
 
 log = logging.getLogger("minitower.api")
@@ -154,7 +155,7 @@ async def runner_token_hash(credentials: BearerDep) -> str:
 RunnerTokenDep = Annotated[str, Depends(runner_token_hash)]
 
 
-def require_runner(session: Session, token_hash: str) -> Runner:
+def require_runner(session: Session, token_hash: str) -> RunnerIdentity:
     runner = runner_store.find_runner_by_token(session, token_hash)
     if runner is None:
         raise unauthorized("invalid runner token; register again")

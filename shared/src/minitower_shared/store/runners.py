@@ -1,9 +1,11 @@
 """Runners: registration, token lookup, liveness."""
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, literal, update
+from sqlalchemy import Table, bindparam, case, func, literal, update
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from minitower_shared.models import Run, RunAttempt, Runner, active_attempt
@@ -73,8 +75,41 @@ def revoke_runner_tokens(session: Session, names: list[str] | None) -> list[Runn
     )
 
 
-def find_runner_by_token(session: Session, token_hash: str) -> Runner | None:
-    return session.exec(select(Runner).where(Runner.token_hash == token_hash)).first()
+_RUNNER: Table = Runner.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class RunnerIdentity:
+    """Who a runner token belongs to: what every runner call needs, in one statement."""
+
+    id: int
+    name: str
+    environment: str
+    # None: a shared runner.
+    team_id: int | None
+    status: str
+    last_seen_at: datetime | None
+
+
+# Built once: every runner call starts with this lookup (store/lifecycle.py says why).
+_BY_TOKEN = core_select(
+    _RUNNER.c.id,
+    _RUNNER.c.name,
+    _RUNNER.c.environment,
+    _RUNNER.c.team_id,
+    _RUNNER.c.status,
+    _RUNNER.c.last_seen_at,
+).where(_RUNNER.c.token_hash == bindparam("token_hash"))
+_SEEN = (
+    update(_RUNNER)
+    .where(_RUNNER.c.id == bindparam("the_runner"))
+    .values(last_seen_at=bindparam("b_now"), status=RunnerStatus.ONLINE.value)
+)
+
+
+def find_runner_by_token(session: Session, token_hash: str) -> RunnerIdentity | None:
+    row = session.connection().execute(_BY_TOKEN, {"token_hash": token_hash}).first()
+    return None if row is None else RunnerIdentity(*row)
 
 
 # Liveness needs seconds of precision at most; writing it on every call would add a write
@@ -82,17 +117,12 @@ def find_runner_by_token(session: Session, token_hash: str) -> Runner | None:
 SEEN_RESOLUTION = timedelta(seconds=10)
 
 
-def mark_seen(session: Session, runner: Runner, now: datetime) -> None:
+def mark_seen(session: Session, runner: RunnerIdentity, now: datetime) -> None:
     """Record that the runner called, unless it was recorded moments ago."""
     recent = runner.last_seen_at is not None and now - runner.last_seen_at < SEEN_RESOLUTION
     if recent and runner.status == RunnerStatus.ONLINE:
         return
-    session.execute(
-        update(Runner)
-        .where(col(Runner.id) == runner.id)
-        .values(last_seen_at=now, status=RunnerStatus.ONLINE.value)
-        .execution_options(synchronize_session=False)
-    )
+    session.connection().execute(_SEEN, {"the_runner": runner.id, "b_now": now})
 
 
 def mark_silent_runners_offline(session: Session, *, seen_before: datetime) -> int:

@@ -75,7 +75,6 @@ def _try_lease(
     if probe_first:
         with services.read() as session:
             runner = require_runner(session, runner_token)
-            assert runner.id is not None
             if not queue.may_lease(
                 session,
                 runner_id=runner.id,
@@ -88,7 +87,6 @@ def _try_lease(
     with services.write() as session:
         now = utcnow()
         runner = require_runner(session, runner_token)
-        assert runner.id is not None
         runner_store.mark_seen(session, runner, now)
         grant = lifecycle.lease(
             session,
@@ -201,7 +199,6 @@ async def _lease_loop(
 def lease_key(session: Session, runner_token: str, run_id: int, lease_hash: str) -> LeaseKey:
     """The attempt a runner's call names, once its runner token is known."""
     runner = require_runner(session, runner_token)
-    assert runner.id is not None
     return LeaseKey(run_id=run_id, runner_id=runner.id, token_hash=lease_hash)
 
 
@@ -284,7 +281,6 @@ def heartbeat(
     with services.write() as session:
         now = utcnow()
         runner = require_runner(session, runner_token)
-        assert runner.id is not None
         key = LeaseKey(run_id=run_id, runner_id=runner.id, token_hash=lease)
         attempt = lifecycle.heartbeat(session, key, now=now, ttl=_ttl(services))
         if isinstance(attempt, Refused):
@@ -376,7 +372,6 @@ def report_result(
             held.enter_context(services.log_budgets.lock)
         session = held.enter_context(services.write())
         runner = require_runner(session, runner_token)
-        assert runner.id is not None
         key = LeaseKey(run_id=run_id, runner_id=runner.id, token_hash=lease)
         now = utcnow()
         stored = _store_lines(services, session, key, lines, now) if lines else False
