@@ -27,7 +27,6 @@ from minitower_api.storage_errors import sqlite_condition
 from minitower_api.stream_slots import StreamSlots
 from minitower_shared.clock import utcnow
 from minitower_shared.db import read_session, write_session
-from minitower_shared.models import Team, TeamToken
 from minitower_shared.schemas import MAX_INT64
 from minitower_shared.states import TokenRole
 from minitower_shared.store import audit as audit_store
@@ -35,6 +34,7 @@ from minitower_shared.store import runners as runner_store
 from minitower_shared.store import teams as team_store
 from minitower_shared.store.audit import AuditActor
 from minitower_shared.store.runners import RunnerIdentity
+from minitower_shared.store.teams import TeamIdentity, TokenIdentity
 from minitower_shared.tokens import hash_token, same_secret
 
 log = logging.getLogger("minitower.api")
@@ -90,15 +90,14 @@ def bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:
 
 @dataclass(frozen=True)
 class Caller:
-    team: Team
-    token: TeamToken
+    team: TeamIdentity
+    token: TokenIdentity
     # How the token was presented: as a bearer token, or by a console session acting as
     # it (console/session.py). The audit log tells the two apart.
     via: str = audit_store.TOKEN
 
     @property
     def team_id(self) -> int:
-        assert self.team.id is not None
         return self.team.id
 
     @property
@@ -116,10 +115,10 @@ class Caller:
 def current_caller(services: ServicesDep, credentials: BearerDep) -> Caller:
     token_hash = hash_token(bearer_token(credentials))
     with services.read() as session:
-        token = team_store.find_active_token(session, token_hash)
-        team = session.get(Team, token.team_id) if token is not None else None
-    if token is None or team is None:
+        found = team_store.find_credential(session, token_hash)
+    if found is None:
         raise unauthorized("invalid or revoked team token")
+    token = found.token
     now = utcnow()
     if token.last_used_at is None or now - token.last_used_at >= team_store.LAST_USED_RESOLUTION:
         try:
@@ -131,7 +130,7 @@ def current_caller(services: ServicesDep, credentials: BearerDep) -> Caller:
             if sqlite_condition(exc) is None:
                 raise
             log.warning("token use not recorded: database busy or full")
-    return Caller(team=team, token=token)
+    return Caller(team=found.team, token=token)
 
 
 CallerDep = Annotated[Caller, Depends(current_caller)]

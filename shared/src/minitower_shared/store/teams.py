@@ -1,8 +1,10 @@
 """Teams, their API tokens and their environments."""
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import Table, bindparam, update
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from minitower_shared.models import Environment, Team, TeamToken
@@ -40,6 +42,81 @@ def find_active_token(session: Session, token_hash: str) -> TeamToken | None:
     ).first()
 
 
+_TEAM: Table = Team.__table__  # type: ignore[attr-defined]
+_TOKEN: Table = TeamToken.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class TeamIdentity:
+    """The caller's team, as requests need it."""
+
+    id: int
+    slug: str
+    name: str
+    allow_shared_runners: bool
+
+    @classmethod
+    def of(cls, team: Team) -> "TeamIdentity":
+        assert team.id is not None
+        return cls(team.id, team.slug, team.name, team.allow_shared_runners)
+
+
+@dataclass(frozen=True)
+class TokenIdentity:
+    """The token a request came with."""
+
+    id: int
+    team_id: int
+    name: str
+    role: str
+    last_used_at: datetime | None
+
+    @classmethod
+    def of(cls, token: TeamToken) -> "TokenIdentity":
+        assert token.id is not None
+        return cls(token.id, token.team_id, token.name, token.role, token.last_used_at)
+
+
+@dataclass(frozen=True)
+class Credential:
+    team: TeamIdentity
+    token: TokenIdentity
+
+
+# Built once: every team request starts with this lookup (store/lifecycle.py says why).
+_CREDENTIAL = (
+    core_select(
+        _TOKEN.c.id,
+        _TOKEN.c.team_id,
+        _TOKEN.c.name,
+        _TOKEN.c.role,
+        _TOKEN.c.last_used_at,
+        _TEAM.c.slug,
+        _TEAM.c.name,
+        _TEAM.c.allow_shared_runners,
+    )
+    .select_from(_TOKEN.join(_TEAM, _TEAM.c.id == _TOKEN.c.team_id))
+    .where(_TOKEN.c.token_hash == bindparam("token_hash"), _TOKEN.c.revoked_at.is_(None))
+)
+_TOUCH = (
+    update(_TOKEN)
+    .where(_TOKEN.c.id == bindparam("the_token"))
+    .values(last_used_at=bindparam("b_now"))
+)
+
+
+def find_credential(session: Session, token_hash: str) -> Credential | None:
+    """The live (unrevoked) token with this hash, and its team."""
+    row = session.connection().execute(_CREDENTIAL, {"token_hash": token_hash}).first()
+    if row is None:
+        return None
+    token_id, team_id, token_name, role, last_used_at, slug, team_name, shared = row
+    return Credential(
+        team=TeamIdentity(team_id, slug, team_name, shared),
+        token=TokenIdentity(token_id, team_id, token_name, role, last_used_at),
+    )
+
+
 def token_is_active(session: Session, token_id: int) -> bool:
     """False once the token is revoked: a stream opened with it must end."""
     token = session.get(TeamToken, token_id)
@@ -60,11 +137,11 @@ def inactive_tokens(session: Session, token_ids: list[int]) -> set[int]:
     return set(token_ids) - active
 
 
-def touch_token(session: Session, token: TeamToken, now: datetime) -> bool:
+def touch_token(session: Session, token: TokenIdentity, now: datetime) -> bool:
     """Record a use of ``token`` unless one was recorded recently; True if written."""
     if token.last_used_at is not None and now - token.last_used_at < LAST_USED_RESOLUTION:
         return False
-    session.execute(update(TeamToken).where(col(TeamToken.id) == token.id).values(last_used_at=now))
+    session.connection().execute(_TOUCH, {"the_token": token.id, "b_now": now})
     return True
 
 

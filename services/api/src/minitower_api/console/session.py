@@ -17,6 +17,7 @@ from minitower_shared.models import ConsoleSession, TeamToken
 from minitower_shared.store import audit as audit_store
 from minitower_shared.store import console_sessions as session_store
 from minitower_shared.store.audit import AuditActor, AuditObject
+from minitower_shared.store.teams import TeamIdentity, TokenIdentity
 from minitower_shared.tokens import hash_token
 
 COOKIE = "mt_console"
@@ -124,7 +125,11 @@ def find_viewer(services: Services, request: Request) -> Viewer | None:
     if live is None:
         return None
     return Viewer(
-        caller=Caller(team=live.team, token=live.token, via=audit_store.CONSOLE),
+        caller=Caller(
+            team=TeamIdentity.of(live.team),
+            token=TokenIdentity.of(live.token),
+            via=audit_store.CONSOLE,
+        ),
         session=live.session,
         csrf_token=live.session.csrf_secret,
     )
