@@ -38,6 +38,21 @@ def batch(first: int, count: int, size: int = 100) -> list[dict[str, Any]]:
     ]
 
 
+def running_run(
+    client: TestClient, archive: bytes, *, start_on_lease: bool = False
+) -> tuple[TeamClient, RunnerClient, int, Lease]:
+    """Team ``acme``'s first run of ``hello``, leased and started by runner ``r1``."""
+    team = TeamClient.bootstrap(client, "acme", BOOTSTRAP_TOKEN)
+    team.deploy("hello", archive)
+    run_id = team.create_run("hello")["run_id"]
+    runner = RunnerClient.register(client, "r1", REGISTRATION_TOKEN)
+    lease = runner.lease(start=start_on_lease)
+    assert isinstance(lease, Lease)
+    if not start_on_lease:
+        check(runner.start(lease), 200)
+    return team, runner, run_id, lease
+
+
 def stored(team: TeamClient, run_id: int) -> list[dict[str, Any]]:
     page = check(team.get(f"/api/v1/runs/{run_id}/logs", params={"limit": 10_000}), 200)
     return list(page["logs"])
@@ -48,13 +63,7 @@ def test_lines_past_the_cap_are_dropped_after_one_truncation_line(
 ) -> None:
     db_path = copy_database(migrated_template, tmp_path)
     with api(tmp_path, db_path) as client:
-        team = TeamClient.bootstrap(client, "acme", BOOTSTRAP_TOKEN)
-        team.deploy("hello", hello_archive)
-        run_id = team.create_run("hello")["run_id"]
-        runner = RunnerClient.register(client, "r1", REGISTRATION_TOKEN)
-        lease = runner.lease()
-        assert isinstance(lease, Lease)
-        check(runner.start(lease), 200)
+        team, runner, run_id, lease = running_run(client, hello_archive)
         # 8 lines of 100 bytes fit; the 11th would pass 1024.
         assert check(runner.logs(lease, batch(1, 8)), 200) == {"accepted": 8, "dropped": 0}
         assert check(runner.logs(lease, batch(9, 5)), 200) == {"accepted": 5, "dropped": 3}
@@ -81,13 +90,7 @@ def test_a_restarted_api_counts_the_bytes_already_stored(
 ) -> None:
     db_path = copy_database(migrated_template, tmp_path)
     with api(tmp_path, db_path) as client:
-        team = TeamClient.bootstrap(client, "acme", BOOTSTRAP_TOKEN)
-        team.deploy("hello", hello_archive)
-        run_id = team.create_run("hello")["run_id"]
-        runner = RunnerClient.register(client, "r1", REGISTRATION_TOKEN)
-        lease = runner.lease()
-        assert isinstance(lease, Lease)
-        check(runner.start(lease), 200)
+        team, runner, run_id, lease = running_run(client, hello_archive)
         check(runner.logs(lease, batch(1, 9)), 200)
     with api(tmp_path, db_path) as client:
         runner.http = team.http = client
@@ -103,12 +106,7 @@ def test_a_results_last_lines_count_against_the_cap(
 ) -> None:
     db_path = copy_database(migrated_template, tmp_path)
     with api(tmp_path, db_path) as client:
-        team = TeamClient.bootstrap(client, "acme", BOOTSTRAP_TOKEN)
-        team.deploy("hello", hello_archive)
-        run_id = team.create_run("hello")["run_id"]
-        runner = RunnerClient.register(client, "r1", REGISTRATION_TOKEN)
-        lease = runner.lease(start=True)
-        assert isinstance(lease, Lease)
+        team, runner, run_id, lease = running_run(client, hello_archive, start_on_lease=True)
         check(runner.logs(lease, batch(1, 6)), 200)
         # 600 bytes stored: four of the result's lines fit, the fifth becomes the
         # truncation line, and the rest are dropped.

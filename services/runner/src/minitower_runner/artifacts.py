@@ -8,24 +8,15 @@ whatever happened to the disk in between. Archives are kept per team, as venvs a
 the cache is bounded in bytes, least recently used out first.
 """
 
-import hashlib
 import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from minitower_shared.digests import sha256_file
+
 log = logging.getLogger("minitower.runner")
-
-_CHUNK = 1 << 20
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as source:
-        while chunk := source.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class ArtifactCache:
@@ -46,7 +37,7 @@ class ArtifactCache:
             return None
         path = self._path(team_id, sha256)
         try:
-            actual = sha256_of(path)
+            actual = sha256_file(path)
         except FileNotFoundError:
             return None
         if actual != sha256:

@@ -31,12 +31,12 @@ from minitower_api.maintenance.files import (
     copy_durably,
     fsync_dir,
     fsync_file,
-    sha256_file,
     tree_files,
 )
 from minitower_api.maintenance.manifest import DATABASE, OBJECTS, Manifest, minitower_version
 from minitower_shared.clock import rfc3339, utcnow
 from minitower_shared.db_limits import DEFAULT_BUSY_TIMEOUT
+from minitower_shared.digests import sha256_file
 from minitower_shared.migrate import current_revision
 from minitower_shared.store import maintenance as store
 

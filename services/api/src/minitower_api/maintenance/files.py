@@ -1,6 +1,5 @@
 """File helpers of the maintenance commands: hashing, durable copies, SQLite checks."""
 
-import hashlib
 import os
 import shutil
 import sqlite3
@@ -8,16 +7,6 @@ from contextlib import closing
 from pathlib import Path
 
 from minitower_api.maintenance import MaintenanceError
-
-_CHUNK = 1024 * 1024
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as source:
-        while chunk := source.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fsync_file(path: Path) -> None:

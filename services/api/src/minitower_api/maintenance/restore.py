@@ -20,10 +20,10 @@ from minitower_api.maintenance.files import (
     check_integrity,
     copy_durably,
     fsync_dir,
-    sha256_file,
     tree_files,
 )
 from minitower_api.maintenance.manifest import DATABASE, OBJECTS, Manifest
+from minitower_shared.digests import sha256_file
 from minitower_shared.migrate import alembic_config, head_revision
 
 # How long to wait for the write lock before deciding someone is using the database.
