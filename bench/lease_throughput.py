@@ -559,7 +559,7 @@ def run_inprocess_phase(
     ttl = timedelta(seconds=LEASE_TTL_SECONDS)
     runner_token = new_token(RUNNER_TOKEN_PREFIX)
     with write_session(engine) as session:
-        registered, _ = runner_store.register_runner(
+        runner_store.register_runner(
             session,
             name="bench-inproc",
             environment="default",
@@ -567,16 +567,10 @@ def run_inprocess_phase(
             token_hash=hash_token(runner_token),
             now=utcnow(),
         )
+        registered = runner_store.find_runner_by_token(session, hash_token(runner_token))
+    assert registered is not None
     runner_id = registered.id
-    assert runner_id is not None
-    cached = RunnerIdentity(
-        id=runner_id,
-        name=registered.name,
-        environment=registered.environment,
-        team_id=registered.team_id,
-        status=registered.status,
-        last_seen_at=registered.last_seen_at,
-    )
+    cached = registered
 
     def authenticate(session: Session) -> RunnerIdentity:
         """The runner as the route sees it: read per call, or (without auth) a cached
