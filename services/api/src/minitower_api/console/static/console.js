@@ -188,7 +188,8 @@ function setupRunPage() {
       if (response.ok) {
         const state = await response.json();
         if (state.run.status !== root.dataset.status) {
-          const terminal = ["completed", "failed", "cancelled", "dead"].includes(state.run.status);
+          // The server's own list (states.TERMINAL_RUN_STATUSES), not a copy of it here.
+          const terminal = root.dataset.terminalStatuses.split(" ").includes(state.run.status);
           if (terminal || state.attempts.length !== picker.options.length) {
             // Timeline, attempts and buttons all change: show the page as it now is.
             window.location.reload();
