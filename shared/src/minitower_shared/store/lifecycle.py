@@ -29,10 +29,10 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Executable, Table, and_, bindparam, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from minitower_shared.clock import as_utc
+from minitower_shared.dialect import upsert_insert
 from minitower_shared.models import (
     App,
     AppVersion,
@@ -657,8 +657,7 @@ def heartbeat(
 @cache
 def _insert_logs_statement(dialect: str) -> Executable:
     """``INSERT … ON CONFLICT (attempt_id, seq) DO NOTHING`` in the dialect's words."""
-    builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return builder(_LOG).on_conflict_do_nothing(index_elements=["attempt_id", "seq"])
+    return upsert_insert(dialect, _LOG).on_conflict_do_nothing(index_elements=["attempt_id", "seq"])
 
 
 def store_logs(session: Session, attempt: LiveAttempt, lines: list[dict[str, Any]]) -> LogsStored:

@@ -11,13 +11,12 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Executable, bindparam, exists, or_, text, update
+from sqlalchemy import Executable, bindparam, exists, false, or_, text, true, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from minitower_shared.clock import as_utc
 from minitower_shared.models import (
-    DELAYED_RUN_CONDITION,
     LIVE_RUN_CONDITION,
     App,
     Environment,
@@ -28,6 +27,11 @@ from minitower_shared.models import (
 from minitower_shared.states import TERMINAL_RUN_STATUSES
 from minitower_shared.store.runner_registration import runnable_by
 
+# Booleans compared with true()/false(): ``run.delayed = 0`` on SQLite (the words of the
+# partial indexes), ``run.delayed = false`` on PostgreSQL.
+_NOT_DELAYED = col(Run.delayed) == false()
+_DELAYED = (text("run.status = 'queued'"), col(Run.delayed) == true())
+
 
 def _eligible(environment: str, team_id: int | None) -> list[Any]:
     """Queued, not delayed runs of ``environment`` that a runner bound to ``team_id``
@@ -37,7 +41,7 @@ def _eligible(environment: str, team_id: int | None) -> list[Any]:
     return [
         text("run.status = 'queued'"),
         col(Run.environment) == environment,
-        text("run.delayed = 0"),
+        _NOT_DELAYED,
         runnable_by(team_id),
     ]
 
@@ -66,7 +70,7 @@ def may_lease(
 def next_delayed_at(session: Session, *, before: datetime | None = None) -> datetime | None:
     """The earliest time a delayed run (of any environment) becomes eligible; with
     ``before``, only if it is not later than that. One seek of ix_run_delayed."""
-    query = select(Run.not_before).where(text("run.status = 'queued' AND run.delayed = 1"))
+    query = select(Run.not_before).where(*_DELAYED)
     if before is not None:
         query = query.where(col(Run.not_before) <= before)
     value = session.exec(query.order_by(col(Run.not_before)).limit(1)).first()
@@ -74,9 +78,7 @@ def next_delayed_at(session: Session, *, before: datetime | None = None) -> date
 
 
 _RELEASE_DUE = (
-    update(Run)
-    .where(text(DELAYED_RUN_CONDITION), col(Run.not_before) <= bindparam("due_by"))
-    .values(delayed=False)
+    update(Run).where(*_DELAYED, col(Run.not_before) <= bindparam("due_by")).values(delayed=False)
 )
 
 
@@ -110,7 +112,7 @@ def _pick_statements(bound: bool) -> _PickStatements:
     eligible = [
         text("run.status = 'queued'"),
         col(Run.environment) == bindparam("environment"),
-        text("run.delayed = 0"),
+        _NOT_DELAYED,
         team,
     ]
     return _PickStatements(

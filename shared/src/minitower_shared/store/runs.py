@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, text
+from sqlalchemy import delete, false, func, or_
 from sqlmodel import Session, col, select
 
 from minitower_shared.clock import as_utc
@@ -213,7 +213,7 @@ def queue_by_environment(session: Session) -> dict[str, QueueFigures]:
     rows = session.exec(
         select(Run.environment, func.count(), func.min(Run.queued_at))
         # A delayed run is not waiting for a runner yet: counted once it is due.
-        .where(Run.status == RunStatus.QUEUED.value, text("run.delayed = 0"))
+        .where(Run.status == RunStatus.QUEUED.value, col(Run.delayed) == false())
         .group_by(Run.environment)
     )
     return {
