@@ -7,6 +7,7 @@ for a SQLite file, a URL string for PostgreSQL (``database_env`` gives the varia
 process started by a test needs)."""
 
 import os
+import re
 import sqlite3
 from contextlib import closing
 from dataclasses import dataclass
@@ -84,3 +85,16 @@ def sqlite_file(database: Database) -> Path:
     if not isinstance(database, Path):
         pytest.fail("this test reads the SQLite file itself: mark it sqlite_only(reason)")
     return database
+
+
+def unique_violation(sqlite_columns: str, postgresql_constraint: str) -> str:
+    """The pattern of the IntegrityError a unique index raises, named as each engine
+    names it: SQLite by its columns (``run_attempt.run_id``), PostgreSQL by the index."""
+    if ON_POSTGRESQL:
+        return f'unique constraint "{postgresql_constraint}"'
+    return f"(?m)UNIQUE constraint failed: {re.escape(sqlite_columns)}$"
+
+
+def database_from_arg(value: str) -> Database:
+    """A database passed to a worker process as a string, named again as a Database."""
+    return value if "://" in value else Path(value)

@@ -8,6 +8,7 @@ from sqlalchemy import delete, false, func, or_
 from sqlmodel import Session, col, select
 
 from minitower_shared.clock import as_utc
+from minitower_shared.db import serialize
 from minitower_shared.models import (
     App,
     AppVersion,
@@ -52,10 +53,12 @@ def create_run(
     schedule_id: int | None = None,
     after_run_id: int | None = None,
 ) -> Run:
-    """Numbers runs 1, 2, … per app; the caller's write lock makes the count safe.
+    """Numbers runs 1, 2, … per app; the caller's write lock (on PostgreSQL, the app's
+    advisory lock) makes the count safe.
 
     A run ``scheduled_for`` a later time is queued but delayed: not leased before then."""
     assert app.id is not None and version.id is not None and environment.id is not None
+    serialize(session, f"app-runs:{app.id}")
     last = session.exec(select(func.max(Run.run_no)).where(Run.app_id == app.id)).one()
     run = Run(
         team_id=app.team_id,

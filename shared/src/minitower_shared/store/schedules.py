@@ -194,6 +194,9 @@ def fire_due_schedules(
         .where(_ENABLED, col(Schedule.next_fire_at) <= now)
         .order_by(col(Schedule.next_fire_at))
         .limit(limit)
+        # PostgreSQL: a schedule is fired by the one tick that locked it; a second
+        # scheduler passes over it rather than wait and roll back on its fire's key.
+        .with_for_update(skip_locked=True)
     ).all()
     fired = skipped = 0
     # Rows every fire of this tick reads again (one transaction: they cannot change).
