@@ -98,3 +98,8 @@ def unique_violation(sqlite_columns: str, postgresql_constraint: str) -> str:
 def database_from_arg(value: str) -> Database:
     """A database passed to a worker process as a string, named again as a Database."""
     return value if "://" in value else Path(value)
+
+
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy PostgreSQL URL as psycopg itself takes it."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)

@@ -33,10 +33,11 @@ the store relied on is given another way:
   expiry is decided by each statement's own condition (``lease_expires_at > :now``),
   and ordering in pages is by id or by recorded time, never by commit order.
 
-Each connection runs in UTC (stored times are UTC), with ``lock_timeout`` set from the
-busy timeout (how long a writer waits for a lock, as SQLite's busy timeout) and an
-optional ``statement_timeout``. The SQL the two engines spell differently is in
-:mod:`minitower_shared.dialect`.
+Text cannot hold NUL on PostgreSQL: each one is stored as U+FFFD (the replacement
+character) instead. Each connection runs in UTC (stored times are UTC), with
+``lock_timeout`` set from the busy timeout (how long a writer waits for a lock, as
+SQLite's busy timeout) and an optional ``statement_timeout``. The SQL the two engines
+spell differently is in :mod:`minitower_shared.dialect`.
 """
 
 import logging
@@ -48,6 +49,8 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+from psycopg.abc import Buffer
+from psycopg.types.string import StrDumperUnknown
 from sqlalchemy import Engine, event, func, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import QueuePool
@@ -144,7 +147,7 @@ def _postgresql_engine(
         "lock_timeout": f"{round(busy_timeout * 1000)}ms",
         "statement_timeout": f"{round(statement_timeout * 1000)}ms" if statement_timeout else "0",
     }
-    return create_engine(
+    engine = create_engine(
         url,
         connect_args={
             "options": " ".join(f"-c {name}={value}" for name, value in settings.items()),
@@ -160,6 +163,21 @@ def _postgresql_engine(
         isolation_level="READ COMMITTED",
         hide_parameters=True,
     )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.adapters.register_dumper(str, _NulFreeStrDumper)
+
+    return engine
+
+
+class _NulFreeStrDumper(StrDumperUnknown):
+    """psycopg's default dumper of ``str``, but NUL becomes U+FFFD: PostgreSQL's text
+    cannot hold NUL, and a workload's log line or error message with one must be kept,
+    not refused (SQLite stores it as it is)."""
+
+    def dump(self, obj: str) -> Buffer | None:
+        return super().dump(obj.replace("\x00", "\ufffd"))
 
 
 def is_postgresql(session: Session) -> bool:
