@@ -69,8 +69,9 @@ class DatabaseServiceSettings(ServiceSettings):
     # ``off``: none).
     db_busy_timeout: PositiveSeconds = DEFAULT_BUSY_TIMEOUT
     slow_query_threshold: OptionalSeconds = DEFAULT_SLOW_QUERY_THRESHOLD
-    # PostgreSQL only: connections the API keeps open (as many again in bursts), and how
-    # long one statement may run before the server cancels it (``off``: no limit).
+    # Connections the API keeps open (as many again in bursts; 20, as before, on SQLite),
+    # and, on PostgreSQL, how long one statement may run before the server cancels it
+    # (``off``: no limit).
     db_pool_size: int = Field(default=20, ge=1, le=1000)
     db_statement_timeout: OptionalSeconds = DEFAULT_STATEMENT_TIMEOUT
 
