@@ -19,10 +19,17 @@ from minitower_shared.db import create_db_engine
 from minitower_shared.migrate import upgrade_to_head
 from tests.support.archives import HELLO_TOWERFILE, make_archive
 from tests.support.clients import RunnerClient, TeamClient
-from tests.support.databases import copy_database
+from tests.support.databases import (
+    ON_POSTGRESQL,
+    Database,
+    Template,
+    database_settings,
+    sqlite_file,
+)
 from tests.support.docker_engine import docker_available, docker_required
 from tests.support.exclusive import held
 from tests.support.leftovers import is_xdist_controller, kill_leftover_processes
+from tests.support.postgres import PostgresCluster, running_cluster
 from tests.support.processes import LiveApi, start_api
 from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 
@@ -93,7 +100,11 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[object]:
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Tests marked ``docker`` skip where no engine runs, except where
-    MINITOWER_REQUIRE_DOCKER=1 (CI) makes a missing engine a failure."""
+    MINITOWER_REQUIRE_DOCKER=1 (CI) makes a missing engine a failure. Tests marked
+    ``sqlite_only(reason)`` skip on PostgreSQL, saying why."""
+    sqlite_only = item.get_closest_marker("sqlite_only")
+    if ON_POSTGRESQL and sqlite_only is not None:
+        pytest.skip(f"SQLite only: {sqlite_only.args[0]}")
     if item.get_closest_marker("docker") is None or docker_available():
         return
     if docker_required():
@@ -108,30 +119,61 @@ def hello_archive() -> bytes:
 
 @pytest.fixture(scope="session")
 def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One database migrated to head for the whole session."""
+    """One SQLite file migrated to head for the whole session (the tiers that always
+    run on SQLite copy it; the others use ``template_database``)."""
     path = tmp_path_factory.mktemp("template") / "minitower.db"
     upgrade_to_head(path)
     return path
 
 
-@pytest.fixture
-def db_path(tmp_path: Path, migrated_template: Path) -> Path:
-    """A migrated database file of this test's own."""
-    return copy_database(migrated_template, tmp_path)
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster | None]:
+    """The session's PostgreSQL cluster under MINITOWER_TEST_DATABASE=postgresql."""
+    if not ON_POSTGRESQL:
+        yield None
+        return
+    with running_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def template_database(
+    tmp_path_factory: pytest.TempPathFactory,
+    migrated_template: Path,
+    postgres_cluster: PostgresCluster | None,
+) -> Template:
+    """The migrated template of the engine under test (MINITOWER_TEST_DATABASE)."""
+    if postgres_cluster is None:
+        return Template(sqlite_path=migrated_template)
+    return Template.migrate(tmp_path_factory.mktemp("template-pg"), postgres_cluster)
 
 
 @pytest.fixture
-def engine(db_path: Path) -> Iterator[Engine]:
-    """An engine on the migrated temporary file, for store-level tests."""
-    engine = create_db_engine(db_path, pool_size=2)
+def database(tmp_path: Path, template_database: Template) -> Iterator[Database]:
+    """A migrated database of this test's own: a SQLite file, or a PostgreSQL URL."""
+    database = template_database.copy(tmp_path)
+    yield database
+    template_database.drop(database)
+
+
+@pytest.fixture
+def db_path(database: Database) -> Path:
+    """This test's SQLite file, for tests about the file (marked ``sqlite_only``)."""
+    return sqlite_file(database)
+
+
+@pytest.fixture
+def engine(database: Database) -> Iterator[Engine]:
+    """An engine on the test's migrated database, for store-level tests."""
+    engine = create_db_engine(database, pool_size=2)
     yield engine
     engine.dispose()
 
 
 @pytest.fixture
-def settings(tmp_path: Path, db_path: Path) -> ApiSettings:
+def settings(tmp_path: Path, database: Database) -> ApiSettings:
     return ApiSettings(
-        db_path=db_path,
+        **database_settings(database, tmp_path),  # type: ignore[arg-type]
         objects_dir=tmp_path / "objects",
         bootstrap_token=BOOTSTRAP_TOKEN,
         runner_registration_token=REGISTRATION_TOKEN,
@@ -169,7 +211,9 @@ def runner2(client: TestClient) -> RunnerClient:
 
 
 @pytest.fixture
-def make_live_api(tmp_path: Path, db_path: Path) -> Iterator[Callable[[dict[str, str]], LiveApi]]:
+def make_live_api(
+    tmp_path: Path, database: Database
+) -> Iterator[Callable[[dict[str, str]], LiveApi]]:
     """Start real ``minitowerd`` processes over this test's database, with the tests'
     secrets and ``env`` on top; each is stopped at the end of the test."""
     started: list[LiveApi] = []
@@ -180,7 +224,7 @@ def make_live_api(tmp_path: Path, db_path: Path) -> Iterator[Callable[[dict[str,
             "MINITOWER_RUNNER_REGISTRATION_TOKEN": REGISTRATION_TOKEN,
             **env,
         }
-        started.append(start_api(tmp_path, db_path, full_env))
+        started.append(start_api(tmp_path, database, full_env))
         return started[-1]
 
     try:

@@ -18,6 +18,7 @@ from minitower_api.main import create_app
 from minitower_api.settings import ApiSettings
 from tests.support.archives import HELLO_TOWERFILE, make_archive
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
+from tests.support.databases import Database, Template, sqlite_file
 from tests.support.inprocess_api import (
     SHORT_TTL,
     ClientFactory,
@@ -31,9 +32,9 @@ from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 
 @pytest.fixture(scope="session")
 def session_settings(
-    tmp_path_factory: pytest.TempPathFactory, migrated_template: Path
+    tmp_path_factory: pytest.TempPathFactory, template_database: Template
 ) -> ApiSettings:
-    return api_settings(tmp_path_factory.mktemp("api"), migrated_template)
+    return api_settings(tmp_path_factory.mktemp("api"), template_database)
 
 
 @pytest.fixture(scope="session")
@@ -54,8 +55,14 @@ def settings(session_settings: ApiSettings) -> ApiSettings:
 
 
 @pytest.fixture
-def db_path(settings: ApiSettings) -> Path:
-    return settings.db_path
+def database(settings: ApiSettings) -> Database:
+    """The tier's database (overrides the root fixture): the one the API serves."""
+    return settings.database
+
+
+@pytest.fixture
+def db_path(database: Database) -> Path:
+    return sqlite_file(database)
 
 
 @pytest.fixture
@@ -112,11 +119,13 @@ def short_ttl(make_client: ClientFactory, hello_archive: bytes) -> ShortTtl:
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory, migrated_template: Path) -> Iterator[Sandbox]:
+def sandbox(
+    tmp_path_factory: pytest.TempPathFactory, template_database: Template
+) -> Iterator[Sandbox]:
     """Team ``acme`` with app ``hello`` (version 1); run 1 completed with log lines 1‥3,
     run 2 running on ``runner``, run 3 leased (not started) by ``runner2``. Leases last
     an hour, so the module's tests can never outlive them."""
-    settings = api_settings(tmp_path_factory.mktemp("sandbox"), migrated_template)
+    settings = api_settings(tmp_path_factory.mktemp("sandbox"), template_database)
     settings = settings.model_copy(update={"lease_ttl": 3600.0})
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         team = TeamClient.bootstrap(client, "acme", BOOTSTRAP_TOKEN)

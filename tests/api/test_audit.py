@@ -23,6 +23,10 @@ from tests.support.maintenance import minitowerd
 from tests.support.secrets import KEY, delete_secret, put_secret
 from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 
+pytestmark = pytest.mark.sqlite_only(
+    "reads or edits rows with sqlite3 directly; not ported to PostgreSQL yet"
+)
+
 AUDIT = "/api/v1/audit"
 
 

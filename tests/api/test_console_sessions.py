@@ -79,6 +79,7 @@ def test_the_cookie_is_secure_over_https(settings: Any, make_client: ClientFacto
     assert any(c.startswith("mt_console=") and "Secure" in c for c in cookies), cookies
 
 
+@pytest.mark.sqlite_only("reads or edits rows with sqlite3 directly; not ported to PostgreSQL yet")
 def test_the_database_holds_only_the_session_ids_hash(client: TestClient, db_path: Path) -> None:
     bootstrap(client)
     sign_in(client, slug="acme", password=PASSWORD)

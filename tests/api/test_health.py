@@ -6,9 +6,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
 from tests.support.clients import RunnerClient, TeamClient, check
 from tests.support.inprocess_api import ClientFactory
+from tests.support.postgres import PostgresCluster
 from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 
 # Every route of docs/api-v1.md.
@@ -67,9 +69,13 @@ def test_ready_after_migrations(client: TestClient) -> None:
 
 
 def test_not_ready_on_a_database_that_was_never_migrated(
-    make_client: ClientFactory, tmp_path: Path
+    make_client: ClientFactory, tmp_path: Path, postgres_cluster: PostgresCluster | None
 ) -> None:
-    client = make_client(db_path=tmp_path / "fresh" / "never-migrated.db")
+    if postgres_cluster is None:
+        client = make_client(db_path=tmp_path / "fresh" / "never-migrated.db")
+    else:
+        url = postgres_cluster.url(postgres_cluster.create_database())
+        client = make_client(database_url=SecretStr(url))
     body = check(client.get("/ready"), 503)
     assert "migrations pending" in body["status"]
     # Liveness does not depend on the database.
@@ -77,11 +83,14 @@ def test_not_ready_on_a_database_that_was_never_migrated(
 
 
 def test_not_ready_when_the_database_cannot_be_opened(
-    make_client: ClientFactory, tmp_path: Path
+    make_client: ClientFactory, tmp_path: Path, postgres_cluster: PostgresCluster | None
 ) -> None:
-    folder = tmp_path / "a-folder"
-    folder.mkdir()
-    client = make_client(db_path=folder)
+    if postgres_cluster is None:
+        folder = tmp_path / "a-folder"
+        folder.mkdir()
+        client = make_client(db_path=folder)
+    else:
+        client = make_client(database_url=SecretStr(postgres_cluster.url("no_such_database")))
     response = client.get("/ready")
     assert response.status_code == 503
     assert response.json()["status"].startswith("database unavailable")

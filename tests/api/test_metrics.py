@@ -3,7 +3,6 @@ reaper's totals and age from reaper_pass, the optional metrics token."""
 
 import time
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from minitower_shared.db import create_db_engine, write_session
 from minitower_shared.store import reaper_passes as pass_store
 from minitower_shared.store.reaper_passes import PassWork
 from tests.support.clients import RunnerClient, TeamClient, check
+from tests.support.databases import Database
 from tests.support.inprocess_api import ClientFactory
 from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 
@@ -38,8 +38,8 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, frozenset(labels.items())))
 
 
-def record_pass(db_path: Path, *, name: str, ago: float, work: PassWork | None = None) -> None:
-    engine = create_db_engine(db_path, pool_size=1)
+def record_pass(database: Database, *, name: str, ago: float, work: PassWork | None = None) -> None:
+    engine = create_db_engine(database, pool_size=1)
     try:
         with write_session(engine) as session:
             pass_store.record_pass(
@@ -61,8 +61,8 @@ def services_of(client: TestClient) -> Services:
 # --- /ready -----------------------------------------------------------------------------
 
 
-def test_ready_reports_a_recent_pass_as_ok(client: TestClient, db_path: Path) -> None:
-    record_pass(db_path, name="host:1", ago=1)
+def test_ready_reports_a_recent_pass_as_ok(client: TestClient, database: Database) -> None:
+    record_pass(database, name="host:1", ago=1)
     assert check(client.get("/ready"), 200) == {
         "status": "ok",
         "reaper": "ok",
@@ -71,35 +71,35 @@ def test_ready_reports_a_recent_pass_as_ok(client: TestClient, db_path: Path) ->
 
 
 def test_ready_reports_a_stalled_reaper_but_stays_ready_by_default(
-    client: TestClient, db_path: Path
+    client: TestClient, database: Database
 ) -> None:
-    record_pass(db_path, name="host:1", ago=95)
+    record_pass(database, name="host:1", ago=95)
     body = check(client.get("/ready"), 200)
     assert body["status"] == "ok"
     assert body["reaper"] in ("stalled: last pass 95 s ago", "stalled: last pass 96 s ago")
 
 
-def test_the_freshest_of_several_reapers_counts(client: TestClient, db_path: Path) -> None:
-    record_pass(db_path, name="old:1", ago=3600)
-    record_pass(db_path, name="new:2", ago=2)
+def test_the_freshest_of_several_reapers_counts(client: TestClient, database: Database) -> None:
+    record_pass(database, name="old:1", ago=3600)
+    record_pass(database, name="new:2", ago=2)
     assert check(client.get("/ready"), 200)["reaper"] == "ok"
 
 
-def test_stall_window_is_a_setting(make_client: ClientFactory, db_path: Path) -> None:
+def test_stall_window_is_a_setting(make_client: ClientFactory, database: Database) -> None:
     client = make_client(reaper_stall_after=300.0)
-    record_pass(db_path, name="host:1", ago=95)
+    record_pass(database, name="host:1", ago=95)
     assert check(client.get("/ready"), 200)["reaper"] == "ok"
 
 
 def test_requires_reaper_makes_a_stalled_reaper_not_ready(
-    make_client: ClientFactory, db_path: Path
+    make_client: ClientFactory, database: Database
 ) -> None:
     client = make_client(ready_requires_reaper=True)
-    record_pass(db_path, name="host:1", ago=120)
+    record_pass(database, name="host:1", ago=120)
     body = check(client.get("/ready"), 503)
     assert body["status"] == "reaper stalled"
     assert body["reaper"].startswith("stalled: last pass 12")
-    record_pass(db_path, name="host:1", ago=0)
+    record_pass(database, name="host:1", ago=0)
     assert check(client.get("/ready"), 200) == {
         "status": "ok",
         "reaper": "ok",
@@ -193,15 +193,15 @@ def test_reaper_series_before_any_pass(client: TestClient) -> None:
     assert value(samples, "minitower_reaper_last_pass_age_seconds") is None
 
 
-def test_reaper_totals_sum_over_reapers(client: TestClient, db_path: Path) -> None:
+def test_reaper_totals_sum_over_reapers(client: TestClient, database: Database) -> None:
     record_pass(
-        db_path,
+        database,
         name="a:1",
         ago=30,
         work=PassWork(leases_expired=3, runs_retried=2, runs_buried=1, runners_marked_offline=1),
     )
-    record_pass(db_path, name="a:1", ago=20, work=PassWork(leases_expired=1, runs_cancelled=1))
-    record_pass(db_path, name="b:2", ago=10, work=PassWork(leases_expired=2, runs_retried=2))
+    record_pass(database, name="a:1", ago=20, work=PassWork(leases_expired=1, runs_cancelled=1))
+    record_pass(database, name="b:2", ago=10, work=PassWork(leases_expired=2, runs_retried=2))
     samples = samples_of(check_text(client.get("/metrics")))
     assert value(samples, "minitower_reaper_passes_total") == 3
     assert value(samples, "minitower_leases_expired_total") == 6
@@ -275,7 +275,7 @@ def check_text(response: Any) -> str:
     return text
 
 
-def test_webhook_series_from_the_outbox(client: TestClient, db_path: Path) -> None:
+def test_webhook_series_from_the_outbox(client: TestClient, database: Database) -> None:
     """Deliveries by status, attempts by outcome and the oldest pending delivery's age,
     read from the tables (0 before any webhook)."""
     samples = samples_of(check_text(client.get("/metrics")))

@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 
 from tests.support.api_assertions import expect_error
 from tests.support.clients import RunnerClient, TeamClient, check
+from tests.support.databases import Database, database_env
 from tests.support.maintenance import minitowerd
 from tests.support.tokens import REGISTRATION_TOKEN
 
@@ -57,12 +58,12 @@ def test_shared_runner_serves_teams_that_allow_it_only(
     team: TeamClient,
     other_team: TeamClient,
     hello_archive: bytes,
-    db_path: Path,
+    database: Database,
     tmp_path: Path,
 ) -> None:
     deploy(team, hello_archive)
     deploy(other_team, hello_archive)
-    env = {"MINITOWER_DB_PATH": str(db_path), "MINITOWER_OBJECTS_DIR": str(tmp_path)}
+    env = {**database_env(database), "MINITOWER_OBJECTS_DIR": str(tmp_path)}
     done = minitowerd("team-shared-runners", "acme", "--deny", env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "team acme: shared runners denied"
@@ -89,8 +90,8 @@ def test_shared_runner_serves_teams_that_allow_it_only(
     assert done.stdout.strip() == "team acme: shared runners allowed"
 
 
-def test_team_shared_runners_names_a_missing_team(db_path: Path, tmp_path: Path) -> None:
-    env = {"MINITOWER_DB_PATH": str(db_path), "MINITOWER_OBJECTS_DIR": str(tmp_path)}
+def test_team_shared_runners_names_a_missing_team(database: Database, tmp_path: Path) -> None:
+    env = {**database_env(database), "MINITOWER_OBJECTS_DIR": str(tmp_path)}
     done = minitowerd("team-shared-runners", "nope", "--deny", env=env, cwd=tmp_path)
     assert done.returncode == 1
     assert done.stderr.strip() == "minitowerd team-shared-runners: no team 'nope'"

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.support.api_assertions import assert_timestamps, expect_error
@@ -29,6 +30,9 @@ def register(client: TestClient, name: str, token: str) -> httpx.Response:
     )
 
 
+@pytest.mark.sqlite_only(
+    "searches the SQLite file (and its WAL or dump) for secrets; PostgreSQL's would be pg_dump"
+)
 def test_secret_is_shown_once_and_stored_only_as_its_hash(team: TeamClient, db_path: Path) -> None:
     created = mint(team, "build-hosts")
     token = created["token"]

@@ -275,6 +275,7 @@ def _age_idempotency_keys(db_path: Path, hours: float) -> None:
             )
 
 
+@pytest.mark.sqlite_only("reads or edits rows with sqlite3 directly; not ported to PostgreSQL yet")
 def test_idempotency_key_holds_for_24_hours(
     team: TeamClient, deployed: dict[str, Any], db_path: Path
 ) -> None:

@@ -7,6 +7,7 @@ import pytest
 
 from tests.support.api_assertions import expect_error
 from tests.support.clients import TeamClient, check
+from tests.support.databases import Database
 from tests.support.inprocess_api import ClientFactory
 from tests.support.tokens import BOOTSTRAP_TOKEN
 
@@ -166,7 +167,7 @@ def test_patch_refuses_nulls_and_bad_changes(team: TeamClient, deployed: dict[st
 
 
 def test_ready_and_metrics_report_the_scheduler_and_the_schedule_lag(
-    team: TeamClient, client: Any, db_path: Any, deployed: dict[str, Any]
+    team: TeamClient, client: Any, database: Database, deployed: dict[str, Any]
 ) -> None:
     from datetime import timedelta
 
@@ -179,7 +180,7 @@ def test_ready_and_metrics_report_the_scheduler_and_the_schedule_lag(
 
     created = check(team.post(BASE, json={"cron": "* * * * *"}), 201)
     assert "minitower_schedule_lag_seconds 0.0" in client.get("/metrics").text
-    engine = create_db_engine(db_path)
+    engine = create_db_engine(database)
     try:
         # The scheduler is 90 s behind on this schedule.
         with write_session(engine) as session:

@@ -22,6 +22,8 @@ from tests.support.clients import TeamClient, check
 from tests.support.inprocess_api import ClientFactory
 from tests.support.tokens import BOOTSTRAP_TOKEN
 
+pytestmark = pytest.mark.sqlite_only("holds SQLite's write lock and fills a small SQLite file")
+
 
 def test_a_lock_held_past_the_busy_timeout_answers_503_then_the_api_recovers(
     make_client: ClientFactory, db_path: Path, caplog: pytest.LogCaptureFixture

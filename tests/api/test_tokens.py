@@ -258,6 +258,9 @@ def test_malformed_token_id_is_400(team: TeamClient, token_id: str) -> None:
     expect_error(team.delete(f"/api/v1/tokens/{token_id}"), 400, "invalid_request")
 
 
+@pytest.mark.sqlite_only(
+    "searches the SQLite file (and its WAL or dump) for secrets; PostgreSQL's would be pg_dump"
+)
 def test_secrets_are_stored_only_as_hashes(
     team: TeamClient, runner: RunnerClient, deployed: dict[str, Any], db_path: Path
 ) -> None:

@@ -24,6 +24,7 @@ from minitower_shared.models import ReaperPass, RunAttempt
 from minitower_shared.states import ACTIVE_ATTEMPT_STATUSES, AttemptStatus, RunStatus
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
 from tests.support.concurrency import ResponseLog, run_in_threads
+from tests.support.databases import Database, database_env
 from tests.support.invariants import history_problems, snapshot
 from tests.support.processes import LiveApi, Process, spawn, start_reaper
 from tests.support.seed import add_runner, get_run, must_lease, queue_runs, seed_app
@@ -49,12 +50,12 @@ def stop_cleanly(process: Process, timeout: float = 5) -> None:
 
 
 @pytest.fixture
-def reapers(tmp_path: Path, db_path: Path) -> Iterator[Callable[[int], list[Process]]]:
+def reapers(tmp_path: Path, database: Database) -> Iterator[Callable[[int], list[Process]]]:
     started: list[Process] = []
 
     def start(count: int) -> list[Process]:
         new = [
-            start_reaper(tmp_path, db_path, REAPER_ENV, f"reaper-{len(started) + i}")
+            start_reaper(tmp_path, database, REAPER_ENV, f"reaper-{len(started) + i}")
             for i in range(count)
         ]
         started.extend(new)
@@ -167,10 +168,10 @@ def test_silent_runners_runs_are_requeued_or_buried_by_two_reapers(
         clean_log(reaper)
 
 
-def test_sigterm_stops_the_reaper_promptly(tmp_path: Path, db_path: Path) -> None:
+def test_sigterm_stops_the_reaper_promptly(tmp_path: Path, database: Database) -> None:
     # A long interval: the reaper is asleep between passes when the signal arrives.
     reaper = start_reaper(
-        tmp_path, db_path, {"MINITOWER_EXPIRY_CHECK_INTERVAL": "30s"}, "sleepy-reaper"
+        tmp_path, database, {"MINITOWER_EXPIRY_CHECK_INTERVAL": "30s"}, "sleepy-reaper"
     )
     try:
         wait_for(
@@ -190,7 +191,7 @@ def test_sigterm_stops_the_reaper_promptly(tmp_path: Path, db_path: Path) -> Non
 
 
 def test_reaper_once_makes_one_pass_and_exits(
-    tmp_path: Path, db_path: Path, engine: Engine
+    tmp_path: Path, database: Database, engine: Engine
 ) -> None:
     seeded = seed_app(engine)
     (run_id,) = queue_runs(engine, seeded, max_retries=1)
@@ -200,7 +201,7 @@ def test_reaper_once_makes_one_pass_and_exits(
         "minitower-reaper",
         ["--once"],
         {
-            "MINITOWER_DB_PATH": str(db_path),
+            **database_env(database),
             "MINITOWER_LOG_LEVEL": "info",
             "MINITOWER_REAPER_NAME": "reaper-once",
         },

@@ -6,7 +6,6 @@ import threading
 import time
 from collections import Counter
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -22,6 +21,7 @@ from minitower_shared.store import lifecycle
 from minitower_shared.store import runners as runner_store
 from minitower_shared.store import runs as run_store
 from tests.support.concurrency import run_in_threads
+from tests.support.databases import Database
 from tests.support.invariants import history_problems
 from tests.support.seed import (
     Seeded,
@@ -156,7 +156,7 @@ def test_tick_deletes_idempotency_keys_older_than_a_day(engine: Engine, seeded: 
 
 
 def test_two_ticks_at_once_never_apply_a_transition_twice(
-    engine: Engine, seeded: Seeded, db_path: Path
+    engine: Engine, seeded: Seeded, database: Database
 ) -> None:
     """Two reapers (threads, each with its own engine) pass at the same moment, round
     after round: every stale attempt is expired by exactly one of them and each round
@@ -164,7 +164,7 @@ def test_two_ticks_at_once_never_apply_a_transition_twice(
     runs = 40
     rounds = 5
     run_ids = queue_runs(engine, seeded, runs, max_retries=rounds, now=T0)
-    engines = [create_db_engine(db_path, pool_size=1) for _ in range(2)]
+    engines = [create_db_engine(database, pool_size=1) for _ in range(2)]
     try:
         for round_no in range(1, rounds + 1):
             now = T0 + round_no * 100 * S

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.clients import RunnerClient, TeamClient, check
+from tests.support.databases import Database
 from tests.support.processes import LiveApi, start_reaper
 from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 from tests.support.webhook_receiver import webhook_receiver
@@ -27,7 +28,7 @@ REAPER_ENV = {
 
 def test_events_survive_an_api_killed_after_acknowledging(
     tmp_path: Path,
-    db_path: Path,
+    database: Database,
     hello_archive: bytes,
     make_live_api: Callable[[dict[str, str]], LiveApi],
 ) -> None:
@@ -63,7 +64,7 @@ def test_events_survive_an_api_killed_after_acknowledging(
             api.proc.wait(timeout=10)
         assert receiver.requests() == [], "nothing is sent before a delivery loop runs"
 
-        reapers = [start_reaper(tmp_path, db_path, REAPER_ENV, f"reaper-{i}") for i in (1, 2)]
+        reapers = [start_reaper(tmp_path, database, REAPER_ENV, f"reaper-{i}") for i in (1, 2)]
         try:
             deadline = time.monotonic() + 30
             received: set[tuple[str, int]] = set()

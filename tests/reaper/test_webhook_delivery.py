@@ -33,7 +33,7 @@ def api(settings: ApiSettings) -> Iterator[TestClient]:
 
 @pytest.fixture
 def db(settings: ApiSettings) -> Iterator[Engine]:
-    engine = create_db_engine(settings.db_path, pool_size=2)
+    engine = create_db_engine(settings.database, pool_size=2)
     yield engine
     engine.dispose()
 
@@ -124,7 +124,7 @@ def test_two_loops_deliver_every_event_with_no_gap(
         runs = [acme.create_run("hello") for _ in range(12)]
         for run in runs:
             check(acme.post(f"/api/v1/runs/{run['run_id']}/cancel"), 200)
-        other = create_db_engine(settings.db_path, pool_size=2)
+        other = create_db_engine(settings.database, pool_size=2)
         try:
             with delivery_loop(db, fast_policy()), delivery_loop(other, fast_policy()):
                 got = receiver.wait_for(12)

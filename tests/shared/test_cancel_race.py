@@ -8,7 +8,6 @@ attempt's status matches the run's.
 
 import threading
 from collections import Counter
-from pathlib import Path
 
 import httpx
 import pytest
@@ -21,6 +20,7 @@ from minitower_shared.states import AttemptStatus, RunStatus
 from minitower_shared.store import lifecycle
 from tests.support.clients import RunnerClient, TeamClient, check
 from tests.support.concurrency import ResponseLog, run_in_threads
+from tests.support.databases import Database
 from tests.support.invariants import history_problems
 from tests.support.processes import LiveApi
 from tests.support.seed import (
@@ -50,11 +50,11 @@ EXPECTED = {
 
 @pytest.mark.parametrize("reported", [AttemptStatus.COMPLETED, AttemptStatus.FAILED])
 def test_cancel_racing_the_result_in_the_store(
-    engine: Engine, seeded: Seeded, db_path: Path, reported: AttemptStatus
+    engine: Engine, seeded: Seeded, database: Database, reported: AttemptStatus
 ) -> None:
     # Each side has its own engine, hence its own connection, as two processes would.
-    cancel_engine = create_db_engine(db_path, pool_size=1)
-    result_engine = create_db_engine(db_path, pool_size=1)
+    cancel_engine = create_db_engine(database, pool_size=1)
+    result_engine = create_db_engine(database, pool_size=1)
     orders: Counter[str] = Counter()
     try:
         for i in range(ITERATIONS):
@@ -108,7 +108,7 @@ def test_cancel_racing_the_result_in_the_store(
 
 @pytest.mark.slow
 def test_cancel_racing_the_result_over_http(
-    long_lease_ttl: None, live_api: LiveApi, hello_archive: bytes, db_path: Path
+    long_lease_ttl: None, live_api: LiveApi, hello_archive: bytes, database: Database
 ) -> None:
     log = ResponseLog()
 
@@ -146,7 +146,7 @@ def test_cancel_racing_the_result_over_http(
             # A repeated result is still recognised after the race.
             check(runner.result(lease, reported, exit_code=0), 200)
     assert log.server_errors() == []
-    engine = create_db_engine(db_path, pool_size=1)
+    engine = create_db_engine(database, pool_size=1)
     try:
         assert history_problems(engine) == []
     finally:

@@ -8,7 +8,6 @@ import multiprocessing
 import queue
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from sqlalchemy import update
@@ -18,6 +17,7 @@ from minitower_shared.clock import as_utc
 from minitower_shared.db import create_db_engine, write_session
 from minitower_shared.models import App
 from minitower_shared.states import RunStatus
+from tests.support.databases import Database
 from tests.support.invariants import history_problems, snapshot
 from tests.support.race_workers import draining_worker
 from tests.support.seed import queue_runs, seed_app
@@ -27,8 +27,8 @@ RUNS = 50
 
 
 @pytest.mark.slow
-def test_limit_of_one_is_never_exceeded_while_another_app_flows(db_path: Path) -> None:
-    engine = create_db_engine(db_path, pool_size=2)
+def test_limit_of_one_is_never_exceeded_while_another_app_flows(database: Database) -> None:
+    engine = create_db_engine(database, pool_size=2)
     try:
         limited, free = seed_app(engine, slug="limited"), seed_app(engine, slug="free")
         with write_session(engine) as session:
@@ -46,7 +46,7 @@ def test_limit_of_one_is_never_exceeded_while_another_app_flows(db_path: Path) -
         procs = [
             ctx.Process(
                 target=draining_worker,
-                args=(str(db_path), f"runner-{i}", barrier, results, deadline, 0.005),
+                args=(str(database), f"runner-{i}", barrier, results, deadline, 0.005),
             )
             for i in range(RUNNERS)
         ]

@@ -12,7 +12,6 @@ import multiprocessing
 import queue
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +22,7 @@ from minitower_shared.db import create_db_engine
 from minitower_shared.states import AttemptStatus, RunStatus
 from tests.support.clients import RunnerClient, TeamClient, check
 from tests.support.concurrency import ResponseLog, Watch, run_in_threads
+from tests.support.databases import Database
 from tests.support.invariants import history_problems, snapshot
 from tests.support.processes import LiveApi
 from tests.support.race_workers import lease_worker
@@ -66,8 +66,8 @@ def assert_each_run_leased_once_and_completed(
 
 
 @pytest.mark.slow
-def test_processes_racing_for_leases_on_one_file(db_path: Path) -> None:
-    engine = create_db_engine(db_path, pool_size=2)
+def test_processes_racing_for_leases_on_one_file(database: Database) -> None:
+    engine = create_db_engine(database, pool_size=2)
     try:
         run_ids = queue_runs(engine, seed_app(engine), PROCESS_RUNS)
         ctx = multiprocessing.get_context("spawn")
@@ -77,7 +77,7 @@ def test_processes_racing_for_leases_on_one_file(db_path: Path) -> None:
         procs = [
             ctx.Process(
                 target=lease_worker,
-                args=(str(db_path), f"proc-runner-{i}", barrier, results, deadline),
+                args=(str(database), f"proc-runner-{i}", barrier, results, deadline),
                 name=f"lease-worker-{i}",
             )
             for i in range(PROCESSES)
@@ -117,13 +117,13 @@ def test_processes_racing_for_leases_on_one_file(db_path: Path) -> None:
 
 @pytest.mark.slow
 def test_runners_racing_for_leases_over_http(
-    long_lease_ttl: None, live_api: LiveApi, db_path: Path, hello_archive: bytes
+    long_lease_ttl: None, live_api: LiveApi, database: Database, hello_archive: bytes
 ) -> None:
     log = ResponseLog()
     with live_api.client() as http:
         team = TeamClient.bootstrap(http, "acme", live_api.env["MINITOWER_BOOTSTRAP_TOKEN"])
         team.deploy("hello", hello_archive)
-    engine = create_db_engine(db_path, pool_size=2)
+    engine = create_db_engine(database, pool_size=2)
     try:
         run_ids = queue_runs(engine, load_app(engine, team.team_id, "hello"), HTTP_RUNS)
 

@@ -18,6 +18,8 @@ from minitower_shared.store import runs as run_store
 from minitower_shared.store.audit import AuditActor, AuditObject
 from tests.support.seed import Seeded, add_runner, lease, must_lease, queue_runs, seed_app
 
+pytestmark = pytest.mark.sqlite_only("explains the queries with SQLite's EXPLAIN QUERY PLAN")
+
 
 @contextmanager
 def captured(engine: Engine) -> Iterator[list[tuple[str, Any]]]:

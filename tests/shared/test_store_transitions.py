@@ -23,6 +23,7 @@ from minitower_shared.states import (
 )
 from minitower_shared.store import lifecycle
 from minitower_shared.store.lifecycle import Granted, Refusal, Refused
+from tests.support.databases import unique_violation
 from tests.support.invariants import history_problems, snapshot
 from tests.support.seed import (
     TTL,
@@ -467,7 +468,7 @@ def _insert_attempt(
                 run_id=run_id,
                 runner_id=runner_id,
                 attempt_no=attempt_no,
-                lease_token_hash=f"direct-{run_id}-{runner_id}-{attempt_no}",
+                lease_token_hash=f"direct-{run_id}-{runner_id}-{attempt_no}-{status.value}",
                 lease_expires_at=T0 + TTL,
                 status=status.value,
                 leased_at=T0,
@@ -484,7 +485,9 @@ def test_the_database_refuses_a_second_active_attempt_for_a_run(
     (run_id,) = queue_runs(engine, seeded, now=T0)
     must_lease(engine, add_runner(engine, "r1"), now=T0)
     other = add_runner(engine, "r2")
-    with pytest.raises(IntegrityError, match="UNIQUE"):
+    with pytest.raises(
+        IntegrityError, match=unique_violation("run_attempt.run_id", "ux_attempt_active_run")
+    ):
         _insert_attempt(engine, run_id=run_id, runner_id=other, attempt_no=2, status=status)
     # Finished attempts are history, not a claim: any number may sit beside a live one.
     for no, finished in enumerate([AttemptStatus.EXPIRED, AttemptStatus.FAILED], start=2):
@@ -500,7 +503,10 @@ def test_the_database_refuses_a_second_active_attempt_for_a_runner(
     _held, other_run = queue_runs(engine, seeded, 2, now=T0)
     runner = add_runner(engine, "r1")
     must_lease(engine, runner, now=T0)
-    with pytest.raises(IntegrityError, match="UNIQUE"):
+    with pytest.raises(
+        IntegrityError,
+        match=unique_violation("run_attempt.runner_id", "ux_attempt_active_runner"),
+    ):
         _insert_attempt(engine, run_id=other_run, runner_id=runner, attempt_no=1, status=status)
     _insert_attempt(
         engine, run_id=other_run, runner_id=runner, attempt_no=1, status=AttemptStatus.EXPIRED
@@ -513,7 +519,12 @@ def test_the_database_refuses_a_duplicate_attempt_number(engine: Engine, seeded:
     _insert_attempt(
         engine, run_id=run_id, runner_id=runner, attempt_no=1, status=AttemptStatus.EXPIRED
     )
-    with pytest.raises(IntegrityError, match="UNIQUE"):
+    with pytest.raises(
+        IntegrityError,
+        match=unique_violation(
+            "run_attempt.run_id, run_attempt.attempt_no", "run_attempt_run_id_attempt_no_key"
+        ),
+    ):
         _insert_attempt(
             engine, run_id=run_id, runner_id=runner, attempt_no=1, status=AttemptStatus.FAILED
         )

@@ -25,6 +25,7 @@ from minitower_shared.states import AttemptStatus, RunStatus
 from minitower_shared.store import lifecycle
 from minitower_shared.store import webhooks as webhook_store
 from minitower_shared.store.lifecycle import end_run
+from tests.support.databases import Database
 from tests.support.seed import (
     Seeded,
     add_runner,
@@ -215,7 +216,7 @@ def test_a_webhook_deleted_mid_send_records_nothing(engine: Engine, seeded: Seed
 
 
 def test_prune_deletes_only_old_finished_deliveries(
-    engine: Engine, seeded: Seeded, db_path: Path, tmp_path: Path
+    engine: Engine, seeded: Seeded, database: Database, tmp_path: Path
 ) -> None:
     """``minitowerd prune``: delivered and failed deliveries that ended before the cutoff
     go with their attempts and events; pending ones and recent ones stay."""
@@ -242,9 +243,9 @@ def test_prune_deletes_only_old_finished_deliveries(
             .where(col(WebhookDelivery.id).in_(old))
             .values(finished_at=now - timedelta(days=40))
         )
-    dry = prune(db_path, tmp_path / "objects", older_than=timedelta(days=30), dry_run=True)
+    dry = prune(database, tmp_path / "objects", older_than=timedelta(days=30), dry_run=True)
     assert dry.webhook_deliveries == 2
-    report = prune(db_path, tmp_path / "objects", older_than=timedelta(days=30), dry_run=False)
+    report = prune(database, tmp_path / "objects", older_than=timedelta(days=30), dry_run=False)
     assert report.webhook_deliveries == 2
     assert any("deleted 2 finished webhook deliveries" in line for line in summary(report))
     with read_session(engine) as session:

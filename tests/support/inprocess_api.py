@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from fastapi.testclient import TestClient
 from sqlmodel import SQLModel
 
 from minitower_api.settings import ApiSettings
 from minitower_shared import models  # noqa: F401 - registers the tables in the metadata
 from tests.support.clients import Lease, RunnerClient, TeamClient
-from tests.support.databases import copy_database
+from tests.support.databases import Template, database_settings, libpq_url
 from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 
 # Long enough that a lease, a start and a heartbeat fit in it on a loaded machine, short
@@ -26,10 +27,10 @@ SHORT_TTL = 0.5
 ClientFactory = Callable[..., TestClient]
 
 
-def api_settings(folder: Path, template: Path) -> ApiSettings:
+def api_settings(folder: Path, template: Template) -> ApiSettings:
     """The settings of the root conftest's ``settings``, over a copy of ``template``."""
     return ApiSettings(
-        db_path=copy_database(template, folder),
+        **database_settings(template.copy(folder), folder),  # type: ignore[arg-type]
         objects_dir=folder / "objects",
         bootstrap_token=BOOTSTRAP_TOKEN,  # type: ignore[arg-type]
         runner_registration_token=REGISTRATION_TOKEN,  # type: ignore[arg-type]
@@ -40,10 +41,17 @@ def api_settings(folder: Path, template: Path) -> ApiSettings:
 
 def empty_api(settings: ApiSettings) -> None:
     """Back to a freshly migrated, empty database and an empty object store. Ids start at
-    1 again: the tables have no AUTOINCREMENT, so SQLite reuses rowids of an empty table."""
-    with closing(sqlite3.connect(settings.db_path, timeout=30)) as db, db:
-        for table in reversed(SQLModel.metadata.sorted_tables):
-            db.execute(f'DELETE FROM "{table.name}"')
+    1 again: the tables have no AUTOINCREMENT, so SQLite reuses rowids of an empty table;
+    PostgreSQL's sequences are restarted."""
+    tables = [table.name for table in reversed(SQLModel.metadata.sorted_tables)]
+    if settings.database_url is not None:
+        listed = ", ".join(f'"{name}"' for name in tables)
+        with psycopg.connect(libpq_url(settings.database_url.get_secret_value())) as db:
+            db.execute(f"TRUNCATE {listed} RESTART IDENTITY CASCADE")  # type: ignore[arg-type]
+    else:
+        with closing(sqlite3.connect(settings.db_path, timeout=30)) as db, db:
+            for name in tables:
+                db.execute(f'DELETE FROM "{name}"')
     shutil.rmtree(settings.objects_dir / "artifacts", ignore_errors=True)
     temporary = settings.objects_dir / "tmp"  # created by the first app over these settings
     for leftover in temporary.iterdir() if temporary.is_dir() else ():

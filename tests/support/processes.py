@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from tests.support.databases import Database, database_env
+
 BIN = Path(sys.executable).parent
 
 
@@ -144,10 +146,10 @@ def wait_ready(url: str, process: Process, timeout: float = 30) -> None:
     raise RuntimeError(f"API at {url} not ready after {timeout}s:\n{process.log()}")
 
 
-def start_api(workdir: Path, db_path: Path, env: dict[str, str]) -> LiveApi:
+def start_api(workdir: Path, database: Database, env: dict[str, str]) -> LiveApi:
     port = free_port()
     full_env = {
-        "MINITOWER_DB_PATH": str(db_path),
+        **database_env(database),
         "MINITOWER_OBJECTS_DIR": str(workdir / "objects"),
         "MINITOWER_LISTEN_ADDR": f"127.0.0.1:{port}",
         "MINITOWER_LOG_LEVEL": "warning",
@@ -165,21 +167,21 @@ def start_api(workdir: Path, db_path: Path, env: dict[str, str]) -> LiveApi:
     return api
 
 
-def start_reaper(workdir: Path, db_path: Path, env: dict[str, str], name: str) -> Process:
+def start_reaper(workdir: Path, database: Database, env: dict[str, str], name: str) -> Process:
     return spawn(
         "minitower-reaper",
         [],
-        {"MINITOWER_DB_PATH": str(db_path), "MINITOWER_LOG_LEVEL": "info", **env},
+        {**database_env(database), "MINITOWER_LOG_LEVEL": "info", **env},
         workdir / f"{name}.log",
     )
 
 
-def start_scheduler(workdir: Path, db_path: Path, env: dict[str, str], name: str) -> Process:
+def start_scheduler(workdir: Path, database: Database, env: dict[str, str], name: str) -> Process:
     return spawn(
         "minitower-scheduler",
         [],
         {
-            "MINITOWER_DB_PATH": str(db_path),
+            **database_env(database),
             "MINITOWER_LOG_LEVEL": "info",
             "MINITOWER_SCHEDULER_NAME": name,
             **env,

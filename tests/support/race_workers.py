@@ -9,7 +9,6 @@ fail the test with the child's own traceback.
 import time
 import traceback
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -20,6 +19,7 @@ from minitower_shared.states import AttemptStatus
 from minitower_shared.store import lifecycle
 from minitower_shared.store.lifecycle import Granted, Refused
 from minitower_shared.tokens import LEASE_TOKEN_PREFIX, hash_token, new_token
+from tests.support.databases import Database, database_from_arg
 from tests.support.seed import Outcome, add_runner, finish, start
 
 WORKER_TTL_SECONDS = 60.0
@@ -37,7 +37,7 @@ def lease_worker(
     ``deadline`` is a ``time.time()`` value: the worker gives up with an error after it,
     so a livelock fails the test instead of hanging it."""
     try:
-        payload = _lease_until_empty(Path(db_path), name, start_barrier, deadline)
+        payload = _lease_until_empty(database_from_arg(db_path), name, start_barrier, deadline)
     except BaseException:
         results.put(("error", name, traceback.format_exc()))
     else:
@@ -63,7 +63,7 @@ def _finish_completed(engine: Engine, attempt_id: int) -> Outcome:
 
 
 def _lease_until_empty(
-    db_path: Path, name: str, start_barrier: Any, deadline: float
+    db_path: Database, name: str, start_barrier: Any, deadline: float
 ) -> dict[str, Any]:
     ttl = timedelta(seconds=WORKER_TTL_SECONDS)
     engine = create_db_engine(db_path, pool_size=1)
@@ -106,7 +106,7 @@ def draining_worker(
     are still queued (behind a concurrency limit): it polls until the queue is empty.
     Each run is held ``hold_seconds`` between start and result, so overlaps would show."""
     try:
-        payload = _drain(Path(db_path), name, start_barrier, deadline, hold_seconds)
+        payload = _drain(database_from_arg(db_path), name, start_barrier, deadline, hold_seconds)
     except BaseException:
         results.put(("error", name, traceback.format_exc()))
     else:
@@ -114,7 +114,7 @@ def draining_worker(
 
 
 def _drain(
-    db_path: Path, name: str, start_barrier: Any, deadline: float, hold_seconds: float
+    db_path: Database, name: str, start_barrier: Any, deadline: float, hold_seconds: float
 ) -> dict[str, Any]:
     from sqlmodel import select
 

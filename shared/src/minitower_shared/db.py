@@ -1,11 +1,43 @@
-"""SQLite engine and transactions.
+"""Engines and transactions, on SQLite (a file: the default) or PostgreSQL (a URL).
 
-pysqlite's own transaction handling opens transactions lazily and upgrades a read lock
-to a write lock mid-transaction, which deadlocks two writers (both get SQLITE_BUSY and
-the busy timeout cannot help). We take control instead: autocommit at the driver level
-and an explicit ``BEGIN IMMEDIATE`` for every write transaction, so a writer waits for
-the lock up front, inside the busy timeout. Read transactions use a plain ``BEGIN``,
-which in WAL mode never blocks and is never blocked by writers.
+**SQLite.** pysqlite's own transaction handling opens transactions lazily and upgrades
+a read lock to a write lock mid-transaction, which deadlocks two writers (both get
+SQLITE_BUSY and the busy timeout cannot help). We take control instead: autocommit at
+the driver level and an explicit ``BEGIN IMMEDIATE`` for every write transaction, so a
+writer waits for the lock up front, inside the busy timeout. Read transactions use a
+plain ``BEGIN``, which in WAL mode never blocks and is never blocked by writers.
+
+**PostgreSQL** (``MINITOWER_DATABASE_URL``, psycopg 3, READ COMMITTED). SQLite's one
+write lock gave every write transaction two things: nothing else wrote while it ran
+(so whatever it read stayed true until its commit), and ``utcnow()`` read inside it was
+later than every other commit. PostgreSQL runs writers side by side, so each guarantee
+the store relied on is given another way:
+
+- *One transition, one conditional UPDATE.* ``UPDATE … WHERE id = ? AND status = ?``
+  waits for a concurrent writer of the row and then evaluates its condition again on
+  the row as that writer left it: the loser of a race matches nothing, as on SQLite.
+- *Invariants in the schema.* The partial unique indexes (one live attempt per run and
+  per runner, one fire per schedule time) hold whatever the interleaving: a bug or a
+  race that would break one fails the transaction instead.
+- *Decisions over several rows* take a lock first: the row they are about (``FOR
+  UPDATE``: a run before its attempt, always in that order, so two transitions of one
+  run cannot deadlock), or, where no row stands for the decision, a transaction-scoped
+  advisory lock (:func:`serialize`: the concurrency limits at lease time, the next
+  ``run_no`` of an app, a runner's one lease). Reads in READ COMMITTED see every
+  commit made before the statement, so what is read after the lock is current.
+- *The queue pick* locks the run it hands out with ``FOR UPDATE SKIP LOCKED``: racing
+  leases (several API replicas) pass over each other's candidates instead of queueing
+  behind one row. SQLite's compiler leaves the clause out, so its SQL is unchanged.
+- *Time.* ``utcnow()`` read in a transaction is no longer later than every other
+  commit. Nothing compares one transaction's clock with another's commit order: lease
+  expiry is decided by each statement's own condition (``lease_expires_at > :now``),
+  and ordering in pages is by id or by recorded time, never by commit order.
+
+Text cannot hold NUL on PostgreSQL: each one is stored as U+FFFD (the replacement
+character) instead. Each connection runs in UTC (stored times are UTC), with
+``lock_timeout`` set from the busy timeout (how long a writer waits for a lock, as
+SQLite's busy timeout) and an optional ``statement_timeout``. The SQL the two engines
+spell differently is in :mod:`minitower_shared.dialect`.
 """
 
 import logging
@@ -13,11 +45,14 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event
+from psycopg.abc import Buffer
+from psycopg.types.string import StrDumperUnknown
+from sqlalchemy import Engine, event, func, select
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import QueuePool
 from sqlmodel import Session, create_engine
 
@@ -26,22 +61,51 @@ from minitower_shared.db_limits import DEFAULT_BUSY_TIMEOUT
 log = logging.getLogger("minitower.db")
 _WRITE_LOCKS: "weakref.WeakKeyDictionary[Engine, threading.Lock]" = weakref.WeakKeyDictionary()
 _BEGIN_OPTION = "minitower_begin"
+# Seconds to wait for PostgreSQL to accept a connection.
+_CONNECT_TIMEOUT = 10
+
+
+def is_database_url(database: str | Path) -> bool:
+    """Whether ``database`` names a server (a URL) rather than a SQLite file."""
+    return isinstance(database, str) and "://" in database
 
 
 def create_db_engine(
-    db_path: str | Path,
+    database: str | Path,
     *,
     pool_size: int = 20,
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     slow_query_threshold: float | None = None,
+    statement_timeout: float | None = None,
 ) -> Engine:
-    """An engine for the SQLite file at ``db_path`` (its folder is created if missing).
+    """An engine for ``database``: a PostgreSQL URL (``postgresql+psycopg://…``), else
+    the path of a SQLite file (its folder is created if missing).
 
-    A writer waits up to ``busy_timeout`` seconds for the lock. With
+    A writer waits up to ``busy_timeout`` seconds for a lock. On PostgreSQL a statement
+    is cancelled after ``statement_timeout`` seconds (None: never). With
     ``slow_query_threshold`` (seconds; 0 logs every statement), each statement that takes
     longer is logged as one ``slow query`` event.
     """
-    path = Path(db_path)
+    if is_database_url(database):
+        engine = _postgresql_engine(
+            postgresql_url(str(database)), pool_size, busy_timeout, statement_timeout
+        )
+    else:
+        engine = _sqlite_engine(Path(database), pool_size, busy_timeout)
+    if slow_query_threshold is not None:
+        _log_slow_queries(engine, slow_query_threshold)
+    return engine
+
+
+def postgresql_url(database_url: str) -> URL:
+    """The URL with psycopg 3 as its driver; refuses any other database."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "postgresql":
+        raise ValueError(f"not a PostgreSQL URL: {url.get_backend_name()}://…")
+    return url.set(drivername="postgresql+psycopg")
+
+
+def _sqlite_engine(path: Path, pool_size: int, busy_timeout: float) -> Engine:
     path.parent.mkdir(parents=True, exist_ok=True)
     busy_timeout_ms = round(busy_timeout * 1000)
     engine = create_engine(
@@ -71,10 +135,64 @@ def create_db_engine(
         mode = conn.get_execution_options().get(_BEGIN_OPTION, "IMMEDIATE")
         conn.exec_driver_sql(f"BEGIN {mode}")
 
-    if slow_query_threshold is not None:
-        _log_slow_queries(engine, slow_query_threshold)
     _WRITE_LOCKS[engine] = threading.Lock()
     return engine
+
+
+def _postgresql_engine(
+    url: URL, pool_size: int, busy_timeout: float, statement_timeout: float | None
+) -> Engine:
+    settings = {
+        "timezone": "UTC",
+        "lock_timeout": f"{round(busy_timeout * 1000)}ms",
+        "statement_timeout": f"{round(statement_timeout * 1000)}ms" if statement_timeout else "0",
+    }
+    engine = create_engine(
+        url,
+        connect_args={
+            "options": " ".join(f"-c {name}={value}" for name, value in settings.items()),
+            "connect_timeout": _CONNECT_TIMEOUT,
+            "application_name": "minitower",
+        },
+        poolclass=QueuePool,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        # A server restart or a proxy's idle timeout closes pooled connections: test each
+        # on checkout rather than fail the request that draws it.
+        pool_pre_ping=True,
+        isolation_level="READ COMMITTED",
+        hide_parameters=True,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.adapters.register_dumper(str, _NulFreeStrDumper)
+
+    return engine
+
+
+class _NulFreeStrDumper(StrDumperUnknown):
+    """psycopg's default dumper of ``str``, but NUL becomes U+FFFD: PostgreSQL's text
+    cannot hold NUL, and a workload's log line or error message with one must be kept,
+    not refused (SQLite stores it as it is)."""
+
+    def dump(self, obj: str) -> Buffer | None:
+        return super().dump(obj.replace("\x00", "\ufffd"))
+
+
+def is_postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def serialize(session: Session, *keys: str) -> None:
+    """Hold the named locks until the transaction ends, so that a decision over several
+    rows (a count against a limit, the next number of a sequence) is taken by one
+    transaction at a time. Nothing to do on SQLite: its write lock serialises writers.
+    Keys are taken in sorted order, so two callers never wait for each other in a circle."""
+    if not is_postgresql(session):
+        return
+    for key in sorted(set(keys)):
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
 
 
 _STARTED = "minitower_query_started"
@@ -114,7 +232,8 @@ def _log_slow_queries(engine: Engine, threshold: float) -> None:
 @contextmanager
 def write_session(engine: Engine) -> Iterator[Session]:
     """A session whose transaction already holds SQLite's write lock when it is yielded,
-    so that ``utcnow()`` read inside it is later than every other writer's commit.
+    so that ``utcnow()`` read inside it is later than every other writer's commit (on
+    PostgreSQL, a READ COMMITTED transaction: see the module's docstring).
 
     Commits on success and rolls back on any exception.
     """
@@ -122,8 +241,9 @@ def write_session(engine: Engine) -> Iterator[Session]:
     # writers sleep and retry with growing back-off, which serves them unfairly and turns
     # a few milliseconds of contention into seconds of tail latency. Writers in other
     # processes (the reaper) still meet at SQLite's lock, within the busy timeout.
+    lock: AbstractContextManager[Any] = _WRITE_LOCKS.get(engine) or nullcontext()
     with (
-        _WRITE_LOCKS[engine],
+        lock,
         Session(engine, expire_on_commit=False) as session,
         session.begin(),
     ):
@@ -132,7 +252,8 @@ def write_session(engine: Engine) -> Iterator[Session]:
 
 
 def reader(engine: Engine) -> Engine:
-    """The same engine, but its transactions begin deferred and never take the write lock."""
+    """The same engine, but its transactions begin deferred and never take the write lock
+    (on PostgreSQL, where no transaction takes one, the option is ignored)."""
     return engine.execution_options(**{_BEGIN_OPTION: "DEFERRED"})
 
 

@@ -9,18 +9,27 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 _SCRIPTS = Path(__file__).parent / "migrations"
+# Where migrations/env.py finds the database: a SQLite path or a PostgreSQL URL. An
+# attribute rather than a main option, which would read a URL's ``%`` as interpolation.
+_DATABASE = "minitower.database"
 
 
-def alembic_config(db_path: str | Path) -> Config:
+def alembic_config(database: str | Path) -> Config:
+    """``database``: the SQLite file, or a PostgreSQL URL (see ``db.create_db_engine``)."""
     config = Config()
     config.set_main_option("script_location", str(_SCRIPTS))
-    config.set_main_option("minitower.db_path", str(db_path))
+    config.attributes[_DATABASE] = database
     return config
 
 
-def upgrade_to_head(db_path: str | Path) -> None:
+def database_of(config: Config) -> str | Path:
+    database: str | Path = config.attributes.get(_DATABASE, "minitower.db")
+    return database
+
+
+def upgrade_to_head(database: str | Path) -> None:
     """Apply every pending migration; a no-op on an up-to-date database."""
-    command.upgrade(alembic_config(db_path), "head")
+    command.upgrade(alembic_config(database), "head")
 
 
 def head_revision() -> str | None:

@@ -8,10 +8,11 @@ history.
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
+from sqlalchemy import JSON, Column, Index, Integer, UniqueConstraint, text, true
 from sqlmodel import Field, SQLModel, col
 
 from minitower_shared.clock import utcnow
+from minitower_shared.dialect import INT64, partial_where
 from minitower_shared.states import ACTIVE_ATTEMPT_STATUSES, AttemptStatus
 
 # Spelled with literal values, in one fixed order: SQLite uses a partial index only for a
@@ -20,11 +21,13 @@ from minitower_shared.states import ACTIVE_ATTEMPT_STATUSES, AttemptStatus
 ACTIVE_ATTEMPT_CONDITION = "status IN ({})".format(
     ", ".join(f"'{s.value}'" for s in AttemptStatus if s in ACTIVE_ATTEMPT_STATUSES)
 )
-_ACTIVE_ATTEMPT = text(ACTIVE_ATTEMPT_CONDITION)
+_ACTIVE_ATTEMPT = partial_where(ACTIVE_ATTEMPT_CONDITION)
 LIVE_RUN_CONDITION = "status IN ('leased', 'running', 'cancelling')"
-_LIVE_RUN = text(LIVE_RUN_CONDITION)
-DELAYED_RUN_CONDITION = "status = 'queued' AND delayed = 1"
-_DELAYED_RUN = text(DELAYED_RUN_CONDITION)
+_LIVE_RUN = partial_where(LIVE_RUN_CONDITION)
+# PostgreSQL spells a boolean test as the column itself (see dialect.partial_where).
+_DELAYED_RUN = partial_where(
+    "status = 'queued' AND delayed = 1", postgresql_condition="status = 'queued' AND delayed"
+)
 
 
 class Team(SQLModel, table=True):
@@ -36,7 +39,7 @@ class Team(SQLModel, table=True):
     # Whether the team's runs may go to shared runners (registered with the operator's
     # token), or only to runners bound to the team. An operator's switch
     # (``minitowerd team-shared-runners``).
-    allow_shared_runners: bool = Field(default=True, sa_column_kwargs={"server_default": text("1")})
+    allow_shared_runners: bool = Field(default=True, sa_column_kwargs={"server_default": true()})
     # scrypt of the team's console/login password (passwords.py); None: no password
     # sign-in for this team, only tokens.
     password_hash: str | None = Field(default=None, max_length=200)
@@ -139,9 +142,9 @@ class Run(SQLModel, table=True):
         Index("ix_run_team_id", "team_id", "id"),
         Index("ix_run_schedule", "schedule_id", "id"),
         # Lease-time concurrency counts read only the live runs, never the history.
-        Index("ix_run_live", "app_id", "environment_id", sqlite_where=_LIVE_RUN),
+        Index("ix_run_live", "app_id", "environment_id", **_LIVE_RUN),
         # Delayed runs become eligible in not_before order (see store.queue).
-        Index("ix_run_delayed", "not_before", sqlite_where=_DELAYED_RUN),
+        Index("ix_run_delayed", "not_before", **_DELAYED_RUN),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -194,9 +197,9 @@ class RunAttempt(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("run_id", "attempt_no"),
         # At most one live attempt per run and per runner, enforced by the database.
-        Index("ux_attempt_active_run", "run_id", unique=True, sqlite_where=_ACTIVE_ATTEMPT),
-        Index("ux_attempt_active_runner", "runner_id", unique=True, sqlite_where=_ACTIVE_ATTEMPT),
-        Index("ix_attempt_active_expiry", "lease_expires_at", sqlite_where=_ACTIVE_ATTEMPT),
+        Index("ux_attempt_active_run", "run_id", unique=True, **_ACTIVE_ATTEMPT),
+        Index("ux_attempt_active_runner", "runner_id", unique=True, **_ACTIVE_ATTEMPT),
+        Index("ix_attempt_active_expiry", "lease_expires_at", **_ACTIVE_ATTEMPT),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -296,7 +299,7 @@ Index(
     col(Run.priority).desc(),
     col(Run.queued_at),
     col(Run.id),
-    sqlite_where=text("status = 'queued'"),
+    **partial_where("status = 'queued'"),
 )
 
 
@@ -307,8 +310,12 @@ class Schedule(SQLModel, table=True):
     __table_args__ = (
         Index("ix_schedule_app", "app_id", "id"),
         # The scheduler's one question: which enabled schedules are due.
-        Index("ix_schedule_due", "next_fire_at", sqlite_where=text("enabled = 1")),
-        Index("ux_schedule_name", "app_id", "name", unique=True, sqlite_where=text("name != ''")),
+        Index(
+            "ix_schedule_due",
+            "next_fire_at",
+            **partial_where("enabled = 1", postgresql_condition="enabled"),
+        ),
+        Index("ux_schedule_name", "app_id", "name", unique=True, **partial_where("name != ''")),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -447,7 +454,7 @@ class WebhookDelivery(SQLModel, table=True):
         Index(
             "ix_webhook_delivery_due",
             "next_attempt_at",
-            sqlite_where=text("status = 'pending'"),
+            **partial_where("status = 'pending'"),
         ),
     )
 
@@ -514,3 +521,11 @@ class AppVersionSecrets(SQLModel, table=True):
 
     app_version_id: int = Field(foreign_key="app_version.id", primary_key=True)
     names: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+# SQLite's integers are 64-bit and the API accepts ids and counts up to 2**63 - 1: every
+# integer column is 64-bit on PostgreSQL too (the migrations use the same type).
+for _table in SQLModel.metadata.tables.values():
+    for _column in _table.columns:
+        if type(_column.type) is Integer:
+            _column.type = INT64

@@ -33,21 +33,22 @@ def start_service(service: str, factory: Callable[[], _Settings]) -> tuple[_Sett
     program = f"minitower-{service}"
     settings = load_settings(factory, program)
     configure_logging(service, settings.log_level, settings.log_format)
-    if not settings.db_path.exists():
+    if settings.database_url is None and not settings.db_path.exists():
         _fail(
             f"{program}: database {settings.db_path} does not exist; run `minitowerd migrate` first"
         )
     engine = create_db_engine(
-        settings.db_path,
+        settings.database,
         pool_size=1,
         busy_timeout=settings.db_busy_timeout,
         slow_query_threshold=settings.slow_query_threshold,
+        statement_timeout=settings.db_statement_timeout,
     )
     # A service on a schema it does not know would fail every pass, or worse, half-work.
     revision, head = current_revision(reader(engine)), head_revision()
     if revision != head:
         _fail(
-            f"{program}: database {settings.db_path} is at migration {revision}, "
+            f"{program}: database {settings.database_label} is at migration {revision}, "
             f"this {service} needs {head}; run `minitowerd migrate` first"
         )
     return settings, engine

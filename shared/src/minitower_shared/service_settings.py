@@ -8,15 +8,22 @@ not do) lives in a small base both inherit, so that its default and bounds canno
 
 from pathlib import Path
 from typing import ClassVar, Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from minitower_shared.db_limits import DEFAULT_BUSY_TIMEOUT, DEFAULT_SLOW_QUERY_THRESHOLD
+from minitower_shared.db_limits import (
+    DEFAULT_BUSY_TIMEOUT,
+    DEFAULT_SLOW_QUERY_THRESHOLD,
+    DEFAULT_STATEMENT_TIMEOUT,
+)
 from minitower_shared.durations import LogLevel, OptionalSeconds, PositiveSeconds
 from minitower_shared.logging_setup import LogFormat
 
 MIN_SECRET_LENGTH = 16
+# psycopg 3 is the driver whichever of these the URL names.
+POSTGRESQL_SCHEMES = ("postgresql", "postgresql+psycopg", "postgres")
 
 
 class ServiceSettings(BaseSettings):
@@ -52,12 +59,54 @@ class ServiceSettings(BaseSettings):
 
 
 class DatabaseServiceSettings(ServiceSettings):
+    # PostgreSQL when set (``postgresql+psycopg://user:password@host:5432/minitower``),
+    # else the SQLite file at db_path.
+    database_url: SecretStr | None = None
     db_path: Path = Path("minitower.db")
-    # How long a write waits for SQLite's lock before it fails (the API answers 503
-    # database_busy; the reaper's and the scheduler's next pass tries again); statements
-    # slower than the threshold are logged (0: every one, ``off``: none).
+    # How long a write waits for a lock (SQLite's, or a row's on PostgreSQL) before it
+    # fails (the API answers 503 database_busy; the reaper's and the scheduler's next
+    # pass tries again); statements slower than the threshold are logged (0: every one,
+    # ``off``: none).
     db_busy_timeout: PositiveSeconds = DEFAULT_BUSY_TIMEOUT
     slow_query_threshold: OptionalSeconds = DEFAULT_SLOW_QUERY_THRESHOLD
+    # Connections the API keeps open (as many again in bursts; 20, as before, on SQLite),
+    # and, on PostgreSQL, how long one statement may run before the server cancels it
+    # (``off``: no limit).
+    db_pool_size: int = Field(default=20, ge=1, le=1000)
+    db_statement_timeout: OptionalSeconds = DEFAULT_STATEMENT_TIMEOUT
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgresql_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message names the scheme only: the URL may hold a password.
+        if value is None:
+            return None
+        scheme = urlsplit(value.get_secret_value()).scheme
+        if scheme not in POSTGRESQL_SCHEMES:
+            shown = f"{scheme}://" if scheme else "no scheme"
+            raise ValueError(
+                f"must be a PostgreSQL URL (postgresql+psycopg://user:password@host/db), "
+                f"not {shown}"
+            )
+        return value
+
+    @property
+    def database(self) -> str | Path:
+        """What ``db.create_db_engine`` opens: the PostgreSQL URL, else the SQLite file."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return self.db_path
+
+    @property
+    def database_label(self) -> str:
+        """The database for messages: the file, or the URL without its password."""
+        if self.database_url is None:
+            return str(self.db_path)
+        parts = urlsplit(self.database_url.get_secret_value())
+        user = f"{parts.username}@" if parts.username else ""
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{user}{host}{port}{parts.path}"
 
 
 class RunnerRegistrationSettings(ServiceSettings):

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from sqlalchemy.exc import SQLAlchemyError
 
 from minitower_api.maintenance import (
     MaintenanceError,
@@ -24,6 +25,7 @@ from minitower_api.maintenance import (
     runner_tokens,
     secrets_key,
     shared_runners,
+    sqlite_file,
 )
 from minitower_api.server import ServerLimits, protocol_class
 from minitower_api.settings import ApiSettings
@@ -99,7 +101,7 @@ def _refuse_unreadable_secrets(settings: ApiSettings) -> None:
     """Exit 2 like a configuration error (shared/config.py) when the secrets stored could
     not be served: no key, or a key that does not decrypt them."""
     problem = secrets_key.startup_problem(
-        settings.db_path, settings.secret_box(), busy_timeout=settings.db_busy_timeout
+        settings.database, settings.secret_box(), busy_timeout=settings.db_busy_timeout
     )
     if problem is not None:
         typer.echo(f"minitowerd: configuration error: MINITOWER_SECRETS_KEY: {problem}", err=True)
@@ -130,8 +132,9 @@ def _raise_open_files_limit(max_connections: int, log: logging.Logger) -> None:
 def migrate() -> None:
     """Apply pending database migrations and exit (safe to run again)."""
     settings = _settings()
-    upgrade_to_head(settings.db_path)
-    typer.echo(f"database {settings.db_path} is up to date")
+    with _one_line_errors("migrate"):
+        upgrade_to_head(settings.database)
+    typer.echo(f"database {settings.database_label} is up to date")
 
 
 @contextmanager
@@ -149,6 +152,9 @@ def _one_line_errors(command: str) -> Iterator[None]:
         _fail(command, f"{exc.strerror or exc}{where}")
     except sqlite3.Error as exc:
         _fail(command, f"database error: {exc}")
+    except SQLAlchemyError as exc:
+        # The driver's own message: SQLAlchemy's adds the statement and a link.
+        _fail(command, f"database error: {str(getattr(exc, 'orig', None) or exc).strip()}")
 
 
 def _fail(command: str, message: str) -> None:
@@ -169,7 +175,8 @@ def backup_command(
     the objects into DEST, with a manifest.json to check them by."""
     settings = _settings()
     with _one_line_errors("backup"):
-        _echo(backup.summary(backup.take_backup(settings.db_path, settings.objects_dir, dest)))
+        db_path = sqlite_file(settings.database, "backup", "use pg_dump")
+        _echo(backup.summary(backup.take_backup(db_path, settings.objects_dir, dest)))
 
 
 @app.command("restore")
@@ -182,7 +189,8 @@ def restore_command(
     """Check a backup and restore it. Stop the API and the reaper first."""
     settings = _settings()
     with _one_line_errors("restore"):
-        report = restore.restore_backup(src, settings.db_path, settings.objects_dir, force=force)
+        db_path = sqlite_file(settings.database, "restore", "use pg_restore")
+        report = restore.restore_backup(src, db_path, settings.objects_dir, force=force)
         _echo(restore.summary(report))
 
 
@@ -222,7 +230,7 @@ def prune_command(
     settings = _settings()
     with _one_line_errors("prune"):
         report = prune.prune(
-            settings.db_path,
+            settings.database,
             settings.objects_dir,
             older_than=older_than,
             dry_run=dry_run,
@@ -247,7 +255,7 @@ def revoke_runner_tokens(
     settings = _settings()
     with _one_line_errors("revoke-runner-tokens"):
         revoked = runner_tokens.revoke_runner_tokens(
-            settings.db_path, None if all_runners else names, busy_timeout=settings.db_busy_timeout
+            settings.database, None if all_runners else names, busy_timeout=settings.db_busy_timeout
         )
     _echo(runner_tokens.describe(revoked))
     missing = runner_tokens.not_revoked(names, revoked)
@@ -273,11 +281,11 @@ def team_shared_runners(
     with _one_line_errors("team-shared-runners"):
         if allow is None:
             line = shared_runners.show_shared_runners(
-                settings.db_path, slug, busy_timeout=settings.db_busy_timeout
+                settings.database, slug, busy_timeout=settings.db_busy_timeout
             )
         else:
             line = shared_runners.set_shared_runners(
-                settings.db_path, slug, allow, busy_timeout=settings.db_busy_timeout
+                settings.database, slug, allow, busy_timeout=settings.db_busy_timeout
             )
     typer.echo(line)
 
@@ -299,7 +307,7 @@ def audit_command(
     settings = _settings()
     with _one_line_errors("audit"):
         events = audit_log.audit_events(
-            settings.db_path,
+            settings.database,
             team=team,
             action=action,
             limit=limit,
@@ -323,7 +331,7 @@ def db_status_command(
     settings = _settings()
     with _one_line_errors("db-status"):
         status = db_status.db_status(
-            settings.db_path,
+            sqlite_file(settings.database, "db-status", "use PostgreSQL's own statistics views"),
             busy_timeout=settings.db_busy_timeout,
             checkpoint=checkpoint,
             integrity=integrity,
@@ -349,7 +357,7 @@ def rotate_secrets_key() -> None:
         _fail("rotate-secrets-key", "MINITOWER_SECRETS_KEY is not set (NEW,OLD to rotate)")
         return
     with _one_line_errors("rotate-secrets-key"):
-        rotation = secrets_key.rotate(settings.db_path, box, busy_timeout=settings.db_busy_timeout)
+        rotation = secrets_key.rotate(settings.database, box, busy_timeout=settings.db_busy_timeout)
     _echo(secrets_key.summary(rotation))
 
 

@@ -70,9 +70,11 @@ class MiniTowerApp(FastAPI):
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
     engine = create_db_engine(
-        settings.db_path,
+        settings.database,
+        pool_size=settings.db_pool_size,
         busy_timeout=settings.db_busy_timeout,
         slow_query_threshold=settings.slow_query_threshold,
+        statement_timeout=settings.db_statement_timeout,
     )
     run_signals = RunSignals()
 

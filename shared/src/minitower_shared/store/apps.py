@@ -6,6 +6,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from minitower_shared.db import serialize
 from minitower_shared.models import App, AppVersion, Team
 
 
@@ -74,7 +75,9 @@ def create_version(
     import_paths: list[str],
     retry_policy: dict[str, Any] | None = None,
 ) -> AppVersion:
-    """Numbers versions 1, 2, … per app; the caller's write lock makes the count safe."""
+    """Numbers versions 1, 2, … per app; the caller's write lock (on PostgreSQL, the
+    app's advisory lock) makes the count safe."""
+    serialize(session, f"app-versions:{app.id}")
     last = session.exec(
         select(func.max(AppVersion.version_no)).where(AppVersion.app_id == app.id)
     ).one()

@@ -16,6 +16,12 @@ future. Every runner call's statement checks that itself, so a runner whose leas
 out is fenced off even before the reaper has noticed (a repeated result is answered from
 what was recorded; a cancel and the reaper act on any active attempt).
 
+On PostgreSQL, where writers run side by side, a call that changes a run and its
+attempt locks the run's row first (:func:`_lock_run`), so that every such pair is
+changed in one order (run, then attempt) and two calls about one run take turns, as
+under SQLite's write lock; a lease holds its runner's advisory lock (see
+:mod:`minitower_shared.db`).
+
 Callers learn what changed from the verdicts. The statements go around the ORM session:
 a ``Run`` or ``RunAttempt`` object the session already holds is not refreshed, so read
 it again (``populate_existing``) after a call here.
@@ -29,10 +35,11 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Executable, Table, and_, bindparam, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from minitower_shared.clock import as_utc
+from minitower_shared.clock import as_utc, utcnow
+from minitower_shared.db import is_postgresql, serialize
+from minitower_shared.dialect import upsert_insert
 from minitower_shared.models import (
     App,
     AppVersion,
@@ -367,6 +374,17 @@ _GRANT_READ = (
     .where(_RUN.c.id == bindparam("the_run"))
 )
 _RUN_STATUS = select(_RUN.c.status).where(_RUN.c.id == bindparam("the_run"))
+_LOCK_RUN = select(_RUN.c.id).where(_RUN.c.id == bindparam("the_run")).with_for_update()
+_LOCK_RUN_OF_ATTEMPT = (
+    select(_RUN.c.id)
+    .where(
+        _RUN.c.id
+        == select(_ATTEMPT.c.run_id)
+        .where(_ATTEMPT.c.id == bindparam("attempt_id"))
+        .scalar_subquery()
+    )
+    .with_for_update()
+)
 _TO_CANCELLING = (
     update(_RUN)
     .where(_RUN.c.id == bindparam("the_run"), _RUN.c.status == bindparam("before"))
@@ -400,6 +418,20 @@ def _end_run_statement(expected: frozenset[RunStatus], columns: tuple[str, ...])
 
 
 # ------------------------------------------------------------------------------- guards
+
+
+def _lock_run(
+    session: Session, *, run_id: int | None = None, attempt_id: int | None = None
+) -> None:
+    """PostgreSQL: lock the run (named, or the attempt's) before its attempt changes.
+    Nothing to do on SQLite, whose write lock the transaction already holds."""
+    if not is_postgresql(session):
+        return
+    if run_id is not None:
+        _execute(session, _LOCK_RUN, the_run=run_id)
+    else:
+        _execute(session, _LOCK_RUN_OF_ATTEMPT, attempt_id=attempt_id)
+
 
 _GONE_UNKNOWN = "no live lease with this token for this runner and run"
 
@@ -484,7 +516,8 @@ def _requeue_for_retry(session: Session, run_id: int, *, reason: str, now: datet
             retry_no=policy.retry_count + 1,
         )
     )
-    # Conditional on the retry count read above: the write lock makes it current, and
+    # Conditional on the retry count read above: the write lock (on PostgreSQL, the
+    # run's row lock its callers hold) makes it current, and
     # the condition keeps the step from ever being applied twice.
     requeued = _execute(
         session,
@@ -507,6 +540,7 @@ def expire(session: Session, attempt_id: int, now: datetime) -> RunStatus | None
 
     Returns the run's new status, or None when the attempt was not expirable (already
     finished, already expired, or its lease was extended in the meantime)."""
+    _lock_run(session, attempt_id=attempt_id)
     run_id = _execute(session, _EXPIRE, attempt_id=attempt_id, now=now).scalar()
     if run_id is None:
         return None
@@ -565,6 +599,9 @@ def lease(
     :func:`queue.pick_next_run`'s. A runner's own lease that ran out is expired here
     rather than waiting for the reaper. ``start_it`` also starts the attempt (as
     :func:`start`), in the same transaction."""
+    # PostgreSQL: one lease per runner at a time, so that the check below stays true
+    # until the attempt is inserted (the unique index would refuse a second one).
+    serialize(session, f"runner-lease:{runner_id}")
     held = _execute(session, _HELD, the_runner=runner_id).first()
     if held is not None:
         if as_utc(held.lease_expires_at) > now:
@@ -572,9 +609,16 @@ def lease(
         expire(session, held.id, now)
 
     queue.release_due_runs(session, now)
-    picked = queue.pick_next_run(session, environment, team_id)
-    if picked is None:
+    pick = queue.pick_next_run(session, environment, team_id)
+    if pick is None:
         return None
+    picked = pick.run_id
+    if pick.under_lock:
+        # PostgreSQL: the run whose slot this lease takes may have ended after ``now``
+        # was read (its end committed while this lease waited or counted). A lease
+        # time before that end would show two runs at once in the history, so the
+        # lease is timed by the clock read after the count.
+        now = max(now, utcnow())
     if _execute(session, _CLAIM, the_run=picked, now=now).first() is None:
         return None
     last_no = _execute(session, _LAST_ATTEMPT_NO, the_run=picked).scalar()
@@ -636,6 +680,7 @@ def start(
     it is harmless. An attempt already ``cancelling`` stays so: the runner learns of the
     cancel from the answer and reports ``cancelled``."""
     expires = now + ttl
+    _lock_run(session, run_id=key.run_id)
     started = _execute(
         session, _START_ATTEMPT, now=now, b_expires=expires, **_lease_params(key)
     ).first()
@@ -671,8 +716,7 @@ def heartbeat(
 @cache
 def _insert_logs_statement(dialect: str) -> Executable:
     """``INSERT … ON CONFLICT (attempt_id, seq) DO NOTHING`` in the dialect's words."""
-    builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return builder(_LOG).on_conflict_do_nothing(index_elements=["attempt_id", "seq"])
+    return upsert_insert(dialect, _LOG).on_conflict_do_nothing(index_elements=["attempt_id", "seq"])
 
 
 def store_logs(session: Session, attempt: LiveAttempt, lines: list[dict[str, Any]]) -> LogsStored:
@@ -720,6 +764,7 @@ def report_result(
 
     The same result again is accepted (the runner may retry after a lost answer); a
     different one is a CONFLICT; an expired or foreign lease is GONE."""
+    _lock_run(session, run_id=key.run_id)
     attempt = _execute(session, _RESULT_READ, **_lease_params(key)).first()
     if attempt is None:
         return Refused(Refusal.GONE, _GONE_UNKNOWN)

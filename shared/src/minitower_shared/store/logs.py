@@ -1,8 +1,9 @@
 """Reading a run's log lines, and what an attempt's lines already weigh."""
 
-from sqlalchemy import LargeBinary, cast, func
+from sqlalchemy import func
 from sqlmodel import Session, col, or_, select
 
+from minitower_shared.dialect import utf8_length
 from minitower_shared.models import RunAttempt, RunLog
 
 
@@ -44,7 +45,7 @@ def stored_log_bytes(session: Session, attempt_id: int) -> int:
     """The UTF-8 bytes of the attempt's stored lines (reads them all: done once per
     attempt and process, see minitower_api.log_budgets)."""
     total = session.exec(
-        select(func.coalesce(func.sum(func.length(cast(RunLog.line, LargeBinary))), 0)).where(
+        select(func.coalesce(func.sum(utf8_length(col(RunLog.line))), 0)).where(
             RunLog.attempt_id == attempt_id
         )
     ).one()

@@ -7,9 +7,10 @@ that chose them (``append_logs`` refuses attempts that are not live)."""
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import LargeBinary, cast, delete, func, select
+from sqlalchemy import delete, func, select
 from sqlmodel import Session, col
 
+from minitower_shared.dialect import utf8_length
 from minitower_shared.models import AppVersion, Run, RunAttempt, RunLog
 from minitower_shared.states import TERMINAL_RUN_STATUSES
 
@@ -53,7 +54,7 @@ def attempts_of_runs_finished_before(session: Session, cutoff: datetime) -> list
 
 
 # A line's size as stored (UTF-8 bytes), not its length in characters.
-_LINE_BYTES = func.length(cast(col(RunLog.line), LargeBinary))
+_LINE_BYTES = utf8_length(col(RunLog.line))
 
 
 def logs_by_attempt(session: Session, attempt_ids: list[int]) -> dict[int, LogVolume]:

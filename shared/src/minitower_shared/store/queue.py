@@ -2,7 +2,10 @@
 
 Read inside the lease's write transaction (see :func:`lifecycle.lease`), so the counts
 behind the concurrency limits are current and racing leases cannot both take the last
-slot.
+slot. On SQLite the write lock makes them so. On PostgreSQL each app's best run is read
+``FOR UPDATE SKIP LOCKED`` (a racing lease passes over it to the next one rather than
+wait), and a pick that a limit decides is made again under one advisory lock, so that
+two leases never both count the last slot free (see :mod:`minitower_shared.db`).
 """
 
 from collections import Counter
@@ -11,13 +14,13 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Executable, bindparam, exists, or_, text, update
+from sqlalchemy import Executable, bindparam, exists, false, or_, text, true, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from minitower_shared.clock import as_utc
+from minitower_shared.db import is_postgresql, serialize
 from minitower_shared.models import (
-    DELAYED_RUN_CONDITION,
     LIVE_RUN_CONDITION,
     App,
     Environment,
@@ -28,6 +31,11 @@ from minitower_shared.models import (
 from minitower_shared.states import TERMINAL_RUN_STATUSES
 from minitower_shared.store.runner_registration import runnable_by
 
+# Booleans compared with true()/false(): ``run.delayed = 0`` on SQLite (the words of the
+# partial indexes), ``run.delayed = false`` on PostgreSQL.
+_NOT_DELAYED = col(Run.delayed) == false()
+_DELAYED = (text("run.status = 'queued'"), col(Run.delayed) == true())
+
 
 def _eligible(environment: str, team_id: int | None) -> list[Any]:
     """Queued, not delayed runs of ``environment`` that a runner bound to ``team_id``
@@ -37,7 +45,7 @@ def _eligible(environment: str, team_id: int | None) -> list[Any]:
     return [
         text("run.status = 'queued'"),
         col(Run.environment) == environment,
-        text("run.delayed = 0"),
+        _NOT_DELAYED,
         runnable_by(team_id),
     ]
 
@@ -66,7 +74,7 @@ def may_lease(
 def next_delayed_at(session: Session, *, before: datetime | None = None) -> datetime | None:
     """The earliest time a delayed run (of any environment) becomes eligible; with
     ``before``, only if it is not later than that. One seek of ix_run_delayed."""
-    query = select(Run.not_before).where(text("run.status = 'queued' AND run.delayed = 1"))
+    query = select(Run.not_before).where(*_DELAYED)
     if before is not None:
         query = query.where(col(Run.not_before) <= before)
     value = session.exec(query.order_by(col(Run.not_before)).limit(1)).first()
@@ -74,9 +82,7 @@ def next_delayed_at(session: Session, *, before: datetime | None = None) -> date
 
 
 _RELEASE_DUE = (
-    update(Run)
-    .where(text(DELAYED_RUN_CONDITION), col(Run.not_before) <= bindparam("due_by"))
-    .values(delayed=False)
+    update(Run).where(*_DELAYED, col(Run.not_before) <= bindparam("due_by")).values(delayed=False)
 )
 
 
@@ -110,7 +116,7 @@ def _pick_statements(bound: bool) -> _PickStatements:
     eligible = [
         text("run.status = 'queued'"),
         col(Run.environment) == bindparam("environment"),
-        text("run.delayed = 0"),
+        _NOT_DELAYED,
         team,
     ]
     return _PickStatements(
@@ -126,7 +132,9 @@ def _pick_statements(bound: bool) -> _PickStatements:
             or_(col(Run.after_run_id).is_(None), ~_PREDECESSOR_RUNNING),
         )
         .order_by(col(Run.priority).desc(), col(Run.queued_at), col(Run.id))
-        .limit(1),
+        .limit(1)
+        # PostgreSQL only: SQLite's compiler leaves the clause out.
+        .with_for_update(skip_locked=True),
     )
 
 
@@ -141,7 +149,11 @@ _ENVIRONMENT_LIMITS = select(Environment.id, Environment.max_concurrent_runs).wh
 )
 
 
-def pick_next_run(session: Session, environment: str, team_id: int | None) -> int | None:
+# Held by a PostgreSQL lease whose pick a concurrency limit decides (see the docstring).
+_LIMITS_LOCK = "lease-concurrency-limits"
+
+
+def pick_next_run(session: Session, environment: str, team_id: int | None) -> "Picked | None":
     """The id of the run to lease: highest priority, then oldest ``queued_at``, then
     lowest id, among eligible runs whose app and environment are below their
     ``max_concurrent_runs`` and whose overlap predecessor (if any) has ended.
@@ -150,7 +162,26 @@ def pick_next_run(session: Session, environment: str, team_id: int | None) -> in
     ix_run_queue), the app's best run another seek; an app at its limit is never
     walked, so its backlog costs nothing and never blocks other apps. The counts are
     read inside the caller's write transaction, so racing leases cannot both take the
-    last slot."""
+    last slot: on PostgreSQL, a pick whose run has a limit is made again under
+    ``_LIMITS_LOCK``, and the counts read after it include every lease committed before."""
+    picked = _pick(session, environment, team_id)
+    if picked is None or not picked.limited or not is_postgresql(session):
+        return picked
+    serialize(session, _LIMITS_LOCK)
+    picked = _pick(session, environment, team_id)
+    return None if picked is None else Picked(picked.run_id, picked.limited, under_lock=True)
+
+
+@dataclass(frozen=True)
+class Picked:
+    run_id: int
+    # Whether its app's or its environment's max_concurrent_runs took part in the pick.
+    limited: bool
+    # Whether it was picked again under _LIMITS_LOCK (PostgreSQL).
+    under_lock: bool = False
+
+
+def _pick(session: Session, environment: str, team_id: int | None) -> Picked | None:
     statements = _pick_statements(team_id is not None)
     connection = session.connection()
     where = {"environment": environment, "the_team": team_id}
@@ -170,8 +201,8 @@ def pick_next_run(session: Session, environment: str, team_id: int | None) -> in
         live_apps[live_app] += 1
         live_envs[live_env] += 1
     app_limits = {app: limit for app, limit in connection.execute(_APP_LIMITS, {"apps": apps})}
-    # (-priority, queued_at, id) of each app's best run, by its team's environment.
-    candidates: list[tuple[tuple[int, Any, int], int]] = []
+    # (-priority, queued_at, id) of each app's best run, its team's environment, its app.
+    candidates: list[tuple[tuple[int, Any, int], int, int]] = []
     for app_id in apps:
         limit = app_limits.get(app_id)
         if limit is not None and live_apps[app_id] >= limit:
@@ -179,14 +210,17 @@ def pick_next_run(session: Session, environment: str, team_id: int | None) -> in
         row = connection.execute(statements.best_run, {**where, "the_app": app_id}).first()
         if row is not None:
             priority, queued_at, run_id, environment_id = row
-            candidates.append(((-priority, queued_at, run_id), environment_id))
+            candidates.append(((-priority, queued_at, run_id), environment_id, app_id))
     if not candidates:
         return None
-    wanted = {"environments": sorted({env for _, env in candidates})}
+    wanted = {"environments": sorted({env for _, env, _ in candidates})}
     env_limits = {env: limit for env, limit in connection.execute(_ENVIRONMENT_LIMITS, wanted)}
     open_candidates = [
-        key
-        for key, env in candidates
+        (key, env, app_id)
+        for key, env, app_id in candidates
         if (limit := env_limits.get(env)) is None or live_envs[env] < limit
     ]
-    return min(open_candidates)[2] if open_candidates else None
+    if not open_candidates:
+        return None
+    key, env, app_id = min(open_candidates)
+    return Picked(run_id=key[2], limited=app_id in app_limits or env in env_limits)

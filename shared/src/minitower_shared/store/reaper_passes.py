@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.sqlite import insert
 from sqlmodel import Session, col, func, select
 
 from minitower_shared.clock import as_utc
+from minitower_shared.dialect import upsert_insert
 from minitower_shared.models import ReaperPass
 
 
@@ -57,7 +57,7 @@ def record_pass(
     """Set ``name``'s last pass and add ``work`` to its totals: one UPSERT on the primary
     key, the first pass of a new name inserting its row."""
     table = ReaperPass.__table__  # type: ignore[attr-defined]
-    statement = insert(table).values(
+    statement = upsert_insert(session.get_bind().dialect.name, table).values(
         name=name,
         last_pass_at=at,
         last_pass_duration_ms=duration_ms,

@@ -8,6 +8,7 @@ from sqlalchemy import Table, bindparam, case, func, literal, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
+from minitower_shared.dialect import random_hex
 from minitower_shared.models import Run, RunAttempt, Runner, active_attempt
 from minitower_shared.states import RunnerStatus
 
@@ -59,7 +60,7 @@ def revoke_runner_tokens(session: Session, names: list[str] | None) -> list[Runn
     condition = [col(Runner.token_hash).not_like(f"{REVOKED_PREFIX}%")]
     if names is not None:
         condition.append(col(Runner.name).in_(names))
-    revoked_hash = literal(REVOKED_PREFIX) + func.lower(func.hex(func.randomblob(28)))
+    revoked_hash = literal(REVOKED_PREFIX) + random_hex()
     result = session.execute(
         update(Runner)
         .where(*condition)

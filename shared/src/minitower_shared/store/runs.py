@@ -4,10 +4,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, or_, text
+from sqlalchemy import bindparam, delete, false, func, or_
 from sqlmodel import Session, col, select
 
 from minitower_shared.clock import as_utc
+from minitower_shared.db import serialize
 from minitower_shared.models import (
     App,
     AppVersion,
@@ -52,10 +53,12 @@ def create_run(
     schedule_id: int | None = None,
     after_run_id: int | None = None,
 ) -> Run:
-    """Numbers runs 1, 2, … per app; the caller's write lock makes the count safe.
+    """Numbers runs 1, 2, … per app; the caller's write lock (on PostgreSQL, the app's
+    advisory lock) makes the count safe.
 
     A run ``scheduled_for`` a later time is queued but delayed: not leased before then."""
     assert app.id is not None and version.id is not None and environment.id is not None
+    serialize(session, f"app-runs:{app.id}")
     last = session.exec(select(func.max(Run.run_no)).where(Run.app_id == app.id)).one()
     run = Run(
         team_id=app.team_id,
@@ -217,7 +220,7 @@ def queue_by_environment(session: Session) -> dict[str, QueueFigures]:
     rows = session.exec(
         select(Run.environment, func.count(), func.min(Run.queued_at))
         # A delayed run is not waiting for a runner yet: counted once it is due.
-        .where(Run.status == RunStatus.QUEUED.value, text("run.delayed = 0"))
+        .where(Run.status == RunStatus.QUEUED.value, col(Run.delayed) == false())
         .group_by(Run.environment)
     )
     return {

@@ -5,10 +5,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.sqlite import insert
 from sqlmodel import Session, func
 
 from minitower_shared.clock import as_utc
+from minitower_shared.dialect import upsert_insert
 from minitower_shared.models import SchedulerPass
 from minitower_shared.store.schedules import FireWork
 
@@ -28,7 +28,7 @@ def record_tick(
     session: Session, *, name: str, at: datetime, duration_ms: float, work: FireWork
 ) -> None:
     table = SchedulerPass.__table__  # type: ignore[attr-defined]
-    statement = insert(table).values(
+    statement = upsert_insert(session.get_bind().dialect.name, table).values(
         name=name,
         last_tick_at=at,
         last_tick_duration_ms=duration_ms,

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cronsim import CronSim, CronSimError
-from sqlalchemy import delete, func, insert, text, update
+from sqlalchemy import delete, func, insert, true, update
 from sqlmodel import Session, col, select
 
 from minitower_shared.clock import as_utc
@@ -42,7 +42,8 @@ SCHEDULE_FIELDS = (
 )
 _TERMINAL = [s.value for s in TERMINAL_RUN_STATUSES]
 # The scheduler's question, in the words of the partial index ix_schedule_due.
-_ENABLED = text("schedule.enabled = 1")
+# ``schedule.enabled = 1`` on SQLite (the words of ix_schedule_due), ``= true`` on PostgreSQL.
+_ENABLED = col(Schedule.enabled) == true()
 
 InputPreparer = Callable[[dict[str, Any] | None, dict[str, Any]], dict[str, Any]]
 
@@ -193,6 +194,9 @@ def fire_due_schedules(
         .where(_ENABLED, col(Schedule.next_fire_at) <= now)
         .order_by(col(Schedule.next_fire_at))
         .limit(limit)
+        # PostgreSQL: a schedule is fired by the one tick that locked it; a second
+        # scheduler passes over it rather than wait and roll back on its fire's key.
+        .with_for_update(skip_locked=True)
     ).all()
     fired = skipped = 0
     # Rows every fire of this tick reads again (one transaction: they cannot change).

@@ -7,6 +7,7 @@ from sqlalchemy import Table, bindparam, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
+from minitower_shared.db import serialize
 from minitower_shared.models import Environment, Team, TeamToken
 from minitower_shared.states import TokenRole
 
@@ -176,9 +177,13 @@ def revoke_token(session: Session, token: TeamToken, now: datetime) -> TeamToken
 
 
 def get_or_create_environment(session: Session, team_id: int, name: str) -> Environment:
-    env = session.exec(
-        select(Environment).where(Environment.team_id == team_id, Environment.name == name)
-    ).first()
+    query = select(Environment).where(Environment.team_id == team_id, Environment.name == name)
+    env = session.exec(query).first()
+    if env is None:
+        # Looked up again under the lock (PostgreSQL): two first runs of a new
+        # environment must not both insert it.
+        serialize(session, f"environment:{team_id}:{name}")
+        env = session.exec(query).first()
     if env is None:
         env = Environment(team_id=team_id, name=name)
         session.add(env)

@@ -307,6 +307,8 @@ def claim_due(session: Session, now: datetime, *, hold: timedelta, limit: int) -
         )
         .order_by(col(WebhookDelivery.next_attempt_at))
         .limit(limit)
+        # PostgreSQL: two loops claim different rows instead of waiting on each other's.
+        .with_for_update(skip_locked=True)
     ).all()
     claims = []
     for delivery_id in due:

@@ -5,21 +5,19 @@ team's rows. Teams read their own through GET /api/v1/audit."""
 import json
 from pathlib import Path
 
-from minitower_api.maintenance import MaintenanceError
+from minitower_api.maintenance import MaintenanceError, open_engine
 from minitower_shared.clock import rfc3339
-from minitower_shared.db import create_db_engine, read_session
+from minitower_shared.db import read_session
 from minitower_shared.models import AuditEvent
 from minitower_shared.store import audit as audit_store
 from minitower_shared.store import teams as team_store
 
 
 def audit_events(
-    db_path: Path, *, team: str | None, action: str | None, limit: int, busy_timeout: float
+    database: str | Path, *, team: str | None, action: str | None, limit: int, busy_timeout: float
 ) -> list[AuditEvent]:
     """Newest first: the rows of team ``team`` (a slug), or those without a team."""
-    if not db_path.exists():
-        raise MaintenanceError(f"database {db_path} does not exist")
-    engine = create_db_engine(db_path, pool_size=1, busy_timeout=busy_timeout)
+    engine = open_engine(database, busy_timeout=busy_timeout)
     try:
         with read_session(engine) as session:
             team_id = None

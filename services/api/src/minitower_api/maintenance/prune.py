@@ -27,10 +27,10 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from minitower_api.maintenance import MaintenanceError
+from minitower_api.maintenance import MaintenanceError, open_engine, sqlite_file
 from minitower_api.maintenance.files import tree_files
 from minitower_shared.clock import rfc3339, utcnow
-from minitower_shared.db import create_db_engine, read_session, write_session
+from minitower_shared.db import read_session, write_session
 from minitower_shared.store import audit as audit_store
 from minitower_shared.store import maintenance as store
 from minitower_shared.store import webhooks as webhook_store
@@ -175,7 +175,7 @@ def vacuum(db_path: Path) -> tuple[int, int]:
 
 
 def prune(
-    db_path: Path,
+    database: str | Path,
     objects_dir: Path,
     *,
     older_than: timedelta,
@@ -184,13 +184,19 @@ def prune(
     now: datetime | None = None,
     audit_retention: timedelta = timedelta(days=365),
 ) -> PruneReport:
-    if not db_path.is_file():
-        raise MaintenanceError(f"database {db_path} does not exist (check MINITOWER_DB_PATH)")
+    if isinstance(database, Path) and not database.is_file():
+        raise MaintenanceError(f"database {database} does not exist (check MINITOWER_DB_PATH)")
+    # Checked first: a refusal after the deletes would read as a failed prune.
+    vacuum_file = (
+        sqlite_file(database, "--vacuum", "autovacuum reuses the space; VACUUM FULL returns it")
+        if vacuum_after and not dry_run
+        else None
+    )
     now = now or utcnow()
     report = PruneReport(
         cutoff=now - older_than, dry_run=dry_run, audit_cutoff=now - audit_retention
     )
-    engine = create_db_engine(db_path, pool_size=1)
+    engine = open_engine(database)
     try:
         prune_logs(engine, report)
         prune_webhook_history(engine, report)
@@ -198,8 +204,8 @@ def prune(
         prune_audit(engine, report)
     finally:
         engine.dispose()
-    if vacuum_after and not dry_run:
-        report.vacuum = vacuum(db_path)
+    if vacuum_file is not None:
+        report.vacuum = vacuum(vacuum_file)
     return report
 
 

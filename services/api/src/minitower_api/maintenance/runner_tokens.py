@@ -12,8 +12,8 @@ keeps its id and so the lease of a run in flight. A runner that does not hold it
 from dataclasses import dataclass
 from pathlib import Path
 
-from minitower_api.maintenance import MaintenanceError
-from minitower_shared.db import create_db_engine, write_session
+from minitower_api.maintenance import open_engine
+from minitower_shared.db import write_session
 from minitower_shared.store import audit
 from minitower_shared.store import runners as runner_store
 from minitower_shared.store.audit import AuditObject
@@ -27,12 +27,10 @@ class Revoked:
 
 
 def revoke_runner_tokens(
-    db_path: Path, names: list[str] | None, *, busy_timeout: float
+    database: str | Path, names: list[str] | None, *, busy_timeout: float
 ) -> list[Revoked]:
     """Revoke the tokens of the runners named (every runner for None)."""
-    if not db_path.exists():
-        raise MaintenanceError(f"database {db_path} does not exist")
-    engine = create_db_engine(db_path, pool_size=1, busy_timeout=busy_timeout)
+    engine = open_engine(database, busy_timeout=busy_timeout)
     try:
         with write_session(engine) as session:
             runners = runner_store.revoke_runner_tokens(session, names)

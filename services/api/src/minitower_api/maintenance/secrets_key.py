@@ -8,24 +8,27 @@ keys can then be dropped from the setting."""
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from minitower_api.maintenance import MaintenanceError
+from minitower_api.maintenance import MaintenanceError, open_engine
 from minitower_shared.db import create_db_engine, read_session, write_session
 from minitower_shared.secret_box import SecretBox, SecretRef, UndecryptableSecret
 from minitower_shared.store import secrets as secret_store
 
 
-def startup_problem(db_path: Path, box: SecretBox | None, *, busy_timeout: float) -> str | None:
+def startup_problem(
+    database: str | Path, box: SecretBox | None, *, busy_timeout: float
+) -> str | None:
     """Why the API must not start with this key, or None. A database without the table
     (not migrated yet) holds no secrets."""
-    if not db_path.exists():
+    if isinstance(database, Path) and not database.exists():
         return None
-    engine = create_db_engine(db_path, pool_size=1, busy_timeout=busy_timeout)
+    engine = create_db_engine(database, pool_size=1, busy_timeout=busy_timeout)
     try:
         with read_session(engine) as session:
             row = secret_store.any_secret(session)
-    except OperationalError:
+    # No such table: OperationalError on SQLite, ProgrammingError on PostgreSQL.
+    except (OperationalError, ProgrammingError):
         return None
     finally:
         engine.dispose()
@@ -52,12 +55,10 @@ class Rotation:
     current: int
 
 
-def rotate(db_path: Path, box: SecretBox, *, busy_timeout: float) -> Rotation:
+def rotate(database: str | Path, box: SecretBox, *, busy_timeout: float) -> Rotation:
     """Every row under the first key; rows already under it are left alone (so running it
     again changes nothing). Fails, changing nothing, when a row does not decrypt."""
-    if not db_path.exists():
-        raise MaintenanceError(f"database {db_path} does not exist")
-    engine = create_db_engine(db_path, pool_size=1, busy_timeout=busy_timeout)
+    engine = open_engine(database, busy_timeout=busy_timeout)
     rotated = current = 0
     try:
         with write_session(engine) as session:

@@ -4,10 +4,8 @@ or only to runners bound to the team."""
 
 from pathlib import Path
 
-from sqlalchemy import Engine
-
-from minitower_api.maintenance import MaintenanceError
-from minitower_shared.db import create_db_engine, read_session, write_session
+from minitower_api.maintenance import MaintenanceError, open_engine
+from minitower_shared.db import read_session, write_session
 from minitower_shared.store import audit
 from minitower_shared.store import runner_registration as registration_store
 from minitower_shared.store import teams as team_store
@@ -15,15 +13,9 @@ from minitower_shared.store.audit import AuditObject
 from minitower_shared.store.runner_registration import SharedRunnersVerdict
 
 
-def _engine_for(db_path: Path, busy_timeout: float) -> Engine:
-    if not db_path.exists():
-        raise MaintenanceError(f"database {db_path} does not exist")
-    return create_db_engine(db_path, pool_size=1, busy_timeout=busy_timeout)
-
-
-def set_shared_runners(db_path: Path, slug: str, allow: bool, *, busy_timeout: float) -> str:
+def set_shared_runners(database: str | Path, slug: str, allow: bool, *, busy_timeout: float) -> str:
     """Set the flag; returns the line to print."""
-    engine = _engine_for(db_path, busy_timeout)
+    engine = open_engine(database, busy_timeout=busy_timeout)
     try:
         with write_session(engine) as session:
             outcome = registration_store.set_allow_shared_runners(session, slug, allow)
@@ -47,8 +39,8 @@ def set_shared_runners(db_path: Path, slug: str, allow: bool, *, busy_timeout: f
     return f"team {slug}: shared runners {state}"
 
 
-def show_shared_runners(db_path: Path, slug: str, *, busy_timeout: float) -> str:
-    engine = _engine_for(db_path, busy_timeout)
+def show_shared_runners(database: str | Path, slug: str, *, busy_timeout: float) -> str:
+    engine = open_engine(database, busy_timeout=busy_timeout)
     try:
         with read_session(engine) as session:
             team = team_store.get_team_by_slug(session, slug)

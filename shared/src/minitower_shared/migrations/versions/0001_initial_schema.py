@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from minitower_shared.dialect import INT64, partial_where
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -20,7 +22,7 @@ def upgrade() -> None:
 
     op.create_table(
         "runner",
-        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("id", INT64, nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("environment", sa.String(length=64), nullable=False),
         sa.Column("labels", sa.JSON(), nullable=False),
@@ -34,7 +36,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "team",
-        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("id", INT64, nullable=False),
         sa.Column("slug", sa.String(length=32), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -43,8 +45,8 @@ def upgrade() -> None:
     )
     op.create_table(
         "app",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("team_id", sa.Integer(), nullable=False),
+        sa.Column("id", INT64, nullable=False),
+        sa.Column("team_id", INT64, nullable=False),
         sa.Column("slug", sa.String(length=32), nullable=False),
         sa.Column("description", sa.String(length=2000), nullable=False),
         sa.Column("disabled", sa.Boolean(), nullable=False),
@@ -59,8 +61,8 @@ def upgrade() -> None:
     )
     op.create_table(
         "environment",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("team_id", sa.Integer(), nullable=False),
+        sa.Column("id", INT64, nullable=False),
+        sa.Column("team_id", INT64, nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -72,8 +74,8 @@ def upgrade() -> None:
     )
     op.create_table(
         "team_token",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("team_id", sa.Integer(), nullable=False),
+        sa.Column("id", INT64, nullable=False),
+        sa.Column("team_id", INT64, nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=False),
@@ -92,14 +94,14 @@ def upgrade() -> None:
 
     op.create_table(
         "app_version",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("app_id", sa.Integer(), nullable=False),
-        sa.Column("version_no", sa.Integer(), nullable=False),
+        sa.Column("id", INT64, nullable=False),
+        sa.Column("app_id", INT64, nullable=False),
+        sa.Column("version_no", INT64, nullable=False),
         sa.Column("artifact_object_key", sa.String(length=200), nullable=False),
         sa.Column("artifact_sha256", sa.String(length=64), nullable=False),
-        sa.Column("artifact_size", sa.Integer(), nullable=False),
+        sa.Column("artifact_size", INT64, nullable=False),
         sa.Column("entrypoint", sa.String(length=500), nullable=False),
-        sa.Column("timeout_seconds", sa.Integer(), nullable=False),
+        sa.Column("timeout_seconds", INT64, nullable=False),
         sa.Column("params_schema", sa.JSON(), nullable=True),
         sa.Column("import_paths", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -117,23 +119,23 @@ def upgrade() -> None:
 
     op.create_table(
         "run",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("team_id", sa.Integer(), nullable=False),
-        sa.Column("app_id", sa.Integer(), nullable=False),
-        sa.Column("environment_id", sa.Integer(), nullable=False),
+        sa.Column("id", INT64, nullable=False),
+        sa.Column("team_id", INT64, nullable=False),
+        sa.Column("app_id", INT64, nullable=False),
+        sa.Column("environment_id", INT64, nullable=False),
         sa.Column("environment", sa.String(length=64), nullable=False),
-        sa.Column("app_version_id", sa.Integer(), nullable=False),
-        sa.Column("run_no", sa.Integer(), nullable=False),
+        sa.Column("app_version_id", INT64, nullable=False),
+        sa.Column("run_no", INT64, nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("input", sa.JSON(), nullable=False),
-        sa.Column("priority", sa.Integer(), nullable=False),
-        sa.Column("max_retries", sa.Integer(), nullable=False),
-        sa.Column("retry_count", sa.Integer(), nullable=False),
+        sa.Column("priority", INT64, nullable=False),
+        sa.Column("max_retries", INT64, nullable=False),
+        sa.Column("retry_count", INT64, nullable=False),
         sa.Column("cancel_requested", sa.Boolean(), nullable=False),
         sa.Column("queued_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("exit_code", sa.Integer(), nullable=True),
+        sa.Column("exit_code", INT64, nullable=True),
         sa.Column("error_message", sa.String(), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -160,17 +162,17 @@ def upgrade() -> None:
             "ix_run_queue",
             ["environment", sa.literal_column("priority DESC"), "queued_at", "id"],
             unique=False,
-            sqlite_where=sa.text("status = 'queued'"),
+            **partial_where("status = 'queued'"),
         )
         batch_op.create_index("ix_run_team_id", ["team_id", "id"], unique=False)
 
     op.create_table(
         "idempotency_key",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("team_id", sa.Integer(), nullable=False),
-        sa.Column("app_id", sa.Integer(), nullable=False),
+        sa.Column("id", INT64, nullable=False),
+        sa.Column("team_id", INT64, nullable=False),
+        sa.Column("app_id", INT64, nullable=False),
         sa.Column("key", sa.String(length=200), nullable=False),
-        sa.Column("run_id", sa.Integer(), nullable=False),
+        sa.Column("run_id", INT64, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["app_id"],
@@ -194,15 +196,15 @@ def upgrade() -> None:
 
     op.create_table(
         "run_attempt",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("run_id", sa.Integer(), nullable=False),
-        sa.Column("runner_id", sa.Integer(), nullable=False),
-        sa.Column("attempt_no", sa.Integer(), nullable=False),
+        sa.Column("id", INT64, nullable=False),
+        sa.Column("run_id", INT64, nullable=False),
+        sa.Column("runner_id", INT64, nullable=False),
+        sa.Column("attempt_no", INT64, nullable=False),
         sa.Column("lease_token_hash", sa.String(length=64), nullable=False),
         sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("reported_status", sa.String(length=16), nullable=True),
-        sa.Column("exit_code", sa.Integer(), nullable=True),
+        sa.Column("exit_code", INT64, nullable=True),
         sa.Column("error_message", sa.String(), nullable=True),
         sa.Column("leased_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
@@ -224,27 +226,27 @@ def upgrade() -> None:
             "ix_attempt_active_expiry",
             ["lease_expires_at"],
             unique=False,
-            sqlite_where=sa.text("status IN ('leased', 'running', 'cancelling')"),
+            **partial_where("status IN ('leased', 'running', 'cancelling')"),
         )
         batch_op.create_index(batch_op.f("ix_run_attempt_runner_id"), ["runner_id"], unique=False)
         batch_op.create_index(
             "ux_attempt_active_run",
             ["run_id"],
             unique=True,
-            sqlite_where=sa.text("status IN ('leased', 'running', 'cancelling')"),
+            **partial_where("status IN ('leased', 'running', 'cancelling')"),
         )
         batch_op.create_index(
             "ux_attempt_active_runner",
             ["runner_id"],
             unique=True,
-            sqlite_where=sa.text("status IN ('leased', 'running', 'cancelling')"),
+            **partial_where("status IN ('leased', 'running', 'cancelling')"),
         )
 
     op.create_table(
         "run_log",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("attempt_id", sa.Integer(), nullable=False),
-        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("id", INT64, nullable=False),
+        sa.Column("attempt_id", INT64, nullable=False),
+        sa.Column("seq", INT64, nullable=False),
         sa.Column("stream", sa.String(length=8), nullable=False),
         sa.Column("line", sa.String(), nullable=False),
         sa.Column("logged_at", sa.DateTime(timezone=True), nullable=False),

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from minitower_shared.dialect import INT64
+
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
@@ -22,12 +24,12 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("last_pass_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_pass_duration_ms", sa.Float(), nullable=False),
-        sa.Column("passes", sa.Integer(), nullable=False),
-        sa.Column("leases_expired", sa.Integer(), nullable=False),
-        sa.Column("runs_retried", sa.Integer(), nullable=False),
-        sa.Column("runs_buried", sa.Integer(), nullable=False),
-        sa.Column("runs_cancelled", sa.Integer(), nullable=False),
-        sa.Column("runners_marked_offline", sa.Integer(), nullable=False),
+        sa.Column("passes", INT64, nullable=False),
+        sa.Column("leases_expired", INT64, nullable=False),
+        sa.Column("runs_retried", INT64, nullable=False),
+        sa.Column("runs_buried", INT64, nullable=False),
+        sa.Column("runs_cancelled", INT64, nullable=False),
+        sa.Column("runners_marked_offline", INT64, nullable=False),
         sa.PrimaryKeyConstraint("name"),
     )
 

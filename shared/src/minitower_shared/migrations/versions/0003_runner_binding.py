@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from minitower_shared.dialect import INT64
+
 revision: str = "0003_runner_binding"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
@@ -21,18 +23,18 @@ def upgrade() -> None:
     with op.batch_alter_table("team") as batch:
         batch.add_column(
             sa.Column(
-                "allow_shared_runners", sa.Boolean(), nullable=False, server_default=sa.text("1")
+                "allow_shared_runners", sa.Boolean(), nullable=False, server_default=sa.true()
             )
         )
     # Every existing runner registered with the operator's token: shared (team_id null).
     with op.batch_alter_table("runner") as batch:
-        batch.add_column(sa.Column("team_id", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("team_id", INT64, nullable=True))
         batch.create_foreign_key("fk_runner_team_id_team", "team", ["team_id"], ["id"])
         batch.create_index("ix_runner_team_id", ["team_id"], unique=False)
     op.create_table(
         "runner_registration_token",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("team_id", sa.Integer(), nullable=False),
+        sa.Column("id", INT64, nullable=False),
+        sa.Column("team_id", INT64, nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),

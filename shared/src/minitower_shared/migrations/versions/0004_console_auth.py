@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from minitower_shared.dialect import INT64
+
 revision: str = "0004_console_auth"
 down_revision: str | None = "0003_runner_binding"
 branch_labels: str | Sequence[str] | None = None
@@ -18,13 +20,13 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.add_column("team", sa.Column("password_hash", sa.String(length=200), nullable=True))
-    op.add_column("run", sa.Column("rerun_of", sa.Integer(), nullable=True))
+    op.add_column("run", sa.Column("rerun_of", INT64, nullable=True))
     op.create_table(
         "console_session",
-        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("id", INT64, nullable=False),
         sa.Column("session_hash", sa.String(length=64), nullable=False),
-        sa.Column("team_id", sa.Integer(), nullable=False),
-        sa.Column("token_id", sa.Integer(), nullable=False),
+        sa.Column("team_id", INT64, nullable=False),
+        sa.Column("token_id", INT64, nullable=False),
         sa.Column("owns_token", sa.Boolean(), nullable=False),
         sa.Column("csrf_secret", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),

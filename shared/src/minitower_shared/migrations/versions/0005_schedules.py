@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from minitower_shared.dialect import INT64, partial_where
+
 revision: str = "0005_schedules"
 down_revision: str | None = "0004_console_auth"
 branch_labels: str | Sequence[str] | None = None
@@ -17,21 +19,25 @@ depends_on: str | Sequence[str] | None = None
 
 _LIVE_RUN = sa.text("status IN ('leased', 'running', 'cancelling')")
 _DELAYED_RUN = sa.text("status = 'queued' AND delayed = 1")
+_LIVE_RUN_WHERE = partial_where("status IN ('leased', 'running', 'cancelling')")
+_DELAYED_RUN_WHERE = partial_where(
+    "status = 'queued' AND delayed = 1", postgresql_condition="status = 'queued' AND delayed"
+)
 
 
 def upgrade() -> None:
     op.create_table(
         "schedule",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("team_id", sa.Integer(), nullable=False),
-        sa.Column("app_id", sa.Integer(), nullable=False),
+        sa.Column("id", INT64, nullable=False),
+        sa.Column("team_id", INT64, nullable=False),
+        sa.Column("app_id", INT64, nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("cron", sa.String(length=200), nullable=False),
         sa.Column("timezone", sa.String(length=64), nullable=False),
         sa.Column("input", sa.JSON(), nullable=False),
-        sa.Column("version_no", sa.Integer(), nullable=True),
+        sa.Column("version_no", INT64, nullable=True),
         sa.Column("environment", sa.String(length=64), nullable=False),
-        sa.Column("priority", sa.Integer(), nullable=False),
+        sa.Column("priority", INT64, nullable=False),
         sa.Column("retry", sa.JSON(), nullable=False),
         sa.Column("overlap", sa.String(length=8), nullable=False),
         sa.Column("catchup", sa.String(length=8), nullable=False),
@@ -47,18 +53,21 @@ def upgrade() -> None:
     with op.batch_alter_table("schedule", schema=None) as batch_op:
         batch_op.create_index("ix_schedule_app", ["app_id", "id"], unique=False)
         batch_op.create_index(
-            "ix_schedule_due", ["next_fire_at"], unique=False, sqlite_where=sa.text("enabled = 1")
+            "ix_schedule_due",
+            ["next_fire_at"],
+            unique=False,
+            **partial_where("enabled = 1", postgresql_condition="enabled"),
         )
         batch_op.create_index(
-            "ux_schedule_name", ["app_id", "name"], unique=True, sqlite_where=sa.text("name != ''")
+            "ux_schedule_name", ["app_id", "name"], unique=True, **partial_where("name != ''")
         )
     op.create_table(
         "schedule_fire",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("schedule_id", sa.Integer(), nullable=False),
+        sa.Column("id", INT64, nullable=False),
+        sa.Column("schedule_id", INT64, nullable=False),
         sa.Column("scheduled_for", sa.DateTime(timezone=True), nullable=False),
         sa.Column("outcome", sa.String(length=8), nullable=False),
-        sa.Column("run_id", sa.Integer(), nullable=True),
+        sa.Column("run_id", INT64, nullable=True),
         sa.Column("reason", sa.String(length=500), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["schedule_id"], ["schedule.id"]),
@@ -70,15 +79,15 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("last_tick_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_tick_duration_ms", sa.Float(), nullable=False),
-        sa.Column("ticks", sa.Integer(), nullable=False),
-        sa.Column("runs_fired", sa.Integer(), nullable=False),
-        sa.Column("fires_skipped", sa.Integer(), nullable=False),
+        sa.Column("ticks", INT64, nullable=False),
+        sa.Column("runs_fired", INT64, nullable=False),
+        sa.Column("fires_skipped", INT64, nullable=False),
         sa.PrimaryKeyConstraint("name"),
     )
     with op.batch_alter_table("environment", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("max_concurrent_runs", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("max_concurrent_runs", INT64, nullable=True))
     with op.batch_alter_table("app", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("max_concurrent_runs", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("max_concurrent_runs", INT64, nullable=True))
     with op.batch_alter_table("app_version", schema=None) as batch_op:
         batch_op.add_column(sa.Column("retry_policy", sa.JSON(), nullable=True))
     with op.batch_alter_table("run", schema=None) as batch_op:
@@ -96,11 +105,11 @@ def upgrade() -> None:
         )
         batch_op.add_column(sa.Column("not_before", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(
-            sa.Column("delayed", sa.Boolean(), nullable=False, server_default=sa.text("0"))
+            sa.Column("delayed", sa.Boolean(), nullable=False, server_default=sa.false())
         )
-        batch_op.add_column(sa.Column("schedule_id", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("schedule_id", INT64, nullable=True))
         batch_op.add_column(sa.Column("scheduled_for", sa.DateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column("after_run_id", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("after_run_id", INT64, nullable=True))
     # Outside the batch: a batch that copies the table cannot rebuild a DESC index.
     op.drop_index("ix_run_queue", table_name="run", sqlite_where=sa.text("status = 'queued'"))
     op.create_index(
@@ -115,15 +124,13 @@ def upgrade() -> None:
             "id",
         ],
         unique=False,
-        sqlite_where=sa.text("status = 'queued'"),
+        **partial_where("status = 'queued'"),
     )
     op.create_index("ix_run_schedule", "run", ["schedule_id", "id"], unique=False)
     op.create_index(
-        "ix_run_live", "run", ["app_id", "environment_id"], unique=False, sqlite_where=_LIVE_RUN
+        "ix_run_live", "run", ["app_id", "environment_id"], unique=False, **_LIVE_RUN_WHERE
     )
-    op.create_index(
-        "ix_run_delayed", "run", ["not_before"], unique=False, sqlite_where=_DELAYED_RUN
-    )
+    op.create_index("ix_run_delayed", "run", ["not_before"], unique=False, **_DELAYED_RUN_WHERE)
 
 
 def downgrade() -> None:
@@ -136,7 +143,7 @@ def downgrade() -> None:
         "run",
         ["environment", sa.literal_column("priority DESC"), "queued_at", "id"],
         unique=False,
-        sqlite_where=sa.text("status = 'queued'"),
+        **partial_where("status = 'queued'"),
     )
     # Plain ALTER TABLE DROP COLUMN (SQLite 3.35+): a batch would copy the tables, and
     # dropping the old copy of a table other rows point at fails with foreign keys on.

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from minitower_shared.dialect import INT64
+
 revision: str = "0006_secrets"
 down_revision: str | None = "0005_schedules"
 branch_labels: str | Sequence[str] | None = None
@@ -19,12 +21,12 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "secret",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("team_id", sa.Integer(), nullable=False),
+        sa.Column("id", INT64, nullable=False),
+        sa.Column("team_id", INT64, nullable=False),
         sa.Column("environment", sa.String(length=64), nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("ciphertext", sa.String(), nullable=False),
-        sa.Column("set_by_token_id", sa.Integer(), nullable=True),
+        sa.Column("set_by_token_id", INT64, nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["team_id"], ["team.id"]),
@@ -34,7 +36,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "app_version_secrets",
-        sa.Column("app_version_id", sa.Integer(), nullable=False),
+        sa.Column("app_version_id", INT64, nullable=False),
         sa.Column("names", sa.JSON(), nullable=False),
         sa.ForeignKeyConstraint(["app_version_id"], ["app_version.id"]),
         sa.PrimaryKeyConstraint("app_version_id"),

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from minitower_shared.dialect import INT64, partial_where
+
 revision: str = "0007_webhooks"
 down_revision: str | None = "0006_secrets"
 branch_labels: str | Sequence[str] | None = None
@@ -19,9 +21,9 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "webhook_event",
-        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("id", INT64, nullable=False),
         sa.Column("public_id", sa.String(length=40), nullable=False),
-        sa.Column("team_id", sa.Integer(), nullable=False),
+        sa.Column("team_id", INT64, nullable=False),
         sa.Column("type", sa.String(length=32), nullable=False),
         sa.Column("payload", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -34,9 +36,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "webhook",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("team_id", sa.Integer(), nullable=False),
-        sa.Column("app_id", sa.Integer(), nullable=True),
+        sa.Column("id", INT64, nullable=False),
+        sa.Column("team_id", INT64, nullable=False),
+        sa.Column("app_id", INT64, nullable=True),
         sa.Column("url", sa.String(length=2048), nullable=False),
         sa.Column("events", sa.JSON(), nullable=False),
         sa.Column("secret", sa.String(length=200), nullable=False),
@@ -59,15 +61,15 @@ def upgrade() -> None:
 
     op.create_table(
         "webhook_delivery",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("webhook_id", sa.Integer(), nullable=False),
-        sa.Column("event_id", sa.Integer(), nullable=False),
+        sa.Column("id", INT64, nullable=False),
+        sa.Column("webhook_id", INT64, nullable=False),
+        sa.Column("event_id", INT64, nullable=False),
         sa.Column("status", sa.String(length=10), nullable=False),
-        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("attempts", INT64, nullable=False),
         sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("claim_token", sa.String(length=40), nullable=True),
-        sa.Column("last_status_code", sa.Integer(), nullable=True),
+        sa.Column("last_status_code", INT64, nullable=True),
         sa.Column("last_error", sa.String(length=500), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
@@ -86,19 +88,19 @@ def upgrade() -> None:
             "ix_webhook_delivery_due",
             ["next_attempt_at"],
             unique=False,
-            sqlite_where=sa.text("status = 'pending'"),
+            **partial_where("status = 'pending'"),
         )
         batch_op.create_index("ix_webhook_delivery_webhook", ["webhook_id", "id"], unique=False)
 
     op.create_table(
         "webhook_attempt",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("delivery_id", sa.Integer(), nullable=False),
-        sa.Column("webhook_id", sa.Integer(), nullable=False),
-        sa.Column("attempt_no", sa.Integer(), nullable=False),
+        sa.Column("id", INT64, nullable=False),
+        sa.Column("delivery_id", INT64, nullable=False),
+        sa.Column("webhook_id", INT64, nullable=False),
+        sa.Column("attempt_no", INT64, nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("duration_ms", sa.Float(), nullable=False),
-        sa.Column("status_code", sa.Integer(), nullable=True),
+        sa.Column("status_code", INT64, nullable=True),
         sa.Column("error", sa.String(length=500), nullable=True),
         sa.Column("succeeded", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(

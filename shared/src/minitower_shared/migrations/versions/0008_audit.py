@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from minitower_shared.dialect import INT64
+
 revision: str = "0008_audit"
 down_revision: str | None = "0007_webhooks"
 branch_labels: str | Sequence[str] | None = None
@@ -19,11 +21,11 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "audit_event",
-        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("id", INT64, nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("team_id", sa.Integer(), nullable=True),
+        sa.Column("team_id", INT64, nullable=True),
         sa.Column("actor_kind", sa.String(length=32), nullable=False),
-        sa.Column("actor_token_id", sa.Integer(), nullable=True),
+        sa.Column("actor_token_id", INT64, nullable=True),
         sa.Column("actor_name", sa.String(length=200), nullable=False),
         sa.Column("action", sa.String(length=64), nullable=False),
         sa.Column("object_type", sa.String(length=32), nullable=False),
