@@ -1,17 +1,21 @@
 """Wake long-polling lease calls the moment work arrives.
 
-Runs created through this process notify the signal; everything else that can queue a
-run (the reaper, another API process) is found by the waiters' periodic re-check.
+Runs created through this process notify the signal, and so, on PostgreSQL, do those of
+the other API processes (peer_signals.py); everything else that can queue a run (the
+reaper, the scheduler) is found by the waiters' periodic re-check.
 """
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 
 class QueueSignal:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event: asyncio.Event | None = None
+        # Tells the other API processes of the database, when there are any.
+        self.peers: Callable[[], None] | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -19,6 +23,12 @@ class QueueSignal:
 
     def notify(self) -> None:
         """Safe to call from any thread."""
+        self.notify_here()
+        if self.peers is not None:
+            self.peers()
+
+    def notify_here(self) -> None:
+        """Wake this process's waiters only (what a peer's notification does)."""
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._wake)
 

@@ -23,6 +23,7 @@ from minitower_api.login_attempts import LoginAttempts
 from minitower_api.longpoll import QueueSignal
 from minitower_api.metrics import Metrics, MetricsMiddleware
 from minitower_api.objects import ObjectStore
+from minitower_api.peer_signals import PeerSignals, libpq_conninfo
 from minitower_api.routers import (
     apps,
     audit,
@@ -114,6 +115,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         services.signal.bind(asyncio.get_running_loop())
         _sweep_stale_uploads(services.objects)
         services.run_signals.bind(asyncio.get_running_loop())
+        peers = _peer_signals(services)
         watch = asyncio.create_task(services.follow_watch.run())
         try:
             yield
@@ -121,6 +123,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watch
+            if peers is not None:
+                await asyncio.to_thread(peers.close)
             engine.dispose()
 
     app = MiniTowerApp(
@@ -167,6 +171,22 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _peer_signals(services: Services) -> PeerSignals | None:
+    """On PostgreSQL, where several API processes may share the database: wake-ups to
+    and from them (peer_signals.py)."""
+    if services.engine.dialect.name != "postgresql":
+        return None
+    peers = PeerSignals(
+        libpq_conninfo(services.engine.url),
+        on_queue=services.signal.notify_here,
+        on_run=services.run_signals.notify_here,
+    )
+    services.signal.peers = peers.publish_queue
+    services.run_signals.peers = peers.publish_run
+    peers.start()
+    return peers
 
 
 def _sweep_stale_uploads(objects: ObjectStore) -> None:

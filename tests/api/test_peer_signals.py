@@ -1,0 +1,125 @@
+"""Two API processes on one PostgreSQL database wake each other's waiters at once: a run
+created through one reaches a runner long-polling on the other, and a log line stored
+through one reaches a follower streaming from the other, well before either's periodic
+re-check (set to a minute here). Runs on its own throwaway cluster in every pass."""
+
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.archives import HELLO_TOWERFILE, make_archive
+from tests.support.clients import Lease, RunnerClient, TeamClient, check
+from tests.support.databases import Template
+from tests.support.postgres import available, running_cluster
+from tests.support.processes import LiveApi, start_api
+from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
+
+pytestmark = pytest.mark.skipif(not available(), reason="PostgreSQL 15 is not installed")
+
+# Far longer than any hand-off asserted below: only a notification can explain one.
+SLOW_RECHECK = {"MINITOWER_LEASE_POLL_INTERVAL": "60s", "MINITOWER_FOLLOW_RECHECK_INTERVAL": "60s"}
+HANDOFF_LIMIT = 1.0
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveApi, LiveApi]]:
+    """Two ``minitowerd`` processes over one PostgreSQL database."""
+    folder = tmp_path_factory.mktemp("peers")
+    with running_cluster() as cluster:
+        database = Template.migrate(folder, cluster).copy(folder)
+        env = {
+            "MINITOWER_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN,
+            "MINITOWER_RUNNER_REGISTRATION_TOKEN": REGISTRATION_TOKEN,
+            **SLOW_RECHECK,
+        }
+        first = start_api(_own(folder, "a"), database, env)
+        try:
+            second = start_api(_own(folder, "b"), database, env)
+            try:
+                yield first, second
+            finally:
+                second.stop()
+        finally:
+            first.stop()
+
+
+def _own(folder: Path, name: str) -> Path:
+    path = folder / name
+    path.mkdir()
+    return path
+
+
+@pytest.fixture(scope="module")
+def team_on_a(pair: tuple[LiveApi, LiveApi]) -> Iterator[TeamClient]:
+    with pair[0].client() as http:
+        team = TeamClient.bootstrap(http, "peers", BOOTSTRAP_TOKEN)
+        team.deploy("hello", make_archive({"Towerfile": HELLO_TOWERFILE, "main.py": ""}))
+        yield team
+
+
+def _lease_into(runner: RunnerClient, got: list[tuple[Lease | None, float]]) -> None:
+    """A long poll of 10 s (asking for the attempt to be started); what and when it got."""
+    lease = runner.lease(10, start=True)
+    got.append((lease, time.monotonic()))
+
+
+def test_a_run_created_on_one_api_wakes_a_runner_long_polling_on_another(
+    pair: tuple[LiveApi, LiveApi], team_on_a: TeamClient
+) -> None:
+    with pair[1].client() as http:
+        runner = RunnerClient.register(http, "peer-runner", REGISTRATION_TOKEN)
+        handoffs = []
+        for _ in range(5):
+            got: list[tuple[Lease | None, float]] = []
+            waiter = threading.Thread(target=_lease_into, args=(runner, got))
+            waiter.start()
+            time.sleep(0.3)  # the long poll is waiting on B
+            created_at = time.monotonic()
+            run = team_on_a.create_run("hello")
+            waiter.join(15)
+            ((lease, leased_at),) = got
+            assert lease is not None and lease.run_id == run["run_id"]
+            handoffs.append(leased_at - created_at)
+            check(runner.result(lease, "completed", exit_code=0), 200)
+    assert max(handoffs) < HANDOFF_LIMIT, handoffs
+    print(f"hand-off across API processes, median {statistics.median(handoffs) * 1000:.0f} ms")
+
+
+def test_a_line_stored_through_one_api_reaches_a_follower_on_another(
+    pair: tuple[LiveApi, LiveApi], team_on_a: TeamClient
+) -> None:
+    first, second = pair
+    run = team_on_a.create_run("hello")
+    with first.client() as http_a:
+        runner = RunnerClient.register(http_a, "peer-writer", REGISTRATION_TOKEN)
+        lease = runner.lease(start=True)
+        assert lease is not None and lease.run_id == run["run_id"]
+        seen: list[float] = []
+        headers = {"Authorization": f"Bearer {team_on_a.token}"}
+        path = f"/api/v1/runs/{run['run_id']}/logs/stream"
+
+        def follow() -> None:
+            with (
+                httpx.Client(base_url=second.url, timeout=30) as http_b,
+                http_b.stream("GET", path, headers=headers) as stream,
+            ):
+                for text in stream.iter_lines():
+                    if "across processes" in text:
+                        seen.append(time.monotonic())
+                        return
+
+        follower = threading.Thread(target=follow)
+        follower.start()
+        time.sleep(0.5)  # the follower is connected to B and has read what there was
+        written_at = time.monotonic()
+        line = {"seq": 1, "stream": "stdout", "line": "across processes"}
+        check(runner.logs(lease, [line]), 200)
+        follower.join(15)
+        check(runner.result(lease, "completed", exit_code=0), 200)
+    assert seen, "the follower on B never saw the line written through A"
+    assert seen[0] - written_at < HANDOFF_LIMIT
