@@ -12,11 +12,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from minitower_shared.clock import utcnow
+from minitower_shared.db import announce_queued, create_db_engine, write_session
+from minitower_shared.retry import RetryPolicy
+from minitower_shared.store import runs as run_store
 from tests.support.archives import HELLO_TOWERFILE, make_archive
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
-from tests.support.databases import Template
+from tests.support.databases import Database, Template
 from tests.support.postgres import available, running_cluster
 from tests.support.processes import LiveApi, start_api
+from tests.support.seed import load_app
 from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 
 pytestmark = pytest.mark.skipif(not available(), reason="PostgreSQL 15 is not installed")
@@ -27,25 +32,33 @@ HANDOFF_LIMIT = 1.0
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveApi, LiveApi]]:
+def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    """A migrated PostgreSQL database on a throwaway cluster of this module's own."""
+    folder = tmp_path_factory.mktemp("peers-db")
+    with running_cluster() as cluster:
+        yield Template.migrate(folder, cluster).copy(folder)
+
+
+@pytest.fixture(scope="module")
+def pair(
+    tmp_path_factory: pytest.TempPathFactory, database: Database
+) -> Iterator[tuple[LiveApi, LiveApi]]:
     """Two ``minitowerd`` processes over one PostgreSQL database."""
     folder = tmp_path_factory.mktemp("peers")
-    with running_cluster() as cluster:
-        database = Template.migrate(folder, cluster).copy(folder)
-        env = {
-            "MINITOWER_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN,
-            "MINITOWER_RUNNER_REGISTRATION_TOKEN": REGISTRATION_TOKEN,
-            **SLOW_RECHECK,
-        }
-        first = start_api(_own(folder, "a"), database, env)
+    env = {
+        "MINITOWER_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN,
+        "MINITOWER_RUNNER_REGISTRATION_TOKEN": REGISTRATION_TOKEN,
+        **SLOW_RECHECK,
+    }
+    first = start_api(_own(folder, "a"), database, env)
+    try:
+        second = start_api(_own(folder, "b"), database, env)
         try:
-            second = start_api(_own(folder, "b"), database, env)
-            try:
-                yield first, second
-            finally:
-                second.stop()
+            yield first, second
         finally:
-            first.stop()
+            second.stop()
+    finally:
+        first.stop()
 
 
 def _own(folder: Path, name: str) -> Path:
@@ -123,3 +136,39 @@ def test_a_line_stored_through_one_api_reaches_a_follower_on_another(
         check(runner.result(lease, "completed", exit_code=0), 200)
     assert seen, "the follower on B never saw the line written through A"
     assert seen[0] - written_at < HANDOFF_LIMIT
+
+
+def test_runs_the_scheduler_or_the_reaper_queue_wake_runners_on_every_api(
+    pair: tuple[LiveApi, LiveApi], team_on_a: TeamClient, database: Database
+) -> None:
+    """What the scheduler and the reaper do after queueing runs (announce_queued), done
+    here by hand in a transaction of this process's own."""
+    engine = create_db_engine(database)
+    try:
+        seeded = load_app(engine, team_on_a.team_id, "hello")
+        with pair[1].client() as http:
+            runner = RunnerClient.register(http, "peer-store-runner", REGISTRATION_TOKEN)
+            got: list[tuple[Lease | None, float]] = []
+            waiter = threading.Thread(target=_lease_into, args=(runner, got))
+            waiter.start()
+            time.sleep(0.3)
+            queued_at = time.monotonic()
+            with write_session(engine) as session:
+                run = run_store.create_run(
+                    session,
+                    app=seeded.app,
+                    version=seeded.version,
+                    environment=seeded.environment,
+                    input={},
+                    priority=0,
+                    retry=RetryPolicy(),
+                    now=utcnow(),
+                )
+                announce_queued(session)
+            waiter.join(15)
+            ((lease, leased_at),) = got
+            assert lease is not None and lease.run_id == run.id
+            assert leased_at - queued_at < HANDOFF_LIMIT
+            check(runner.result(lease, "completed", exit_code=0), 200)
+    finally:
+        engine.dispose()

@@ -195,6 +195,20 @@ def serialize(session: Session, *keys: str) -> None:
         session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
 
 
+# The LISTEN/NOTIFY channels of the API processes on one PostgreSQL database
+# (minitower_api.peer_signals): runs queued, and a run's news for its log followers.
+QUEUE_CHANNEL = "minitower_queue"
+RUN_CHANNEL = "minitower_run"
+
+
+def announce_queued(session: Session) -> None:
+    """Once this transaction commits, every API process of the database hears that runs
+    were queued, and its long-polling runners look at once (PostgreSQL). The scheduler
+    and the reaper queue runs too; on SQLite the API's periodic re-check finds them."""
+    if is_postgresql(session):
+        session.execute(select(func.pg_notify(QUEUE_CHANNEL, "store")))
+
+
 _STARTED = "minitower_query_started"
 
 

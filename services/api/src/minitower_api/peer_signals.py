@@ -9,8 +9,9 @@ before: waiters re-check on their own every few seconds.
 
 Sending happens on a thread of its own, never in the caller's: notifications that pile
 up while one is sent go out together, one statement for the lot. A process ignores its
-own notifications (it woke its waiters already). On SQLite there is one API process
-per database, and nothing here runs.
+own notifications (it woke its waiters already). The scheduler and the reaper announce
+the runs they queue on the same channel (``minitower_shared.db.announce_queued``). On
+SQLite there is one API process per database, and nothing here runs.
 """
 
 import logging
@@ -23,10 +24,10 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import URL
 
+from minitower_shared.db import QUEUE_CHANNEL, RUN_CHANNEL
+
 log = logging.getLogger("minitower.api")
 
-QUEUE_CHANNEL = "minitower_queue"
-RUN_CHANNEL = "minitower_run"
 # How long the listener blocks before it looks whether it should stop.
 _LISTEN_TICK = 0.5
 _RECONNECT_MAX = 5.0

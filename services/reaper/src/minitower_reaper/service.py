@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from minitower_shared.clock import utcnow
-from minitower_shared.db import write_session
+from minitower_shared.db import announce_queued, write_session
 from minitower_shared.states import RunStatus
 from minitower_shared.store import lifecycle
 from minitower_shared.store import reaper_passes as pass_store
@@ -57,6 +57,8 @@ def tick(
         idempotency_keys_deleted=run_store.delete_expired_idempotency_keys(session, now=now),
     )
     outcomes = Counter(status for _run_id, status in result.expired)
+    if outcomes[RunStatus.QUEUED]:
+        announce_queued(session)  # retries: runners long-polling anywhere look at once
     pass_store.record_pass(
         session,
         name=name or reaper_name(),

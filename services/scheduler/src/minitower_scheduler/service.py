@@ -19,7 +19,7 @@ from sqlmodel import Session
 from minitower_api.params import prepare_input
 from minitower_scheduler.settings import SchedulerSettings
 from minitower_shared.clock import utcnow
-from minitower_shared.db import read_session, write_session
+from minitower_shared.db import announce_queued, read_session, write_session
 from minitower_shared.store import scheduler_passes as pass_store
 from minitower_shared.store import schedules as schedule_store
 from minitower_shared.store.schedules import FireWork
@@ -47,6 +47,8 @@ def tick(
         prepare_input=prepare_input,
         limit=BATCH,
     )
+    if work.runs_fired:
+        announce_queued(session)
     pass_store.record_tick(
         session,
         name=name or scheduler_name(),
