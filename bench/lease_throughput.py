@@ -115,9 +115,9 @@ class Seeded:
     run_ids: list[int]
 
 
-def seed(db_path: Path, runs: int, environment: str = "default") -> Seeded:
+def seed(database: Path | str, runs: int, environment: str = "default") -> Seeded:
     """Team, token, app, version and ``runs`` queued runs, via the store, one transaction."""
-    engine = create_db_engine(db_path, pool_size=1)
+    engine = create_db_engine(database, pool_size=1)
     try:
         token = new_token(TEAM_TOKEN_PREFIX)
         now = utcnow()
@@ -183,7 +183,8 @@ class Server:
                 self.proc.wait(10)
 
 
-def start_server(workdir: Path, db_path: Path) -> Server:
+def start_server(workdir: Path, database: Path | str, index: int = 0) -> Server:
+    """``minitowerd`` over ``database``: a SQLite file, or a PostgreSQL URL."""
     port = free_port()
     binary = Path(sys.executable).parent / "minitowerd"
     found = str(binary) if binary.exists() else shutil.which("minitowerd")
@@ -191,7 +192,11 @@ def start_server(workdir: Path, db_path: Path) -> Server:
         raise SystemExit("minitowerd is not installed: run `uv sync` in /work/main")
     env = {
         **os.environ,
-        "MINITOWER_DB_PATH": str(db_path),
+        **(
+            {"MINITOWER_DATABASE_URL": database}
+            if isinstance(database, str)
+            else {"MINITOWER_DB_PATH": str(database)}
+        ),
         "MINITOWER_OBJECTS_DIR": str(workdir / "objects"),
         "MINITOWER_LISTEN_ADDR": f"127.0.0.1:{port}",
         "MINITOWER_LOG_LEVEL": "warning",
@@ -199,7 +204,7 @@ def start_server(workdir: Path, db_path: Path) -> Server:
         "MINITOWER_RUNNER_REGISTRATION_TOKEN": REGISTRATION_TOKEN,
         "MINITOWER_LEASE_TTL": str(LEASE_TTL_SECONDS),
     }
-    log_path = workdir / "minitowerd.log"
+    log_path = workdir / f"minitowerd-{index}.log"
     with log_path.open("wb") as log:
         # cwd = workdir, so that no stray .env file is picked up.
         proc = subprocess.Popen([found], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
@@ -382,6 +387,8 @@ class Throughput:
     errors: Counter[str]
     server_cpu: float
     client_cpu: float
+    # Each API process's share of server_cpu (HTTP phase).
+    per_server_cpu: list[float] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -389,7 +396,7 @@ class Throughput:
 
 
 def run_http_phase(
-    server: Server,
+    servers: list[Server],
     tokens: list[str],
     max_cycles: int,
     time_limit: float,
@@ -404,9 +411,9 @@ def run_http_phase(
         barrier: Any = threading.Barrier(parties)
         lock = threading.Lock()
 
-        def target(token: str) -> None:
+        def target(url: str, token: str) -> None:
             try:
-                res = http_worker(server.url, token, per_client, time_limit, barrier, impl, fold)
+                res = http_worker(url, token, per_client, time_limit, barrier, impl, fold)
             except BaseException as exc:
                 res = WorkerResult(ended_at=time.perf_counter())
                 res.errors[f"worker crashed: {exc!r}"] += 1
@@ -414,7 +421,8 @@ def run_http_phase(
                 results.append(res)
 
         workers: list[Any] = [
-            threading.Thread(target=target, args=(t,), daemon=True) for t in tokens
+            threading.Thread(target=target, args=(servers[i % len(servers)].url, t), daemon=True)
+            for i, t in enumerate(tokens)
         ]
     else:
         ctx = mp.get_context("fork")
@@ -423,16 +431,25 @@ def run_http_phase(
         workers = [
             ctx.Process(
                 target=_process_worker,
-                args=(server.url, t, per_client, time_limit, barrier, queue, impl, fold),
+                args=(
+                    servers[i % len(servers)].url,
+                    t,
+                    per_client,
+                    time_limit,
+                    barrier,
+                    queue,
+                    impl,
+                    fold,
+                ),
                 daemon=True,
             )
-            for t in tokens
+            for i, t in enumerate(tokens)
         ]
     for w in workers:
         w.start()
     barrier.wait(60)
     started = time.perf_counter()
-    server_cpu0 = proc_cpu_seconds(server.proc.pid)
+    server_cpu0 = [proc_cpu_seconds(server.proc.pid) for server in servers]
     client_cpu0 = time.process_time()
     if mode == "thread":
         for w in workers:
@@ -444,7 +461,10 @@ def run_http_phase(
         for w in workers:
             w.join(30)
         client_cpu = sum(r.cpu_seconds for r in results)
-    server_cpu = proc_cpu_seconds(server.proc.pid) - server_cpu0
+    per_server = [
+        proc_cpu_seconds(server.proc.pid) - before
+        for server, before in zip(servers, server_cpu0, strict=True)
+    ]
     ended = max((r.ended_at for r in results), default=started)
     merged = WorkerResult()
     for r in results:
@@ -461,8 +481,9 @@ def run_http_phase(
         result=merged.result,
         cycle=merged.cycle,
         errors=merged.errors,
-        server_cpu=server_cpu,
+        server_cpu=sum(per_server),
         client_cpu=client_cpu,
+        per_server_cpu=per_server,
     )
 
 
@@ -477,16 +498,19 @@ class Handoff:
 
 
 def run_handoff_phase(
-    server: Server, team_token: str, repeats: int, wait_seconds: float, delay: float
+    servers: list[Server], team_token: str, repeats: int, wait_seconds: float, delay: float
 ) -> Handoff:
-    runner_token = register_runner(server.url, "bench-handoff", environment="handoff")
+    """The run is created through the first API process; the runner long-polls the last
+    (the same one when there is one)."""
+    creating, polled = servers[0], servers[-1]
+    runner_token = register_runner(polled.url, "bench-handoff", environment="handoff")
     out = Handoff(handoff=[], create=[], errors=Counter())
     with (
         httpx.Client(
-            base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {team_token}"}
+            base_url=creating.url, timeout=30, headers={"Authorization": f"Bearer {team_token}"}
         ) as team,
         httpx.Client(
-            base_url=server.url,
+            base_url=polled.url,
             timeout=wait_seconds + 10,
             headers={"Authorization": f"Bearer {runner_token}"},
         ) as runner,
@@ -716,6 +740,18 @@ def main(argv: list[str] | None = None) -> int:
         help="lease, then start, then result (the protocol before a lease could start its "
         "attempt); by default the lease starts it (start: true) and the cycle is two calls",
     )
+    parser.add_argument(
+        "--database-url",
+        help="an empty PostgreSQL database (postgresql+psycopg://…) for phases 1 and 2 instead "
+        "of a SQLite file; bench/postgres_scaling.py runs the comparison",
+    )
+    parser.add_argument(
+        "--api-processes",
+        type=int,
+        default=1,
+        help="minitowerd processes over the one database (PostgreSQL; runners are spread "
+        "over them, the handoff is created on the first and long-polled on the last)",
+    )
     parser.add_argument("--skip-http", action="store_true", help="skip phase 1")
     parser.add_argument("--skip-handoff", action="store_true", help="skip phase 2")
     parser.add_argument("--skip-inprocess", action="store_true", help="skip phase 3")
@@ -741,31 +777,36 @@ def main(argv: list[str] | None = None) -> int:
         f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (other work skews figures)"
     )
     workdir = Path(tempfile.mkdtemp(prefix="minitower-bench-"))
-    server: Server | None = None
+    servers: list[Server] = []
     rows: list[tuple[str, Throughput]] = []
     over_http: Throughput | None = None
     handoff: Handoff | None = None
     inproc: Throughput | None = None
     try:
         if not (args.skip_http and args.skip_handoff):
-            db_path = workdir / "server.db"
+            database: Path | str = args.database_url or workdir / "server.db"
             t0 = time.perf_counter()
-            upgrade_to_head(db_path)
-            seeded = seed(db_path, 0 if args.skip_http else args.runs)
+            upgrade_to_head(database)
+            seeded = seed(database, 0 if args.skip_http else args.runs)
             print(
                 f"seed: {len(seeded.run_ids)} queued runs written with store.create_run in one "
                 f"transaction before the server started ({time.perf_counter() - t0:.2f} s)"
             )
-            server = start_server(workdir, db_path)
-            print(f"minitowerd pid {server.proc.pid} on {server.url} (log level warning)")
+            for index in range(args.api_processes):
+                servers.append(start_server(workdir, database, index))
+                print(
+                    f"minitowerd pid {servers[-1].proc.pid} on {servers[-1].url} "
+                    "(log level warning)"
+                )
             if not args.skip_http:
                 tokens = [
-                    register_runner(server.url, f"bench-runner-{i}") for i in range(args.clients)
+                    register_runner(servers[i % len(servers)].url, f"bench-runner-{i}")
+                    for i in range(args.clients)
                 ]
                 cycle = "lease -> start -> result" if args.three_calls else "lease+start -> result"
                 print(f"phase 1: HTTP {cycle} ...", flush=True)
                 over_http = run_http_phase(
-                    server,
+                    servers,
                     tokens,
                     args.runs,
                     args.time_limit,
@@ -773,23 +814,26 @@ def main(argv: list[str] | None = None) -> int:
                     args.client_impl,
                     fold=not args.three_calls,
                 )
+                engine = "PostgreSQL" if args.database_url else "SQLite"
                 rows.append(
                     (
-                        f"HTTP, {args.clients} runners, {args.client_impl}/{args.client_mode}",
+                        f"HTTP, {args.clients} runners, {args.client_impl}/{args.client_mode}, "
+                        f"{engine}, {len(servers)} API",
                         over_http,
                     )
                 )
             if not args.skip_handoff:
                 print("phase 2: long-poll handoff ...", flush=True)
                 handoff = run_handoff_phase(
-                    server,
+                    servers,
                     seeded.team_token,
                     args.handoff_repeats,
                     args.wait_seconds,
                     args.handoff_delay,
                 )
-            server.stop()
-            server = None
+            for server in servers:
+                server.stop()
+            servers = []
         if not args.skip_inprocess:
             print("phase 3: in-process store cycle (server stopped) ...", flush=True)
             fold = not args.three_calls
@@ -813,6 +857,9 @@ def main(argv: list[str] | None = None) -> int:
                 f" of {cores} "
                 f"cores busy over {over_http.wall:.1f} s"
             )
+            if len(over_http.per_server_cpu) > 1:
+                shares = ", ".join(f"{cpu / n * 1000:.2f}" for cpu in over_http.per_server_cpu)
+                print(f"  HTTP CPU per API process, ms/cycle: {shares}")
         if handoff is not None:
             print(
                 f"\nLong-poll handoff, {len(handoff.handoff)} samples "
@@ -850,7 +897,7 @@ def main(argv: list[str] | None = None) -> int:
         failed = any(t.errors for _, t in rows) or (handoff is not None and handoff.errors)
         return 1 if failed else 0
     finally:
-        if server is not None:
+        for server in servers:
             server.stop()
         if args.keep:
             print(f"kept {workdir}")
