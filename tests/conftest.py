@@ -31,6 +31,7 @@ from tests.support.exclusive import held
 from tests.support.leftovers import is_xdist_controller, kill_leftover_processes
 from tests.support.postgres import PostgresCluster, running_cluster
 from tests.support.processes import LiveApi, start_api
+from tests.support.rows import Rows
 from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 
 _LOCKS = pytest.StashKey[Path]()
@@ -160,6 +161,14 @@ def database(tmp_path: Path, template_database: Template) -> Iterator[Database]:
 def db_path(database: Database) -> Path:
     """This test's SQLite file, for tests about the file (marked ``sqlite_only``)."""
     return sqlite_file(database)
+
+
+@pytest.fixture
+def rows(database: Database) -> Iterator[Rows]:
+    """The test's rows, read or edited directly on either engine (tests/support/rows.py)."""
+    found = Rows(database)
+    yield found
+    found.close()
 
 
 @pytest.fixture

@@ -1,9 +1,6 @@
 """Runs as a team sees them: create, list, get, attempts, cancel."""
 
-import sqlite3
-from contextlib import closing
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -19,6 +16,7 @@ from tests.support.api_assertions import (
 from tests.support.archives import make_archive
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
 from tests.support.inprocess_api import Sandbox
+from tests.support.rows import Rows
 
 RUN_KEYS = {
     "run_id",
@@ -262,28 +260,23 @@ def test_idempotency_key_replays_even_after_the_run_moved_on(
     assert again["status"] == "completed"
 
 
-def _age_idempotency_keys(db_path: Path, hours: float) -> None:
+def _age_idempotency_keys(rows: Rows, hours: float) -> None:
     """Move every stored key's creation time back, as if ``hours`` had passed."""
-    with closing(sqlite3.connect(db_path)) as db, db:
-        rows = db.execute("SELECT id, created_at FROM idempotency_key").fetchall()
-        assert rows
-        for key_id, created_at in rows:
-            earlier = datetime.fromisoformat(created_at) - timedelta(hours=hours)
-            db.execute(
-                "UPDATE idempotency_key SET created_at = ? WHERE id = ?",
-                (earlier.isoformat(sep=" ", timespec="microseconds"), key_id),
-            )
+    keys = rows.select("idempotency_key")
+    assert keys
+    for key in keys:
+        earlier = key["created_at"] - timedelta(hours=hours)
+        assert rows.update("idempotency_key", {"created_at": earlier}, "id = :id", id=key["id"])
 
 
-@pytest.mark.sqlite_only("reads or edits rows with sqlite3 directly; not ported to PostgreSQL yet")
 def test_idempotency_key_holds_for_24_hours(
-    team: TeamClient, deployed: dict[str, Any], db_path: Path
+    team: TeamClient, deployed: dict[str, Any], rows: Rows
 ) -> None:
     headers = {"Idempotency-Key": "daily"}
     first = check(post_run(team, json={}, headers=headers), 201)
-    _age_idempotency_keys(db_path, 23.9)
+    _age_idempotency_keys(rows, 23.9)
     assert check(post_run(team, json={}, headers=headers), 200)["run_id"] == first["run_id"]
-    _age_idempotency_keys(db_path, 0.2)
+    _age_idempotency_keys(rows, 0.2)
     fresh = check(post_run(team, json={}, headers=headers), 201)
     assert fresh["run_id"] != first["run_id"]
     # The key now names the new run.
