@@ -33,6 +33,12 @@ class Rows:
     def close(self) -> None:
         self.engine.dispose()
 
+    def __enter__(self) -> "Rows":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def select(
         self, table_name: str, where: str = "", order_by: str = "id", **params: Any
     ) -> list[dict[str, Any]]:
@@ -50,6 +56,13 @@ class Rows:
         statement = table(table_name).update().where(text(where).bindparams(**params))
         with self.engine.begin() as conn:
             return int(conn.execute(statement.values(**values)).rowcount)
+
+    def query(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+        """The rows of a statement both engines spell alike, as tuples (untyped: a
+        datetime column reads back as SQLite's text); none for a statement without rows."""
+        with self.engine.begin() as conn:
+            result = conn.execute(text(sql), params)
+            return [tuple(row) for row in result] if result.returns_rows else []
 
     def execute(self, sql: str, **params: Any) -> int:
         """Any statement both engines spell alike; returns the rows it changed."""
