@@ -30,6 +30,7 @@ from tests.support.docker_engine import docker_available, docker_required
 from tests.support.exclusive import held
 from tests.support.leftovers import is_xdist_controller, kill_leftover_processes
 from tests.support.postgres import PostgresCluster, running_cluster
+from tests.support.postgres import available as postgres_available
 from tests.support.processes import LiveApi, start_api
 from tests.support.rows import Rows
 from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
@@ -133,6 +134,22 @@ def postgres_cluster() -> Iterator[PostgresCluster | None]:
     if not ON_POSTGRESQL:
         yield None
         return
+    with running_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def any_postgres_cluster(
+    postgres_cluster: PostgresCluster | None,
+) -> Iterator[PostgresCluster]:
+    """A PostgreSQL cluster in every pass, for the tests about PostgreSQL itself: the
+    session's under MINITOWER_TEST_DATABASE=postgresql, else one of its own, started on
+    first use. Skipped where PostgreSQL is not installed (MINITOWER_TEST_PG_BIN)."""
+    if postgres_cluster is not None:
+        yield postgres_cluster
+        return
+    if not postgres_available():
+        pytest.skip("PostgreSQL is not installed here (scripts/install-postgresql)")
     with running_cluster() as cluster:
         yield cluster
 
