@@ -15,7 +15,8 @@ from tests.support.api_assertions import (
 )
 from tests.support.archives import make_archive
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
-from tests.support.inprocess_api import Sandbox
+from tests.support.concurrency import run_in_threads
+from tests.support.inprocess_api import ClientFactory, Sandbox
 from tests.support.rows import Rows
 
 RUN_KEYS = {
@@ -281,6 +282,30 @@ def test_idempotency_key_holds_for_24_hours(
     assert fresh["run_id"] != first["run_id"]
     # The key now names the new run.
     assert check(post_run(team, json={}, headers=headers), 200)["run_id"] == fresh["run_id"]
+
+
+def test_two_first_uses_of_one_idempotency_key_at_once_make_one_run(
+    team: TeamClient, deployed: dict[str, Any], make_client: ClientFactory
+) -> None:
+    """Two API processes (apps with engines of their own) get the same new key at the
+    same moment: one creates the run (201), the other replays it (200); never a 500 from
+    the key's unique index. Several rounds, each with a key of its own."""
+    apis = [
+        TeamClient(http=make_client(), token=team.token, team_id=team.team_id) for _ in range(2)
+    ]
+    rounds = 8
+    for n in range(rounds):
+        headers = {"Idempotency-Key": f"race-{n}"}
+        answers = run_in_threads(
+            [lambda api=api, h=headers: post_run(api, json={}, headers=h) for api in apis],
+            timeout=60,
+            name="create",
+        )
+        statuses = sorted(answer.status_code for answer in answers)
+        assert statuses == [200, 201], [answer.text for answer in answers]
+        assert answers[0].json()["run_id"] == answers[1].json()["run_id"]
+    created = check(team.get("/api/v1/apps/hello/runs", params={"limit": 100}), 200)
+    assert len(run_ids(created)) == rounds
 
 
 def test_idempotency_keys_are_per_app_and_per_team(
