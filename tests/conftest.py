@@ -30,7 +30,9 @@ from tests.support.docker_engine import docker_available, docker_required
 from tests.support.exclusive import held
 from tests.support.leftovers import is_xdist_controller, kill_leftover_processes
 from tests.support.postgres import PostgresCluster, running_cluster
+from tests.support.postgres import available as postgres_available
 from tests.support.processes import LiveApi, start_api
+from tests.support.rows import Rows
 from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 
 _LOCKS = pytest.StashKey[Path]()
@@ -137,6 +139,22 @@ def postgres_cluster() -> Iterator[PostgresCluster | None]:
 
 
 @pytest.fixture(scope="session")
+def any_postgres_cluster(
+    postgres_cluster: PostgresCluster | None,
+) -> Iterator[PostgresCluster]:
+    """A PostgreSQL cluster in every pass, for the tests about PostgreSQL itself: the
+    session's under MINITOWER_TEST_DATABASE=postgresql, else one of its own, started on
+    first use. Skipped where PostgreSQL is not installed (MINITOWER_TEST_PG_BIN)."""
+    if postgres_cluster is not None:
+        yield postgres_cluster
+        return
+    if not postgres_available():
+        pytest.skip("PostgreSQL is not installed here (scripts/install-postgresql)")
+    with running_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
 def template_database(
     tmp_path_factory: pytest.TempPathFactory,
     migrated_template: Path,
@@ -160,6 +178,14 @@ def database(tmp_path: Path, template_database: Template) -> Iterator[Database]:
 def db_path(database: Database) -> Path:
     """This test's SQLite file, for tests about the file (marked ``sqlite_only``)."""
     return sqlite_file(database)
+
+
+@pytest.fixture
+def rows(database: Database) -> Iterator[Rows]:
+    """The test's rows, read or edited directly on either engine (tests/support/rows.py)."""
+    found = Rows(database)
+    yield found
+    found.close()
 
 
 @pytest.fixture

@@ -66,6 +66,15 @@ def db_path(database: Database) -> Path:
 
 
 @pytest.fixture
+def own_database(tmp_path: Path, template_database: Template) -> Iterator[Database]:
+    """A database of this test's own on the engine under test (not the tier's), for a
+    test that starts its own API over it: a live process, or a restart."""
+    database = template_database.copy(tmp_path)
+    yield database
+    template_database.drop(database)
+
+
+@pytest.fixture
 def client(settings: ApiSettings, session_client: TestClient) -> TestClient:
     """The tier's in-process API (overrides the root fixture), emptied for this test."""
     return session_client

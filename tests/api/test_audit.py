@@ -4,8 +4,6 @@ none; GET /api/v1/audit shows admins their own team's rows only."""
 
 import json
 import re
-import sqlite3
-from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,35 +16,33 @@ from minitower_api.maintenance import prune, runner_tokens, shared_runners
 from minitower_api.settings import ApiSettings
 from tests.support.api_assertions import expect_error, walk_pages
 from tests.support.clients import RunnerClient, TeamClient, check
+from tests.support.databases import Database, database_env
 from tests.support.inprocess_api import ClientFactory
 from tests.support.maintenance import minitowerd
+from tests.support.rows import Rows
 from tests.support.secrets import KEY, delete_secret, put_secret
 from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
-
-pytestmark = pytest.mark.sqlite_only(
-    "reads or edits rows with sqlite3 directly; not ported to PostgreSQL yet"
-)
 
 AUDIT = "/api/v1/audit"
 
 
-def rows(db_path: Path, after_id: int = 0) -> list[dict[str, Any]]:
-    with closing(sqlite3.connect(db_path, timeout=30)) as db:
-        db.row_factory = sqlite3.Row
-        found = db.execute("SELECT * FROM audit_event WHERE id > ? ORDER BY id", (after_id,))
-        return [dict(row) | {"detail": json.loads(row["detail"])} for row in found]
+def audit_rows(rows: Rows, after_id: int = 0) -> list[dict[str, Any]]:
+    """The audit rows after ``after_id``: ``detail`` decoded, ``at`` as text (a row can
+    be searched with ``json.dumps``)."""
+    found = rows.select("audit_event", "id > :after_id", after_id=after_id)
+    return [row | {"at": row["at"].isoformat()} for row in found]
 
 
 class Tail:
     """The rows appended since the last look."""
 
-    def __init__(self, db_path: Path) -> None:
-        self.db_path = db_path
-        existing = rows(db_path)
+    def __init__(self, rows: Rows) -> None:
+        self.rows = rows
+        existing = audit_rows(rows)
         self.last = existing[-1]["id"] if existing else 0
 
     def new(self) -> list[dict[str, Any]]:
-        added = rows(self.db_path, self.last)
+        added = audit_rows(self.rows, self.last)
         if added:
             self.last = added[-1]["id"]
         return added
@@ -70,10 +66,10 @@ def token_id_of(team: TeamClient) -> int:
 
 
 def test_every_team_change_leaves_one_row_naming_its_token(
-    team: TeamClient, db_path: Path, hello_archive: bytes, client: TestClient
+    team: TeamClient, rows: Rows, hello_archive: bytes, client: TestClient
 ) -> None:
     admin_id = token_id_of(team)
-    tail = Tail(db_path)
+    tail = Tail(rows)
     by_admin = {
         "team_id": team.team_id,
         "actor_kind": "token",
@@ -171,10 +167,10 @@ def test_every_team_change_leaves_one_row_naming_its_token(
 
 
 def test_secret_changes_leave_one_row_without_the_value(
-    make_client: ClientFactory, db_path: Path
+    make_client: ClientFactory, rows: Rows
 ) -> None:
     team = TeamClient.bootstrap(make_client(secrets_key=SecretStr(KEY)), "acme", BOOTSTRAP_TOKEN)
-    tail = Tail(db_path)
+    tail = Tail(rows)
     by_admin = {"actor_kind": "token", "actor_token_id": token_id_of(team)}
     value = "postgres://app:audit-s3cr3t@db/app"
     check(put_secret(team, "DB_URL", value, "prod"), 201)
@@ -186,13 +182,13 @@ def test_secret_changes_leave_one_row_without_the_value(
     tail.one("secret.delete", "secret", "prod/DB_URL", **by_admin)
     check(delete_secret(team, "DB_URL", "prod"), 404)
     tail.none()  # nothing was deleted
-    assert not any(value in json.dumps(r) for r in rows(db_path))
+    assert not any(value in json.dumps(r) for r in audit_rows(rows))
 
 
 def test_a_member_token_is_the_actor_of_its_own_changes(
-    team: TeamClient, member: TeamClient, db_path: Path
+    team: TeamClient, member: TeamClient, rows: Rows
 ) -> None:
-    tail = Tail(db_path)
+    tail = Tail(rows)
     member.create_app("etl")
     tail.one(
         "app.create",
@@ -205,9 +201,9 @@ def test_a_member_token_is_the_actor_of_its_own_changes(
 
 
 def test_operator_actions_are_recorded_as_the_operator(
-    client: TestClient, settings: ApiSettings, db_path: Path
+    client: TestClient, database: Database, rows: Rows
 ) -> None:
-    tail = Tail(db_path)
+    tail = Tail(rows)
     team = TeamClient.bootstrap(client, "acme", BOOTSTRAP_TOKEN)
     row = tail.one(
         "team.bootstrap",
@@ -222,19 +218,19 @@ def test_operator_actions_are_recorded_as_the_operator(
     shared = RunnerClient.register(client, "shared-1", REGISTRATION_TOKEN)
     tail.one("runner.register", "runner", shared.runner_id, team_id=None, actor_kind="operator")
 
-    line = shared_runners.set_shared_runners(db_path, "acme", False, busy_timeout=5)
+    line = shared_runners.set_shared_runners(database, "acme", False, busy_timeout=5)
     assert line == "team acme: shared runners denied"
     tail.one("team.shared_runners", "team", team.team_id, team_id=team.team_id)
-    shared_runners.set_shared_runners(db_path, "acme", False, busy_timeout=5)
+    shared_runners.set_shared_runners(database, "acme", False, busy_timeout=5)
     tail.none()  # unchanged: nothing to record
 
-    runner_tokens.revoke_runner_tokens(db_path, ["shared-1"], busy_timeout=5)
+    runner_tokens.revoke_runner_tokens(database, ["shared-1"], busy_timeout=5)
     tail.one("runner.token_revoke", "runner", shared.runner_id, actor_kind="operator")
 
 
-def test_signup_and_password_login_are_recorded(make_client: ClientFactory, db_path: Path) -> None:
+def test_signup_and_password_login_are_recorded(make_client: ClientFactory, rows: Rows) -> None:
     http = make_client(public_signup_enabled=True)
-    tail = Tail(db_path)
+    tail = Tail(rows)
     body = {"slug": "newco", "name": "NewCo", "password": "long-enough-1"}
     signed_up = check(http.post("/api/v1/teams/signup", json=body), 201)
     row = tail.one("team.signup", "team", signed_up["team_id"], actor_kind="password")
@@ -256,10 +252,10 @@ def test_signup_and_password_login_are_recorded(make_client: ClientFactory, db_p
 
 
 def test_refused_changes_leave_no_row(
-    team: TeamClient, member: TeamClient, db_path: Path, hello_archive: bytes
+    team: TeamClient, member: TeamClient, rows: Rows, hello_archive: bytes
 ) -> None:
     team.deploy("hello", hello_archive)
-    tail = Tail(db_path)
+    tail = Tail(rows)
     expect_error(team.post("/api/v1/apps", json={"slug": "hello"}), 409, "slug_taken")
     path = "/api/v1/apps/hello/schedules"
     expect_error(team.post(path, json={"cron": "not a cron"}), 400, "invalid_request")
@@ -293,7 +289,7 @@ def test_only_admins_read_the_log_and_only_their_own_team(
     expect_error(team.http.get(AUDIT), 401, "unauthorized")
 
 
-def test_pages_newest_first_and_filters(team: TeamClient, db_path: Path) -> None:
+def test_pages_newest_first_and_filters(team: TeamClient) -> None:
     for n in range(5):
         team.create_app(f"app-{n}")
     check(team.patch("/api/v1/apps/app-2", json={"disabled": True}), 200)
@@ -334,8 +330,8 @@ def test_pages_newest_first_and_filters(team: TeamClient, db_path: Path) -> None
         assert "error" in response.json()
 
 
-def test_request_id_and_client_address_are_recorded(team: TeamClient, db_path: Path) -> None:
-    tail = Tail(db_path)
+def test_request_id_and_client_address_are_recorded(team: TeamClient, rows: Rows) -> None:
+    tail = Tail(rows)
     check(
         team.post("/api/v1/apps", json={"slug": "hello"}, headers={"X-Request-ID": "req-42"}), 201
     )
@@ -356,13 +352,13 @@ def _console_csrf(client: TestClient, path: str) -> str:
 
 
 def test_console_forms_are_recorded_with_the_sessions_token(
-    make_client: ClientFactory, db_path: Path, hello_archive: bytes
+    make_client: ClientFactory, rows: Rows, hello_archive: bytes
 ) -> None:
     http = make_client()
     team = TeamClient.bootstrap(http, "acme", BOOTSTRAP_TOKEN)
     team.deploy("hello", hello_archive)
     run = team.create_run("hello")
-    tail = Tail(db_path)
+    tail = Tail(rows)
     form_token = _console_csrf(http, "/signin")
     signed_in = http.post(
         "/signin",
@@ -394,28 +390,27 @@ def test_console_forms_are_recorded_with_the_sessions_token(
 
 
 def test_prune_deletes_rows_older_than_the_retention(
-    team: TeamClient, settings: ApiSettings, db_path: Path
+    team: TeamClient, settings: ApiSettings, database: Database, rows: Rows
 ) -> None:
     for n in range(3):
         team.create_app(f"app-{n}")
-    old = (datetime.now(UTC) - timedelta(days=400)).strftime("%Y-%m-%d %H:%M:%S.%f")
-    with closing(sqlite3.connect(db_path, timeout=30)) as db, db:
-        db.execute(
-            "UPDATE audit_event SET at = ? WHERE action = 'team.bootstrap' OR object_id = 'app-0'",
-            (old,),
-        )
-    before = len(rows(db_path))
+    old = datetime.now(UTC) - timedelta(days=400)
+    moved = rows.update(
+        "audit_event", {"at": old}, "action = 'team.bootstrap' OR object_id = 'app-0'"
+    )
+    assert moved == 2
+    before = len(audit_rows(rows))
     dry = prune.prune(
-        db_path,
+        database,
         settings.objects_dir,
         older_than=timedelta(days=30),
         dry_run=True,
         audit_retention=timedelta(days=365),
     )
-    assert dry.audit_rows == 2 and len(rows(db_path)) == before
+    assert dry.audit_rows == 2 and len(audit_rows(rows)) == before
     assert any("would delete 2 audit log rows" in line for line in prune.summary(dry))
     done = prune.prune(
-        db_path,
+        database,
         settings.objects_dir,
         older_than=timedelta(days=30),
         dry_run=False,
@@ -423,15 +418,15 @@ def test_prune_deletes_rows_older_than_the_retention(
     )
     assert done.audit_rows == 2
     assert any("deleted 2 audit log rows" in line for line in prune.summary(done))
-    assert [r["object_id"] for r in rows(db_path)] == ["app-1", "app-2"]
+    assert [r["object_id"] for r in audit_rows(rows)] == ["app-1", "app-2"]
     kept = prune.prune(
-        db_path,
+        database,
         settings.objects_dir,
         older_than=timedelta(days=30),
         dry_run=False,
         audit_retention=timedelta(days=500),
     )
-    assert kept.audit_rows == 0 and len(rows(db_path)) == 2
+    assert kept.audit_rows == 0 and len(audit_rows(rows)) == 2
 
 
 @pytest.mark.parametrize("value", ["1y", "0s", "-5d", "200000d"])
@@ -447,12 +442,12 @@ def test_no_route_changes_or_deletes_audit_rows(client: TestClient) -> None:
 
 
 def test_minitowerd_audit_shows_the_operators_rows(
-    client: TestClient, settings: ApiSettings, db_path: Path, tmp_path: Path
+    client: TestClient, database: Database, tmp_path: Path
 ) -> None:
     team = TeamClient.bootstrap(client, "acme", BOOTSTRAP_TOKEN)
     team.create_app("hello")
     RunnerClient.register(client, "shared-1", REGISTRATION_TOKEN)
-    env = {"MINITOWER_DB_PATH": str(db_path)}
+    env = database_env(database)
     done = minitowerd("audit", env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     (line,) = done.stdout.splitlines()

@@ -3,9 +3,7 @@ what a stale, forged, oversized or replayed cookie or form gets, open redirects,
 the sign-in limits."""
 
 import re
-import sqlite3
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from tests.support.clients import check
 from tests.support.inprocess_api import ClientFactory
+from tests.support.rows import Rows
 from tests.support.tokens import BOOTSTRAP_TOKEN
 
 PASSWORD = "console password"
@@ -79,15 +78,13 @@ def test_the_cookie_is_secure_over_https(settings: Any, make_client: ClientFacto
     assert any(c.startswith("mt_console=") and "Secure" in c for c in cookies), cookies
 
 
-@pytest.mark.sqlite_only("reads or edits rows with sqlite3 directly; not ported to PostgreSQL yet")
-def test_the_database_holds_only_the_session_ids_hash(client: TestClient, db_path: Path) -> None:
+def test_the_database_holds_only_the_session_ids_hash(client: TestClient, rows: Rows) -> None:
     bootstrap(client)
     sign_in(client, slug="acme", password=PASSWORD)
     session_id = client.cookies["mt_console"]
-    with sqlite3.connect(db_path) as db:
-        rows = db.execute("SELECT session_hash, owns_token FROM console_session").fetchall()
-    assert len(rows) == 1 and rows[0][0] != session_id and len(rows[0][0]) == 64
-    assert rows[0][1] == 1
+    sessions = [(r["session_hash"], r["owns_token"]) for r in rows.select("console_session")]
+    assert len(sessions) == 1 and sessions[0][0] != session_id and len(sessions[0][0]) == 64
+    assert sessions[0][1] == 1
 
 
 def test_sign_in_without_the_forms_token_is_refused(client: TestClient) -> None:

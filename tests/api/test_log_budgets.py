@@ -12,16 +12,16 @@ from fastapi.testclient import TestClient
 from minitower_api.main import create_app
 from minitower_api.settings import ApiSettings
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
-from tests.support.databases import copy_database
+from tests.support.databases import Database, database_settings
 from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 
 CAP = 1024
 
 
 @contextmanager
-def api(tmp_path: Path, db_path: Path) -> Iterator[TestClient]:
+def api(tmp_path: Path, database: Database) -> Iterator[TestClient]:
     settings = ApiSettings(
-        db_path=db_path,
+        **database_settings(database, tmp_path),  # type: ignore[arg-type]
         objects_dir=tmp_path / "objects",
         bootstrap_token=BOOTSTRAP_TOKEN,
         runner_registration_token=REGISTRATION_TOKEN,
@@ -59,10 +59,9 @@ def stored(team: TeamClient, run_id: int) -> list[dict[str, Any]]:
 
 
 def test_lines_past_the_cap_are_dropped_after_one_truncation_line(
-    tmp_path: Path, migrated_template: Path, hello_archive: bytes
+    tmp_path: Path, own_database: Database, hello_archive: bytes
 ) -> None:
-    db_path = copy_database(migrated_template, tmp_path)
-    with api(tmp_path, db_path) as client:
+    with api(tmp_path, own_database) as client:
         team, runner, run_id, lease = running_run(client, hello_archive)
         # 8 lines of 100 bytes fit; the 11th would pass 1024.
         assert check(runner.logs(lease, batch(1, 8)), 200) == {"accepted": 8, "dropped": 0}
@@ -79,20 +78,19 @@ def test_lines_past_the_cap_are_dropped_after_one_truncation_line(
     assert str(CAP) in marker["line"]
 
     # Another API process over the same database (a restart) knows the attempt is full.
-    with api(tmp_path, db_path) as client:
+    with api(tmp_path, own_database) as client:
         runner.http = team.http = client
         assert check(runner.logs(lease, batch(64, 2)), 200) == {"accepted": 2, "dropped": 2}
         assert len(stored(team, run_id)) == 11
 
 
 def test_a_restarted_api_counts_the_bytes_already_stored(
-    tmp_path: Path, migrated_template: Path, hello_archive: bytes
+    tmp_path: Path, own_database: Database, hello_archive: bytes
 ) -> None:
-    db_path = copy_database(migrated_template, tmp_path)
-    with api(tmp_path, db_path) as client:
+    with api(tmp_path, own_database) as client:
         team, runner, run_id, lease = running_run(client, hello_archive)
         check(runner.logs(lease, batch(1, 9)), 200)
-    with api(tmp_path, db_path) as client:
+    with api(tmp_path, own_database) as client:
         runner.http = team.http = client
         # 900 bytes stored before the restart: only one more 100-byte line fits.
         assert check(runner.logs(lease, batch(10, 3)), 200) == {"accepted": 3, "dropped": 2}
@@ -102,10 +100,9 @@ def test_a_restarted_api_counts_the_bytes_already_stored(
 
 
 def test_a_results_last_lines_count_against_the_cap(
-    tmp_path: Path, migrated_template: Path, hello_archive: bytes
+    tmp_path: Path, own_database: Database, hello_archive: bytes
 ) -> None:
-    db_path = copy_database(migrated_template, tmp_path)
-    with api(tmp_path, db_path) as client:
+    with api(tmp_path, own_database) as client:
         team, runner, run_id, lease = running_run(client, hello_archive, start_on_lease=True)
         check(runner.logs(lease, batch(1, 6)), 200)
         # 600 bytes stored: four of the result's lines fit, the fifth becomes the

@@ -7,16 +7,15 @@ import httpx
 
 from tests.support.archives import HELLO_TOWERFILE, make_archive
 from tests.support.clients import RunnerClient, TeamClient
-from tests.support.databases import copy_database
+from tests.support.databases import Database
 from tests.support.processes import start_api
 from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 
 
-def test_a_runner_that_hung_up_is_not_handed_a_run(tmp_path: Path, migrated_template: Path) -> None:
-    db_path = copy_database(migrated_template, tmp_path)
+def test_a_runner_that_hung_up_is_not_handed_a_run(tmp_path: Path, own_database: Database) -> None:
     api = start_api(
         tmp_path,
-        db_path,
+        own_database,
         {
             "MINITOWER_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN,
             "MINITOWER_RUNNER_REGISTRATION_TOKEN": REGISTRATION_TOKEN,

@@ -20,6 +20,11 @@ from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 from tests.support.volumes import small_tmpfs
 from tests.support.waiting import wait_for
 
+pytestmark = pytest.mark.sqlite_only(
+    "backs up the SQLite file; minitowerd backup refuses PostgreSQL (pg_dump; "
+    "tests/api/test_maintenance_postgresql.py)"
+)
+
 
 class RunCreator(threading.Thread):
     """Creates runs as fast as one client can; remembers when each 201 arrived."""

@@ -5,14 +5,26 @@ young files are never touched."""
 import os
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
+from tests.support.databases import Template
 from tests.support.maintenance import State, minitowerd, new_state
 from tests.support.processes import BIN
 from tests.support.runbooks import run_step
 
 OLD = "2026-01-01 00:00:00.000000"
 HOUR = 3600
+
+
+@pytest.fixture
+def state(tmp_path: Path, template_database: Template) -> Iterator[State]:
+    """A database of the engine under test, and an objects directory."""
+    state = new_state(tmp_path, template_database)
+    yield state
+    template_database.drop(state.db)
 
 
 def seed(state: State) -> None:
@@ -25,7 +37,7 @@ def seed(state: State) -> None:
     )
     state.query(
         "INSERT INTO app (id, team_id, slug, description, disabled, created_at, updated_at)"
-        f" VALUES (1, 1, 'a', '', 0, '{OLD}', '{OLD}')"
+        f" VALUES (1, 1, 'a', '', FALSE, '{OLD}', '{OLD}')"
     )
     state.query(
         "INSERT INTO app_version (id, app_id, version_no, artifact_object_key, artifact_sha256,"
@@ -49,7 +61,8 @@ def seed(state: State) -> None:
             "INSERT INTO run (id, team_id, app_id, environment_id, environment, app_version_id,"
             " run_no, status, input, priority, max_retries, retry_count, cancel_requested,"
             " queued_at, finished_at, updated_at) VALUES"
-            f" ({run_id}, 1, 1, 1, 'default', 1, {run_id}, '{status}', '{{}}', 0, 0, 0, 0, '{OLD}',"
+            f" ({run_id}, 1, 1, 1, 'default', 1, {run_id}, '{status}', '{{}}', 0, 0, 0, FALSE,"
+            f" '{OLD}',"
             f" {finished_sql}, '{OLD}')"
         )
         state.query(
@@ -93,10 +106,7 @@ def without_cutoff(text: str) -> str:
     return re.sub(r"before \S+Z", "before <cutoff>", text)
 
 
-def test_dry_run_says_exactly_what_the_real_run_does(
-    tmp_path: Path, migrated_template: Path
-) -> None:
-    state = new_state(tmp_path, migrated_template)
+def test_dry_run_says_exactly_what_the_real_run_does(tmp_path: Path, state: State) -> None:
     seed(state)
     before_files = objects(state)
 
@@ -126,8 +136,7 @@ def test_dry_run_says_exactly_what_the_real_run_does(
     assert "deleted 0 log lines (0 bytes) of 0 runs" in again.stdout
 
 
-def test_runbook_local_prune(tmp_path: Path, migrated_template: Path) -> None:
-    state = new_state(tmp_path, migrated_template)
+def test_runbook_local_prune(state: State) -> None:
     seed(state)
     env = {
         **state.env,
@@ -140,8 +149,11 @@ def test_runbook_local_prune(tmp_path: Path, migrated_template: Path) -> None:
     assert lines_per_run(state) == {1: 0, 2: 0, 3: 3, 4: 3}
 
 
-def test_prune_with_vacuum_gives_space_back(tmp_path: Path, migrated_template: Path) -> None:
-    state = new_state(tmp_path, migrated_template)
+@pytest.mark.sqlite_only(
+    "VACUUMs the SQLite file; prune --vacuum refuses PostgreSQL "
+    "(tests/api/test_maintenance_postgresql.py)"
+)
+def test_prune_with_vacuum_gives_space_back(tmp_path: Path, state: State) -> None:
     seed(state)
     done = minitowerd("prune", "--older-than", "0s", "--vacuum", env=state.env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -149,8 +161,7 @@ def test_prune_with_vacuum_gives_space_back(tmp_path: Path, migrated_template: P
     assert state.query("PRAGMA integrity_check") == [("ok",)]
 
 
-def test_prune_refuses_a_bad_duration(tmp_path: Path, migrated_template: Path) -> None:
-    state = new_state(tmp_path, migrated_template)
+def test_prune_refuses_a_bad_duration(tmp_path: Path, state: State) -> None:
     done = minitowerd("prune", "--older-than", "soon", env=state.env, cwd=tmp_path)
     assert done.returncode == 2
     assert "invalid duration 'soon'" in done.stderr and "Traceback" not in done.stderr

@@ -6,10 +6,17 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.support.maintenance import State, minitowerd, new_state, one_line_error
 from tests.support.processes import BIN, start_api
 from tests.support.runbooks import run_step
 from tests.support.tokens import BOOTSTRAP_TOKEN
+
+pytestmark = pytest.mark.sqlite_only(
+    "restores the SQLite file; minitowerd restore refuses PostgreSQL (pg_restore; "
+    "tests/api/test_maintenance_postgresql.py)"
+)
 
 
 def local_env(state: State, backups: Path) -> dict[str, str]:
@@ -43,12 +50,12 @@ def test_runbook_local_backup_restore_and_roll_back(
     assert "is up to date" in restored.stdout
     assert teams(state) == ["before"]
     assert state.query("PRAGMA integrity_check") == [("ok",)]
-    kept = list(state.db.parent.glob("minitower.db.before-restore-*"))
+    kept = list(state.file.parent.glob("minitower.db.before-restore-*"))
     assert len(kept) == 1
 
     run_step("backup-restore", "local-roll-back", env=env)
     assert teams(state) == ["after", "before"]
-    assert list(state.db.parent.glob("minitower.db.before-restore-*")) == []
+    assert list(state.file.parent.glob("minitower.db.before-restore-*")) == []
 
 
 def test_restore_refuses_to_replace_a_database_without_force(
@@ -71,7 +78,7 @@ def test_restore_refuses_while_the_api_has_the_database_open(
     try:
         done = minitowerd("restore", str(tmp_path / "b"), "--force", env=state.env, cwd=tmp_path)
         one_line_error(done, "is in use: stop the API, the reaper and the scheduler first")
-        assert list(state.db.parent.glob("*.before-restore-*")) == []
+        assert list(state.file.parent.glob("*.before-restore-*")) == []
     finally:
         api.stop()
 
@@ -82,8 +89,8 @@ def test_restore_replaces_a_damaged_database_and_keeps_it_with_its_wal(
     state = new_state(tmp_path, migrated_template)
     add_team(state, "saved")
     assert minitowerd("backup", str(tmp_path / "b"), env=state.env, cwd=tmp_path).returncode == 0
-    state.db.write_bytes(b"not a database at all" * 100)
-    wal = state.db.with_name(state.db.name + "-wal")
+    state.file.write_bytes(b"not a database at all" * 100)
+    wal = state.file.with_name(state.file.name + "-wal")
     wal.write_bytes(b"the last commits, maybe")
 
     done = minitowerd("restore", str(tmp_path / "b"), "--force", env=state.env, cwd=tmp_path)
@@ -91,7 +98,7 @@ def test_restore_replaces_a_damaged_database_and_keeps_it_with_its_wal(
     assert done.returncode == 0, done.stderr
     assert teams(state) == ["saved"]
     assert not wal.exists()
-    (kept,) = state.db.parent.glob("minitower.db.before-restore-*[0-9TZ]")
+    (kept,) = state.file.parent.glob("minitower.db.before-restore-*[0-9TZ]")
     assert kept.read_bytes().startswith(b"not a database")
     assert kept.with_name(kept.name + "-wal").read_bytes() == b"the last commits, maybe"
 
@@ -105,7 +112,7 @@ def test_restore_refuses_a_damaged_backup(tmp_path: Path, migrated_template: Pat
     target = State(db=tmp_path / "new" / "minitower.db", objects=tmp_path / "new-objects")
     done = minitowerd("restore", str(tmp_path / "b"), env=target.env, cwd=tmp_path)
     one_line_error(done, "is damaged: minitower.db differs from its manifest")
-    assert not target.db.exists()
+    assert not target.file.exists()
 
 
 def test_restore_of_an_older_schema_says_to_migrate(

@@ -1,9 +1,6 @@
 """Runs as a team sees them: create, list, get, attempts, cancel."""
 
-import sqlite3
-from contextlib import closing
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,7 +15,9 @@ from tests.support.api_assertions import (
 )
 from tests.support.archives import make_archive
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
-from tests.support.inprocess_api import Sandbox
+from tests.support.concurrency import run_in_threads
+from tests.support.inprocess_api import ClientFactory, Sandbox
+from tests.support.rows import Rows
 
 RUN_KEYS = {
     "run_id",
@@ -262,32 +261,51 @@ def test_idempotency_key_replays_even_after_the_run_moved_on(
     assert again["status"] == "completed"
 
 
-def _age_idempotency_keys(db_path: Path, hours: float) -> None:
+def _age_idempotency_keys(rows: Rows, hours: float) -> None:
     """Move every stored key's creation time back, as if ``hours`` had passed."""
-    with closing(sqlite3.connect(db_path)) as db, db:
-        rows = db.execute("SELECT id, created_at FROM idempotency_key").fetchall()
-        assert rows
-        for key_id, created_at in rows:
-            earlier = datetime.fromisoformat(created_at) - timedelta(hours=hours)
-            db.execute(
-                "UPDATE idempotency_key SET created_at = ? WHERE id = ?",
-                (earlier.isoformat(sep=" ", timespec="microseconds"), key_id),
-            )
+    keys = rows.select("idempotency_key")
+    assert keys
+    for key in keys:
+        earlier = key["created_at"] - timedelta(hours=hours)
+        assert rows.update("idempotency_key", {"created_at": earlier}, "id = :id", id=key["id"])
 
 
-@pytest.mark.sqlite_only("reads or edits rows with sqlite3 directly; not ported to PostgreSQL yet")
 def test_idempotency_key_holds_for_24_hours(
-    team: TeamClient, deployed: dict[str, Any], db_path: Path
+    team: TeamClient, deployed: dict[str, Any], rows: Rows
 ) -> None:
     headers = {"Idempotency-Key": "daily"}
     first = check(post_run(team, json={}, headers=headers), 201)
-    _age_idempotency_keys(db_path, 23.9)
+    _age_idempotency_keys(rows, 23.9)
     assert check(post_run(team, json={}, headers=headers), 200)["run_id"] == first["run_id"]
-    _age_idempotency_keys(db_path, 0.2)
+    _age_idempotency_keys(rows, 0.2)
     fresh = check(post_run(team, json={}, headers=headers), 201)
     assert fresh["run_id"] != first["run_id"]
     # The key now names the new run.
     assert check(post_run(team, json={}, headers=headers), 200)["run_id"] == fresh["run_id"]
+
+
+def test_two_first_uses_of_one_idempotency_key_at_once_make_one_run(
+    team: TeamClient, deployed: dict[str, Any], make_client: ClientFactory
+) -> None:
+    """Two API processes (apps with engines of their own) get the same new key at the
+    same moment: one creates the run (201), the other replays it (200); never a 500 from
+    the key's unique index. Several rounds, each with a key of its own."""
+    apis = [
+        TeamClient(http=make_client(), token=team.token, team_id=team.team_id) for _ in range(2)
+    ]
+    rounds = 8
+    for n in range(rounds):
+        headers = {"Idempotency-Key": f"race-{n}"}
+        answers = run_in_threads(
+            [lambda api=api, h=headers: post_run(api, json={}, headers=h) for api in apis],
+            timeout=60,
+            name="create",
+        )
+        statuses = sorted(answer.status_code for answer in answers)
+        assert statuses == [200, 201], [answer.text for answer in answers]
+        assert answers[0].json()["run_id"] == answers[1].json()["run_id"]
+    created = check(team.get("/api/v1/apps/hello/runs", params={"limit": 100}), 200)
+    assert len(run_ids(created)) == rounds
 
 
 def test_idempotency_keys_are_per_app_and_per_team(

@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from tests.support.api_assertions import expect_error
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
 from tests.support.inprocess_api import ClientFactory
+from tests.support.rows import Rows
 from tests.support.secrets import (
     KEY,
     OTHER_KEY,
@@ -277,18 +278,17 @@ def test_no_live_lease_no_secrets(api: TestClient, acme: TeamClient, globex: Tea
     expect_error(run_secrets(runner, lease), 410, "gone")
 
 
-@pytest.mark.sqlite_only("reads or edits rows with sqlite3 directly; not ported to PostgreSQL yet")
 def test_a_ciphertext_copied_into_another_row_does_not_decrypt(
-    api: TestClient, acme: TeamClient, db_path: Path
+    api: TestClient, acme: TeamClient, rows: Rows
 ) -> None:
     acme.deploy("vault", secrets_archive())
     check(put_secret(acme, "DB_URL", DB_URL), 201)
     check(put_secret(acme, "API_KEY", API_KEY), 201)
-    with closing(sqlite3.connect(db_path)) as db, db:
-        db.execute(
-            "UPDATE secret SET ciphertext = "
-            "(SELECT ciphertext FROM secret WHERE name = 'DB_URL') WHERE name = 'API_KEY'"
-        )
+    copied = rows.execute(
+        "UPDATE secret SET ciphertext = "
+        "(SELECT ciphertext FROM secret WHERE name = 'DB_URL') WHERE name = 'API_KEY'"
+    )
+    assert copied == 1
     runner = RunnerClient.register(api, "runner-1", REGISTRATION_TOKEN)
     body = check(run_secrets(runner, _leased(acme, runner)), 200)
     assert body["secrets"] == {"DB_URL": DB_URL}

@@ -3,12 +3,12 @@ what an attacker could try against them (guessing, enumerating, oversized input)
 
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from tests.support.api_assertions import expect_error
 from tests.support.clients import check
 from tests.support.inprocess_api import ClientFactory
+from tests.support.rows import Rows
 from tests.support.tokens import BOOTSTRAP_TOKEN
 
 PASSWORD = "correct horse battery"
@@ -51,16 +51,13 @@ def test_bootstrap_with_a_password_then_login_gives_a_fresh_admin_token(
     assert [t["name"] for t in tokens].count("login") == 2
 
 
-@pytest.mark.sqlite_only("reads or edits rows with sqlite3 directly; not ported to PostgreSQL yet")
 def test_the_password_is_stored_only_as_a_salted_scrypt_hash(
-    client: TestClient, db_path: Any
+    client: TestClient, rows: Rows
 ) -> None:
-    import sqlite3
-
     check(bootstrap(client, password=PASSWORD), 201)
     check(bootstrap(client, "globex", password=PASSWORD), 201)
-    with sqlite3.connect(db_path) as db:
-        hashes = [row[0] for row in db.execute("SELECT password_hash FROM team ORDER BY id")]
+    hashes = [row["password_hash"] for row in rows.select("team")]
+    assert len(hashes) == 2
     assert all(h.startswith("scrypt$16384$8$1$") for h in hashes), hashes
     assert PASSWORD not in "".join(hashes)
     assert hashes[0] != hashes[1]  # salted

@@ -8,26 +8,42 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.databases import copy_database
+from tests.support.databases import Database, Template, copy_database, database_env, sqlite_file
 from tests.support.processes import script
+from tests.support.rows import Rows
 
 
 @dataclass
 class State:
-    db: Path
+    """A database (a SQLite file, or a PostgreSQL URL) and an objects directory."""
+
+    db: Database
     objects: Path
 
     @property
+    def file(self) -> Path:
+        """The SQLite file, for the tests about the file (marked ``sqlite_only``)."""
+        return sqlite_file(self.db)
+
+    @property
     def env(self) -> dict[str, str]:
-        return {"MINITOWER_DB_PATH": str(self.db), "MINITOWER_OBJECTS_DIR": str(self.objects)}
+        return {**database_env(self.db), "MINITOWER_OBJECTS_DIR": str(self.objects)}
 
     def query(self, sql: str) -> list[tuple[object, ...]]:
-        with closing(sqlite3.connect(self.db, timeout=30)) as conn, conn:
-            return list(conn.execute(sql))
+        """Run ``sql`` (a statement both engines take, or a PRAGMA on SQLite); its rows."""
+        if isinstance(self.db, Path):
+            with closing(sqlite3.connect(self.db, timeout=30)) as conn, conn:
+                return list(conn.execute(sql))
+        with Rows(self.db) as rows:
+            return rows.query(sql)
 
 
-def new_state(folder: Path, template: Path) -> State:
-    return State(db=copy_database(template, folder), objects=folder / "objects")
+def new_state(folder: Path, template: Template | Path) -> State:
+    """A state over a copy of ``template``: the engine under test's (``Template``; the
+    caller drops a PostgreSQL copy with ``Template.drop``) or a SQLite file's."""
+    if isinstance(template, Path):
+        return State(db=copy_database(template, folder), objects=folder / "objects")
+    return State(db=template.copy(folder), objects=folder / "objects")
 
 
 def minitowerd(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

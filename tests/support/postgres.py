@@ -64,8 +64,11 @@ class PostgresCluster:
     def data_dir(self) -> Path:
         return self.folder / "data"
 
-    def url(self, database: str) -> str:
-        return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str, password: str | None = None) -> str:
+        """The database's URL; with ``password`` in it, which the cluster (trust
+        authentication) never asks for: for tests that check it is never shown."""
+        credentials = self.user if password is None else f"{self.user}:{password}"
+        return f"postgresql+psycopg://{credentials}@127.0.0.1:{self.port}/{database}"
 
     def _connect(self) -> psycopg.Connection[Any]:
         return psycopg.connect(

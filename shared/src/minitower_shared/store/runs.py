@@ -100,6 +100,15 @@ def retry_policy_of(run: Run) -> RetryPolicy:
     )
 
 
+def lock_idempotency_key(session: Session, *, team_id: int, app_id: int, key: str) -> None:
+    """Hold the key until the transaction ends. Two first uses of one key at once (two
+    API processes on PostgreSQL) then take turns: the second, once the first commits,
+    finds the first's run instead of hitting the key's unique index. Call it before
+    :func:`find_idempotent_run` in the write transaction; nothing to do on SQLite, whose
+    write lock already serialises them."""
+    serialize(session, f"idempotency-key:{team_id}:{app_id}:{key}")
+
+
 def find_idempotent_run(
     session: Session, *, team_id: int, app_id: int, key: str, now: datetime
 ) -> Run | None:

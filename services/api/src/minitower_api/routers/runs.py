@@ -87,8 +87,11 @@ def create_run(
     with services.write() as session:
         now = utcnow()
         # Again under the lock: the app may have been disabled, or the same key used,
-        # since the read.
-        record, earlier = _open_app_or_replay(session, caller.team_id, app, idempotency_key)
+        # since the read (on PostgreSQL, the key is locked first: see
+        # run_store.lock_idempotency_key).
+        record, earlier = _open_app_or_replay(
+            session, caller.team_id, app, idempotency_key, lock_key=True
+        )
         if earlier is not None:
             response.status_code = 200
             return earlier
@@ -131,13 +134,23 @@ def create_run(
 
 
 def _open_app_or_replay(
-    session: Session, team_id: int, slug: str, idempotency_key: str | None
+    session: Session,
+    team_id: int,
+    slug: str,
+    idempotency_key: str | None,
+    *,
+    lock_key: bool = False,
 ) -> tuple[App, RunPublic | None]:
     """The app, and the run an earlier request with the same Idempotency-Key created
-    (None if there is none). A disabled app refuses new runs, but still replays."""
+    (None if there is none). A disabled app refuses new runs, but still replays. With
+    ``lock_key`` (the write transaction), the key is held until the transaction ends."""
     app = require_app(session, team_id, slug)
     assert app.id is not None
     if idempotency_key:
+        if lock_key:
+            run_store.lock_idempotency_key(
+                session, team_id=team_id, app_id=app.id, key=idempotency_key
+            )
         earlier = run_store.find_idempotent_run(
             session, team_id=team_id, app_id=app.id, key=idempotency_key, now=utcnow()
         )
