@@ -20,6 +20,7 @@ from minitower_shared.migrate import upgrade_to_head
 from tests.support.archives import HELLO_TOWERFILE, make_archive
 from tests.support.clients import RunnerClient, TeamClient
 from tests.support.databases import (
+    OBJECT_STORE,
     ON_POSTGRESQL,
     Database,
     Template,
@@ -175,6 +176,7 @@ def settings(tmp_path: Path, database: Database) -> ApiSettings:
     return ApiSettings(
         **database_settings(database, tmp_path),  # type: ignore[arg-type]
         objects_dir=tmp_path / "objects",
+        object_store=OBJECT_STORE,
         bootstrap_token=BOOTSTRAP_TOKEN,
         runner_registration_token=REGISTRATION_TOKEN,
         lease_ttl=30,

@@ -12,6 +12,7 @@ import sqlite3
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -22,6 +23,9 @@ ENGINE = os.environ.get("MINITOWER_TEST_DATABASE", "sqlite")
 if ENGINE not in ("sqlite", "postgresql"):
     raise RuntimeError(f"MINITOWER_TEST_DATABASE must be sqlite or postgresql, not {ENGINE!r}")
 ON_POSTGRESQL = ENGINE == "postgresql"
+# The API tests' object store: on PostgreSQL the database's own, so that every test of
+# uploads and downloads covers it there.
+OBJECT_STORE: Literal["local", "postgres"] = "postgres" if ON_POSTGRESQL else "local"
 
 Database = str | Path
 
