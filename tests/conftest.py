@@ -20,11 +20,11 @@ from minitower_shared.migrate import upgrade_to_head
 from tests.support.archives import HELLO_TOWERFILE, make_archive
 from tests.support.clients import RunnerClient, TeamClient
 from tests.support.databases import (
-    OBJECT_STORE,
     ON_POSTGRESQL,
     Database,
     Template,
     database_settings,
+    object_store,
     sqlite_file,
 )
 from tests.support.docker_engine import docker_available, docker_required
@@ -176,7 +176,7 @@ def settings(tmp_path: Path, database: Database) -> ApiSettings:
     return ApiSettings(
         **database_settings(database, tmp_path),  # type: ignore[arg-type]
         objects_dir=tmp_path / "objects",
-        object_store=OBJECT_STORE,
+        object_store=object_store(database),
         bootstrap_token=BOOTSTRAP_TOKEN,
         runner_registration_token=REGISTRATION_TOKEN,
         lease_ttl=30,

@@ -23,9 +23,6 @@ ENGINE = os.environ.get("MINITOWER_TEST_DATABASE", "sqlite")
 if ENGINE not in ("sqlite", "postgresql"):
     raise RuntimeError(f"MINITOWER_TEST_DATABASE must be sqlite or postgresql, not {ENGINE!r}")
 ON_POSTGRESQL = ENGINE == "postgresql"
-# The API tests' object store: on PostgreSQL the database's own, so that every test of
-# uploads and downloads covers it there.
-OBJECT_STORE: Literal["local", "postgres"] = "postgres" if ON_POSTGRESQL else "local"
 
 Database = str | Path
 
@@ -75,6 +72,12 @@ def database_settings(database: Database, folder: Path) -> dict[str, object]:
     if isinstance(database, Path):
         return {"db_path": database}
     return {"database_url": database, "db_path": folder / "unused.db"}
+
+
+def object_store(database: Database) -> Literal["local", "postgres"]:
+    """The object store of an API over ``database``: on PostgreSQL the database's own, so
+    that every test of uploads and downloads covers it there."""
+    return "local" if isinstance(database, Path) else "postgres"
 
 
 def database_env(database: Database) -> dict[str, str]:
