@@ -24,6 +24,7 @@ from tests.support.databases import (
     Database,
     Template,
     database_settings,
+    object_store,
     sqlite_file,
 )
 from tests.support.docker_engine import docker_available, docker_required
@@ -201,6 +202,7 @@ def settings(tmp_path: Path, database: Database) -> ApiSettings:
     return ApiSettings(
         **database_settings(database, tmp_path),  # type: ignore[arg-type]
         objects_dir=tmp_path / "objects",
+        object_store=object_store(database),
         bootstrap_token=BOOTSTRAP_TOKEN,
         runner_registration_token=REGISTRATION_TOKEN,
         lease_ttl=30,

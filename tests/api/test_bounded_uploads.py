@@ -18,16 +18,12 @@ from minitower_api.main import create_app
 from minitower_api.routers import versions
 from minitower_api.settings import ApiSettings
 from tests.support import hostile
-from tests.support.api_assertions import assert_object_store_empty, expect_error
+from tests.support.api_assertions import expect_error
 from tests.support.archives import make_archive
 from tests.support.clients import TeamClient, check
 from tests.support.inprocess_api import ClientFactory
+from tests.support.object_stores import assert_object_store_empty
 from tests.support.tokens import BOOTSTRAP_TOKEN
-
-
-@pytest.fixture
-def objects_dir(settings: ApiSettings) -> Path:
-    return settings.objects_dir
 
 
 @pytest.fixture
@@ -50,14 +46,14 @@ def upload(team: TeamClient, archive: bytes, **form: str) -> Any:
     ids=["dotted-key", "5000-deep", "over-64-kib"],
 )
 def test_a_hostile_towerfile_is_a_400_and_leaves_nothing(
-    acme: TeamClient, objects_dir: Path, towerfile: str, reason: str
+    acme: TeamClient, settings: ApiSettings, towerfile: str, reason: str
 ) -> None:
     archive = make_archive({"Towerfile": towerfile, "main.py": ""})
     started = time.monotonic()
     error = expect_error(upload(acme, archive), 400, "invalid_request")
     assert time.monotonic() - started < 1
     assert reason in error["message"]
-    assert_object_store_empty(objects_dir)
+    assert_object_store_empty(settings)
 
 
 def test_the_towerfile_limit_is_a_setting(make_client: ClientFactory) -> None:
@@ -77,14 +73,14 @@ def test_the_towerfile_limit_cannot_exceed_what_runners_accept(settings: ApiSett
 
 @pytest.mark.parametrize("kind", [tarfile.XHDTYPE, tarfile.GNUTYPE_LONGNAME])
 def test_an_oversized_tar_header_is_a_400_and_leaves_nothing(
-    acme: TeamClient, objects_dir: Path, tmp_path: Path, kind: bytes
+    acme: TeamClient, settings: ApiSettings, tmp_path: Path, kind: bytes
 ) -> None:
     bomb = hostile.header_bomb(tmp_path / "bomb.tar.gz", kind, 10 * hostile.MiB)
     error = expect_error(
         upload(acme, bomb.read_bytes(), entrypoint="main.py"), 400, "invalid_request"
     )
     assert "more than the limit of 65536" in error["message"]
-    assert_object_store_empty(objects_dir)
+    assert_object_store_empty(settings)
 
 
 def test_a_pattern_re2_cannot_run_is_refused_at_upload(acme: TeamClient) -> None:
@@ -130,7 +126,7 @@ def test_run_input_sizes_are_capped(make_client: ClientFactory) -> None:
 
 
 def test_an_unexpected_error_after_spooling_leaves_no_temporary_file(
-    acme: TeamClient, objects_dir: Path, monkeypatch: pytest.MonkeyPatch
+    acme: TeamClient, settings: ApiSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def explode(*_args: Any, **_kwargs: Any) -> Any:
         raise RecursionError("as the Towerfile parser once did")
@@ -138,11 +134,11 @@ def test_an_unexpected_error_after_spooling_leaves_no_temporary_file(
     monkeypatch.setattr(versions, "parse_towerfile", explode)
     archive = make_archive({"Towerfile": "[app]\n", "main.py": ""})
     expect_error(upload(acme, archive), 500, "internal")
-    assert_object_store_empty(objects_dir)
+    assert_object_store_empty(settings)
 
     monkeypatch.setattr(versions, "inspect_archive", explode)
     expect_error(upload(acme, archive), 500, "internal")
-    assert_object_store_empty(objects_dir)
+    assert_object_store_empty(settings)
 
 
 def test_stale_upload_files_are_swept_at_start_up(settings: ApiSettings) -> None:
@@ -160,7 +156,7 @@ def test_stale_upload_files_are_swept_at_start_up(settings: ApiSettings) -> None
 
 
 def test_a_chunked_upload_over_the_limit_is_cut_off_and_leaves_nothing(
-    make_client: ClientFactory, objects_dir: Path
+    make_client: ClientFactory, settings: ApiSettings
 ) -> None:
     """No Content-Length to refuse up front: the read that crosses the limit answers 413
     (the limit is the artifact's plus 1 MiB of form), and nothing of it is kept."""
@@ -184,11 +180,11 @@ def test_a_chunked_upload_over_the_limit_is_cut_off_and_leaves_nothing(
     )
     error = expect_error(response, 413, "payload_too_large")
     assert str(1024 * 1024 + 2_000) in error["message"]
-    assert_object_store_empty(objects_dir)
+    assert_object_store_empty(settings)
 
 
 def test_a_params_schema_over_64_kib_is_refused_before_parsing(
-    acme: TeamClient, objects_dir: Path
+    acme: TeamClient, settings: ApiSettings
 ) -> None:
     schema = {"type": "object", "description": "x" * 70_000}
     response = upload(
@@ -196,4 +192,4 @@ def test_a_params_schema_over_64_kib_is_refused_before_parsing(
     )
     error = expect_error(response, 400, "invalid_request")
     assert error["message"] == "params_schema is larger than the limit of 65536 bytes"
-    assert_object_store_empty(objects_dir)
+    assert_object_store_empty(settings)

@@ -312,6 +312,11 @@ def test_artifact_is_the_uploaded_archive(
     assert response.headers["X-Artifact-SHA256"] == hashlib.sha256(hello_archive).hexdigest()
     assert response.headers["X-Artifact-SHA256"] == deployed["artifact_sha256"]
     assert response.headers["content-type"] == "application/gzip"
+    # The same on both stores: a file's answer, or the database's streamed a chunk at a time.
+    assert response.headers["content-length"] == str(len(hello_archive))
+    assert response.headers["content-disposition"] == (
+        f'attachment; filename="run-{lease.run_id}.tar.gz"'
+    )
 
 
 def test_heartbeat_extends_the_lease(

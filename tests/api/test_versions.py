@@ -6,7 +6,6 @@ import hashlib
 import json
 import random
 import tarfile
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,17 +14,21 @@ from fastapi.testclient import TestClient
 from minitower_api.settings import ApiSettings
 from tests.support.api_assertions import (
     Member,
-    assert_object_store_empty,
     assert_timestamps,
     expect_error,
     make_tar_gz,
-    object_store_entries,
     offset_page,
     walk_pages,
 )
 from tests.support.archives import HELLO_TOWERFILE, make_archive
 from tests.support.clients import TeamClient, check
 from tests.support.inprocess_api import ClientFactory
+from tests.support.object_stores import (
+    assert_object_store_empty,
+    object_store_entries,
+    read_object,
+    stored_entries,
+)
 from tests.support.tokens import BOOTSTRAP_TOKEN
 
 VERSION_KEYS = {
@@ -78,11 +81,6 @@ FORM_SCHEMA = {
 }
 
 
-@pytest.fixture
-def objects_dir(settings: ApiSettings) -> Path:
-    return settings.objects_dir
-
-
 def upload(team: TeamClient, archive: bytes, app: str = "hello", **form: str) -> Any:
     return team.upload(app, archive, **form)
 
@@ -95,7 +93,9 @@ def assert_no_versions(team: TeamClient, app: str = "hello") -> None:
 # --- accepted uploads -------------------------------------------------------------------
 
 
-def test_towerfile_driven_upload(team: TeamClient, hello_archive: bytes, objects_dir: Path) -> None:
+def test_towerfile_driven_upload(
+    team: TeamClient, hello_archive: bytes, settings: ApiSettings
+) -> None:
     team.create_app("hello")
     version = check(upload(team, hello_archive), 201)
     assert set(version) == VERSION_KEYS
@@ -112,10 +112,8 @@ def test_towerfile_driven_upload(team: TeamClient, hello_archive: bytes, objects
     # Stored once, content-addressed, and the temporary area is empty again.
     sha = version["artifact_sha256"]
     key = f"artifacts/sha256/{sha[:2]}/{sha}.tar.gz"
-    assert (objects_dir / key).read_bytes() == hello_archive
-    assert sorted(object_store_entries(objects_dir)) == sorted(
-        ["artifacts", "artifacts/sha256", f"artifacts/sha256/{sha[:2]}", key, "tmp"]
-    )
+    assert read_object(settings, key) == hello_archive
+    assert object_store_entries(settings) == stored_entries(settings, key)
 
 
 def test_towerfile_timeout_import_paths_and_required_parameters(team: TeamClient) -> None:
@@ -246,12 +244,12 @@ def test_invalid_version_paging_is_400(team: TeamClient, params: dict[str, Any])
 
 
 def test_the_same_archive_in_two_apps_is_stored_once(
-    team: TeamClient, hello_archive: bytes, objects_dir: Path
+    team: TeamClient, hello_archive: bytes, settings: ApiSettings
 ) -> None:
     first = team.deploy("hello", hello_archive)
     second = team.deploy("hello-two", hello_archive)
     assert first["artifact_sha256"] == second["artifact_sha256"]
-    stored = [p for p in object_store_entries(objects_dir) if p.endswith(".tar.gz")]
+    stored = [p for p in object_store_entries(settings) if p.endswith(".tar.gz")]
     assert len(stored) == 1
 
 
@@ -262,22 +260,22 @@ def test_unknown_version_is_404(team: TeamClient, deployed: dict[str, Any]) -> N
     expect_error(team.get("/api/v1/apps/hello/versions/one"), 400, "invalid_request")
 
 
-def test_unknown_app_is_404(team: TeamClient, hello_archive: bytes, objects_dir: Path) -> None:
+def test_unknown_app_is_404(team: TeamClient, hello_archive: bytes, settings: ApiSettings) -> None:
     expect_error(upload(team, hello_archive, app="nope"), 404, "not_found")
     expect_error(team.get("/api/v1/apps/nope/versions"), 404, "not_found")
     expect_error(team.get("/api/v1/apps/nope/versions/1"), 404, "not_found")
-    assert_object_store_empty(objects_dir)
+    assert_object_store_empty(settings)
 
 
 def test_another_teams_versions_are_404(
-    team: TeamClient, other_team: TeamClient, hello_archive: bytes, objects_dir: Path
+    team: TeamClient, other_team: TeamClient, hello_archive: bytes, settings: ApiSettings
 ) -> None:
     other_team.deploy("secret", hello_archive)
-    stored_before = object_store_entries(objects_dir)
+    stored_before = object_store_entries(settings)
     expect_error(upload(team, hello_archive, app="secret"), 404, "not_found")
     expect_error(team.get("/api/v1/apps/secret/versions"), 404, "not_found")
     expect_error(team.get("/api/v1/apps/secret/versions/1"), 404, "not_found")
-    assert object_store_entries(objects_dir) == stored_before
+    assert object_store_entries(settings) == stored_before
     assert len(check(other_team.get("/api/v1/apps/secret/versions"), 200)["versions"]) == 1
 
 
@@ -348,11 +346,11 @@ UNSAFE_ARCHIVES: dict[str, bytes] = {
 
 @pytest.mark.parametrize("archive", UNSAFE_ARCHIVES.values(), ids=UNSAFE_ARCHIVES.keys())
 def test_unsafe_or_malformed_archive_is_refused_and_leaves_nothing(
-    team: TeamClient, objects_dir: Path, archive: bytes
+    team: TeamClient, settings: ApiSettings, archive: bytes
 ) -> None:
     team.create_app("hello")
     expect_error(upload(team, archive, entrypoint="main.py"), 400, "invalid_request")
-    assert_object_store_empty(objects_dir)
+    assert_object_store_empty(settings)
     assert_no_versions(team)
 
 
@@ -410,15 +408,15 @@ BAD_MANIFESTS: dict[str, tuple[dict[str, str | bytes], dict[str, str]]] = {
 
 @pytest.mark.parametrize(("files", "form"), BAD_MANIFESTS.values(), ids=BAD_MANIFESTS.keys())
 def test_bad_manifest_is_400_and_leaves_nothing(
-    team: TeamClient, objects_dir: Path, files: dict[str, str | bytes], form: dict[str, str]
+    team: TeamClient, settings: ApiSettings, files: dict[str, str | bytes], form: dict[str, str]
 ) -> None:
     team.create_app("hello")
     expect_error(upload(team, make_archive(files), **form), 400, "invalid_request")
-    assert_object_store_empty(objects_dir)
+    assert_object_store_empty(settings)
     assert_no_versions(team)
 
 
-def test_upload_without_an_artifact_is_400(team: TeamClient, objects_dir: Path) -> None:
+def test_upload_without_an_artifact_is_400(team: TeamClient, settings: ApiSettings) -> None:
     team.create_app("hello")
     response = team.post("/api/v1/apps/hello/versions", data={"entrypoint": "main.py"})
     expect_error(response, 400, "invalid_request")
@@ -428,7 +426,7 @@ def test_upload_without_an_artifact_is_400(team: TeamClient, objects_dir: Path) 
     expect_error(response, 400, "invalid_request")
     response = team.post("/api/v1/apps/hello/versions", json={"entrypoint": "main.py"})
     expect_error(response, 400, "invalid_request")
-    assert_object_store_empty(objects_dir)
+    assert_object_store_empty(settings)
     assert_no_versions(team)
 
 
@@ -442,7 +440,7 @@ def _incompressible_archive(size: int) -> bytes:
     ids=["over-the-artifact-limit", "over-the-request-limit-too"],
 )
 def test_too_big_artifact_is_413_and_leaves_nothing(
-    make_client: ClientFactory, objects_dir: Path, payload_bytes: int
+    make_client: ClientFactory, settings: ApiSettings, payload_bytes: int
 ) -> None:
     client = make_client(max_artifact_bytes=2_000)
     team = TeamClient.bootstrap(client, "acme", BOOTSTRAP_TOKEN)
@@ -450,7 +448,7 @@ def test_too_big_artifact_is_413_and_leaves_nothing(
     archive = _incompressible_archive(payload_bytes)
     assert len(archive) > 2_000
     expect_error(upload(team, archive, entrypoint="main.py"), 413, "payload_too_large")
-    assert_object_store_empty(objects_dir)
+    assert_object_store_empty(settings)
     assert_no_versions(team)
 
     small = make_archive({"main.py": ""})
@@ -466,11 +464,11 @@ def test_an_artifact_of_exactly_the_limit_is_accepted(make_client: ClientFactory
     check(upload(team, archive, entrypoint="main.py"), 201)
 
 
-def test_unpacked_size_limit_is_enforced(make_client: ClientFactory, objects_dir: Path) -> None:
+def test_unpacked_size_limit_is_enforced(make_client: ClientFactory, settings: ApiSettings) -> None:
     client = make_client(max_unpacked_bytes=10_000)
     team = TeamClient.bootstrap(client, "acme", BOOTSTRAP_TOKEN)
     team.create_app("hello")
     bomb = make_archive({"main.py": "", "zeros.bin": b"\0" * 100_000})
     expect_error(upload(team, bomb, entrypoint="main.py"), 400, "invalid_request")
-    assert_object_store_empty(objects_dir)
+    assert_object_store_empty(settings)
     assert_no_versions(team)

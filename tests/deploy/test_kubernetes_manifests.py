@@ -44,9 +44,7 @@ PROGRAMS: dict[str, type[BaseSettings]] = {
 # The PostgreSQL layout's settings (issue 16, written on another branch), with the
 # settings that will read them: not yet in the settings classes here. Once they are,
 # empty this (the last test below says so).
-PENDING_POSTGRES_SETTINGS: dict[str, type[BaseSettings]] = {
-    "MINITOWER_OBJECT_STORE": ApiSettings,
-}
+PENDING_POSTGRES_SETTINGS: dict[str, type[BaseSettings]] = {}
 PLACEHOLDER = "CHANGE-ME"
 # What the processes are given for secrets whose form they check.
 STAND_INS = {

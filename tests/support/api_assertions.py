@@ -4,7 +4,6 @@ import io
 import re
 import tarfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -82,17 +81,6 @@ def make_tar_gz(*members: Member) -> bytes:
             else:
                 archive.addfile(info)
     return buffer.getvalue()
-
-
-def object_store_entries(objects_dir: Path) -> list[str]:
-    """Every path under the object store, relative to it."""
-    return sorted(str(path.relative_to(objects_dir)) for path in objects_dir.rglob("*"))
-
-
-def assert_object_store_empty(objects_dir: Path) -> None:
-    """Nothing but the empty ``tmp/`` folder the store creates at start-up."""
-    assert object_store_entries(objects_dir) == ["tmp"]
-    assert (objects_dir / "tmp").is_dir()
 
 
 def walk_pages(

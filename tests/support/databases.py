@@ -12,6 +12,7 @@ import sqlite3
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -71,6 +72,12 @@ def database_settings(database: Database, folder: Path) -> dict[str, object]:
     if isinstance(database, Path):
         return {"db_path": database}
     return {"database_url": database, "db_path": folder / "unused.db"}
+
+
+def object_store(database: Database) -> Literal["local", "postgres"]:
+    """The object store of an API over ``database``: on PostgreSQL the database's own, so
+    that every test of uploads and downloads covers it there."""
+    return "local" if isinstance(database, Path) else "postgres"
 
 
 def database_env(database: Database) -> dict[str, str]:

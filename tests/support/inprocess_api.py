@@ -17,7 +17,7 @@ from sqlmodel import SQLModel
 from minitower_api.settings import ApiSettings
 from minitower_shared import models  # noqa: F401 - registers the tables in the metadata
 from tests.support.clients import Lease, RunnerClient, TeamClient
-from tests.support.databases import Template, database_settings, libpq_url
+from tests.support.databases import Template, database_settings, libpq_url, object_store
 from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 
 # Long enough that a lease, a start and a heartbeat fit in it on a loaded machine, short
@@ -29,9 +29,11 @@ ClientFactory = Callable[..., TestClient]
 
 def api_settings(folder: Path, template: Template) -> ApiSettings:
     """The settings of the root conftest's ``settings``, over a copy of ``template``."""
+    database = template.copy(folder)
     return ApiSettings(
-        **database_settings(template.copy(folder), folder),  # type: ignore[arg-type]
+        **database_settings(database, folder),  # type: ignore[arg-type]
         objects_dir=folder / "objects",
+        object_store=object_store(database),
         bootstrap_token=BOOTSTRAP_TOKEN,  # type: ignore[arg-type]
         runner_registration_token=REGISTRATION_TOKEN,  # type: ignore[arg-type]
         lease_ttl=30,

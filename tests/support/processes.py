@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.databases import Database, database_env
+from tests.support.databases import Database, database_env, object_store
 
 BIN = Path(sys.executable).parent
 
@@ -151,6 +151,7 @@ def start_api(workdir: Path, database: Database, env: dict[str, str]) -> LiveApi
     full_env = {
         **database_env(database),
         "MINITOWER_OBJECTS_DIR": str(workdir / "objects"),
+        "MINITOWER_OBJECT_STORE": object_store(database),
         "MINITOWER_LISTEN_ADDR": f"127.0.0.1:{port}",
         "MINITOWER_LOG_LEVEL": "warning",
         **env,

@@ -8,7 +8,7 @@ history.
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Integer, UniqueConstraint, text, true
+from sqlalchemy import JSON, Column, Index, Integer, LargeBinary, UniqueConstraint, text, true
 from sqlmodel import Field, SQLModel, col
 
 from minitower_shared.clock import utcnow
@@ -521,6 +521,34 @@ class AppVersionSecrets(SQLModel, table=True):
 
     app_version_id: int = Field(foreign_key="app_version.id", primary_key=True)
     names: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+# --- the PostgreSQL object store (issue 16) --------------------------------------------
+
+
+class StoredObject(SQLModel, table=True):
+    """An object of the PostgreSQL object store (MINITOWER_OBJECT_STORE=postgres), under
+    the same content-addressed key as a file of the local store would have. Its bytes
+    are the ``object_chunk`` rows; both are written in one transaction, so an object is
+    either whole or absent. Unused (empty) with the local store."""
+
+    __tablename__ = "stored_object"
+
+    key: str = Field(primary_key=True, max_length=200)
+    sha256: str = Field(max_length=64)
+    size: int
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ObjectChunk(SQLModel, table=True):
+    """One piece of a stored object: ``seq`` 0, 1, … in order, each at most the store's
+    chunk size, so neither a write nor a read ever holds the whole object."""
+
+    __tablename__ = "object_chunk"
+
+    key: str = Field(foreign_key="stored_object.key", primary_key=True, max_length=200)
+    seq: int = Field(primary_key=True)
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
 # SQLite's integers are 64-bit and the API accepts ids and counts up to 2**63 - 1: every

@@ -20,7 +20,7 @@ from minitower_api.log_budgets import LogBudgets
 from minitower_api.login_attempts import LoginAttempts
 from minitower_api.longpoll import QueueSignal
 from minitower_api.metrics import Metrics
-from minitower_api.objects import ObjectStore
+from minitower_api.objects import ObjectStore, Spool
 from minitower_api.run_signals import RunSignals
 from minitower_api.settings import ApiSettings
 from minitower_api.storage_errors import sqlite_condition
@@ -46,6 +46,7 @@ class Services:
 
     settings: ApiSettings
     engine: Engine
+    spool: Spool
     objects: ObjectStore
     signal: QueueSignal
     metrics: Metrics

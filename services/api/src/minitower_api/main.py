@@ -22,7 +22,7 @@ from minitower_api.log_budgets import LogBudgets
 from minitower_api.login_attempts import LoginAttempts
 from minitower_api.longpoll import QueueSignal
 from minitower_api.metrics import Metrics, MetricsMiddleware
-from minitower_api.objects import ObjectStore
+from minitower_api.objects import Spool, open_object_store
 from minitower_api.peer_signals import PeerSignals, libpq_conninfo
 from minitower_api.routers import (
     apps,
@@ -89,7 +89,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     services = Services(
         settings=settings,
         engine=engine,
-        objects=ObjectStore(settings.objects_dir),
+        spool=Spool(settings.objects_dir),
+        objects=open_object_store(settings, engine),
         signal=QueueSignal(),
         metrics=Metrics(lambda: read_session(engine)),
         run_signals=run_signals,
@@ -113,7 +114,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         services.signal.bind(asyncio.get_running_loop())
-        _sweep_stale_uploads(services.objects)
+        _sweep_stale_uploads(services.spool)
         services.run_signals.bind(asyncio.get_running_loop())
         peers = _peer_signals(services)
         watch = asyncio.create_task(services.follow_watch.run())
@@ -189,10 +190,10 @@ def _peer_signals(services: Services) -> PeerSignals | None:
     return peers
 
 
-def _sweep_stale_uploads(objects: ObjectStore) -> None:
+def _sweep_stale_uploads(spool: Spool) -> None:
     """Temporary files of uploads that died with an earlier process (`minitowerd prune`
     sweeps them too, for an API that stays up)."""
-    removed = objects.sweep_temp()
+    removed = spool.sweep()
     if removed:
         log.info(
             "removed stale upload files",

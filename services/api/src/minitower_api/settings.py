@@ -1,9 +1,9 @@
 """The API's configuration: ``MINITOWER_*`` environment variables (and a ``.env`` file)."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal, Self
 
-from pydantic import BeforeValidator, Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 
 from minitower_shared.durations import (
     PositiveSeconds,
@@ -32,6 +32,10 @@ class ApiSettings(
     secret_fields = ("bootstrap_token", "runner_registration_token", "metrics_token")
 
     objects_dir: Path = Path("objects")
+    # Where artifacts are kept: files under objects_dir (``local``), or rows of the
+    # database (``postgres``, PostgreSQL only), so API processes need no shared volume.
+    # Uploads are received in objects_dir/tmp either way.
+    object_store: Literal["local", "postgres"] = "local"
     listen_addr: str = "0.0.0.0:8080"
     bootstrap_token: SecretStr | None = None
     lease_ttl: PositiveSeconds = 60.0
@@ -123,6 +127,15 @@ class ApiSettings(
             except SecretKeyError as exc:
                 raise ValueError(str(exc)) from None
         return value
+
+    @model_validator(mode="after")
+    def _object_store_needs_postgresql(self) -> Self:
+        if self.object_store == "postgres" and self.database_url is None:
+            raise ValueError(
+                "MINITOWER_OBJECT_STORE=postgres keeps artifacts in the database, which "
+                "must be PostgreSQL: set MINITOWER_DATABASE_URL, or use the local store"
+            )
+        return self
 
     def secret_box(self) -> SecretBox | None:
         """None when MINITOWER_SECRETS_KEY is not set."""

@@ -11,10 +11,13 @@ Webhook history: delivered and failed deliveries that finished before the cutoff
 their attempts and the events no delivery needs any more, in batches likewise.
 
 Objects: files of the object store that no app version references, e.g. left by an
-upload that failed between placing its object and committing its version row. The API
-places and removes objects only under the database's write lock (routers/versions.py),
-so they are checked and deleted under it too; files modified within the last
-``OBJECT_MIN_AGE`` are left alone as well (an upload being received right now).
+upload that failed between placing its object and committing its version row, and
+spooled uploads (``tmp/``) that died with their process; then the same for the objects
+kept in the database (MINITOWER_OBJECT_STORE=postgres; none with the local store). The
+API places and removes objects only under the database's write lock and, on PostgreSQL,
+the object's own lock (routers/versions.py), so they are checked and deleted under both
+too; objects written within the last ``OBJECT_MIN_AGE`` are left alone as well (an
+upload being received right now).
 """
 
 import sqlite3
@@ -33,6 +36,7 @@ from minitower_shared.clock import rfc3339, utcnow
 from minitower_shared.db import read_session, write_session
 from minitower_shared.store import audit as audit_store
 from minitower_shared.store import maintenance as store
+from minitower_shared.store import objects as object_store
 from minitower_shared.store import webhooks as webhook_store
 
 OBJECT_MIN_AGE = timedelta(hours=1)
@@ -152,10 +156,12 @@ def prune_objects(engine: Engine, objects_dir: Path, report: PruneReport) -> Non
         report.objects = [(key, path.stat().st_size) for path, key in candidates]
         return
     for start in range(0, len(candidates), OBJECT_BATCH):
+        batch = candidates[start : start + OBJECT_BATCH]
         with write_session(engine) as session:
-            # Again under the write lock: no version can come to reference one now.
+            # Again under the locks: no version can come to reference one now.
+            object_store.hold(session, *(key for _, key in batch))
             referenced = store.referenced_object_keys(session)
-            for path, key in candidates[start : start + OBJECT_BATCH]:
+            for path, key in batch:
                 if key in referenced:
                     continue
                 try:
@@ -164,6 +170,24 @@ def prune_objects(engine: Engine, objects_dir: Path, report: PruneReport) -> Non
                 except FileNotFoundError:
                     continue
                 report.objects.append((key, size))
+
+
+def prune_stored_objects(engine: Engine, report: PruneReport, now: datetime) -> None:
+    """The objects kept in the database that no app version references."""
+    with read_session(engine) as session:
+        candidates = object_store.unreferenced_objects(session, now - OBJECT_MIN_AGE)
+    if report.dry_run:
+        report.objects += candidates
+        return
+    for start in range(0, len(candidates), OBJECT_BATCH):
+        batch = [key for key, _ in candidates[start : start + OBJECT_BATCH]]
+        with write_session(engine) as session:
+            object_store.hold(session, *batch)
+            referenced = store.referenced_object_keys(session)
+            for key in batch:
+                size = None if key in referenced else object_store.delete_object(session, key)
+                if size is not None:
+                    report.objects.append((key, size))
 
 
 def vacuum(db_path: Path) -> tuple[int, int]:
@@ -201,6 +225,7 @@ def prune(
         prune_logs(engine, report)
         prune_webhook_history(engine, report)
         prune_objects(engine, objects_dir, report)
+        prune_stored_objects(engine, report, now)
         prune_audit(engine, report)
     finally:
         engine.dispose()

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from sqlmodel import Session
 
 from minitower_api.deps import (
@@ -26,6 +26,7 @@ from minitower_api.deps import (
     require_runner,
 )
 from minitower_api.errors import HttpProblem, conflict, gone, responses
+from minitower_api.objects import LocalObjectStore
 from minitower_shared.clock import utcnow
 from minitower_shared.models import AppVersion, Run
 from minitower_shared.schemas import (
@@ -244,7 +245,7 @@ def start_run(
 )
 def download_artifact(
     run_id: RunId, runner_token: RunnerTokenDep, lease: LeaseTokenDep, services: ServicesDep
-) -> FileResponse:
+) -> Response:
     """The archive of the run's version; verify it against ``X-Artifact-SHA256``."""
     with services.read() as session:
         live_attempt(session, lease_key(session, runner_token, run_id, lease), utcnow())
@@ -252,11 +253,28 @@ def download_artifact(
         assert run is not None
         version = session.get(AppVersion, run.app_version_id)
         assert version is not None
-    return FileResponse(
-        services.objects.path(version.artifact_object_key),
+    filename = f"run-{run_id}.tar.gz"
+    objects = services.objects
+    if isinstance(objects, LocalObjectStore):
+        return FileResponse(
+            objects.path(version.artifact_object_key),
+            media_type="application/gzip",
+            filename=filename,
+            headers=_artifact_headers(version),
+        )
+    # Streamed a chunk at a time from the database; the size is known up front, so the
+    # runner gets a Content-Length as from a file.
+    size = objects.size(version.artifact_object_key)
+    if size is None:
+        raise LookupError(f"the object of version {version.id} is missing")
+    return StreamingResponse(
+        objects.chunks(version.artifact_object_key),
         media_type="application/gzip",
-        filename=f"run-{run_id}.tar.gz",
-        headers=_artifact_headers(version),
+        headers={
+            **_artifact_headers(version),
+            "Content-Length": str(size),
+            "Content-Disposition": f'attachment; filename="{filename}"',
+        },
     )
 
 

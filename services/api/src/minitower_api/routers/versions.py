@@ -1,14 +1,13 @@
 """App versions: immutable uploaded archives, vetted before anything is stored."""
 
 import json
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, UploadFile
 
 from minitower_api.deps import Caller, CallerDep, PageDep, Services, ServicesDep, VersionNo, paged
 from minitower_api.errors import HttpProblem, insufficient_storage, invalid, not_found, responses
-from minitower_api.objects import ObjectStore, StoreFull, TooLarge
+from minitower_api.objects import Spooled, StoreFull, TooLarge, artifact_key
 from minitower_api.params import (
     MAX_PARAMS_SCHEMA_BYTES,
     InputError,
@@ -28,6 +27,7 @@ from minitower_shared.schemas import (
 )
 from minitower_shared.store import apps as app_store
 from minitower_shared.store import audit
+from minitower_shared.store import objects as object_store
 from minitower_shared.store import secrets as secret_store
 from minitower_shared.store.audit import AuditObject
 from minitower_shared.towerfile import TowerfileError, parameters_schema, parse_towerfile
@@ -115,10 +115,9 @@ def _parse_plain_json(text: str) -> Any:
 
 def _vet_upload(
     services: Services, artifact: UploadFile, settings: ApiSettings
-) -> tuple[Path, str, int, ArchiveListing]:
-    objects = services.objects
+) -> tuple[Spooled, ArchiveListing]:
     try:
-        temp, sha256, size = objects.spool(artifact.file, max_bytes=settings.max_artifact_bytes)
+        spooled = services.spool.receive(artifact.file, max_bytes=settings.max_artifact_bytes)
     except TooLarge as exc:
         raise HttpProblem(
             413,
@@ -131,17 +130,17 @@ def _vet_upload(
         raise insufficient_storage(_STORE_FULL) from exc
     try:
         listing = inspect_archive(
-            temp,
+            spooled.path,
             max_unpacked_bytes=settings.max_unpacked_bytes,
             max_towerfile_bytes=settings.max_towerfile_bytes,
         )
     except BaseException as exc:
         # Whatever went wrong (an unexpected error too), the temporary file must go.
-        temp.unlink(missing_ok=True)
+        spooled.path.unlink(missing_ok=True)
         if isinstance(exc, UnsafeArchiveError):
             raise invalid(f"artifact refused: {exc}") from exc
         raise
-    return temp, sha256, size, listing
+    return spooled, listing
 
 
 @router.post(
@@ -175,36 +174,35 @@ def upload_version(
     settings = services.settings
     with services.read() as session:
         require_app(session, caller.team_id, app)
-    temp, sha256, size, listing = _vet_upload(services, artifact, settings)
+    spooled, listing = _vet_upload(services, artifact, settings)
     try:
         manifest = _Manifest(listing, settings, entrypoint, timeout_seconds, params_schema)
     except BaseException:
         # A 400, but also any error nobody foresaw: nothing of the upload may stay behind.
-        temp.unlink(missing_ok=True)
+        spooled.path.unlink(missing_ok=True)
         raise
-    key = ObjectStore.artifact_key(sha256)
-    return _store_version(services, caller, app, temp, key, sha256, size, manifest)
+    return _store_version(services, caller, app, spooled, manifest)
 
 
 def _store_version(
     services: Services,
     caller: Caller,
     app: str,
-    temp: Path,
-    key: str,
-    sha256: str,
-    size: int,
+    spooled: Spooled,
     manifest: _Manifest,
 ) -> VersionPublic:
     # Objects are shared by every version with the same content, so they are placed and
-    # removed only under the write lock: an upload of the same archive waits, and the
-    # clean-up below can never remove an object another version is about to reference.
+    # removed only under the write lock (and, on PostgreSQL, the object's own lock): an
+    # upload of the same archive waits, and the clean-up below can never remove an
+    # object another version is about to reference.
+    key = artifact_key(spooled.sha256)
     created = False
     try:
         with services.write() as session:
             record = require_app(session, caller.team_id, app)
+            object_store.hold(session, key)
             try:
-                created = services.objects.commit(temp, key)
+                created = services.objects.commit(session, spooled, key)
             except StoreFull as exc:
                 services.metrics.storage_full.labels("objects").inc()
                 raise insufficient_storage(_STORE_FULL) from exc
@@ -212,8 +210,8 @@ def _store_version(
                 session,
                 app=record,
                 artifact_object_key=key,
-                artifact_sha256=sha256,
-                artifact_size=size,
+                artifact_sha256=spooled.sha256,
+                artifact_size=spooled.size,
                 entrypoint=manifest.entrypoint,
                 timeout_seconds=manifest.timeout_seconds,
                 retry_policy=manifest.retry_policy,
@@ -225,16 +223,17 @@ def _store_version(
                 caller.actor,
                 "version.upload",
                 AuditObject("version", f"{record.slug}/{version.version_no}"),
-                {"app": record.slug, "version_no": version.version_no, "sha256": sha256},
+                {"app": record.slug, "version_no": version.version_no, "sha256": spooled.sha256},
             )
             assert version.id is not None
             secret_store.declare(session, version.id, manifest.secrets)
     except BaseException:
-        temp.unlink(missing_ok=True)
+        spooled.path.unlink(missing_ok=True)
         if created:
             with services.write() as session:
+                object_store.hold(session, key)
                 if not app_store.object_key_in_use(session, key):
-                    services.objects.delete(key)
+                    services.objects.delete(session, key)
         raise
     return version_public(version, manifest.secrets)
 

@@ -1,7 +1,10 @@
-"""The local object store: artifacts on disk, content-addressed by SHA-256.
+"""The upload spool: where an upload is received, hashed and checked before any object
+store keeps it, whichever store that is (``MINITOWER_OBJECTS_DIR``/tmp).
 
-Files are written to a temporary name in the same directory tree and renamed into
-place, so a reader never sees a half-written object and a crash leaves only a temp file.
+An upload is written to a temporary file there, hashing as it goes and bounded by the
+size limit; the archive is inspected in place; then the store takes it (a rename into
+the local store, or chunk by chunk into the database). A crash leaves only a temp file,
+swept at the next start-up and by ``minitowerd prune``.
 """
 
 import errno
@@ -12,10 +15,11 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-_CHUNK = 1024 * 1024
+CHUNK = 1024 * 1024
 # A temporary file this old belongs to no upload still being received: one that died
 # with its process (a crash, a kill) left it. `minitowerd prune` uses the same age.
 STALE_TEMP_SECONDS = 3600
@@ -39,7 +43,7 @@ class StoreFull(Exception):
 
 
 @contextmanager
-def _full_is_store_full(root: Path) -> Iterator[None]:
+def full_is_store_full(root: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
@@ -52,33 +56,35 @@ def _full_is_store_full(root: Path) -> Iterator[None]:
         raise StoreFull(root) from exc
 
 
-class ObjectStore:
+@dataclass(frozen=True)
+class Spooled:
+    """An upload received in full: its temporary file, SHA-256 (hex) and size."""
+
+    path: Path
+    sha256: str
+    size: int
+
+
+class Spool:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._tmp = root / "tmp"
-        self._tmp.mkdir(parents=True, exist_ok=True)
+        self.folder = root / "tmp"
+        self.folder.mkdir(parents=True, exist_ok=True)
 
-    @staticmethod
-    def artifact_key(sha256: str) -> str:
-        return f"artifacts/sha256/{sha256[:2]}/{sha256}.tar.gz"
-
-    def path(self, key: str) -> Path:
-        return self.root / key
-
-    def spool(self, source: BinaryIO, *, max_bytes: int) -> tuple[Path, str, int]:
+    def receive(self, source: BinaryIO, *, max_bytes: int) -> Spooled:
         """Copy ``source`` into a temporary file, hashing as it goes.
 
-        Returns (temporary path, sha256 hex, size); raises TooLarge past ``max_bytes``
-        and StoreFull when the volume fills up (the partial file is removed either way)."""
+        Raises TooLarge past ``max_bytes`` and StoreFull when the volume fills up (the
+        partial file is removed either way)."""
         digest = hashlib.sha256()
         size = 0
-        with _full_is_store_full(self.root):
-            fd, name = tempfile.mkstemp(dir=self._tmp, suffix=".part")
+        with full_is_store_full(self.root):
+            fd, name = tempfile.mkstemp(dir=self.folder, suffix=".part")
             path = Path(name)
             try:
                 # The close flushes the last buffered chunk: ENOSPC may surface there too.
                 with os.fdopen(fd, "wb") as out:
-                    while chunk := source.read(_CHUNK):
+                    while chunk := source.read(CHUNK):
                         size += len(chunk)
                         if size > max_bytes:
                             raise TooLarge
@@ -87,32 +93,14 @@ class ObjectStore:
             except BaseException:
                 path.unlink(missing_ok=True)
                 raise
-        return path, digest.hexdigest(), size
+        return Spooled(path, digest.hexdigest(), size)
 
-    def commit(self, temp: Path, key: str) -> bool:
-        """Move a spooled file into place under ``key``; True if the object is new.
-
-        An object that already exists (same content) is kept and the temp file dropped.
-        A new fan-out directory needs a block of its own: StoreFull when there is none."""
-        final = self.path(key)
-        if final.exists():
-            temp.unlink(missing_ok=True)
-            return False
-        with _full_is_store_full(self.root):
-            final.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(temp, 0o644)
-        os.replace(temp, final)
-        return True
-
-    def delete(self, key: str) -> None:
-        self.path(key).unlink(missing_ok=True)
-
-    def sweep_temp(self, *, older_than: float = STALE_TEMP_SECONDS) -> list[tuple[str, int]]:
+    def sweep(self, *, older_than: float = STALE_TEMP_SECONDS) -> list[tuple[str, int]]:
         """Remove temporary files last modified more than `older_than` seconds ago;
         return their names and sizes."""
         oldest = time.time() - older_than
         removed = []
-        for path in sorted(self._tmp.iterdir()):
+        for path in sorted(self.folder.iterdir()):
             try:
                 stat = path.lstat()
                 if not path.is_file() or path.is_symlink() or stat.st_mtime >= oldest:
