@@ -247,7 +247,15 @@ def test_start_moves_the_run_to_running(
     run = team.create_run("hello")
     lease = take(runner)
     started = check(runner.start(lease), 200)
-    assert set(started) == {"attempt_no", "status", "lease_expires_at", "cancel_requested"}
+    assert set(started) == {
+        "attempt_no",
+        "status",
+        "lease_expires_at",
+        "cancel_requested",
+        "server_time",
+    }
+    # The server's clock, to the millisecond, before the lease's end (runners time it).
+    assert started["server_time"] < started["lease_expires_at"]
     assert started["attempt_no"] == 1
     assert started["status"] == "running"
     assert started["cancel_requested"] is False
@@ -324,7 +332,8 @@ def test_heartbeat_extends_the_lease(
 ) -> None:
     _, lease = running
     first = check(runner.heartbeat(lease), 200)
-    assert set(first) == {"lease_expires_at", "cancel_requested"}
+    assert set(first) == {"lease_expires_at", "cancel_requested", "server_time"}
+    assert first["server_time"] < first["lease_expires_at"]
     assert first["cancel_requested"] is False
     time.sleep(0.01)
     second = check(runner.heartbeat(lease), 200)

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from minitower_runner.client import LeaseClock
+from minitower_runner.client import TRANSIT_SLACK, LeaseClock
 from minitower_runner.workload import (
     RunSpec,
     UnsupportedEntrypoint,
@@ -100,6 +100,16 @@ def test_lease_clock_uses_the_servers_date_not_the_local_clock() -> None:
     clock = LeaseClock.from_answer(expires, answer(server_now), received_at=100.0)
     # Two seconds off for Date's rounding and staleness.
     assert clock.deadline == pytest.approx(100.0 + 28.0)
+
+
+def test_lease_clock_prefers_the_servers_time_in_the_answer_to_its_date_header() -> None:
+    # The server's clock is an hour ahead of ours and the Date header a second stale;
+    # the body's server_time is exact, and only the transit slack is taken off.
+    server_now = datetime.now(UTC) + timedelta(hours=1)
+    expires = server_now + timedelta(seconds=2)
+    stale = answer(server_now.replace(microsecond=0) - timedelta(seconds=1))
+    clock = LeaseClock.from_answer(expires, stale, received_at=100.0, server_time=server_now)
+    assert clock.deadline == pytest.approx(100.0 + 2.0 - TRANSIT_SLACK)
 
 
 def test_lease_clock_without_a_date_header_falls_back_to_the_local_clock() -> None:

@@ -677,6 +677,16 @@ class ScheduleList(BaseModel):
 # --- runner endpoints -------------------------------------------------------------------
 
 
+ServerTime = Annotated[
+    WireTime | None,
+    Field(
+        description="The server's clock when it answered (to the millisecond): a runner "
+        "times the lease from it (lease_expires_at minus server_time) rather than from "
+        "the whole-second Date header",
+    ),
+]
+
+
 class LeaseRequest(Strict):
     wait_seconds: float = Field(default=0, ge=0, le=30)
     start: bool = Field(
@@ -715,6 +725,7 @@ class LeaseGranted(BaseModel):
         description="True when the lease asked to start the attempt (start: true): it is "
         "running already, and POST result takes the attempt's last log lines (logs)",
     )
+    server_time: ServerTime = None
 
 
 class StartResult(BaseModel):
@@ -722,11 +733,13 @@ class StartResult(BaseModel):
     status: AttemptStatus
     lease_expires_at: WireTime
     cancel_requested: bool
+    server_time: ServerTime = None
 
 
 class HeartbeatResult(BaseModel):
     lease_expires_at: WireTime
     cancel_requested: bool
+    server_time: ServerTime = None
 
 
 class LogLineIn(Strict):

@@ -43,6 +43,8 @@ _Model = TypeVar("_Model", bound=BaseModel)
 log = logging.getLogger("minitower.runner")
 
 DATE_HEADER_SLACK = 2.0
+# An answer's time in transit, and then some: a lease times out this much early.
+TRANSIT_SLACK = 0.25
 
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -90,33 +92,38 @@ class Refused(ApiCallFailed):
 
 @dataclass(frozen=True)
 class LeaseClock:
-    """When a lease expires on the runner's monotonic clock.
+    """When a lease expires on the runner's monotonic clock, counted from when the answer
+    arrived (a long poll's answer was written long after its request was sent), so that a
+    runner whose wall clock is off still stops in time.
 
-    Computed from the server's own ``Date`` header, so that a runner whose wall clock is
-    off still stops in time, and counted from when the answer arrived (a long poll's
-    answer was written long after its request was sent). ``Date`` has whole seconds, is
-    truncated, and uvicorn refreshes it once a second, so it can be up to two seconds
-    behind the server's clock and make the lease look that much longer: those two
-    seconds are taken off (they cover the answer's time in transit as well).
+    The server's own time comes from the answer's ``server_time`` (milliseconds), less
+    ``TRANSIT_SLACK`` for the answer's way here. An API from before that field gives only
+    the ``Date`` header, which has whole seconds, is truncated, and which uvicorn
+    refreshes once a second: it can be up to two seconds behind the server's clock and
+    make the lease look that much longer, so those two seconds are taken off.
     """
 
     deadline: float
 
     @classmethod
     def from_answer(
-        cls, expires: datetime, response: httpx.Response, received_at: float
+        cls,
+        expires: datetime,
+        response: httpx.Response,
+        received_at: float,
+        server_time: datetime | None = None,
     ) -> "LeaseClock":
-        server_now: datetime | None = None
-        date = response.headers.get("date")
-        if date:
-            try:
-                server_now = parsedate_to_datetime(date)
-            except (TypeError, ValueError):
-                server_now = None
+        server_now, slack = server_time, TRANSIT_SLACK
+        if server_now is None:
+            date = response.headers.get("date")
+            if date:
+                try:
+                    server_now = parsedate_to_datetime(date)
+                except (TypeError, ValueError):
+                    server_now = None
+            slack = DATE_HEADER_SLACK
         if server_now is None:
             server_now, slack = datetime.now(UTC), 0.0
-        else:
-            slack = DATE_HEADER_SLACK
         remaining = (expires - server_now).total_seconds() - slack
         return cls(deadline=received_at + remaining)
 
@@ -283,12 +290,16 @@ class ApiClient:
         if response.status_code == 204:
             return None
         grant = self._parse(LeaseGranted, response)
-        return grant, LeaseClock.from_answer(grant.lease_expires_at, response, time.monotonic())
+        return grant, LeaseClock.from_answer(
+            grant.lease_expires_at, response, time.monotonic(), grant.server_time
+        )
 
     def start(self, run_id: int, lease_token: str) -> tuple[StartResult, LeaseClock]:
         response = self._call("POST", f"/api/v1/runs/{run_id}/start", lease_token=lease_token)
         started = self._parse(StartResult, response)
-        return started, LeaseClock.from_answer(started.lease_expires_at, response, time.monotonic())
+        return started, LeaseClock.from_answer(
+            started.lease_expires_at, response, time.monotonic(), started.server_time
+        )
 
     def heartbeat(
         self, run_id: int, lease_token: str, *, timeout: float | None = None
@@ -297,7 +308,9 @@ class ApiClient:
             "POST", f"/api/v1/runs/{run_id}/heartbeat", lease_token=lease_token, timeout=timeout
         )
         beat = self._parse(HeartbeatResult, response)
-        return beat, LeaseClock.from_answer(beat.lease_expires_at, response, time.monotonic())
+        return beat, LeaseClock.from_answer(
+            beat.lease_expires_at, response, time.monotonic(), beat.server_time
+        )
 
     def download_artifact(self, run_id: int, lease_token: str, dest: Path) -> tuple[str, str]:
         """Stream the artifact to ``dest``; return (sha256 of the bytes, the header's)."""

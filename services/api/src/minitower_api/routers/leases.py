@@ -136,6 +136,7 @@ def _granted(grant: Granted, token: str) -> LeaseGranted:
         team_id=run.team_id,
         secrets=grant.secrets,
         started=attempt.status == AttemptStatus.RUNNING,
+        server_time=utcnow(),
     )
 
 
@@ -227,6 +228,7 @@ def start_run(
         status=attempt.status,
         lease_expires_at=attempt.lease_expires_at,
         cancel_requested=attempt.cancel_requested,
+        server_time=utcnow(),
     )
 
 
@@ -305,7 +307,9 @@ def heartbeat(
             raise refused(attempt)
         runner_store.mark_seen(session, runner, now)
     return HeartbeatResult(
-        lease_expires_at=attempt.lease_expires_at, cancel_requested=attempt.cancel_requested
+        lease_expires_at=attempt.lease_expires_at,
+        cancel_requested=attempt.cancel_requested,
+        server_time=utcnow(),
     )
 
 
