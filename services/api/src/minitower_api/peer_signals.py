@@ -62,7 +62,6 @@ class PeerSignals:
             threading.Thread(target=self._send_loop, name="peer-signals-send", daemon=True),
             threading.Thread(target=self._listen_loop, name="peer-signals-listen", daemon=True),
         ]
-        self.listening = threading.Event()
 
     def start(self) -> None:
         for thread in self._threads:
@@ -140,7 +139,6 @@ class PeerSignals:
                 with psycopg.connect(self._conninfo, autocommit=True) as connection:
                     connection.execute(f"LISTEN {QUEUE_CHANNEL}")
                     connection.execute(f"LISTEN {RUN_CHANNEL}")
-                    self.listening.set()
                     # Whatever peers said while this process was not listening.
                     self._on_queue()
                     delay = 0.1
@@ -148,14 +146,12 @@ class PeerSignals:
                         for notification in connection.notifies(timeout=_LISTEN_TICK):
                             self._dispatch(notification.channel, notification.payload)
             except psycopg.Error as exc:
-                self.listening.clear()
                 log.warning(
                     "peer notifications interrupted; listening again",
                     extra={"error": str(exc), "retry_in_seconds": delay},
                 )
                 self._stopping.wait(delay)
                 delay = min(delay * 2, _RECONNECT_MAX)
-        self.listening.clear()
 
     def _dispatch(self, channel: str, payload: str) -> None:
         origin, _, rest = payload.partition(" ")
