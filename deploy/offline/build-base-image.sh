@@ -2,6 +2,8 @@
 # Build the Debian bookworm Python base image without a container registry:
 # mmdebstrap a minimal bookworm root filesystem with python3, python3-venv and
 # ca-certificates from a Debian mirror, then `docker import` it under a tag.
+# build-images.sh also builds the services base (PostgreSQL 15 and nginx for the
+# PostgreSQL stack) with it, by naming other packages.
 #
 # Usage: build-base-image.sh [--force] [--refresh] [TAG]
 #   TAG        image tag (default $MINITOWER_BASE_IMAGE, else minitower/python-base:bookworm)
@@ -10,6 +12,8 @@
 #
 # Environment:
 #   MINITOWER_BASE_IMAGE             default tag
+#   MINITOWER_BASE_PACKAGES          the packages (default python3,python3-venv,ca-certificates);
+#                                    a tag other than the default gets a tarball of its own
 #   MINITOWER_DEBIAN_MIRROR          default http://deb.debian.org/debian
 #   MINITOWER_DEBIAN_SECURITY_MIRROR default http://deb.debian.org/debian-security;
 #                                    set it empty to build from bookworm alone
@@ -36,7 +40,14 @@ done
 mirror="${MINITOWER_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 security_mirror="${MINITOWER_DEBIAN_SECURITY_MIRROR-http://deb.debian.org/debian-security}"
 cache_dir="${MINITOWER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/minitower}"
-tarball="$cache_dir/python-base-bookworm.tar"
+packages="${MINITOWER_BASE_PACKAGES:-python3,python3-venv,ca-certificates}"
+if [ "$tag" = "minitower/python-base:bookworm" ]; then
+  tarball="$cache_dir/python-base-bookworm.tar"
+else
+  # One tarball per tag and package list: another list must not reuse a stale root.
+  tarball="$cache_dir/$(printf '%s' "$tag" | tr '/:' '--')-$(printf '%s' "$packages" \
+    | sha256sum | cut -c1-12).tar"
+fi
 
 log() { echo "build-base-image: $*" >&2; }
 
@@ -64,7 +75,7 @@ if [ "$refresh" -eq 1 ] || [ ! -s "$tarball" ]; then
   tmp="$tarball.tmp.$$"
   trap 'rm -f "$tmp"' EXIT
   mmdebstrap --quiet --variant=apt --format=tar \
-    --include=python3,python3-venv,ca-certificates \
+    --include="$packages" \
     --dpkgopt='path-exclude=/usr/share/man/*' \
     --dpkgopt='path-exclude=/usr/share/info/*' \
     --dpkgopt='path-exclude=/usr/share/locale/*' \
@@ -81,7 +92,7 @@ fi
 
 log "docker import -> $tag"
 docker import \
-  --change 'LABEL org.opencontainers.image.title="MiniTower Python base (Debian bookworm)"' \
+  --change "LABEL org.opencontainers.image.title=\"MiniTower base (Debian bookworm: $packages)\"" \
   --change "LABEL org.opencontainers.image.base.name=\"debian:bookworm (mmdebstrap, $mirror)\"" \
   --change "LABEL io.minitower.rootfs.created=\"$(date -u -r "$tarball" +%Y-%m-%dT%H:%M:%SZ)\"" \
   "$tarball" "$tag" >/dev/null

@@ -7,13 +7,17 @@
 #      (deploy/docker/wheelhouse/, reused while the requirements are unchanged);
 #   3. minitower/api and minitower/runner (Dockerfile.api, Dockerfile.runner), installing
 #      from that wheelhouse with --no-index;
-#   4. the runners' workload image for Docker isolation (build-workload-image.sh).
+#   4. the runners' workload image for Docker isolation (build-workload-image.sh);
+#   5. the PostgreSQL stack's images (compose.postgres.yaml): minitower/postgres and
+#      minitower/proxy, on a services base of Debian's postgresql-15 and nginx-light
+#      (build-base-image.sh with those packages), unless MINITOWER_SKIP_STACK_IMAGES=1.
 # Idempotent: a second run rebuilds nothing that is unchanged (a few seconds).
 #
 # Environment:
 #   MINITOWER_PYTHON_BASE   base image (default minitower/python-base:bookworm)
 #   MINITOWER_IMAGE_TAG     tag of minitower/api and minitower/runner (default latest)
 #   MINITOWER_RUNNER_IMAGE  workload image (default minitower/workload:latest)
+#   MINITOWER_SERVICES_BASE services base (default minitower/services-base:bookworm)
 #   PYTHON                  the host's Python 3.11 for the wheelhouse (default python3)
 set -euo pipefail
 
@@ -76,11 +80,20 @@ wheels() {
   echo "$stamp" >"$wheelhouse/.stamp"
 }
 
+services_base="${MINITOWER_SERVICES_BASE:-minitower/services-base:bookworm}"
+
+services_base_image() {
+  MINITOWER_BASE_IMAGE="$services_base" \
+    MINITOWER_BASE_PACKAGES=postgresql-15,nginx-light,ca-certificates \
+    "$here/build-base-image.sh"
+}
+
+# service_image NAME DOCKERFILE BASE_ARG: BASE_ARG names the image's base (NAME=image).
 service_image() {
-  local name="$1" dockerfile="$2"
-  log "docker build minitower/$name:$tag (FROM $base)"
+  local name="$1" dockerfile="$2" base_arg="$3"
+  log "docker build minitower/$name:$tag ($base_arg)"
   DOCKER_BUILDKIT=0 docker build --quiet \
-    --build-arg "PYTHON_BASE=$base" \
+    --build-arg "$base_arg" \
     --build-arg "REVISION=$revision" \
     --file "$root/$dockerfile" \
     --tag "minitower/$name:$tag" \
@@ -91,6 +104,11 @@ service_image() {
 
 timed base_image
 timed wheels
-timed service_image api Dockerfile.api
-timed service_image runner Dockerfile.runner
+timed service_image api Dockerfile.api "PYTHON_BASE=$base"
+timed service_image runner Dockerfile.runner "PYTHON_BASE=$base"
 MINITOWER_BASE_IMAGE="$base" timed "$here/build-workload-image.sh"
+if [ "${MINITOWER_SKIP_STACK_IMAGES:-0}" != 1 ]; then
+  timed services_base_image
+  timed service_image postgres deploy/postgres/Dockerfile "SERVICES_BASE=$services_base"
+  timed service_image proxy deploy/proxy/Dockerfile "SERVICES_BASE=$services_base"
+fi

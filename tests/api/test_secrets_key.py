@@ -1,5 +1,6 @@
-"""MINITOWER_SECRETS_KEY at the API's start and ``minitowerd generate-secrets-key`` /
-``rotate-secrets-key``: refusals are one line and exit 2 like other configuration errors."""
+"""MINITOWER_SECRETS_KEY (and a writable MINITOWER_OBJECTS_DIR) at the API's start, and
+``minitowerd generate-secrets-key`` / ``rotate-secrets-key``: refusals are one line and
+exit 2 like other configuration errors."""
 
 import base64
 import subprocess
@@ -121,3 +122,25 @@ def test_rotation_without_a_key_or_with_a_wrong_one_changes_nothing(
     assert wrong.returncode == 1, wrong
     assert "does not decrypt" in wrong.stderr and "nothing was changed" in wrong.stderr
     assert before is None and startup_problem(database, SecretBox([KEY]), busy_timeout=5) is None
+
+
+def test_the_api_refuses_an_objects_dir_it_cannot_write_in_one_line(
+    database: Database, tmp_path: Path
+) -> None:
+    """Uploads are received in MINITOWER_OBJECTS_DIR/tmp whatever the store: a folder the
+    service cannot write is a configuration error at start, not a traceback (or a 500 at
+    the first upload)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = {
+        **database_env(database),
+        "MINITOWER_LISTEN_ADDR": "127.0.0.1:9",
+        "MINITOWER_OBJECTS_DIR": str(blocker / "objects"),
+    }
+    done = minitowerd(env=env, cwd=tmp_path)
+    assert done.returncode == 2, done
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "minitowerd: configuration error: MINITOWER_OBJECTS_DIR: cannot write to "
+        f"{blocker / 'objects' / 'tmp'}: Not a directory"
+    )

@@ -27,6 +27,9 @@ BOOTSTRAP_TOKEN = "e2e-bootstrap-token-0123456789"
 REGISTRATION_TOKEN = "e2e-registration-token-0123456789"
 TERMINAL = {"completed", "failed", "cancelled", "dead"}
 IMAGES = ("minitower/api", "minitower/runner")
+# The PostgreSQL stack's own images (compose.postgres.yaml).
+POSTGRES_STACK_IMAGES = ("minitower/postgres", "minitower/proxy")
+POSTGRES_PASSWORD = "e2e-postgres-password-0123456789"
 WORKLOAD_IMAGE = os.environ.get("MINITOWER_RUNNER_IMAGE", "minitower/workload:latest")
 
 
@@ -134,9 +137,11 @@ class Stack:
         wait_for(ready, timeout=timeout, what="the API to answer /ready", interval=0.2)
 
 
-def _missing_images(engine: docker.DockerClient, tag: str, *extra: str) -> list[str]:
+def _missing_images(
+    engine: docker.DockerClient, tag: str, names: tuple[str, ...], *extra: str
+) -> list[str]:
     missing = []
-    for image in (*(f"{name}:{tag}" for name in IMAGES), *extra):
+    for image in (*(f"{name}:{tag}" for name in names), *extra):
         try:
             engine.images.get(image)
         except docker.errors.ImageNotFound:
@@ -151,11 +156,15 @@ def bring_up(
     lease_ttl: str = "6s",
     image_tag: str = "latest",
     env: dict[str, str] | None = None,
+    postgres: bool = False,
 ) -> Stack:
     """A stack of ``image_tag`` images (``previous``: deploy/offline/build-previous-images.sh
-    builds them); ``env`` adds to (or overrides) the env file's settings."""
+    builds them); ``env`` adds to (or overrides) the env file's settings. ``postgres``
+    layers compose.postgres.yaml over compose.yaml: PostgreSQL, the proxy in front of
+    the API replicas (``MINITOWER_API_REPLICAS`` in ``env``)."""
     engine = docker.from_env()
-    missing = _missing_images(engine, image_tag, *([WORKLOAD_IMAGE] if profiles else []))
+    names = IMAGES + (POSTGRES_STACK_IMAGES if postgres else ())
+    missing = _missing_images(engine, image_tag, names, *([WORKLOAD_IMAGE] if profiles else []))
     if missing:
         script = "build-previous-images.sh" if image_tag == "previous" else "build-images.sh"
         docker_prerequisite_missing(
@@ -179,12 +188,17 @@ def bring_up(
         "MINITOWER_RUNNER_STOP_GRACE": "20s",
         "MINITOWER_RUNNER_IMAGE": WORKLOAD_IMAGE,
         "MINITOWER_IMAGE_TAG": image_tag,
+        **({"MINITOWER_POSTGRES_PASSWORD": POSTGRES_PASSWORD} if postgres else {}),
         **(env or {}),
     }
+    files = [
+        str(ROOT / "compose.yaml"),
+        *([str(ROOT / "compose.postgres.yaml")] if postgres else []),
+    ]
     env_file.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
     compose = DockerCompose(
         context=ROOT,
-        compose_file_name=["compose.yaml", str(override)],
+        compose_file_name=[*files, str(override)],
         env_file=str(env_file),
         profiles=profiles,
         wait=True,
@@ -200,7 +214,7 @@ def bring_up(
             http=http,
             team=TeamClient.bootstrap(http, "acme", BOOTSTRAP_TOKEN),
             engine=engine,
-            compose_file=f"{ROOT / 'compose.yaml'}:{override}",
+            compose_file=":".join([*files, str(override)]),
             env_file=str(env_file),
         )
         wait_for(

@@ -5,6 +5,7 @@ import errno
 import logging
 import resource
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -71,6 +72,7 @@ def serve(
     if settings.runner_registration_token is None:
         log.warning("MINITOWER_RUNNER_REGISTRATION_TOKEN is not set: runners cannot register")
     _refuse_unreadable_secrets(settings)
+    _refuse_unwritable_objects_dir(settings)
     _raise_open_files_limit(settings.max_connections, log)
     uvicorn.run(
         create_app(settings),
@@ -106,6 +108,23 @@ def _refuse_unreadable_secrets(settings: ApiSettings) -> None:
     if problem is not None:
         typer.echo(f"minitowerd: configuration error: MINITOWER_SECRETS_KEY: {problem}", err=True)
         raise typer.Exit(2)
+
+
+def _refuse_unwritable_objects_dir(settings: ApiSettings) -> None:
+    """Exit 2 in one line when uploads could not be received: every store takes them
+    into MINITOWER_OBJECTS_DIR/tmp first (a volume or tmpfs the service user cannot
+    write is the usual cause)."""
+    scratch = settings.objects_dir / "tmp"
+    try:
+        scratch.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=scratch).close()
+    except OSError as exc:
+        typer.echo(
+            f"minitowerd: configuration error: MINITOWER_OBJECTS_DIR: cannot write to "
+            f"{scratch}: {exc.strerror or exc}",
+            err=True,
+        )
+        raise typer.Exit(2) from None
 
 
 # Descriptors beyond the connections: the database, its WAL, uploads, the listener.
