@@ -212,8 +212,11 @@ def copy_to_command(
         str,
         typer.Argument(
             metavar="TARGET_URL",
-            help="An empty PostgreSQL database: postgresql+psycopg://user@host:5432/db "
-            "(leave the password out of the command line: PGPASSWORD or ~/.pgpass)",
+            envvar="MINITOWER_COPY_TO_URL",
+            show_envvar=True,
+            help="An empty PostgreSQL database: postgresql+psycopg://user:password@host:5432/db "
+            "(from MINITOWER_COPY_TO_URL when not given, which keeps the password out of "
+            "the process list; PGPASSWORD and ~/.pgpass work too)",
         ),
     ],
     objects: Annotated[

@@ -492,7 +492,7 @@ def _verify_tables(target: Engine, sums: dict[str, _TableSum]) -> list[TableChec
                 TableCheck(
                     name=table.name,
                     source_rows=mine.rows,
-                    target_rows=int(counted) if counted == found.rows else found.rows,
+                    target_rows=int(counted),
                     source_checksum=mine.checksum,
                     target_checksum=found.checksum,
                 )
