@@ -9,8 +9,11 @@ The source is always a SQLite file and the target a cluster of PostgreSQL: the t
 run in both passes (``any_postgres_cluster``)."""
 
 import shutil
+import sqlite3
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -378,3 +381,34 @@ def test_objects_local_leaves_the_objects_on_their_volume(
         assert lease is not None
         assert runner.artifact(lease).content == source.hello_v2
         check(runner.result(lease, "completed", exit_code=0), 200)
+
+
+def test_writes_to_the_source_during_the_copy_fail_the_verdict(
+    source: Source, target: str, tmp_path: Path
+) -> None:
+    """A service left running (here: a writer committing every 10 ms, as a reaper's
+    passes would) writes what the copy's snapshot misses: the copy says so and exits 1."""
+    busy = source.copy(tmp_path / "state")
+    stop = threading.Event()
+
+    def write() -> None:
+        with closing(sqlite3.connect(busy.db, timeout=30, isolation_level=None)) as conn:
+            while not stop.is_set():
+                conn.execute(
+                    "INSERT INTO reaper_pass (name, last_pass_at, last_pass_duration_ms, passes, "
+                    "leases_expired, runs_retried, runs_buried, runs_cancelled, "
+                    "runners_marked_offline) VALUES ('r', '2026-01-01', 0, 1, 0, 0, 0, 0, 0) "
+                    "ON CONFLICT (name) DO UPDATE SET passes = passes + 1"
+                )
+                time.sleep(0.01)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        done = minitowerd("copy-to", target, env=busy.env(), cwd=tmp_path)
+    finally:
+        stop.set()
+        writer.join()
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "the source was written during the copy" in done.stdout
+    assert done.stdout.splitlines()[-1] == "NOT verified: see above"
