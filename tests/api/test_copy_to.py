@@ -20,10 +20,12 @@ from typing import Any
 
 import httpx
 import pytest
+from alembic import command
 from fastapi.testclient import TestClient
 
 from minitower_api.main import create_app
 from minitower_api.settings import ApiSettings
+from minitower_shared.migrate import alembic_config
 from tests.support.archives import make_archive
 from tests.support.clients import RunnerClient, TeamClient, check
 from tests.support.databases import copy_database
@@ -412,3 +414,20 @@ def test_writes_to_the_source_during_the_copy_fail_the_verdict(
     assert done.returncode == 1, done.stdout + done.stderr
     assert "the source was written during the copy" in done.stdout
     assert done.stdout.splitlines()[-1] == "NOT verified: see above"
+
+
+def test_a_source_behind_the_schema_or_missing_is_refused_before_the_target_is_touched(
+    target: str, tmp_path: Path
+) -> None:
+    behind = tmp_path / "behind.db"
+    command.upgrade(alembic_config(behind), "0008_audit")
+    env = {"MINITOWER_DB_PATH": str(behind), "MINITOWER_OBJECTS_DIR": str(tmp_path / "objects")}
+    done = minitowerd("copy-to", target, env=env, cwd=tmp_path)
+    one_line_error(done, f"database {behind} is at schema revision 0008_audit, this MiniTower at ")
+    assert "run `minitowerd migrate` on it first" in done.stderr
+    missing = {**env, "MINITOWER_DB_PATH": str(tmp_path / "no-such.db")}
+    done = minitowerd("copy-to", target, env=missing, cwd=tmp_path)
+    one_line_error(done, f"database {tmp_path / 'no-such.db'} does not exist")
+    assert not (tmp_path / "no-such.db").exists()
+    with Rows(target) as rows:
+        assert rows.query("SELECT to_regclass('alembic_version') IS NULL") == [(True,)]

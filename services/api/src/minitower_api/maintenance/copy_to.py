@@ -405,6 +405,8 @@ def _copy(
     objects: ObjectsTarget,
     started: float,
 ) -> CopyReport:
+    with source.connect() as src, src.begin():
+        _check_source_schema(src, source_path)
     # Refused before migrating: a database with data is not ours to change.
     with target.connect() as conn:
         _refuse_non_empty(conn, label)
@@ -419,6 +421,7 @@ def _copy(
         sums: dict[str, _TableSum] = {}
         object_check = ObjectsCheck(mode=objects)
         with src.begin():
+            # Checked again in the snapshot that is copied.
             _check_source_schema(src, source_path)
             with target.begin() as dst:
                 # Two copies into one target take turns; the second then finds it full.
