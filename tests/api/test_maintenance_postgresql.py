@@ -43,11 +43,13 @@ def env(database_url: str, tmp_path: Path) -> dict[str, str]:
     [
         (
             ("backup", "dest"),
-            "minitowerd backup: backup is not supported on PostgreSQL yet: use pg_dump",
+            "minitowerd backup: backup is not supported on PostgreSQL yet: use pg_dump "
+            "(deploy/runbooks/backup-restore-postgresql.md)",
         ),
         (
             ("restore", "src"),
-            "minitowerd restore: restore is not supported on PostgreSQL yet: use pg_restore",
+            "minitowerd restore: restore is not supported on PostgreSQL yet: use pg_restore "
+            "(deploy/runbooks/backup-restore-postgresql.md)",
         ),
         (
             ("db-status",),

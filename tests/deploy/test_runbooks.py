@@ -13,6 +13,8 @@ TASKS = (
     "upgrade",
     "scale-and-drain",
     "backup-restore",
+    "backup-restore-postgresql",
+    "move-to-postgresql",
     "rotate-tokens",
     "rotate-secrets-key",
     "disk-full",

@@ -10,7 +10,7 @@ Kept importable by the migrations: what a revision uses from here must not chang
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, String, Table, text
+from sqlalchemy import BigInteger, Integer, Select, String, Table, false, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -77,3 +77,22 @@ def _random_hex_sqlite(_element: random_hex, _compiler: SQLCompiler, **_kw: Any)
 def _random_hex_postgresql(_element: random_hex, _compiler: SQLCompiler, **_kw: Any) -> str:
     # gen_random_uuid() (built in since PostgreSQL 13) draws from the server's CSPRNG.
     return "left(translate(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 56)"
+
+
+def reset_sequence(table: Table) -> Select[tuple[int]] | None:
+    """PostgreSQL: the statement that points the sequence of ``table``'s id at its
+    highest id, so that the next row inserted without an id gets the one after it (rows
+    copied with their ids leave the sequence where it was). None for a table without an
+    id sequence. SQLite needs nothing: an INTEGER PRIMARY KEY continues from the largest
+    rowid."""
+    column = table.autoincrement_column
+    if column is None:
+        return None
+    # setval(seq, n, false): the next nextval() returns n; an empty table starts at 1.
+    return select(
+        func.setval(
+            func.pg_get_serial_sequence(table.name, column.name),
+            func.coalesce(func.max(column), 0) + 1,
+            false(),
+        )
+    ).select_from(table)

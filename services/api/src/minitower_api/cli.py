@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +21,7 @@ from minitower_api.maintenance import (
     MaintenanceError,
     audit_log,
     backup,
+    copy_to,
     db_status,
     prune,
     restore,
@@ -186,6 +188,9 @@ def _echo(lines: list[str]) -> None:
         typer.echo(line)
 
 
+_PG_BACKUP_RUNBOOK = "deploy/runbooks/backup-restore-postgresql.md"
+
+
 @app.command("backup")
 def backup_command(
     dest: Annotated[Path, typer.Argument(help="New (or empty) directory for the backup")],
@@ -194,7 +199,7 @@ def backup_command(
     the objects into DEST, with a manifest.json to check them by."""
     settings = _settings()
     with _one_line_errors("backup"):
-        db_path = sqlite_file(settings.database, "backup", "use pg_dump")
+        db_path = sqlite_file(settings.database, "backup", f"use pg_dump ({_PG_BACKUP_RUNBOOK})")
         _echo(backup.summary(backup.take_backup(db_path, settings.objects_dir, dest)))
 
 
@@ -208,9 +213,63 @@ def restore_command(
     """Check a backup and restore it. Stop the API and the reaper first."""
     settings = _settings()
     with _one_line_errors("restore"):
-        db_path = sqlite_file(settings.database, "restore", "use pg_restore")
+        db_path = sqlite_file(
+            settings.database, "restore", f"use pg_restore ({_PG_BACKUP_RUNBOOK})"
+        )
         report = restore.restore_backup(src, db_path, settings.objects_dir, force=force)
         _echo(restore.summary(report))
+
+
+class ObjectsTarget(StrEnum):
+    postgres = "postgres"
+    local = "local"
+
+
+@app.command("copy-to")
+def copy_to_command(
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="TARGET_URL",
+            envvar="MINITOWER_COPY_TO_URL",
+            show_envvar=True,
+            help="An empty PostgreSQL database: postgresql+psycopg://user:password@host:5432/db "
+            "(from MINITOWER_COPY_TO_URL when not given, which keeps the password out of "
+            "the process list; PGPASSWORD and ~/.pgpass work too)",
+        ),
+    ],
+    objects: Annotated[
+        ObjectsTarget,
+        typer.Option(
+            "--objects",
+            help="postgres: copy the objects of MINITOWER_OBJECTS_DIR into the database "
+            "(then run with MINITOWER_OBJECT_STORE=postgres); local: leave them on their "
+            "volume (keep MINITOWER_OBJECT_STORE=local)",
+        ),
+    ] = ObjectsTarget.postgres,
+) -> None:
+    """Copy the SQLite database (MINITOWER_DB_PATH) and its objects into an empty
+    PostgreSQL database, with every id, then verify: row counts and checksums per table,
+    each object's SHA-256 read back. Stop the API, the reaper and the scheduler first
+    (deploy/runbooks/move-to-postgresql.md). Refuses a target that holds any row; exits 1
+    unless everything was verified."""
+    settings = _settings()
+    with _one_line_errors("copy-to"):
+        if settings.database_url is not None:
+            _fail(
+                "copy-to",
+                "copy-to copies a SQLite database: unset MINITOWER_DATABASE_URL and point "
+                "MINITOWER_DB_PATH at the source",
+            )
+        report = copy_to.copy_to(
+            settings.db_path,
+            settings.objects_dir,
+            target,
+            objects="local" if objects is ObjectsTarget.local else "postgres",
+        )
+    _echo(copy_to.summary(report))
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 def _duration(value: str) -> timedelta:
