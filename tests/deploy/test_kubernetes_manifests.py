@@ -20,13 +20,10 @@ import yaml
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings
 
-from minitower_api.settings import ApiSettings
-from minitower_reaper.settings import ReaperSettings
-from minitower_runner.settings import RunnerSettings
-from minitower_scheduler.settings import SchedulerSettings
 from minitower_shared.durations import parse_duration
 from minitower_shared.secret_box import generate_key
 from minitower_shared.service_settings import DatabaseServiceSettings
+from tests.support.deploy_files import PROGRAMS, setting_variables
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES = ROOT / "deploy" / "kubernetes"
@@ -34,13 +31,6 @@ SECRET_TEMPLATE = "secret.example.yaml"
 # The oldest Kubernetes these manifests claim (every API they use is GA there), and the
 # newest whose schemas the locked kubernetes-validate bundles.
 KUBERNETES_VERSIONS = ("1.30", "1.37")
-# What each command runs, by the settings it reads.
-PROGRAMS: dict[str, type[BaseSettings]] = {
-    "minitowerd": ApiSettings,
-    "minitower-reaper": ReaperSettings,
-    "minitower-scheduler": SchedulerSettings,
-    "minitower-runner": RunnerSettings,
-}
 # The PostgreSQL layout's settings (issue 16, written on another branch), with the
 # settings that will read them: not yet in the settings classes here. Once they are,
 # empty this (the last test below says so).
@@ -110,14 +100,6 @@ def settings_class(container: dict[str, Any]) -> type[BaseSettings] | None:
     found = [PROGRAMS[word] for word in container["command"] if word in PROGRAMS]
     assert len(found) <= 1, container["command"]
     return found[0] if found else None
-
-
-def variables(cls: type[BaseSettings]) -> set[str]:
-    prefix = cls.model_config.get("env_prefix", "")
-    for name, field in cls.model_fields.items():
-        # An alias would make the variable's name other than prefix + field name.
-        assert field.alias is None and field.validation_alias is None, (cls, name)
-    return {f"{prefix}{name}".upper() for name in cls.model_fields}
 
 
 def secret_variables() -> set[str]:
@@ -210,7 +192,7 @@ def test_every_variable_is_a_setting_of_the_process_that_reads_it() -> None:
         pending = {
             name for name, owner in PENDING_POSTGRES_SETTINGS.items() if issubclass(cls, owner)
         }
-        unknown = names - variables(cls) - pending - NOT_SETTINGS
+        unknown = names - setting_variables(cls) - pending - NOT_SETTINGS
         assert not unknown, f"{where} ({cls.__name__}) sets what it never reads: {unknown}"
 
 
@@ -422,6 +404,6 @@ def test_runners_drain_register_apart_and_use_process_isolation() -> None:
 def test_pending_postgres_settings_are_still_pending() -> None:
     """Fails once the PostgreSQL work has added these settings: then empty
     PENDING_POSTGRES_SETTINGS, so that the check above covers them too."""
-    known = set().union(*(variables(cls) for cls in PROGRAMS.values()))
+    known = set().union(*(setting_variables(cls) for cls in PROGRAMS.values()))
     landed = set(PENDING_POSTGRES_SETTINGS) & known
     assert not landed, f"now in the settings, remove from PENDING_POSTGRES_SETTINGS: {landed}"

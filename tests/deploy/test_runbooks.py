@@ -15,6 +15,7 @@ TASKS = (
     "backup-restore",
     "backup-restore-postgresql",
     "move-to-postgresql",
+    "multi-host",
     "rotate-tokens",
     "rotate-secrets-key",
     "disk-full",
