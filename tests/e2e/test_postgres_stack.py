@@ -1,11 +1,15 @@
-"""The PostgreSQL stack (compose.yaml + compose.postgres.yaml): PostgreSQL 15 from its
-own image, API replicas behind the nginx proxy (2, scaled to 3 with the step of
-deploy/runbooks/multi-host.md), 2 reapers, 4 runners, all talking through the proxy.
-200 runs are submitted and executed while one API replica is killed and started again:
-every run the API acknowledged completes, none executed twice at once, and the proxy
-sends requests to the restarted replica again (it resolves the replicas by name, not
-once at start).
+"""The compose stack moved from SQLite to the PostgreSQL stack and run there, as an
+operator would: the steps of deploy/runbooks/move-to-postgresql.md ("Compose") move a
+running SQLite stack (runs, logs, tokens) onto compose.postgres.yaml (PostgreSQL 15 from
+its own image, API replicas behind the nginx proxy); the step of
+deploy/runbooks/multi-host.md scales it to 3 API replicas (2 reapers, 4 runners, all
+talking through the proxy); 200 runs are submitted and executed while one API replica is
+killed and started again: every run the API acknowledged completes, none executed twice
+at once, and the proxy sends requests to the restarted replica again (it resolves the
+replicas by name, not once at start). Last, the compose roll back returns to SQLite as
+it was at the copy.
 
+The tests share one stack and run in order (a module goes to one worker, whole).
 Leases last 15 s, longer than a replica takes to come back, as in test_failures.py.
 """
 
@@ -15,13 +19,20 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.support.clients import check
-from tests.support.compose_stack import Stack, bring_up, no_restart, tear_down
+from tests.support.compose_stack import (
+    Stack,
+    bring_up,
+    layer_postgres,
+    no_restart,
+    tear_down,
+)
 from tests.support.runbooks import run_step
 from tests.support.waiting import wait_for
 
@@ -39,19 +50,74 @@ print("ran", os.environ["MINITOWER_RUN_ID"], "attempt", os.environ["MINITOWER_AT
 """
 
 
+BEFORE_MOVE = 10
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A SQLite stack at first; the first test moves it."""
     up = bring_up(
         tmp_path_factory.mktemp("e2e-postgres"),
         runners=RUNNERS,
         lease_ttl=f"{LEASE_TTL}s",
-        postgres=True,
+        postgres_images=True,
         env={"MINITOWER_API_REPLICAS": "2", "MINITOWER_REAPERS": str(REAPERS)},
     )
     try:
         yield up
     finally:
+        # Down with both files whatever the tests got to: postgres, proxy and pgdata too.
+        if "compose.postgres.yaml" not in up.compose_file:
+            layer_postgres(up)
         tear_down(up)
+
+
+@pytest.fixture(scope="module")
+def moved(stack: Stack) -> dict[int, list[str]]:
+    """The runs made on SQLite before the move, with their log lines."""
+    return {}
+
+
+def test_a_sqlite_stack_moves_to_the_postgresql_stack_with_the_runbook(
+    stack: Stack, moved: dict[int, list[str]]
+) -> None:
+    sqlite_files = stack.compose_file
+    stack.deploy("ping", APP)
+    run_ids = [stack.start_run("ping") for _ in range(BEFORE_MOVE)]
+    for run_id in run_ids:
+        assert stack.wait_status(run_id)["status"] == "completed"
+        moved[run_id] = stack.lines(run_id)
+    env = stack.runbook_env()
+
+    run_step("move-to-postgresql", "compose-start-postgres", env=env, timeout=240)
+    assert "MINITOWER_POSTGRES_PASSWORD=" in Path(stack.env_file).read_text()
+    copied = run_step("move-to-postgresql", "compose-copy-to", env=env, timeout=300)
+    assert "verified:" in copied.stdout, copied.stdout
+    password = Path(stack.env_file).read_text().split("MINITOWER_POSTGRES_PASSWORD=")[1]
+    assert password.split()[0] not in copied.stdout + copied.stderr
+    run_step("move-to-postgresql", "compose-switch-to-postgresql", env=env, timeout=300)
+    layer_postgres(stack)
+    assert Path(f"{stack.env_file}.sqlite").is_file()
+
+    stack.wait_ready()
+    assert len(stack.containers("postgres")) == 1 and len(stack.containers("proxy")) == 1
+    assert len(stack.containers("api")) == 2
+    # The same runs, ids, statuses and lines, for the same team token, through the proxy.
+    for run_id, lines in moved.items():
+        assert stack.run(run_id)["status"] == "completed"
+        assert stack.lines(run_id) == lines
+    # New runs follow the copied ids, with their artifact from the database.
+    after = stack.start_run("ping")
+    assert after > max(moved)
+    assert stack.wait_status(after)["status"] == "completed"
+    verified = run_step(
+        "move-to-postgresql",
+        "verify-moved",
+        env=stack.runbook_env(MINITOWER_VERIFY_APP="ping"),
+        timeout=180,
+    )
+    assert "completed" in verified.stdout
+    assert sqlite_files != stack.compose_file
 
 
 class Submitter:
@@ -71,7 +137,7 @@ class Submitter:
         while True:
             try:
                 response = self.stack.team.post(
-                    "/api/v1/apps/ping/runs",
+                    "/api/v1/apps/load/runs",
                     json={"max_retries": 3},
                     headers={"Idempotency-Key": key},
                 )
@@ -99,9 +165,9 @@ def _when(value: str | None) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def _listed_runs(stack: Stack, app: str) -> list[int]:
+def _listed_runs(stack: Stack, app: str | None = None) -> list[int]:
     found: list[int] = []
-    params: dict[str, Any] = {"app": app, "limit": 200}
+    params: dict[str, Any] = {"limit": 200, **({"app": app} if app else {})}
     for _ in range(10):  # pages of 200: bounded
         page = check(stack.team.get("/api/v1/runs", params=params), 200)
         found += [r["run_id"] for r in page["runs"]]
@@ -134,7 +200,7 @@ def test_runs_survive_an_api_replica_killed_and_restarted(stack: Stack) -> None:
     assert len(stack.containers("api")) == API_REPLICAS
     assert len(stack.containers("reaper")) == REAPERS
     assert len(stack.containers("postgres")) == 1
-    stack.deploy("ping", APP)
+    stack.deploy("load", APP)
 
     submitter = Submitter(stack)
     threads = [threading.Thread(target=submitter.work) for _ in range(SUBMITTERS)]
@@ -167,7 +233,7 @@ def test_runs_survive_an_api_replica_killed_and_restarted(stack: Stack) -> None:
         r for r in runs if r["status"] != "completed"
     ]
     # The team sees exactly the runs it was told about: no create made a second run.
-    assert sorted(_listed_runs(stack, "ping")) == sorted(acknowledged)
+    assert sorted(_listed_runs(stack, "load")) == sorted(acknowledged)
 
     retried_runs = 0
     for run_id in acknowledged:
@@ -197,3 +263,24 @@ def test_runs_survive_an_api_replica_killed_and_restarted(stack: Stack) -> None:
         f"{RUNS} runs through {API_REPLICAS} replicas, one killed after {killed_at}:"
         f" {submitter.retried} create retries, {retried_runs} runs with a second attempt"
     )
+
+
+def test_the_compose_roll_back_returns_to_sqlite_as_it_was_at_the_copy(
+    stack: Stack, moved: dict[int, list[str]]
+) -> None:
+    assert moved, "the move test ran first"
+    sqlite_files = ":".join(
+        name for name in stack.compose_file.split(":") if not name.endswith("compose.postgres.yaml")
+    )
+    run_step(
+        "move-to-postgresql",
+        "compose-roll-back",
+        env=stack.runbook_env(COMPOSE_FILE=sqlite_files),
+        timeout=300,
+    )
+    stack.wait_ready()
+    assert stack.containers("postgres") == [] and stack.containers("proxy") == []
+    # SQLite as the copy left it: the runs from before, none made on PostgreSQL since.
+    assert sorted(_listed_runs(stack)) == sorted(moved)
+    for run_id, lines in moved.items():
+        assert stack.lines(run_id) == lines

@@ -157,13 +157,15 @@ def bring_up(
     image_tag: str = "latest",
     env: dict[str, str] | None = None,
     postgres: bool = False,
+    postgres_images: bool = False,
 ) -> Stack:
     """A stack of ``image_tag`` images (``previous``: deploy/offline/build-previous-images.sh
     builds them); ``env`` adds to (or overrides) the env file's settings. ``postgres``
     layers compose.postgres.yaml over compose.yaml: PostgreSQL, the proxy in front of
-    the API replicas (``MINITOWER_API_REPLICAS`` in ``env``)."""
+    the API replicas (``MINITOWER_API_REPLICAS`` in ``env``); ``postgres_images`` only
+    requires its images, for a test that layers it later (``layer_postgres``)."""
     engine = docker.from_env()
-    names = IMAGES + (POSTGRES_STACK_IMAGES if postgres else ())
+    names = IMAGES + (POSTGRES_STACK_IMAGES if postgres or postgres_images else ())
     missing = _missing_images(engine, image_tag, names, *([WORKLOAD_IMAGE] if profiles else []))
     if missing:
         script = "build-previous-images.sh" if image_tag == "previous" else "build-images.sh"
@@ -229,6 +231,15 @@ def bring_up(
         compose.stop(down=True)
         raise
     return stack
+
+
+def layer_postgres(stack: Stack) -> None:
+    """The stack's files from now on include compose.postgres.yaml (a runbook switched it
+    to the PostgreSQL stack): its runbook steps and its tear-down act on that."""
+    files = stack.compose_file.split(":")
+    layered = [files[0], str(ROOT / "compose.postgres.yaml"), *files[1:]]
+    stack.compose.compose_file_name = layered
+    stack.compose_file = ":".join(layered)
 
 
 def tear_down(stack: Stack) -> None:
