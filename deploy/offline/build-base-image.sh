@@ -14,6 +14,7 @@
 #   MINITOWER_BASE_IMAGE             default tag
 #   MINITOWER_BASE_PACKAGES          the packages (default python3,python3-venv,ca-certificates);
 #                                    a tag other than the default gets a tarball of its own
+#   MINITOWER_BASE_EXCLUDES          more paths dpkg leaves out (comma-separated globs)
 #   MINITOWER_DEBIAN_MIRROR          default http://deb.debian.org/debian
 #   MINITOWER_DEBIAN_SECURITY_MIRROR default http://deb.debian.org/debian-security;
 #                                    set it empty to build from bookworm alone
@@ -41,11 +42,12 @@ mirror="${MINITOWER_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 security_mirror="${MINITOWER_DEBIAN_SECURITY_MIRROR-http://deb.debian.org/debian-security}"
 cache_dir="${MINITOWER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/minitower}"
 packages="${MINITOWER_BASE_PACKAGES:-python3,python3-venv,ca-certificates}"
+excludes="${MINITOWER_BASE_EXCLUDES:-}"
 if [ "$tag" = "minitower/python-base:bookworm" ]; then
   tarball="$cache_dir/python-base-bookworm.tar"
 else
   # One tarball per tag and package list: another list must not reuse a stale root.
-  tarball="$cache_dir/$(printf '%s' "$tag" | tr '/:' '--')-$(printf '%s' "$packages" \
+  tarball="$cache_dir/$(printf '%s' "$tag" | tr '/:' '--')-$(printf '%s %s' "$packages" "$excludes" \
     | sha256sum | cut -c1-12).tar"
 fi
 
@@ -73,6 +75,11 @@ if [ "$refresh" -eq 1 ] || [ ! -s "$tarball" ]; then
   # The dpkg path filters drop docs, man pages and translations (about 50 MB), as
   # Debian's own "slim" images do; copyright files stay.
   tmp="$tarball.tmp.$$"
+  extra=()
+  IFS=',' read -ra globs <<<"$excludes"
+  for glob in "${globs[@]}"; do
+    extra+=("--dpkgopt=path-exclude=$glob")
+  done
   trap 'rm -f "$tmp"' EXIT
   mmdebstrap --quiet --variant=apt --format=tar \
     --include="$packages" \
@@ -83,6 +90,7 @@ if [ "$refresh" -eq 1 ] || [ ! -s "$tarball" ]; then
     --dpkgopt='path-exclude=/usr/share/doc/*' \
     --dpkgopt='path-include=/usr/share/doc/*/copyright' \
     --dpkgopt='path-exclude=/usr/share/lintian/*' \
+    "${extra[@]}" \
     bookworm "$tmp" "${sources[@]}" </dev/null
   mv -f "$tmp" "$tarball"
   trap - EXIT

@@ -82,9 +82,14 @@ wheels() {
 
 services_base="${MINITOWER_SERVICES_BASE:-minitower/services-base:bookworm}"
 
+# PostgreSQL's JIT (LLVM, 130 MB of the image) stays out: the stack's queries are short
+# OLTP ones, which JIT only slows down, and the server runs with jit=off.
+jit_files="/usr/lib/x86_64-linux-gnu/libLLVM-*,/usr/lib/postgresql/15/lib/bitcode/*,/usr/lib/postgresql/15/lib/llvmjit*"
+
 services_base_image() {
   MINITOWER_BASE_IMAGE="$services_base" \
     MINITOWER_BASE_PACKAGES=postgresql-15,nginx-light,ca-certificates \
+    MINITOWER_BASE_EXCLUDES="$jit_files" \
     "$here/build-base-image.sh"
 }
 

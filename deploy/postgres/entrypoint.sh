@@ -60,5 +60,6 @@ exec postgres -D "$PGDATA" \
   -c unix_socket_directories=/tmp \
   -c max_connections="${MINITOWER_POSTGRES_MAX_CONNECTIONS:-200}" \
   -c shared_buffers="${MINITOWER_POSTGRES_SHARED_BUFFERS:-128MB}" \
+  -c jit=off \
   -c log_min_messages=warning \
   -c log_line_prefix='%m [%p] %q%u@%d '
