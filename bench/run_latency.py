@@ -10,6 +10,10 @@ Phases (each bounded in count and in time):
    engine answers or the image is missing; ``--image`` names it);
 4. throughput: K runs submitted at once, executed by R process runners.
 
+On PostgreSQL (``--database-url``, or ``--postgres`` for a throwaway cluster) it may
+start several API processes (``--api-processes``) on the one database: runners are
+spread over them, and artifacts come from the database's object store.
+
 After the warm and throughput phases it prints the CPU time (from ``/proc/<pid>/stat``) the
 API, the reaper and the runners used per run; a runner's includes its workloads.
 
@@ -25,6 +29,7 @@ Run: ``cd /work/main && uv run python bench/run_latency.py`` (``--help`` for kno
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -121,6 +126,8 @@ class Stack:
     workdir: Path
     url: str
     env: dict[str, str]
+    # Every API process's URL (the first is ``url``); runners take turns over them.
+    urls: list[str] = field(default_factory=list)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     runner_logs: list[Path] = field(default_factory=list)
     # Program name → the pids started from it, for CPU per run.
@@ -142,10 +149,12 @@ class Stack:
             self.runner_logs.append(self.workdir / f"{name}.log")
 
     def runner(self, name: str, **env: str) -> None:
+        urls = self.urls or [self.url]
         self.spawn(
             name,
             "minitower-runner",
             {
+                "MINITOWER_SERVER_URL": urls[len(self.runner_logs) % len(urls)],
                 "MINITOWER_RUNNER_NAME": name,
                 "MINITOWER_DATA_DIR": str(self.workdir / name),
                 # One team, the bench's: workloads run as the runner (no uid switch, whose
@@ -183,9 +192,16 @@ class Stack:
         return found
 
 
-def start_stack(workdir: Path) -> Stack:
-    port = free_port()
+def start_stack(workdir: Path, database_url: str | None = None, api_processes: int = 1) -> Stack:
+    ports = [free_port() for _ in range(api_processes)]
+    port = ports[0]
+    database = (
+        {"MINITOWER_DATABASE_URL": database_url, "MINITOWER_OBJECT_STORE": "postgres"}
+        if database_url
+        else {}
+    )
     env = {
+        **database,
         "MINITOWER_DB_PATH": str(workdir / "minitower.db"),
         "MINITOWER_OBJECTS_DIR": str(workdir / "objects"),
         "MINITOWER_LISTEN_ADDR": f"127.0.0.1:{port}",
@@ -203,19 +219,25 @@ def start_stack(workdir: Path) -> Stack:
         check=True,
         capture_output=True,
     )
-    stack = Stack(workdir=workdir, url=env["MINITOWER_SERVER_URL"], env=env)
-    stack.spawn("api", "minitowerd", {"MINITOWER_LOG_LEVEL": "warning"})
+    urls = [f"http://127.0.0.1:{p}" for p in ports]
+    stack = Stack(workdir=workdir, url=urls[0], env=env, urls=urls)
+    for number, api_port in enumerate(ports, 1):
+        stack.spawn(
+            f"api-{number}",
+            "minitowerd",
+            {"MINITOWER_LOG_LEVEL": "warning", "MINITOWER_LISTEN_ADDR": f"127.0.0.1:{api_port}"},
+        )
     stack.spawn("reaper", "minitower-reaper", {})
     deadline = time.monotonic() + 30
+    waiting = list(urls)
     while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{stack.url}/ready", timeout=1).status_code == 200:
-                return stack
-        except httpx.HTTPError:
-            pass
+        with contextlib.suppress(httpx.HTTPError):
+            waiting = [u for u in waiting if httpx.get(f"{u}/ready", timeout=1).status_code != 200]
+        if not waiting:
+            return stack
         time.sleep(0.1)
     stack.stop()
-    raise SystemExit("the API did not become ready in 30 s")
+    raise SystemExit(f"the API at {waiting} did not become ready in 30 s")
 
 
 class Team:
@@ -351,10 +373,35 @@ def main(argv: list[str] | None = None) -> int:
         help="image for the docker phase (MINITOWER_RUNNER_IMAGE or minitower/workload:latest)",
     )
     parser.add_argument("--skip-docker", action="store_true")
+    engine = parser.add_mutually_exclusive_group()
+    engine.add_argument("--database-url", help="run on this PostgreSQL database (empty)")
+    engine.add_argument(
+        "--postgres",
+        action="store_true",
+        help="run on a throwaway PostgreSQL 15 cluster (as the tests start one)",
+    )
+    parser.add_argument(
+        "--api-processes", type=int, default=1, help="API processes (1; more need PostgreSQL)"
+    )
     args = parser.parse_args(argv)
-    print(f"load average before: {os.getloadavg()}")
+    if args.api_processes > 1 and not (args.database_url or args.postgres):
+        parser.error("--api-processes above 1 needs --database-url or --postgres")
+    with contextlib.ExitStack() as resources:
+        database_url = args.database_url
+        if args.postgres:
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+            from tests.support.postgres import running_cluster
+
+            cluster = resources.enter_context(running_cluster())
+            database_url = cluster.url(cluster.create_database())
+        return measure(args, database_url)
+
+
+def measure(args: argparse.Namespace, database_url: str | None) -> int:
+    engine = "SQLite" if database_url is None else "PostgreSQL"
+    print(f"load average before: {os.getloadavg()}; {engine}, {args.api_processes} API process(es)")
     workdir = Path(tempfile.mkdtemp(prefix="minitower-bench-"))
-    stack = start_stack(workdir)
+    stack = start_stack(workdir, database_url, args.api_processes)
     try:
         for i in range(args.r):
             stack.runner(f"bench-{i + 1}")
