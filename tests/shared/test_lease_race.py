@@ -1,9 +1,11 @@
-"""Many runners leasing from one SQLite file at once: every run is leased exactly once.
+"""Many runners leasing from one database at once: every run is leased exactly once.
 
 The store test uses real OS processes, each with its own engine and its own runner row,
-on ONE database file; the HTTP test uses threads against a real ``minitowerd``. Both then
-check the whole history in ``run_attempt``, and a watcher samples the live invariant (no
-two active attempts for a run or a runner) while the race is on.
+on ONE database; the HTTP test uses threads against one real ``minitowerd``, and again
+against three over one PostgreSQL database (where only ``FOR UPDATE SKIP LOCKED`` and
+the store's locks keep two processes from handing out one run). Each then checks the
+whole history in ``run_attempt``, and a watcher samples the live invariants (no two
+active attempts for a run or a runner; states only move forward) while the race is on.
 """
 
 import functools
@@ -12,19 +14,19 @@ import multiprocessing
 import queue
 import time
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import Engine
 
 from minitower_shared.db import create_db_engine
 from minitower_shared.states import AttemptStatus, RunStatus
+from tests.support.api_group import ONE_OR_THREE_APIS, LiveApiGroup
 from tests.support.clients import RunnerClient, TeamClient, check
 from tests.support.concurrency import ResponseLog, Watch, run_in_threads
 from tests.support.databases import Database
-from tests.support.invariants import history_problems, snapshot
-from tests.support.processes import LiveApi
+from tests.support.invariants import ForwardOnly, history_problems, snapshot
 from tests.support.race_workers import lease_worker
 from tests.support.seed import doubly_active, load_app, queue_runs, seed_app
 from tests.support.tokens import REGISTRATION_TOKEN
@@ -116,43 +118,51 @@ def test_processes_racing_for_leases_on_one_file(database: Database) -> None:
 
 
 @pytest.mark.slow
+@ONE_OR_THREE_APIS
 def test_runners_racing_for_leases_over_http(
-    long_lease_ttl: None, live_api: LiveApi, database: Database, hello_archive: bytes
+    long_lease_ttl: None, apis: LiveApiGroup, hello_archive: bytes
 ) -> None:
+    """Each runner's calls go round the API processes (lease through one, start through
+    the next, result through the third), as a proxy in front of replicas spreads them."""
     log = ResponseLog()
-    with live_api.client() as http:
-        team = TeamClient.bootstrap(http, "acme", live_api.env["MINITOWER_BOOTSTRAP_TOKEN"])
+    with apis.client(0) as http:
+        team = TeamClient.bootstrap(http, "acme", apis.env["MINITOWER_BOOTSTRAP_TOKEN"])
         team.deploy("hello", hello_archive)
-    engine = create_db_engine(database, pool_size=2)
-    try:
+    with apis.engine() as engine:
         run_ids = queue_runs(engine, load_app(engine, team.team_id, "hello"), HTTP_RUNS)
 
         def runner_loop(index: int) -> tuple[int, list[int]]:
-            with httpx.Client(base_url=live_api.url, timeout=30, event_hooks=log.hooks) as client:
-                runner = RunnerClient.register(client, f"http-runner-{index}", REGISTRATION_TOKEN)
+            with apis.clients(hooks=log.hooks) as clients:
+                registered = RunnerClient.register(
+                    clients[index % len(clients)], f"http-runner-{index}", REGISTRATION_TOKEN
+                )
+                via = [
+                    replace(registered, http=clients[(index + step) % len(clients)])
+                    for step in range(3)
+                ]
                 done: list[int] = []
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline:
-                    lease = runner.lease()
+                    lease = via[0].lease()
                     if lease is None:
-                        return runner.runner_id, done
-                    assert check(runner.start(lease), 200)["status"] == "running"
-                    body = check(runner.result(lease, "completed", exit_code=0), 200)
+                        return registered.runner_id, done
+                    assert check(via[1].start(lease), 200)["status"] == "running"
+                    body = check(via[2].result(lease, "completed", exit_code=0), 200)
                     assert body["run_status"] == "completed"
                     done.append(lease.run_id)
                 raise TimeoutError(f"runner {index}: queue not drained in time")
 
-        with Watch(lambda: doubly_active(engine)) as watch:
+        forward = ForwardOnly(engine)
+        with Watch(lambda: doubly_active(engine) + forward()) as watch:
             results = run_in_threads(
                 [functools.partial(runner_loop, i) for i in range(THREADS)],
                 timeout=90,
                 name="runner",
             )
         assert watch.errors == [] and watch.violations == []
+        assert watch.samples > 0 and forward.changes > 0
         assert log.server_errors() == []
         done = dict(results)
         assert len(done) == THREADS
         assert_each_run_leased_once_and_completed(engine, run_ids, done)
         assert log.count(204) == THREADS
-    finally:
-        engine.dispose()
