@@ -308,3 +308,10 @@ def apis(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveApiGrou
         yield group
     finally:
         group.stop()
+
+
+@pytest.fixture
+def apis_engine(apis: LiveApiGroup) -> Iterator[Engine]:
+    """An engine on the database of ``apis``."""
+    with apis.engine() as engine:
+        yield engine
