@@ -294,8 +294,9 @@ def live_api(make_live_api: Callable[[dict[str, str]], LiveApi]) -> LiveApi:
 def apis(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveApiGroup]:
     """``request.param`` real ``minitowerd`` processes, set like ``live_api``: one over
     the test's ``database``, or several over one PostgreSQL database of the test's own
-    in every pass (``ONE_OR_THREE_APIS`` in tests/support/api_group.py). The test reads
-    and writes rows through ``apis.database``, never ``database``."""
+    in every pass (``ONE_OR_THREE_APIS`` in tests/support/api_group.py);
+    ``api_settings(lease_poll_interval="60s")`` sets MINITOWER_* settings of theirs. The
+    test reads and writes rows through ``apis.database``, never ``database``."""
     count: int = getattr(request, "param", 1)
     database: Database = request.getfixturevalue("database" if count == 1 else "postgres_database")
     env = {
@@ -303,6 +304,8 @@ def apis(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveApiGrou
         "MINITOWER_RUNNER_REGISTRATION_TOKEN": REGISTRATION_TOKEN,
         "MINITOWER_LEASE_TTL": os.environ.get("MINITOWER_TEST_LEASE_TTL", "2s"),
     }
+    if (settings := request.node.get_closest_marker("api_settings")) is not None:
+        env.update({f"MINITOWER_{key.upper()}": value for key, value in settings.kwargs.items()})
     group = start_api_group(tmp_path, database, env, count)
     try:
         yield group
