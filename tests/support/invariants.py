@@ -2,7 +2,9 @@
 
 ``history_problems`` reads every run and attempt of a database file in one read
 transaction and returns a sentence per broken invariant, so that a failing test shows
-every inconsistency at once instead of the first one.
+every inconsistency at once instead of the first one. ``ForwardOnly`` checks, sample
+after sample while a race is on, that runs and attempts only move along the state
+machines.
 """
 
 from collections import defaultdict
