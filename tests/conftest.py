@@ -17,6 +17,7 @@ from minitower_api.main import create_app
 from minitower_api.settings import ApiSettings
 from minitower_shared.db import create_db_engine
 from minitower_shared.migrate import upgrade_to_head
+from tests.support.api_group import LiveApiGroup, start_api_group
 from tests.support.archives import HELLO_TOWERFILE, make_archive
 from tests.support.clients import RunnerClient, TeamClient
 from tests.support.databases import (
@@ -167,6 +168,27 @@ def template_database(
     return Template.migrate(tmp_path_factory.mktemp("template-pg"), postgres_cluster)
 
 
+@pytest.fixture(scope="session")
+def postgres_template(
+    tmp_path_factory: pytest.TempPathFactory,
+    any_postgres_cluster: PostgresCluster,
+    template_database: Template,
+) -> Template:
+    """A migrated PostgreSQL template in every pass: the session's under
+    MINITOWER_TEST_DATABASE=postgresql, else one on ``any_postgres_cluster``'s own."""
+    if template_database.cluster is not None:
+        return template_database
+    return Template.migrate(tmp_path_factory.mktemp("template-any-pg"), any_postgres_cluster)
+
+
+@pytest.fixture
+def postgres_database(tmp_path: Path, postgres_template: Template) -> Iterator[Database]:
+    """A migrated PostgreSQL database of this test's own, in every pass."""
+    database = postgres_template.copy(tmp_path)
+    yield database
+    postgres_template.drop(database)
+
+
 @pytest.fixture
 def database(tmp_path: Path, template_database: Template) -> Iterator[Database]:
     """A migrated database of this test's own: a SQLite file, or a PostgreSQL URL."""
@@ -266,3 +288,33 @@ def make_live_api(
 def live_api(make_live_api: Callable[[dict[str, str]], LiveApi]) -> LiveApi:
     """A real ``minitowerd`` process on a free port of 127.0.0.1."""
     return make_live_api({"MINITOWER_LEASE_TTL": os.environ.get("MINITOWER_TEST_LEASE_TTL", "2s")})
+
+
+@pytest.fixture
+def apis(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveApiGroup]:
+    """``request.param`` real ``minitowerd`` processes, set like ``live_api``: one over
+    the test's ``database``, or several over one PostgreSQL database of the test's own
+    in every pass (``ONE_OR_THREE_APIS`` in tests/support/api_group.py);
+    ``api_settings(lease_poll_interval="60s")`` sets MINITOWER_* settings of theirs. The
+    test reads and writes rows through ``apis.database``, never ``database``."""
+    count: int = getattr(request, "param", 1)
+    database: Database = request.getfixturevalue("database" if count == 1 else "postgres_database")
+    env = {
+        "MINITOWER_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN,
+        "MINITOWER_RUNNER_REGISTRATION_TOKEN": REGISTRATION_TOKEN,
+        "MINITOWER_LEASE_TTL": os.environ.get("MINITOWER_TEST_LEASE_TTL", "2s"),
+    }
+    if (settings := request.node.get_closest_marker("api_settings")) is not None:
+        env.update({f"MINITOWER_{key.upper()}": value for key, value in settings.kwargs.items()})
+    group = start_api_group(tmp_path, database, env, count)
+    try:
+        yield group
+    finally:
+        group.stop()
+
+
+@pytest.fixture
+def apis_engine(apis: LiveApiGroup) -> Iterator[Engine]:
+    """An engine on the database of ``apis``."""
+    with apis.engine() as engine:
+        yield engine

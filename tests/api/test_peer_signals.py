@@ -1,13 +1,12 @@
 """Two API processes on one PostgreSQL database wake each other's waiters at once: a run
 created through one reaches a runner long-polling on the other, and a log line stored
 through one reaches a follower streaming from the other, well before either's periodic
-re-check (set to a minute here). Runs on its own throwaway cluster in every pass."""
+re-check (set to a minute here). Runs on PostgreSQL in every pass (``postgres_template``)."""
 
 import statistics
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -16,15 +15,13 @@ from minitower_shared.clock import utcnow
 from minitower_shared.db import announce_queued, create_db_engine, write_session
 from minitower_shared.retry import RetryPolicy
 from minitower_shared.store import runs as run_store
+from tests.support.api_group import start_api_group
 from tests.support.archives import HELLO_TOWERFILE, make_archive
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
 from tests.support.databases import Database, Template
-from tests.support.postgres import available, running_cluster
-from tests.support.processes import LiveApi, start_api
+from tests.support.processes import LiveApi
 from tests.support.seed import load_app
 from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
-
-pytestmark = pytest.mark.skipif(not available(), reason="PostgreSQL 15 is not installed")
 
 # Far longer than any hand-off asserted below: only a notification can explain one.
 SLOW_RECHECK = {"MINITOWER_LEASE_POLL_INTERVAL": "60s", "MINITOWER_FOLLOW_RECHECK_INTERVAL": "60s"}
@@ -32,11 +29,13 @@ HANDOFF_LIMIT = 1.0
 
 
 @pytest.fixture(scope="module")
-def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    """A migrated PostgreSQL database on a throwaway cluster of this module's own."""
-    folder = tmp_path_factory.mktemp("peers-db")
-    with running_cluster() as cluster:
-        yield Template.migrate(folder, cluster).copy(folder)
+def database(
+    tmp_path_factory: pytest.TempPathFactory, postgres_template: Template
+) -> Iterator[Database]:
+    """A migrated PostgreSQL database of this module's own, in every pass."""
+    database = postgres_template.copy(tmp_path_factory.mktemp("peers-db"))
+    yield database
+    postgres_template.drop(database)
 
 
 @pytest.fixture(scope="module")
@@ -44,27 +43,16 @@ def pair(
     tmp_path_factory: pytest.TempPathFactory, database: Database
 ) -> Iterator[tuple[LiveApi, LiveApi]]:
     """Two ``minitowerd`` processes over one PostgreSQL database."""
-    folder = tmp_path_factory.mktemp("peers")
     env = {
         "MINITOWER_BOOTSTRAP_TOKEN": BOOTSTRAP_TOKEN,
         "MINITOWER_RUNNER_REGISTRATION_TOKEN": REGISTRATION_TOKEN,
         **SLOW_RECHECK,
     }
-    first = start_api(_own(folder, "a"), database, env)
+    group = start_api_group(tmp_path_factory.mktemp("peers"), database, env, 2)
     try:
-        second = start_api(_own(folder, "b"), database, env)
-        try:
-            yield first, second
-        finally:
-            second.stop()
+        yield group.apis[0], group.apis[1]
     finally:
-        first.stop()
-
-
-def _own(folder: Path, name: str) -> Path:
-    path = folder / name
-    path.mkdir()
-    return path
+        group.stop()
 
 
 @pytest.fixture(scope="module")

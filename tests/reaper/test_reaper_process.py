@@ -1,7 +1,9 @@
-"""``minitower-reaper`` as a real process beside a real ``minitowerd`` on one SQLite file.
+"""``minitower-reaper`` as a real process beside a real ``minitowerd`` on one database.
 
 The live API's lease TTL is 2 s and the reaper checks every 0.2 s, so a silent runner's
-lease is reaped about two seconds after its last word.
+lease is reaped about two seconds after its last word. The races between reapers and
+runners run against one API, and against three over one PostgreSQL database with each
+client's calls spread over them.
 """
 
 import functools
@@ -10,6 +12,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,12 +25,20 @@ from minitower_shared.clock import utcnow
 from minitower_shared.db import read_session
 from minitower_shared.models import ReaperPass, RunAttempt
 from minitower_shared.states import ACTIVE_ATTEMPT_STATUSES, AttemptStatus, RunStatus
+from tests.support.api_group import ONE_OR_THREE_APIS, LiveApiGroup
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
-from tests.support.concurrency import ResponseLog, run_in_threads
+from tests.support.concurrency import ResponseLog, Watch, run_in_threads
 from tests.support.databases import Database, database_env
-from tests.support.invariants import history_problems, snapshot
-from tests.support.processes import LiveApi, Process, spawn, start_reaper
-from tests.support.seed import add_runner, get_run, must_lease, queue_runs, seed_app
+from tests.support.invariants import ForwardOnly, history_problems, snapshot
+from tests.support.processes import Process, spawn, start_reaper
+from tests.support.seed import (
+    add_runner,
+    doubly_active,
+    get_run,
+    must_lease,
+    queue_runs,
+    seed_app,
+)
 from tests.support.tokens import REGISTRATION_TOKEN
 from tests.support.waiting import wait_for
 
@@ -50,12 +61,13 @@ def stop_cleanly(process: Process, timeout: float = 5) -> None:
 
 
 @pytest.fixture
-def reapers(tmp_path: Path, database: Database) -> Iterator[Callable[[int], list[Process]]]:
+def reapers(tmp_path: Path, apis: LiveApiGroup) -> Iterator[Callable[[int], list[Process]]]:
+    """Reapers over the database of ``apis``."""
     started: list[Process] = []
 
     def start(count: int) -> list[Process]:
         new = [
-            start_reaper(tmp_path, database, REAPER_ENV, f"reaper-{len(started) + i}")
+            start_reaper(tmp_path, apis.database, REAPER_ENV, f"reaper-{len(started) + i}")
             for i in range(count)
         ]
         started.extend(new)
@@ -75,9 +87,10 @@ def reapers(tmp_path: Path, database: Database) -> Iterator[Callable[[int], list
 
 
 @pytest.fixture
-def live_team(live_api: LiveApi, hello_archive: bytes) -> Iterator[TeamClient]:
-    with live_api.client() as http:
-        team = TeamClient.bootstrap(http, "acme", live_api.env["MINITOWER_BOOTSTRAP_TOKEN"])
+def live_team(apis: LiveApiGroup, hello_archive: bytes) -> Iterator[TeamClient]:
+    """A team acting through the first API of ``apis``."""
+    with apis.client(0) as http:
+        team = TeamClient.bootstrap(http, "acme", apis.env["MINITOWER_BOOTSTRAP_TOKEN"])
         team.deploy("hello", hello_archive)
         yield team
 
@@ -94,24 +107,27 @@ def expired_lines(*processes: Process) -> list[tuple[int, str]]:
     ]
 
 
+@ONE_OR_THREE_APIS
 def test_silent_runners_runs_are_requeued_or_buried_by_two_reapers(
-    live_api: LiveApi,
+    apis: LiveApiGroup,
     live_team: TeamClient,
     reapers: Callable[[int], list[Process]],
-    engine: Engine,
+    apis_engine: Engine,
 ) -> None:
     """Two runners go silent at once: the run with a retry left goes back to the queue
     and another runner completes it; the run without retries dies. Two reapers watch the
-    same file at once, and each transition is applied by exactly one of them."""
+    same database at once, and each transition is applied by exactly one of them. With
+    several APIs each runner talks to another one than the team."""
     both = reapers(2)
     retried = live_team.create_run("hello", max_retries=1, priority=1)["run_id"]
     buried = live_team.create_run("hello", max_retries=0)["run_id"]
-    with live_api.client() as http:
-        silent = runner_client(http, "silent")
+    engine = apis_engine
+    with apis.clients() as http:
+        silent = runner_client(http[1 % len(http)], "silent")
         lease = silent.lease()
         assert lease is not None and lease.run_id == retried
         check(silent.start(lease), 200)
-        mute = runner_client(http, "mute")
+        mute = runner_client(http[2 % len(http)], "mute")
         mute_lease = mute.lease()
         assert mute_lease is not None and mute_lease.run_id == buried
         check(mute.start(mute_lease), 200)
@@ -137,7 +153,7 @@ def test_silent_runners_runs_are_requeued_or_buried_by_two_reapers(
         assert silent.result(lease, "completed").status_code == 410
         assert mute.heartbeat(mute_lease).status_code == 410
 
-        rescuer = runner_client(http, "rescuer")
+        rescuer = runner_client(http[1 % len(http)], "rescuer")
         second = rescuer.lease()
         assert second is not None and second.run_id == retried
         assert second.body["attempt_no"] == 2
@@ -250,14 +266,17 @@ ALLOWED = {
 }
 
 
-def test_load_with_two_reapers_on_one_file(
-    live_api: LiveApi,
+@ONE_OR_THREE_APIS
+def test_load_with_two_reapers_on_one_database(
+    apis: LiveApiGroup,
     live_team: TeamClient,
     reapers: Callable[[int], list[Process]],
-    engine: Engine,
+    apis_engine: Engine,
 ) -> None:
-    """The API and two reapers write the same file while client threads create, lease,
-    start, heartbeat, log and finish runs, abandoning some so the reapers have work."""
+    """The APIs and two reapers write the same database while client threads create,
+    lease, start, heartbeat, log and finish runs, abandoning some so the reapers have
+    work. With several APIs a thread's team and its runners talk to different ones."""
+    engine = apis_engine
     both = reapers(2)
     log = ResponseLog()
     unexpected: list[str] = []
@@ -271,10 +290,12 @@ def test_load_with_two_reapers_on_one_file(
     def client_loop(index: int) -> Counter[str]:
         rng = random.Random(index)
         done: Counter[str] = Counter()
-        with httpx.Client(base_url=live_api.url, timeout=30, event_hooks=log.hooks) as http:
-            me = TeamClient(http=http, token=live_team.token, team_id=live_team.team_id)
+        with apis.clients(hooks=log.hooks) as http:
+            me = replace(live_team, http=http[index % len(http)])
             runners = [
-                RunnerClient.register(http, f"load-{index}-{i}", REGISTRATION_TOKEN)
+                RunnerClient.register(
+                    http[(index + 1 + i) % len(http)], f"load-{index}-{i}", REGISTRATION_TOKEN
+                )
                 for i in range(RUNNERS_PER_THREAD)
             ]
             turn = 0
@@ -291,11 +312,15 @@ def test_load_with_two_reapers_on_one_file(
                 done[work_on(lease, runner, me, rng, expect, deadline - 3)] += 1
         return done
 
-    results = run_in_threads(
-        [functools.partial(client_loop, i) for i in range(LOAD_THREADS)],
-        timeout=LOAD_SECONDS + 60,
-        name="client",
-    )
+    forward = ForwardOnly(engine)
+    with Watch(lambda: doubly_active(engine) + forward(), interval=0.05) as watch:
+        results = run_in_threads(
+            [functools.partial(client_loop, i) for i in range(LOAD_THREADS)],
+            timeout=LOAD_SECONDS + 60,
+            name="client",
+        )
+    assert watch.errors == [] and watch.violations == []
+    assert watch.samples > 0
     totals: Counter[str] = sum(results, Counter())
     assert log.server_errors() == []
     assert unexpected == []
@@ -318,7 +343,7 @@ def test_load_with_two_reapers_on_one_file(
     for reaper in both:
         stop_cleanly(reaper)
         clean_log(reaper)
-    api_log = live_api.log()
+    api_log = apis.logs()
     assert "Traceback" not in api_log and "locked" not in api_log, api_log[-5000:]
 
     runs, attempts = snapshot(engine)

@@ -3,11 +3,13 @@
 The contract: a ``completed`` result means the work really finished, so it wins whether
 it lands before or after the cancel; any other result on a run being cancelled ends it
 ``cancelled``. Whatever the interleaving, the run is never left ``cancelling`` and the
-attempt's status matches the run's.
+attempt's status matches the run's. Over HTTP the race runs against one API, and against
+three on one PostgreSQL database with the cancel and the result sent to different ones.
 """
 
 import threading
 from collections import Counter
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -18,16 +20,17 @@ from minitower_shared.db import create_db_engine, write_session
 from minitower_shared.models import Run
 from minitower_shared.states import AttemptStatus, RunStatus
 from minitower_shared.store import lifecycle
+from tests.support.api_group import ONE_OR_THREE_APIS, LiveApiGroup
 from tests.support.clients import RunnerClient, TeamClient, check
-from tests.support.concurrency import ResponseLog, run_in_threads
+from tests.support.concurrency import ResponseLog, Watch, run_in_threads
 from tests.support.databases import Database
-from tests.support.invariants import history_problems
-from tests.support.processes import LiveApi
+from tests.support.invariants import ForwardOnly, history_problems
 from tests.support.seed import (
     Outcome,
     Seeded,
     add_runner,
     attempts_of,
+    doubly_active,
     finish,
     get_run,
     must_lease,
@@ -37,7 +40,7 @@ from tests.support.seed import (
 from tests.support.tokens import REGISTRATION_TOKEN
 
 ITERATIONS = 50
-HTTP_ITERATIONS = 10
+HTTP_ITERATIONS = 30
 
 # What the run ends as, by what the runner reported and whether the cancel came first.
 EXPECTED = {
@@ -107,47 +110,58 @@ def test_cancel_racing_the_result_in_the_store(
 
 
 @pytest.mark.slow
+@ONE_OR_THREE_APIS
 def test_cancel_racing_the_result_over_http(
-    long_lease_ttl: None, live_api: LiveApi, hello_archive: bytes, database: Database
+    long_lease_ttl: None, apis: LiveApiGroup, hello_archive: bytes
 ) -> None:
+    """With several APIs the cancel goes through one and the result through another,
+    moving round them from one iteration to the next."""
     log = ResponseLog()
-
-    def client() -> httpx.Client:
-        return httpx.Client(base_url=live_api.url, timeout=30, event_hooks=log.hooks)
-
-    with client() as setup_http, client() as team_http, client() as runner_http:
-        team = TeamClient.bootstrap(setup_http, "acme", live_api.env["MINITOWER_BOOTSTRAP_TOKEN"])
+    with apis.clients(hooks=log.hooks) as team_http, apis.clients(hooks=log.hooks) as runner_http:
+        team = TeamClient.bootstrap(team_http[0], "acme", apis.env["MINITOWER_BOOTSTRAP_TOKEN"])
         team.deploy("hello", hello_archive)
-        team = TeamClient(http=team_http, token=team.token, team_id=team.team_id)
-        runner = RunnerClient.register(runner_http, "racer", REGISTRATION_TOKEN)
-        for i in range(HTTP_ITERATIONS):
-            reported = "completed" if i % 2 == 0 else "failed"
-            run_id = team.create_run("hello")["run_id"]
-            lease = runner.lease()
-            assert lease is not None and lease.run_id == run_id
-            check(runner.start(lease), 200)
-
-            def cancel(run_id: int = run_id) -> httpx.Response:
-                return team.post(f"/api/v1/runs/{run_id}/cancel")
-
-            def report(lease: object = lease, reported: str = reported) -> httpx.Response:
-                return runner.result(lease, reported, exit_code=0)  # type: ignore[arg-type]
-
-            cancelled, result = run_in_threads([cancel, report], timeout=30, name="http-racer")
-            after_cancel = check(cancelled, 200)["status"]
-            assert check(result, 200)["run_status"] in ("completed", "failed", "cancelled")
-            cancel_first = after_cancel == "cancelling"
-            expected = EXPECTED[AttemptStatus(reported), cancel_first]
-            final = team.run(run_id)
-            assert final["status"] == expected, f"iteration {i}: {final}"
-            assert final["cancel_requested"] is cancel_first
-            attempts = check(team.get(f"/api/v1/runs/{run_id}/attempts"), 200)["attempts"]
-            assert [a["status"] for a in attempts] == [expected.value]
-            # A repeated result is still recognised after the race.
-            check(runner.result(lease, reported, exit_code=0), 200)
+        teams = [replace(team, http=http) for http in team_http]
+        runner = RunnerClient.register(runner_http[0], "racer", REGISTRATION_TOKEN)
+        runners = [replace(runner, http=http) for http in runner_http]
+        with apis.engine() as engine:
+            forward = ForwardOnly(engine)
+            with Watch(lambda: doubly_active(engine) + forward()) as watch:
+                orders = Counter(
+                    race_cancel_and_result(i, teams[i % len(apis)], runners[(i + 1) % len(apis)])
+                    for i in range(HTTP_ITERATIONS)
+                )
+            assert watch.errors == [] and watch.violations == []
+            assert watch.samples > 0
+            assert history_problems(engine) == []
     assert log.server_errors() == []
-    engine = create_db_engine(database, pool_size=1)
-    try:
-        assert history_problems(engine) == []
-    finally:
-        engine.dispose()
+    assert sum(orders.values()) == HTTP_ITERATIONS
+    print(f"cancel vs result over {len(apis)} API(s): {dict(orders)}")
+
+
+def race_cancel_and_result(i: int, team: TeamClient, runner: RunnerClient) -> str:
+    """One iteration; which side came first."""
+    reported = "completed" if i % 2 == 0 else "failed"
+    run_id = team.create_run("hello")["run_id"]
+    lease = runner.lease()
+    assert lease is not None and lease.run_id == run_id
+    check(runner.start(lease), 200)
+
+    def cancel() -> httpx.Response:
+        return team.post(f"/api/v1/runs/{run_id}/cancel")
+
+    def report() -> httpx.Response:
+        return runner.result(lease, reported, exit_code=0)
+
+    cancelled, result = run_in_threads([cancel, report], timeout=30, name="http-racer")
+    after_cancel = check(cancelled, 200)["status"]
+    assert check(result, 200)["run_status"] in ("completed", "failed", "cancelled")
+    cancel_first = after_cancel == "cancelling"
+    expected = EXPECTED[AttemptStatus(reported), cancel_first]
+    final = team.run(run_id)
+    assert final["status"] == expected, f"iteration {i}: {final}"
+    assert final["cancel_requested"] is cancel_first
+    attempts = check(team.get(f"/api/v1/runs/{run_id}/attempts"), 200)["attempts"]
+    assert [a["status"] for a in attempts] == [expected.value]
+    # A repeated result is still recognised after the race.
+    check(runner.result(lease, reported, exit_code=0), 200)
+    return "cancel first" if cancel_first else "result first"

@@ -2,19 +2,24 @@
 
 ``history_problems`` reads every run and attempt of a database file in one read
 transaction and returns a sentence per broken invariant, so that a failing test shows
-every inconsistency at once instead of the first one.
+every inconsistency at once instead of the first one. ``ForwardOnly`` checks, sample
+after sample while a race is on, that runs and attempts only move along the state
+machines.
 """
 
 from collections import defaultdict
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlmodel import col, select
 
 from minitower_shared.db import read_session
 from minitower_shared.models import Run, RunAttempt
 from minitower_shared.states import (
     ACTIVE_ATTEMPT_STATUSES,
+    ATTEMPT_TRANSITIONS,
     LEASED_RUN_STATUSES,
+    RUN_TRANSITIONS,
     TERMINAL_RUN_STATUSES,
     AttemptStatus,
     RunStatus,
@@ -119,3 +124,73 @@ def _run_problems(run: Run, attempts: list[RunAttempt]) -> list[str]:
     else:
         problems.append(f"unknown status {status}")
     return problems
+
+
+def _reachable(transitions: dict[Any, frozenset[Any]]) -> dict[Any, frozenset[Any]]:
+    """Every status reachable from each status in one or more steps."""
+    closure = {}
+    for origin in transitions:
+        seen: set[Any] = set()
+        todo = list(transitions[origin])
+        while todo:
+            status = todo.pop()
+            if status not in seen:
+                seen.add(status)
+                todo.extend(transitions[status])
+        closure[origin] = frozenset(seen)
+    return closure
+
+
+_RUN_REACHABLE = _reachable(RUN_TRANSITIONS)
+_ATTEMPT_REACHABLE = _reachable(ATTEMPT_TRANSITIONS)
+_RUN_ROWS = text("SELECT id, status, retry_count FROM run")
+_ATTEMPT_ROWS = text("SELECT id, run_id, status FROM run_attempt")
+
+
+class ForwardOnly:
+    """A ``Watch`` probe: every change it sees between two samples is a path of the
+    state machines (a terminal run or attempt never changes again), a run's retry count
+    never goes down, and no attempt disappears or moves to another run. Sampling misses
+    steps in between, hence paths rather than single edges."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.runs: dict[int, tuple[RunStatus, int]] = {}
+        self.attempts: dict[int, tuple[int, AttemptStatus]] = {}
+        self.changes = 0
+
+    def __call__(self) -> list[str]:
+        with read_session(self.engine) as session:
+            runs = {
+                row.id: (RunStatus(row.status), row.retry_count)
+                for row in session.execute(_RUN_ROWS)
+            }
+            attempts = {
+                row.id: (row.run_id, AttemptStatus(row.status))
+                for row in session.execute(_ATTEMPT_ROWS)
+            }
+        problems = []
+        for run_id, (status, retries) in self.runs.items():
+            if run_id not in runs:
+                problems.append(f"run {run_id} disappeared")
+                continue
+            now, now_retries = runs[run_id]
+            if now != status:
+                self.changes += 1
+                if now not in _RUN_REACHABLE[status]:
+                    problems.append(f"run {run_id}: {status} -> {now}")
+            if now_retries < retries:
+                problems.append(f"run {run_id}: retry_count {retries} -> {now_retries}")
+        for attempt_id, (run_id, status) in self.attempts.items():
+            if attempt_id not in attempts:
+                problems.append(f"attempt {attempt_id} disappeared")
+                continue
+            now_run, now = attempts[attempt_id]
+            if now_run != run_id:
+                problems.append(f"attempt {attempt_id} moved from run {run_id} to {now_run}")
+            if now != status:
+                self.changes += 1
+                if now not in _ATTEMPT_REACHABLE[status]:
+                    problems.append(f"attempt {attempt_id}: {status} -> {now}")
+        self.runs, self.attempts = runs, attempts
+        return problems

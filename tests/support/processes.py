@@ -147,6 +147,18 @@ def wait_ready(url: str, process: Process, timeout: float = 30) -> None:
 
 
 def start_api(workdir: Path, database: Database, env: dict[str, str]) -> LiveApi:
+    api = spawn_api(workdir, database, env)
+    try:
+        wait_ready(api.url, api)
+    except BaseException:
+        api.stop()
+        raise
+    return api
+
+
+def spawn_api(workdir: Path, database: Database, env: dict[str, str]) -> LiveApi:
+    """A ``minitowerd`` started but not yet waited for (``wait_ready``): several start
+    side by side."""
     port = free_port()
     full_env = {
         **database_env(database),
@@ -157,15 +169,9 @@ def start_api(workdir: Path, database: Database, env: dict[str, str]) -> LiveApi
         **env,
     }
     process = spawn("minitowerd", [], full_env, workdir / f"minitowerd-{port}.log")
-    api = LiveApi(
+    return LiveApi(
         proc=process.proc, log_path=process.log_path, url=f"http://127.0.0.1:{port}", env=full_env
     )
-    try:
-        wait_ready(api.url, api)
-    except BaseException:
-        api.stop()
-        raise
-    return api
 
 
 def start_reaper(workdir: Path, database: Database, env: dict[str, str], name: str) -> Process:

@@ -25,9 +25,12 @@ the store relied on is given another way:
   advisory lock (:func:`serialize`: the concurrency limits at lease time, the next
   ``run_no`` of an app, a runner's one lease). Reads in READ COMMITTED see every
   commit made before the statement, so what is read after the lock is current.
-- *The queue pick* locks the run it hands out with ``FOR UPDATE SKIP LOCKED``: racing
-  leases (several API replicas) pass over each other's candidates instead of queueing
-  behind one row. SQLite's compiler leaves the clause out, so its SQL is unchanged.
+- *The queue pick* locks each app's best run with ``FOR UPDATE SKIP LOCKED`` and takes
+  one: racing leases (several API replicas) pass over each other's candidates instead
+  of queueing behind one row. A racer may so find nothing while runs stay queued, so a
+  lease that left runs it locked queued wakes the waiting runners once it has
+  committed (``Granted.passed_over``). SQLite's compiler leaves the clause out, so its
+  SQL is unchanged.
 - *Time.* ``utcnow()`` read in a transaction is no longer later than every other
   commit. Nothing compares one transaction's clock with another's commit order: lease
   expiry is decided by each statement's own condition (``lease_expires_at > :now``),

@@ -153,6 +153,9 @@ class Granted:
     version: LeasedVersion
     # The version's declared secrets (names): the runner fetches values only when some.
     secrets: list[str] = field(default_factory=list)
+    # Runs this lease locked while it picked and left queued (PostgreSQL): once it has
+    # committed, waiting runners must be told to look again, as when a run is queued.
+    passed_over: bool = False
 
 
 @dataclass(frozen=True)
@@ -667,6 +670,7 @@ def lease(
             artifact_sha256=told.artifact_sha256,
         ),
         secrets=list(told.names or []),
+        passed_over=pick.passed_over,
     )
 
 

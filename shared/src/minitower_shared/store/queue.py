@@ -4,12 +4,13 @@ Read inside the lease's write transaction (see :func:`lifecycle.lease`), so the 
 behind the concurrency limits are current and racing leases cannot both take the last
 slot. On SQLite the write lock makes them so. On PostgreSQL each app's best run is read
 ``FOR UPDATE SKIP LOCKED`` (a racing lease passes over it to the next one rather than
-wait), and a pick that a limit decides is made again under one advisory lock, so that
-two leases never both count the last slot free (see :mod:`minitower_shared.db`).
+wait; ``Picked.passed_over`` says when the pick leaves such runs queued), and a pick
+that a limit decides is made again under one advisory lock, so that two leases never
+both count the last slot free (see :mod:`minitower_shared.db`).
 """
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -164,12 +165,13 @@ def pick_next_run(session: Session, environment: str, team_id: int | None) -> "P
     read inside the caller's write transaction, so racing leases cannot both take the
     last slot: on PostgreSQL, a pick whose run has a limit is made again under
     ``_LIMITS_LOCK``, and the counts read after it include every lease committed before."""
-    picked = _pick(session, environment, team_id)
-    if picked is None or not picked.limited or not is_postgresql(session):
+    on_postgresql = is_postgresql(session)
+    picked = _pick(session, environment, team_id, on_postgresql)
+    if picked is None or not picked.limited or not on_postgresql:
         return picked
     serialize(session, _LIMITS_LOCK)
-    picked = _pick(session, environment, team_id)
-    return None if picked is None else Picked(picked.run_id, picked.limited, under_lock=True)
+    picked = _pick(session, environment, team_id, on_postgresql)
+    return None if picked is None else replace(picked, under_lock=True)
 
 
 @dataclass(frozen=True)
@@ -179,9 +181,15 @@ class Picked:
     limited: bool
     # Whether it was picked again under _LIMITS_LOCK (PostgreSQL).
     under_lock: bool = False
+    # PostgreSQL: the pick also locked other apps' best runs, which it leaves queued. A
+    # racing lease passed over them (SKIP LOCKED) and, finding nothing else, waits: once
+    # this lease commits, waiting runners must look again (lifecycle.Granted).
+    passed_over: bool = False
 
 
-def _pick(session: Session, environment: str, team_id: int | None) -> Picked | None:
+def _pick(
+    session: Session, environment: str, team_id: int | None, on_postgresql: bool
+) -> Picked | None:
     statements = _pick_statements(team_id is not None)
     connection = session.connection()
     where = {"environment": environment, "the_team": team_id}
@@ -223,4 +231,8 @@ def _pick(session: Session, environment: str, team_id: int | None) -> Picked | N
     if not open_candidates:
         return None
     key, env, app_id = min(open_candidates)
-    return Picked(run_id=key[2], limited=app_id in app_limits or env in env_limits)
+    return Picked(
+        run_id=key[2],
+        limited=app_id in app_limits or env in env_limits,
+        passed_over=on_postgresql and len(candidates) > 1,
+    )

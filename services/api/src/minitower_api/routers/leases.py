@@ -104,6 +104,10 @@ def _try_lease(
             return _NoWork(queue.next_delayed_at(session))
     if isinstance(grant, Refused):
         return grant
+    if grant.passed_over:
+        # A racing lease that skipped the runs this one held locked found nothing and
+        # waits; nothing else would wake it before its re-check.
+        services.signal.notify()
     services.metrics.runs_leased.labels(services.metrics.app_label(grant.run.app_id)).inc()
     log.info(
         "run leased",

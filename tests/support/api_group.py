@@ -1,0 +1,98 @@
+"""Several ``minitowerd`` processes over one database, for the races whose clients are
+spread over them round-robin, as a proxy in front of API replicas would spread them.
+
+Only PostgreSQL may have more than one API process per database (they wake each other
+through LISTEN/NOTIFY): a group of several is always on PostgreSQL, in every pass of the
+suite. A race test asks for the ``apis`` fixture through ``ONE_OR_THREE_APIS`` and runs
+twice: against one API over the test's own database (SQLite or PostgreSQL, by the pass),
+and against three over one PostgreSQL database. Index ``i`` names API ``i % len``, so a
+test written for the group runs unchanged against one API.
+"""
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from minitower_shared.db import create_db_engine
+from tests.support.databases import Database
+from tests.support.processes import LiveApi, spawn_api, wait_ready
+
+SPREAD = 3
+ONE_OR_THREE_APIS = pytest.mark.parametrize(
+    "apis", [1, SPREAD], indirect=True, ids=["1-api", f"{SPREAD}-apis-postgresql"]
+)
+
+
+@dataclass
+class LiveApiGroup:
+    apis: list[LiveApi]
+    database: Database
+
+    def __len__(self) -> int:
+        return len(self.apis)
+
+    def api(self, index: int) -> LiveApi:
+        return self.apis[index % len(self.apis)]
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self.apis[0].env
+
+    def client(
+        self,
+        index: int,
+        *,
+        timeout: float = 30,
+        hooks: dict[str, list[Callable[..., Any]]] | None = None,
+    ) -> httpx.Client:
+        return httpx.Client(base_url=self.api(index).url, timeout=timeout, event_hooks=hooks or {})
+
+    @contextlib.contextmanager
+    def clients(
+        self, *, hooks: dict[str, list[Callable[..., Any]]] | None = None
+    ) -> Iterator[list[httpx.Client]]:
+        """One client per API, in the group's order."""
+        with contextlib.ExitStack() as stack:
+            yield [stack.enter_context(self.client(i, hooks=hooks)) for i in range(len(self))]
+
+    @contextlib.contextmanager
+    def engine(self) -> Iterator[Engine]:
+        """An engine of the test's own on the group's database."""
+        engine = create_db_engine(self.database, pool_size=2)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+
+    def logs(self) -> str:
+        return "\n".join(api.log() for api in self.apis)
+
+    def stop(self) -> None:
+        for api in self.apis:
+            api.stop()
+
+
+def start_api_group(
+    workdir: Path, database: Database, env: dict[str, str], count: int
+) -> LiveApiGroup:
+    """``count`` API processes over ``database``, started side by side, each in a folder
+    of its own under ``workdir``."""
+    started: list[LiveApi] = []
+    try:
+        for index in range(count):
+            folder = workdir / f"api-{index}"
+            folder.mkdir(exist_ok=True)
+            started.append(spawn_api(folder, database, env))
+        for api in started:
+            wait_ready(api.url, api, timeout=60)
+    except BaseException:
+        for api in started:
+            api.stop()
+        raise
+    return LiveApiGroup(apis=started, database=database)
