@@ -21,10 +21,10 @@ the store relied on is given another way:
   race that would break one fails the transaction instead.
 - *Decisions over several rows* take a lock first: the row they are about (``FOR
   UPDATE``: a run before its attempt, always in that order, so two transitions of one
-  run cannot deadlock), or, where no row stands for the decision, a transaction-scoped
-  advisory lock (:func:`serialize`: the concurrency limits at lease time, the next
-  ``run_no`` of an app, a runner's one lease). Reads in READ COMMITTED see every
-  commit made before the statement, so what is read after the lock is current.
+  run cannot deadlock; a runner's row for its one lease), or, where no row stands for
+  the decision, a transaction-scoped advisory lock (:func:`serialize`: the concurrency
+  limits at lease time, the next ``run_no`` of an app). Reads in READ COMMITTED see
+  every commit made before the statement, so what is read after the lock is current.
 - *The queue pick* locks the run it hands out with ``FOR UPDATE SKIP LOCKED``: racing
   leases (several API replicas) pass over each other's candidates instead of queueing
   behind one row. SQLite's compiler leaves the clause out, so its SQL is unchanged.

@@ -8,6 +8,7 @@ from sqlalchemy import Table, bindparam, case, func, literal, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
+from minitower_shared.db import is_postgresql
 from minitower_shared.dialect import random_hex
 from minitower_shared.models import Run, RunAttempt, Runner, active_attempt
 from minitower_shared.states import RunnerStatus
@@ -108,8 +109,19 @@ _SEEN = (
 )
 
 
-def find_runner_by_token(session: Session, token_hash: str) -> RunnerIdentity | None:
-    row = session.connection().execute(_BY_TOKEN, {"token_hash": token_hash}).first()
+# The lease's lock on its runner (store/lifecycle.py), taken by the lookup itself. NO KEY:
+# attempts naming the runner can still be inserted (their foreign key takes KEY SHARE).
+_BY_TOKEN_LOCKED = _BY_TOKEN.with_for_update(key_share=True)
+
+
+def find_runner_by_token(
+    session: Session, token_hash: str, *, lock: bool = False
+) -> RunnerIdentity | None:
+    """The runner the token belongs to; with ``lock``, its row locked until the
+    transaction ends (PostgreSQL: what ``lifecycle.lease(runner_locked=True)`` needs;
+    SQLite's write lock serialises writers already)."""
+    statement = _BY_TOKEN_LOCKED if lock and is_postgresql(session) else _BY_TOKEN
+    row = session.connection().execute(statement, {"token_hash": token_hash}).first()
     return None if row is None else RunnerIdentity(*row)
 
 

@@ -87,7 +87,7 @@ def _try_lease(
     token = new_token(LEASE_TOKEN_PREFIX)
     with services.write() as session:
         now = utcnow()
-        runner = require_runner(session, runner_token)
+        runner = require_runner(session, runner_token, lock=True)
         runner_store.mark_seen(session, runner, now)
         grant = lifecycle.lease(
             session,
@@ -98,6 +98,7 @@ def _try_lease(
             ttl=_ttl(services),
             team_id=runner.team_id,
             start_it=start_it,
+            runner_locked=True,
         )
     if grant is None:
         with services.read() as session:
