@@ -354,6 +354,24 @@ _NEW_ATTEMPT = (
     )
     .returning(_ATTEMPT.c.id)
 )
+# PostgreSQL: the attempt's number drawn by the INSERT itself, one round trip fewer than
+# _LAST_ATTEMPT_NO then _NEW_ATTEMPT (SQLite keeps those two). The run's row lock, which
+# every lease of the run takes first (_CLAIM), keeps the count current.
+_NEW_NUMBERED_ATTEMPT = (
+    insert(_ATTEMPT)
+    .values(
+        run_id=bindparam("the_run"),
+        runner_id=bindparam("the_runner"),
+        attempt_no=select(func.coalesce(func.max(_ATTEMPT.c.attempt_no), 0) + 1)
+        .where(_ATTEMPT.c.run_id == bindparam("the_run"))
+        .scalar_subquery(),
+        lease_token_hash=bindparam("token_hash"),
+        lease_expires_at=bindparam("expires"),
+        status=AttemptStatus.LEASED.value,
+        leased_at=bindparam("now"),
+    )
+    .returning(_ATTEMPT.c.id, _ATTEMPT.c.attempt_no)
+)
 _GRANT_READ = (
     select(
         _RUN.c.run_no,
@@ -635,19 +653,22 @@ def lease(
         now = max(now, utcnow())
     if _execute(session, _CLAIM, the_run=picked, now=now).first() is None:
         return None
-    last_no = _execute(session, _LAST_ATTEMPT_NO, the_run=picked).scalar()
-    attempt_no = (last_no or 0) + 1
     expires = now + ttl
-    attempt_id = _execute(
-        session,
-        _NEW_ATTEMPT,
-        the_run=picked,
-        the_runner=runner_id,
-        the_attempt_no=attempt_no,
-        token_hash=lease_token_hash,
-        expires=expires,
-        now=now,
-    ).scalar_one()
+    attempt = {
+        "the_run": picked,
+        "the_runner": runner_id,
+        "token_hash": lease_token_hash,
+        "expires": expires,
+        "now": now,
+    }
+    if is_postgresql(session):
+        attempt_id, attempt_no = _execute(session, _NEW_NUMBERED_ATTEMPT, **attempt).one()
+    else:
+        last_no = _execute(session, _LAST_ATTEMPT_NO, the_run=picked).scalar()
+        attempt_no = (last_no or 0) + 1
+        attempt_id = _execute(
+            session, _NEW_ATTEMPT, the_attempt_no=attempt_no, **attempt
+        ).scalar_one()
     status = AttemptStatus.LEASED
     if start_it:
         key = LeaseKey(run_id=picked, runner_id=runner_id, token_hash=lease_token_hash)
