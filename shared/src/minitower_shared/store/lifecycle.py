@@ -802,12 +802,16 @@ def report_result(
     exit_code: int | None,
     error_message: str | None,
     now: datetime,
+    run_locked: bool = False,
 ) -> Finished | Refused:
     """Record the runner's result and end the run (or queue its retry).
 
     The same result again is accepted (the runner may retry after a lost answer); a
-    different one is a CONFLICT; an expired or foreign lease is GONE."""
-    _lock_run(session, run_id=key.run_id)
+    different one is a CONFLICT; an expired or foreign lease is GONE. ``run_locked``:
+    this transaction holds the run's row lock already (``find_runner_by_token``'s
+    ``lock_run``)."""
+    if not run_locked:
+        _lock_run(session, run_id=key.run_id)
     attempt = _execute(session, _RESULT_READ, **_lease_params(key)).first()
     if attempt is None:
         return Refused(Refusal.GONE, _GONE_UNKNOWN)

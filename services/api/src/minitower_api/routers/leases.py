@@ -394,7 +394,8 @@ def report_result(
             # The lock order of the logs call: the budget's, then the database's.
             held.enter_context(services.log_budgets.lock)
         session = held.enter_context(services.write())
-        runner = require_runner(session, runner_token)
+        # The run's row lock comes with the runner's lookup: one round trip fewer.
+        runner = require_runner(session, runner_token, lock_run=run_id)
         key = LeaseKey(run_id=run_id, runner_id=runner.id, token_hash=lease)
         now = utcnow()
         stored = _store_lines(services, session, key, lines, now) if lines else False
@@ -405,6 +406,7 @@ def report_result(
             exit_code=body.exit_code,
             error_message=body.error_message,
             now=now,
+            run_locked=True,
         )
     if stored:
         services.run_signals.notify(run_id)
