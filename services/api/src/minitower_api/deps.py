@@ -155,8 +155,10 @@ async def runner_token_hash(credentials: BearerDep) -> str:
 RunnerTokenDep = Annotated[str, Depends(runner_token_hash)]
 
 
-def require_runner(session: Session, token_hash: str) -> RunnerIdentity:
-    runner = runner_store.find_runner_by_token(session, token_hash)
+def require_runner(
+    session: Session, token_hash: str, *, lock: bool = False, lock_run: int | None = None
+) -> RunnerIdentity:
+    runner = runner_store.find_runner_by_token(session, token_hash, lock=lock, lock_run=lock_run)
     if runner is None:
         raise unauthorized("invalid runner token; register again")
     return runner

@@ -19,8 +19,8 @@ what was recorded; a cancel and the reaper act on any active attempt).
 On PostgreSQL, where writers run side by side, a call that changes a run and its
 attempt locks the run's row first (:func:`_lock_run`), so that every such pair is
 changed in one order (run, then attempt) and two calls about one run take turns, as
-under SQLite's write lock; a lease holds its runner's advisory lock (see
-:mod:`minitower_shared.db`).
+under SQLite's write lock; a lease holds its runner's row lock (``FOR NO KEY UPDATE``,
+taken by the runner's lookup where the caller can, else by :func:`lease` itself).
 
 Callers learn what changed from the verdicts. The statements go around the ORM session:
 a ``Run`` or ``RunAttempt`` object the session already holds is not refreshed, so read
@@ -38,7 +38,7 @@ from sqlalchemy import Executable, Table, and_, bindparam, func, insert, select,
 from sqlmodel import Session
 
 from minitower_shared.clock import as_utc, utcnow
-from minitower_shared.db import is_postgresql, serialize
+from minitower_shared.db import is_postgresql
 from minitower_shared.dialect import upsert_insert
 from minitower_shared.models import (
     App,
@@ -47,6 +47,7 @@ from minitower_shared.models import (
     Run,
     RunAttempt,
     RunLog,
+    Runner,
     active_attempt,
 )
 from minitower_shared.retry import jittered, nominal_delay, reason_of_failure
@@ -67,6 +68,7 @@ _APP: Table = App.__table__  # type: ignore[attr-defined]
 _VERSION: Table = AppVersion.__table__  # type: ignore[attr-defined]
 _DECLARED: Table = AppVersionSecrets.__table__  # type: ignore[attr-defined]
 _LOG: Table = RunLog.__table__  # type: ignore[attr-defined]
+_RUNNER: Table = Runner.__table__  # type: ignore[attr-defined]
 
 
 def _values(statuses: Iterable[StrEnum]) -> list[str]:
@@ -355,6 +357,24 @@ _NEW_ATTEMPT = (
     )
     .returning(_ATTEMPT.c.id)
 )
+# PostgreSQL: the attempt's number drawn by the INSERT itself, one round trip fewer than
+# _LAST_ATTEMPT_NO then _NEW_ATTEMPT (SQLite keeps those two). The run's row lock, which
+# every lease of the run takes first (_CLAIM), keeps the count current.
+_NEW_NUMBERED_ATTEMPT = (
+    insert(_ATTEMPT)
+    .values(
+        run_id=bindparam("the_run"),
+        runner_id=bindparam("the_runner"),
+        attempt_no=select(func.coalesce(func.max(_ATTEMPT.c.attempt_no), 0) + 1)
+        .where(_ATTEMPT.c.run_id == bindparam("the_run"))
+        .scalar_subquery(),
+        lease_token_hash=bindparam("token_hash"),
+        lease_expires_at=bindparam("expires"),
+        status=AttemptStatus.LEASED.value,
+        leased_at=bindparam("now"),
+    )
+    .returning(_ATTEMPT.c.id, _ATTEMPT.c.attempt_no)
+)
 _GRANT_READ = (
     select(
         _RUN.c.run_no,
@@ -378,6 +398,13 @@ _GRANT_READ = (
 )
 _RUN_STATUS = select(_RUN.c.status).where(_RUN.c.id == bindparam("the_run"))
 _LOCK_RUN = select(_RUN.c.id).where(_RUN.c.id == bindparam("the_run")).with_for_update()
+# NO KEY: the lock an UPDATE of the runner's other columns takes (mark_seen), which still
+# lets attempts be inserted that name the runner (their foreign key takes KEY SHARE).
+_LOCK_RUNNER = (
+    select(_RUNNER.c.id)
+    .where(_RUNNER.c.id == bindparam("the_runner"))
+    .with_for_update(key_share=True)
+)
 _LOCK_RUN_OF_ATTEMPT = (
     select(_RUN.c.id)
     .where(
@@ -596,15 +623,20 @@ def lease(
     ttl: timedelta,
     team_id: int | None = None,
     start_it: bool = False,
+    runner_locked: bool = False,
 ) -> Granted | Refused | None:
     """Claim the next queued run of ``environment`` for the runner; None when there is
     none. ``team_id`` is the runner's binding (None: a shared runner). The pick order is
     :func:`queue.pick_next_run`'s. A runner's own lease that ran out is expired here
     rather than waiting for the reaper. ``start_it`` also starts the attempt (as
-    :func:`start`), in the same transaction."""
+    :func:`start`), in the same transaction. ``runner_locked``: this transaction read
+    the runner with ``find_runner_by_token(…, lock=True)`` already."""
     # PostgreSQL: one lease per runner at a time, so that the check below stays true
-    # until the attempt is inserted (the unique index would refuse a second one).
-    serialize(session, f"runner-lease:{runner_id}")
+    # until the attempt is inserted (the unique index would refuse a second one). The
+    # runner's row is the lock: the caller's lookup of the runner can take it with no
+    # statement of its own.
+    if not runner_locked and is_postgresql(session):
+        _execute(session, _LOCK_RUNNER, the_runner=runner_id)
     held = _execute(session, _HELD, the_runner=runner_id).first()
     if held is not None:
         if as_utc(held.lease_expires_at) > now:
@@ -624,23 +656,27 @@ def lease(
         now = max(now, utcnow())
     if _execute(session, _CLAIM, the_run=picked, now=now).first() is None:
         return None
-    last_no = _execute(session, _LAST_ATTEMPT_NO, the_run=picked).scalar()
-    attempt_no = (last_no or 0) + 1
     expires = now + ttl
-    attempt_id = _execute(
-        session,
-        _NEW_ATTEMPT,
-        the_run=picked,
-        the_runner=runner_id,
-        the_attempt_no=attempt_no,
-        token_hash=lease_token_hash,
-        expires=expires,
-        now=now,
-    ).scalar_one()
+    attempt = {
+        "the_run": picked,
+        "the_runner": runner_id,
+        "token_hash": lease_token_hash,
+        "expires": expires,
+        "now": now,
+    }
+    if is_postgresql(session):
+        attempt_id, attempt_no = _execute(session, _NEW_NUMBERED_ATTEMPT, **attempt).one()
+    else:
+        last_no = _execute(session, _LAST_ATTEMPT_NO, the_run=picked).scalar()
+        attempt_no = (last_no or 0) + 1
+        attempt_id = _execute(
+            session, _NEW_ATTEMPT, the_attempt_no=attempt_no, **attempt
+        ).scalar_one()
     status = AttemptStatus.LEASED
     if start_it:
         key = LeaseKey(run_id=picked, runner_id=runner_id, token_hash=lease_token_hash)
-        started = start(session, key, now=now, ttl=ttl)
+        # _CLAIM's update holds the run's row lock already.
+        started = start(session, key, now=now, ttl=ttl, run_locked=True)
         if isinstance(started, Refused):
             raise RuntimeError(f"run {picked}: an attempt leased just now did not start")
         status = started.status
@@ -678,13 +714,20 @@ def lease(
 
 
 def start(
-    session: Session, key: LeaseKey, *, now: datetime, ttl: timedelta
+    session: Session,
+    key: LeaseKey,
+    *,
+    now: datetime,
+    ttl: timedelta,
+    run_locked: bool = False,
 ) -> LiveAttempt | Refused:
     """``leased → running`` for the attempt and its run, extending the lease; repeating
     it is harmless. An attempt already ``cancelling`` stays so: the runner learns of the
-    cancel from the answer and reports ``cancelled``."""
+    cancel from the answer and reports ``cancelled``. ``run_locked``: this transaction
+    holds the run's row lock already (it updated the run)."""
     expires = now + ttl
-    _lock_run(session, run_id=key.run_id)
+    if not run_locked:
+        _lock_run(session, run_id=key.run_id)
     started = _execute(
         session, _START_ATTEMPT, now=now, b_expires=expires, **_lease_params(key)
     ).first()
@@ -763,12 +806,16 @@ def report_result(
     exit_code: int | None,
     error_message: str | None,
     now: datetime,
+    run_locked: bool = False,
 ) -> Finished | Refused:
     """Record the runner's result and end the run (or queue its retry).
 
     The same result again is accepted (the runner may retry after a lost answer); a
-    different one is a CONFLICT; an expired or foreign lease is GONE."""
-    _lock_run(session, run_id=key.run_id)
+    different one is a CONFLICT; an expired or foreign lease is GONE. ``run_locked``:
+    this transaction holds the run's row lock already (``find_runner_by_token``'s
+    ``lock_run``)."""
+    if not run_locked:
+        _lock_run(session, run_id=key.run_id)
     attempt = _execute(session, _RESULT_READ, **_lease_params(key)).first()
     if attempt is None:
         return Refused(Refusal.GONE, _GONE_UNKNOWN)

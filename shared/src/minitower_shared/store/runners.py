@@ -8,6 +8,7 @@ from sqlalchemy import Table, bindparam, case, func, literal, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
+from minitower_shared.db import is_postgresql
 from minitower_shared.dialect import random_hex
 from minitower_shared.models import Run, RunAttempt, Runner, active_attempt
 from minitower_shared.states import RunnerStatus
@@ -77,6 +78,7 @@ def revoke_runner_tokens(session: Session, names: list[str] | None) -> list[Runn
 
 
 _RUNNER: Table = Runner.__table__  # type: ignore[attr-defined]
+_RUN: Table = Run.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -108,9 +110,40 @@ _SEEN = (
 )
 
 
-def find_runner_by_token(session: Session, token_hash: str) -> RunnerIdentity | None:
-    row = session.connection().execute(_BY_TOKEN, {"token_hash": token_hash}).first()
-    return None if row is None else RunnerIdentity(*row)
+# The lease's lock on its runner (store/lifecycle.py), taken by the lookup itself. NO KEY:
+# attempts naming the runner can still be inserted (their foreign key takes KEY SHARE).
+_BY_TOKEN_LOCKED = _BY_TOKEN.with_for_update(key_share=True)
+
+
+# The lookup that also takes the row lock of the run the call names (the lock
+# store/lifecycle.py takes before a run and its attempt change), in the same round trip.
+# The lock is taken after the runner is read, as by two statements: the runner's columns
+# are those of before any wait for the lock.
+_BY_TOKEN_LOCKING_RUN = _BY_TOKEN.add_columns(
+    core_select(_RUN.c.id)
+    .where(_RUN.c.id == bindparam("the_run"))
+    .with_for_update()
+    .scalar_subquery()
+)
+
+
+def find_runner_by_token(
+    session: Session, token_hash: str, *, lock: bool = False, lock_run: int | None = None
+) -> RunnerIdentity | None:
+    """The runner the token belongs to; with ``lock``, its row locked until the
+    transaction ends (what ``lifecycle.lease(runner_locked=True)`` needs); with
+    ``lock_run``, that run's row locked likewise once the runner is found (what
+    ``run_locked=True`` of the lifecycle's calls means). Locks are PostgreSQL's: SQLite's
+    write lock serialises writers already."""
+    params: dict[str, Any] = {"token_hash": token_hash}
+    statement = _BY_TOKEN
+    if is_postgresql(session):
+        if lock_run is not None:
+            statement, params["the_run"] = _BY_TOKEN_LOCKING_RUN, lock_run
+        elif lock:
+            statement = _BY_TOKEN_LOCKED
+    row = session.connection().execute(statement, params).first()
+    return None if row is None else RunnerIdentity(*row[:6])
 
 
 # Liveness needs seconds of precision at most; writing it on every call would add a write

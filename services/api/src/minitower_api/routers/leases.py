@@ -87,7 +87,7 @@ def _try_lease(
     token = new_token(LEASE_TOKEN_PREFIX)
     with services.write() as session:
         now = utcnow()
-        runner = require_runner(session, runner_token)
+        runner = require_runner(session, runner_token, lock=True)
         runner_store.mark_seen(session, runner, now)
         grant = lifecycle.lease(
             session,
@@ -98,6 +98,7 @@ def _try_lease(
             ttl=_ttl(services),
             team_id=runner.team_id,
             start_it=start_it,
+            runner_locked=True,
         )
     if grant is None:
         with services.read() as session:
@@ -397,7 +398,8 @@ def report_result(
             # The lock order of the logs call: the budget's, then the database's.
             held.enter_context(services.log_budgets.lock)
         session = held.enter_context(services.write())
-        runner = require_runner(session, runner_token)
+        # The run's row lock comes with the runner's lookup: one round trip fewer.
+        runner = require_runner(session, runner_token, lock_run=run_id)
         key = LeaseKey(run_id=run_id, runner_id=runner.id, token_hash=lease)
         now = utcnow()
         stored = _store_lines(services, session, key, lines, now) if lines else False
@@ -408,6 +410,7 @@ def report_result(
             exit_code=body.exit_code,
             error_message=body.error_message,
             now=now,
+            run_locked=True,
         )
     if stored:
         services.run_signals.notify(run_id)
