@@ -22,6 +22,7 @@ import io
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -37,15 +38,22 @@ _HANDOFF = re.compile(r"handoff\s+p50\s+([0-9.]+) ms")
 _RUNS = re.compile(r"throughput: .*= ([0-9.]+) runs/s.*\n\s+CPU per run, ms: api ([0-9.]+)")
 
 
-def run(label: str, argv: list[str]) -> dict[str, str]:
-    print(f"\n=== {label}: lease_throughput.py {' '.join(argv)}", flush=True)
+def _output(label: str, script: Any, argv: list[str]) -> str:
+    """What ``script.main(argv)`` printed (echoed as it is); exits on its failure."""
+    name = f"{script.__name__}.py"
+    print(f"\n=== {label}: {name} {' '.join(argv)}", flush=True)
     captured = io.StringIO()
     with contextlib.redirect_stdout(captured):
-        status = lease_throughput.main(argv)
+        status = script.main(argv)
     text = captured.getvalue()
     print(text, end="")
     if status != 0:
-        raise SystemExit(f"{label}: lease_throughput.py failed ({status})")
+        raise SystemExit(f"{label}: {name} failed ({status})")
+    return text
+
+
+def run(label: str, argv: list[str]) -> dict[str, str]:
+    text = _output(label, lease_throughput, argv)
     cycles = _CYCLES.search(text)
     cpu = _CPU.search(text)
     per_process = _PER_PROCESS.search(text)
@@ -60,14 +68,7 @@ def run(label: str, argv: list[str]) -> dict[str, str]:
 
 
 def trivial_runs(label: str, argv: list[str]) -> dict[str, str]:
-    print(f"\n=== {label}: run_latency.py {' '.join(argv)}", flush=True)
-    captured = io.StringIO()
-    with contextlib.redirect_stdout(captured):
-        status = run_latency.main(argv)
-    text = captured.getvalue()
-    print(text, end="")
-    if status != 0:
-        raise SystemExit(f"{label}: run_latency.py failed ({status})")
+    text = _output(label, run_latency, argv)
     found = _RUNS.search(text)
     return {
         "config": label,

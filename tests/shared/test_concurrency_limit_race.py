@@ -11,7 +11,6 @@ import multiprocessing
 import queue
 import time
 from collections import Counter
-from dataclasses import replace
 
 import pytest
 from sqlalchemy import Engine, update
@@ -21,14 +20,13 @@ from minitower_shared.clock import as_utc
 from minitower_shared.db import create_db_engine, read_session, write_session
 from minitower_shared.models import App, Run
 from minitower_shared.states import RunStatus
-from tests.support.api_group import ONE_OR_THREE_APIS, LiveApiGroup
-from tests.support.clients import RunnerClient, TeamClient, check
+from tests.support.api_group import ONE_OR_THREE_APIS, LiveApiGroup, runner_spread
+from tests.support.clients import TeamClient, check
 from tests.support.concurrency import ResponseLog, Watch, run_in_threads
 from tests.support.databases import Database
 from tests.support.invariants import ForwardOnly, history_problems, snapshot
 from tests.support.race_workers import draining_worker
 from tests.support.seed import doubly_active, load_app, queue_runs, seed_app
-from tests.support.tokens import REGISTRATION_TOKEN
 
 RUNNERS = 4
 RUNS = 50
@@ -133,13 +131,7 @@ def test_limit_of_one_holds_over_http(
 
     def runner_loop(index: int) -> list[int]:
         with apis.clients(hooks=log.hooks) as clients:
-            registered = RunnerClient.register(
-                clients[index % len(clients)], f"limit-runner-{index}", REGISTRATION_TOKEN
-            )
-            via = [
-                replace(registered, http=clients[(index + step) % len(clients)])
-                for step in range(3)
-            ]
+            via = runner_spread(clients, index, f"limit-runner-{index}")
             done: list[int] = []
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:

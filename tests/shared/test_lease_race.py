@@ -28,7 +28,7 @@ from minitower_shared.states import AttemptStatus, RunStatus
 from minitower_shared.store import lifecycle
 from minitower_shared.store.lifecycle import Granted
 from minitower_shared.tokens import LEASE_TOKEN_PREFIX, hash_token, new_token
-from tests.support.api_group import ONE_OR_THREE_APIS, LiveApiGroup
+from tests.support.api_group import ONE_OR_THREE_APIS, LiveApiGroup, runner_spread
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
 from tests.support.concurrency import ResponseLog, Watch, run_in_threads
 from tests.support.databases import Database
@@ -147,19 +147,13 @@ def test_runners_racing_for_leases_over_http(
 
         def runner_loop(index: int) -> tuple[int, list[int]]:
             with apis.clients(hooks=log.hooks) as clients:
-                registered = RunnerClient.register(
-                    clients[index % len(clients)], f"http-runner-{index}", REGISTRATION_TOKEN
-                )
-                via = [
-                    replace(registered, http=clients[(index + step) % len(clients)])
-                    for step in range(3)
-                ]
+                via = runner_spread(clients, index, f"http-runner-{index}")
                 done: list[int] = []
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline:
                     lease = via[0].lease()
                     if lease is None:
-                        return registered.runner_id, done
+                        return via[0].runner_id, done
                     assert check(via[1].start(lease), 200)["status"] == "running"
                     body = check(via[2].result(lease, "completed", exit_code=0), 200)
                     assert body["run_status"] == "completed"

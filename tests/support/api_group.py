@@ -13,7 +13,7 @@ runs unchanged against one API.
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,10 @@ import pytest
 from sqlalchemy import Engine
 
 from minitower_shared.db import create_db_engine
+from tests.support.clients import RunnerClient
 from tests.support.databases import ENGINE, Database
 from tests.support.processes import LiveApi, spawn_api, wait_ready
+from tests.support.tokens import REGISTRATION_TOKEN
 
 SPREAD = 3
 _COUNTS = [1, SPREAD] if ENGINE == "postgresql" else [1]
@@ -102,3 +104,11 @@ def start_api_group(
             api.stop()
         raise
     return LiveApiGroup(apis=started, database=database)
+
+
+def runner_spread(clients: list[httpx.Client], index: int, name: str) -> list[RunnerClient]:
+    """Runner ``index`` registered through API ``index``, as three clients of one runner:
+    through that API and the next two, so that its lease, start and result go to
+    different API processes (all three the same one with a group of one)."""
+    registered = RunnerClient.register(clients[index % len(clients)], name, REGISTRATION_TOKEN)
+    return [replace(registered, http=clients[(index + step) % len(clients)]) for step in range(3)]
