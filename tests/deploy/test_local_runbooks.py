@@ -11,27 +11,18 @@ import httpx
 from tests.support.archives import make_archive
 from tests.support.clients import TeamClient
 from tests.support.processes import fast_runner_env, start_api, start_reaper, start_runner
-from tests.support.runbooks import run_step
+from tests.support.runbooks import local_env, read_env_file, run_step
 from tests.support.waiting import wait_for
 
 PATH = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 SLOW = "import time\nfor i in range(4):\n    print('tick', i, flush=True)\n    time.sleep(1)\n"
 
 
-def read_env(path: Path) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {key: value for key, value in pairs}
-
-
 def test_local_install_upgrade_and_drain(tmp_path: Path) -> None:
-    env_file = tmp_path / "etc" / "minitower.env"
-    local = {
-        "MINITOWER_LOCAL_ENV": str(env_file),
-        "MINITOWER_STATE_DIR": str(tmp_path / "state"),
-        "PATH": PATH,
-    }
+    local = local_env(tmp_path)
+    env_file = Path(local["MINITOWER_LOCAL_ENV"])
     run_step("install", "local-write-env", env=local)
-    settings = read_env(env_file)
+    settings = read_env_file(env_file)
     migrated = run_step("install", "local-migrate", env=local)
     assert f"database {settings['MINITOWER_DB_PATH']} is up to date" in migrated.stdout
     # Loopback, for a proxy in front; the test's API takes a free port instead of 8080.

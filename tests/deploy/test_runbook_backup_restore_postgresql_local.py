@@ -20,25 +20,12 @@ from minitower_shared.migrate import upgrade_to_head
 from tests.support.archives import make_archive
 from tests.support.clients import RunnerClient, TeamClient, check
 from tests.support.postgres import BIN_DIR, PostgresCluster
-from tests.support.processes import LiveApi, start_api
 from tests.support.rows import Rows
-from tests.support.runbooks import run_step
+from tests.support.runbooks import local_env, read_env_file, run_step, serve_env_file
 
 PATH = f"{BIN_DIR}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
 PASSWORD = "pw-Dump-31k-never-printed"
 HELLO = '[app]\nname = "hello"\nscript = "main.py"\n'
-
-
-def read_env(path: Path) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {key: value for key, value in pairs}
-
-
-def serve(folder: Path, env_file: Path) -> LiveApi:
-    settings = read_env(env_file)
-    settings.pop("MINITOWER_LISTEN_ADDR")  # a free port instead of 8080
-    folder.mkdir()
-    return start_api(folder, settings["MINITOWER_DATABASE_URL"], settings)
 
 
 def slugs(url: str) -> list[str]:
@@ -53,23 +40,18 @@ def test_local_pg_dump_backup_restore_and_roll_back(
     cluster = any_postgres_cluster
     names = [cluster.create_database(), cluster.create_database()]
     live, restored = (cluster.url(name, password=PASSWORD) for name in names)
-    env_file = tmp_path / "etc" / "minitower.env"
-    local = {
-        "MINITOWER_LOCAL_ENV": str(env_file),
-        "MINITOWER_STATE_DIR": str(tmp_path / "state"),
-        "MINITOWER_BACKUP_DIR": str(tmp_path / "backups"),
-        "PATH": PATH,
-    }
+    local = {**local_env(tmp_path, PATH), "MINITOWER_BACKUP_DIR": str(tmp_path / "backups")}
+    env_file = Path(local["MINITOWER_LOCAL_ENV"])
     try:
         run_step("install", "local-write-env", env=local)
         with env_file.open("a") as env:
             env.write(f"MINITOWER_DATABASE_URL={live}\nMINITOWER_OBJECT_STORE={store}\n")
         upgrade_to_head(live)
-        settings = read_env(env_file)
+        settings = read_env_file(env_file)
         objects = Path(settings["MINITOWER_OBJECTS_DIR"])
         archive = make_archive({"Towerfile": HELLO, "main.py": "print('backed up')\n"})
 
-        api = serve(tmp_path / "api-1", env_file)
+        api = serve_env_file(tmp_path / "api-1", env_file)
         try:
             with httpx.Client(base_url=api.url, timeout=45) as http:
                 team = TeamClient.bootstrap(http, "before", settings["MINITOWER_BOOTSTRAP_TOKEN"])
@@ -99,11 +81,11 @@ def test_local_pg_dump_backup_restore_and_roll_back(
         )
         assert f"/{names[1]} is up to date" in done.stdout
         assert PASSWORD not in done.stdout + done.stderr
-        assert read_env(env_file)["MINITOWER_DATABASE_URL"] == restored
+        assert read_env_file(env_file)["MINITOWER_DATABASE_URL"] == restored
         assert slugs(restored) == ["before"]
         assert slugs(live) == ["after", "before"]
 
-        api = serve(tmp_path / "api-2", env_file)
+        api = serve_env_file(tmp_path / "api-2", env_file)
         try:
             shown = run_step(
                 "backup-restore-postgresql",
@@ -129,7 +111,7 @@ def test_local_pg_dump_backup_restore_and_roll_back(
 
         rolled = run_step("backup-restore-postgresql", "pg-roll-back", env=local)
         assert f"/{names[0]} is up to date" in rolled.stdout
-        assert read_env(env_file)["MINITOWER_DATABASE_URL"] == live
+        assert read_env_file(env_file)["MINITOWER_DATABASE_URL"] == live
     finally:
         for name in names:
             cluster.drop_database(name)

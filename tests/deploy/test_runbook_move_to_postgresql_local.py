@@ -31,7 +31,7 @@ from tests.support.processes import (
     wait_ready,
 )
 from tests.support.rows import Rows
-from tests.support.runbooks import run_step
+from tests.support.runbooks import local_env, read_env_file, run_step
 from tests.support.waiting import wait_for
 
 PATH = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -43,15 +43,10 @@ SLOW_TOWERFILE = '[app]\nname = "slow"\nscript = "main.py"\n'
 SLOW = "import time\nfor i in range(12):\n    print('tick', i, flush=True)\n    time.sleep(0.5)\n"
 
 
-def read_env(path: Path) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {key: value for key, value in pairs}
-
-
 def services(folder: Path, env_file: Path, port: int) -> tuple[LiveApi, Process, Process]:
     """The API (on ``port``, where the runner looks for it), the reaper and the scheduler
     over the database the env file names."""
-    settings = read_env(env_file)
+    settings = read_env_file(env_file)
     settings["MINITOWER_LISTEN_ADDR"] = f"127.0.0.1:{port}"
     database: str | Path = settings.get("MINITOWER_DATABASE_URL") or Path(
         settings["MINITOWER_DB_PATH"]
@@ -91,15 +86,11 @@ def test_local_move_to_postgresql_with_a_short_outage(
     cluster = any_postgres_cluster
     name = cluster.create_database()
     target = cluster.url(name, password=PASSWORD)
-    env_file = tmp_path / "etc" / "minitower.env"
-    local = {
-        "MINITOWER_LOCAL_ENV": str(env_file),
-        "MINITOWER_STATE_DIR": str(tmp_path / "state"),
-        "PATH": PATH,
-    }
+    local = local_env(tmp_path)
+    env_file = Path(local["MINITOWER_LOCAL_ENV"])
     run_step("install", "local-write-env", env=local)
     run_step("install", "local-migrate", env=local)
-    sqlite_settings = read_env(env_file)
+    sqlite_settings = read_env_file(env_file)
     # The API moves, its port stays: the runner keeps calling the same address.
     port = free_port()
     running: list[Process] = []
@@ -153,7 +144,7 @@ def test_local_move_to_postgresql_with_a_short_outage(
         )
         assert f"@127.0.0.1:{cluster.port}/{name} is up to date" in switched.stdout
         assert PASSWORD not in switched.stdout + switched.stderr
-        moved = read_env(env_file)
+        moved = read_env_file(env_file)
         assert moved["MINITOWER_DATABASE_URL"] == target
         assert moved["MINITOWER_OBJECT_STORE"] == "postgres"
         api, reaper, scheduler = services(tmp_path / "postgresql", env_file, port)
@@ -183,7 +174,7 @@ def test_local_move_to_postgresql_with_a_short_outage(
         stop(api, reaper, scheduler)
         rolled = run_step("move-to-postgresql", "local-roll-back", env=local)
         assert f"database {sqlite_settings['MINITOWER_DB_PATH']} is up to date" in rolled.stdout
-        assert read_env(env_file) == sqlite_settings
+        assert read_env_file(env_file) == sqlite_settings
     finally:
         stop(*running)
         cluster.drop_database(name)

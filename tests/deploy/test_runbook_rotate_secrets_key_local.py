@@ -12,44 +12,27 @@ import httpx
 from minitower_api.maintenance.secrets_key import startup_problem
 from minitower_shared.secret_box import SecretBox
 from tests.support.clients import RunnerClient, TeamClient, check
-from tests.support.processes import LiveApi, start_api
-from tests.support.runbooks import run_step
+from tests.support.runbooks import local_env, read_env_file, run_step, serve_env_file
 from tests.support.secrets import put_secret, run_secrets, secrets_archive
 
 PATH = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 VALUES = {"DB_URL": "postgres://rotated@db/app", "API_KEY": "sk-runbook-rotation-1"}
 
 
-def read_env(path: Path) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {key: value for key, value in pairs}
-
-
-def serve(folder: Path, env_file: Path) -> LiveApi:
-    settings = read_env(env_file)
-    settings.pop("MINITOWER_LISTEN_ADDR")  # a free port instead of 8080
-    folder.mkdir(exist_ok=True)
-    return start_api(folder, Path(settings["MINITOWER_DB_PATH"]), settings)
-
-
 def test_local_secrets_key_rotation(tmp_path: Path) -> None:
-    env_file = tmp_path / "etc" / "minitower.env"
-    local = {
-        "MINITOWER_LOCAL_ENV": str(env_file),
-        "MINITOWER_STATE_DIR": str(tmp_path / "state"),
-        "PATH": PATH,
-    }
+    local = local_env(tmp_path)
+    env_file = Path(local["MINITOWER_LOCAL_ENV"])
     run_step("install", "local-write-env", env=local)
     run_step("install", "local-migrate", env=local)
-    old_key = read_env(env_file)["MINITOWER_SECRETS_KEY"]
+    old_key = read_env_file(env_file)["MINITOWER_SECRETS_KEY"]
     SecretBox.from_setting(old_key)  # install.md's key is a valid one
-    db = Path(read_env(env_file)["MINITOWER_DB_PATH"])
+    db = Path(read_env_file(env_file)["MINITOWER_DB_PATH"])
 
-    api = serve(tmp_path / "api-1", env_file)
+    api = serve_env_file(tmp_path / "api-1", env_file)
     try:
         with httpx.Client(base_url=api.url, timeout=45) as http:
             team = TeamClient.bootstrap(
-                http, "ops", read_env(env_file)["MINITOWER_BOOTSTRAP_TOKEN"]
+                http, "ops", read_env_file(env_file)["MINITOWER_BOOTSTRAP_TOKEN"]
             )
             team.deploy("vault", secrets_archive())
             for name, value in VALUES.items():
@@ -59,9 +42,9 @@ def test_local_secrets_key_rotation(tmp_path: Path) -> None:
 
     added = run_step("rotate-secrets-key", "local-add-new-key", env=local)
     assert added.stdout.strip() == "1"
-    new_key = read_env(env_file)["MINITOWER_SECRETS_KEY"].split(",")[0]
-    assert read_env(env_file)["MINITOWER_SECRETS_KEY"] == f"{new_key},{old_key}"
-    api = serve(tmp_path / "api-2", env_file)  # starts: the old key still decrypts
+    new_key = read_env_file(env_file)["MINITOWER_SECRETS_KEY"].split(",")[0]
+    assert read_env_file(env_file)["MINITOWER_SECRETS_KEY"] == f"{new_key},{old_key}"
+    api = serve_env_file(tmp_path / "api-2", env_file)  # starts: the old key still decrypts
     api.stop()
 
     rotated = run_step("rotate-secrets-key", "local-reencrypt", env=local)
@@ -71,10 +54,10 @@ def test_local_secrets_key_rotation(tmp_path: Path) -> None:
     ]
     dropped = run_step("rotate-secrets-key", "local-drop-old-keys", env=local)
     assert dropped.stdout.strip() == "1"
-    assert read_env(env_file)["MINITOWER_SECRETS_KEY"] == new_key
+    assert read_env_file(env_file)["MINITOWER_SECRETS_KEY"] == new_key
     assert startup_problem(db, SecretBox([old_key]), busy_timeout=5) is not None
 
-    api = serve(tmp_path / "api-3", env_file)
+    api = serve_env_file(tmp_path / "api-3", env_file)
     try:
         with httpx.Client(base_url=api.url, timeout=45) as http:
             team = TeamClient(http=http, token=team.token, team_id=team.team_id)
@@ -87,7 +70,7 @@ def test_local_secrets_key_rotation(tmp_path: Path) -> None:
             assert "DB_URL" in verified.stdout and "API_KEY" in verified.stdout
             assert VALUES["DB_URL"] not in verified.stdout
             runner = RunnerClient.register(
-                http, "worker-1", read_env(env_file)["MINITOWER_RUNNER_REGISTRATION_TOKEN"]
+                http, "worker-1", read_env_file(env_file)["MINITOWER_RUNNER_REGISTRATION_TOKEN"]
             )
             team.create_run("vault")
             lease = runner.lease()

@@ -19,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.processes import LiveApi, start_api
+
 ROOT = Path(__file__).resolve().parents[2]
 RUNBOOKS = ROOT / "deploy" / "runbooks"
 
@@ -79,3 +81,30 @@ def run_step(
             f"--- stderr ---\n{done.stderr}"
         )
     return done
+
+
+def local_env(folder: Path, path: str | None = None) -> dict[str, str]:
+    """The variables install.md's local steps run under, everything in ``folder``: the env
+    file (``folder/etc/minitower.env``) and the state directory; ``path`` replaces
+    ``PATH`` (the project's programs first, as ``run_step`` puts them, by default)."""
+    return {
+        "MINITOWER_LOCAL_ENV": str(folder / "etc" / "minitower.env"),
+        "MINITOWER_STATE_DIR": str(folder / "state"),
+        "PATH": path or f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The ``NAME=value`` lines of an env file such as install.md writes."""
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {key: value for key, value in pairs}
+
+
+def serve_env_file(folder: Path, env_file: Path) -> LiveApi:
+    """``minitowerd`` as the env file sets it (on its database, SQLite or PostgreSQL), on
+    a free port instead of the file's address, working in ``folder``."""
+    settings = read_env_file(env_file)
+    settings.pop("MINITOWER_LISTEN_ADDR")
+    folder.mkdir(exist_ok=True)
+    database = settings.get("MINITOWER_DATABASE_URL") or Path(settings["MINITOWER_DB_PATH"])
+    return start_api(folder, database, settings)
