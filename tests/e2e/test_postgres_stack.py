@@ -122,18 +122,21 @@ def test_a_sqlite_stack_moves_to_the_postgresql_stack_with_the_runbook(
 
 class Submitter:
     """Creates runs until ``RUNS`` are acknowledged, each under an Idempotency-Key kept
-    until the API answers 201, so a create whose answer was lost with a replica is
-    retried without making a second run. Bounded in time and in tries."""
+    until the API answers with its run (201, or 200 to a retry after a lost answer), so
+    a create whose answer was lost with a replica is retried without making a second
+    run. Bounded in time and in tries."""
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.acknowledged: list[int] = []
         self.retried = 0
+        self.replayed = 0
         self.lock = threading.Lock()
         self.numbers = itertools.count()
 
     def _create(self, key: str) -> int:
         deadline = time.monotonic() + 60
+        tried = False
         while True:
             try:
                 response = self.stack.team.post(
@@ -144,9 +147,18 @@ class Submitter:
                 if response.status_code == 201:
                     run_id: int = response.json()["run_id"]
                     return run_id
+                if response.status_code == 200:
+                    # The key's run was made but its answer was lost with the replica:
+                    # the retry is answered with that run (api-v1: 200), not a new one.
+                    assert tried, f"a first create answered 200: {response.text}"
+                    with self.lock:
+                        self.replayed += 1
+                    replayed: int = response.json()["run_id"]
+                    return replayed
                 assert response.status_code in (502, 503, 504), response.text
             except httpx.TransportError:
                 pass  # the replica went away with the request: retry with the same key
+            tried = True
             assert time.monotonic() < deadline, f"run {key} not acknowledged within 60 s"
             with self.lock:
                 self.retried += 1
@@ -261,7 +273,8 @@ def test_runs_survive_an_api_replica_killed_and_restarted(stack: Stack) -> None:
     wait_for(served_by_restarted, timeout=30, what="the proxy to use the restarted replica")
     print(
         f"{RUNS} runs through {API_REPLICAS} replicas, one killed after {killed_at}:"
-        f" {submitter.retried} create retries, {retried_runs} runs with a second attempt"
+        f" {submitter.retried} create retries ({submitter.replayed} answered with the run"
+        f" the lost answer had made), {retried_runs} runs with a second attempt"
     )
 
 

@@ -1,13 +1,27 @@
 """The migrations build exactly the schema the models describe (``alembic check``), and
 0002 (reaper_pass), 0003 (runner binding), 0004 (console auth), 0005 (schedules) and
-0008 (audit log) go down and up again."""
+0008 (audit log) go down and up again. On PostgreSQL (every pass, on
+``any_postgres_cluster``): the same check, every step down to an empty database and up
+again, and a database with rows carried from 0002 to head and back."""
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
+import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 
-from minitower_shared.migrate import alembic_config, head_revision, upgrade_to_head
+from minitower_shared.db import create_db_engine
+from minitower_shared.migrate import (
+    alembic_config,
+    current_revision,
+    head_revision,
+    upgrade_to_head,
+)
+from tests.support.databases import libpq_url
+from tests.support.postgres import PostgresCluster
 
 
 def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
@@ -214,3 +228,101 @@ def test_secrets_migration_round_trips_with_secrets_stored(tmp_path: Path) -> No
     command.check(alembic_config(db))
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM secret").fetchone()[0] == 0
+
+
+# PostgreSQL: the same history, each test on an empty database of its own, in both passes.
+
+
+@pytest.fixture
+def empty_postgres(any_postgres_cluster: PostgresCluster) -> Iterator[str]:
+    name = any_postgres_cluster.create_database()
+    try:
+        yield any_postgres_cluster.url(name)
+    finally:
+        any_postgres_cluster.drop_database(name)
+
+
+def _pg_tables(url: str) -> set[str]:
+    with psycopg.connect(libpq_url(url)) as conn:
+        rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        return {row[0] for row in rows}
+
+
+def _pg_counts(url: str, tables: tuple[str, ...]) -> list[int]:
+    with psycopg.connect(libpq_url(url)) as conn:
+        counts = []
+        for table in tables:
+            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # type: ignore[arg-type]
+            assert row is not None
+            counts.append(int(row[0]))
+        return counts
+
+
+def test_migrated_schema_matches_the_models_on_postgresql(empty_postgres: str) -> None:
+    upgrade_to_head(empty_postgres)
+    command.check(alembic_config(empty_postgres))
+
+
+def test_every_migration_goes_down_and_up_on_postgresql(empty_postgres: str) -> None:
+    """Each step down from head, one at a time to an empty database, then up again: every
+    downgrade runs on PostgreSQL and leaves what the step before built."""
+    config = alembic_config(empty_postgres)
+    upgrade_to_head(empty_postgres)
+    script = ScriptDirectory.from_config(config)
+    revisions = [rev.revision for rev in script.walk_revisions()]  # head first
+    assert revisions[0] == head_revision() and revisions[-1] == "0001"
+    engine = create_db_engine(empty_postgres, pool_size=1)
+    try:
+        for below in [*revisions[1:], "base"]:
+            command.downgrade(config, below)
+            assert current_revision(engine) == (None if below == "base" else below)
+    finally:
+        engine.dispose()
+    assert _pg_tables(empty_postgres) <= {"alembic_version"}
+    command.upgrade(config, "head")
+    command.check(config)
+
+
+_PG_ROWS_AT_0002 = """
+INSERT INTO team (id, slug, name, created_at) VALUES (1, 't', 'T', '2026-01-01');
+INSERT INTO app (id, team_id, slug, description, disabled, created_at, updated_at)
+  VALUES (1, 1, 'app', '', false, '2026-01-01', '2026-01-01');
+INSERT INTO environment (id, team_id, name, created_at) VALUES (1, 1, 'default', '2026-01-01');
+INSERT INTO app_version (id, app_id, version_no, artifact_object_key, artifact_sha256,
+  artifact_size, entrypoint, timeout_seconds, import_paths, created_at)
+  VALUES (1, 1, 1, 'k', 'x', 1, 'main.py', 60, '[]', '2026-01-01');
+INSERT INTO run (id, team_id, app_id, environment_id, environment, app_version_id, run_no,
+  status, input, priority, max_retries, retry_count, cancel_requested, queued_at, updated_at)
+  VALUES (1, 1, 1, 1, 'default', 1, 1, 'completed', '{}', 0, 0, 0, false, '2026-01-01',
+  '2026-01-01');
+INSERT INTO runner (id, name, environment, labels, token_hash, status, created_at)
+  VALUES (1, 'r1', 'default', '{}', 'h', 'online', '2026-01-01');
+INSERT INTO run_attempt (id, run_id, runner_id, attempt_no, lease_token_hash,
+  lease_expires_at, status, leased_at)
+  VALUES (1, 1, 1, 1, 'l', '2026-01-01', 'completed', '2026-01-01');
+INSERT INTO run_log (attempt_id, seq, stream, line, logged_at)
+  VALUES (1, 1, 'stdout', 'hello', '2026-01-01');
+"""
+
+
+def test_a_database_with_data_upgrades_and_downgrades_on_postgresql(empty_postgres: str) -> None:
+    """Rows from before the runner binding (0003) keep today's behaviour through every
+    later step and back down, with PostgreSQL enforcing every foreign key as it goes."""
+    config = alembic_config(empty_postgres)
+    command.upgrade(config, "0002")
+    with psycopg.connect(libpq_url(empty_postgres)) as conn:
+        for statement in filter(str.strip, _PG_ROWS_AT_0002.split(";")):
+            conn.execute(statement)  # type: ignore[call-overload]
+    tables = ("team", "app", "app_version", "runner", "run", "run_attempt", "run_log")
+    command.upgrade(config, "head")
+    assert _pg_counts(empty_postgres, tables) == [1] * len(tables)
+    command.check(config)
+    with psycopg.connect(libpq_url(empty_postgres)) as conn:
+        assert conn.execute("SELECT allow_shared_runners FROM team").fetchall() == [(True,)]
+        assert conn.execute("SELECT team_id FROM runner").fetchall() == [(None,)]
+        assert conn.execute("SELECT retry_on, delayed FROM run").fetchall() == [(["lost"], False)]
+    command.downgrade(config, "0002")
+    assert _pg_counts(empty_postgres, tables) == [1] * len(tables)
+    assert not {"schedule", "secret", "webhook", "audit_event"} & _pg_tables(empty_postgres)
+    command.upgrade(config, "head")
+    command.check(config)
