@@ -64,9 +64,14 @@ def test_the_connection_is_in_a_transaction_again_for_the_next_write(
         assert pid == read_pid, "the pool's one connection"
         assert _state(url, pid) == "idle in transaction"
         session.execute(text("CREATE TABLE kept (n int)"))
-    with pytest.raises(RuntimeError), db.write_session(engine) as session:
-        session.execute(text("INSERT INTO kept VALUES (1)"))
-        raise RuntimeError("a failed write rolls back whole")
+
+    def failed_write() -> None:
+        with db.write_session(engine) as session:
+            session.execute(text("INSERT INTO kept VALUES (1)"))
+            raise RuntimeError("a failed write rolls back whole")
+
+    with pytest.raises(RuntimeError):
+        failed_write()
     with db.read_session(engine) as session:
         assert session.execute(text("SELECT count(*) FROM kept")).scalar_one() == 0
 
