@@ -319,6 +319,17 @@ def sequential(
     return runs
 
 
+def run_batch(team: Team, runs: int, clients: int) -> tuple[list[dict[str, Any]], float]:
+    """The throughput phase: ``runs`` trivial runs submitted by ``clients`` at once, as a
+    team's services would (one client's round trips would otherwise bound the rate the
+    runners can reach), then waited for. Returns the runs and the submitting time."""
+    started = time.monotonic()
+    with ThreadPoolExecutor(clients) as pool:
+        ids = list(pool.map(lambda _: team.submit("trivial"), range(runs)))
+    submitted = time.monotonic() - started
+    return team.wait(ids, timeout=300, interval=0.1), submitted
+
+
 def docker_image_present(image: str) -> bool:
     if shutil.which("docker") is None:
         return False
@@ -431,13 +442,7 @@ def measure(args: argparse.Namespace, database_url: str | None) -> int:
         else:
             print(f"docker phase skipped (no engine, or no image {args.image!r})")
         before = stack.cpu()
-        batch_started = time.monotonic()
-        # Several clients submit at once, as a team's services would: one client's
-        # round trips would otherwise bound the rate the runners can reach.
-        with ThreadPoolExecutor(args.s) as pool:
-            ids = list(pool.map(lambda _: team.submit("trivial"), range(args.k)))
-        submitted = time.monotonic() - batch_started
-        batch = team.wait(ids, timeout=300, interval=0.1)
+        batch, submitted = run_batch(team, args.k, args.s)
         batch_cpu = cpu_per_run(before, stack.cpu(), len(batch))
         first_queued = min(parse_time(r["queued_at"]) for r in batch)
         last_finished = max(parse_time(r["finished_at"]) for r in batch)

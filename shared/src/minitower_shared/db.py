@@ -332,7 +332,8 @@ def reader(engine: Engine) -> Engine:
     never take the write lock. On PostgreSQL its statements run in autocommit: in READ
     COMMITTED each statement sees its own snapshot whether or not a transaction
     surrounds it, so around reads a transaction gave nothing but its ``BEGIN`` and
-    ``COMMIT``: two round trips per read, a fifth of a trivial run's statements. psycopg switches
+    ``COMMIT``: two round trips per read, one in eight of a trivial run's statements
+    (bench/postgres_statements.py --trivial-runs). psycopg switches
     autocommit on the client, without a round trip."""
     if engine.dialect.name == "postgresql":
         return engine.execution_options(isolation_level="AUTOCOMMIT")
