@@ -145,7 +145,7 @@ class Writer(threading.Thread):
                     "line": f"live {seq}",
                     "logged_at": utcnow(),
                 }
-                lifecycle.append_logs(session, key, [line], now=utcnow())
+                lifecycle.append_logs(session, key, [line], now=utcnow(), max_bytes=1 << 30)
             self.waits.append(time.perf_counter() - started)
             time.sleep(0.002)
         self.engine.dispose()

@@ -1,17 +1,24 @@
 """MINITOWER_MAX_LOG_BYTES_PER_ATTEMPT: lines are stored up to the cap, then one
 truncation line, then later lines are accepted (so the runner stops resending) but
-dropped; a restarted API remembers the truncation from the database."""
+dropped; a restarted API remembers the truncation from the database, and batches sent
+at once through several API processes (PostgreSQL) spend one budget."""
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from minitower_api.main import create_app
 from minitower_api.settings import ApiSettings
+from minitower_shared.log_budget import TRUNCATION_PREFIX
+from tests.support.api_group import ONE_OR_THREE_APIS, LiveApiGroup, runner_spread
 from tests.support.clients import Lease, RunnerClient, TeamClient, check
+from tests.support.concurrency import run_in_threads
 from tests.support.databases import Database, database_settings
 from tests.support.tokens import BOOTSTRAP_TOKEN, REGISTRATION_TOKEN
 
@@ -111,3 +118,58 @@ def test_a_results_last_lines_count_against_the_cap(
         logs = stored(team, run_id)
     assert [line["seq"] for line in logs] == list(range(1, 12))
     assert logs[-1]["line"].startswith("[minitower] log truncated:")
+
+
+SENDERS = 6
+BATCHES = 8
+PER_BATCH = 4
+
+
+@pytest.mark.slow
+@ONE_OR_THREE_APIS
+@pytest.mark.api_settings(max_log_bytes_per_attempt=str(CAP), lease_ttl="60s")
+def test_batches_at_once_through_every_api_process_spend_one_budget(
+    apis: LiveApiGroup, hello_archive: bytes
+) -> None:
+    """One attempt's batches from 6 threads at once, each through another API process:
+    exactly the lines the cap allows are stored, with one truncation line, whichever
+    process took which batch. (Counted by each process for itself, as before the budget
+    moved into the attempt's row, three processes stored 27 lines and 3 truncation
+    lines.)"""
+    with apis.clients() as clients:
+        team = TeamClient.bootstrap(clients[0], "acme", apis.env["MINITOWER_BOOTSTRAP_TOKEN"])
+        team.deploy("hello", hello_archive)
+        run_id = team.create_run("hello")["run_id"]
+        via = runner_spread(clients, 0, "r1")
+        lease = via[0].lease(start=True)
+        assert isinstance(lease, Lease)
+        # First one line through each process in turn: each has seen the attempt before
+        # the others wrote to it (a budget a process kept for itself would now be stale).
+        for seq, client in enumerate(clients, start=1):
+            assert check(replace(via[0], http=client).logs(lease, batch(seq, 1)), 200) == {
+                "accepted": 1,
+                "dropped": 0,
+            }
+        primed = len(clients)
+
+        def send(sender: int) -> int:
+            runner = replace(via[0], http=clients[sender % len(clients)])
+            dropped = 0
+            for number in range(BATCHES):
+                first = 1 + primed + (sender * BATCHES + number) * PER_BATCH
+                answer = check(runner.logs(lease, batch(first, PER_BATCH)), 200)
+                assert answer["accepted"] == PER_BATCH
+                dropped += answer["dropped"]
+            return dropped
+
+        dropped = run_in_threads(
+            [functools.partial(send, sender) for sender in range(SENDERS)], timeout=60
+        )
+        logs = stored(team, run_id)
+    markers = [line for line in logs if line["line"].startswith(TRUNCATION_PREFIX)]
+    kept = [line for line in logs if not line["line"].startswith(TRUNCATION_PREFIX)]
+    assert len(markers) == 1, markers
+    # Lines of 100 bytes: ten fit in 1,024, the eleventh became the truncation line.
+    assert len(kept) == CAP // 100 and sum(len(line["line"]) for line in kept) <= CAP
+    # Every other line sent is counted dropped, the one the truncation line stands for too.
+    assert sum(dropped) == primed + SENDERS * BATCHES * PER_BATCH - len(kept)

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 
 from minitower_shared.db import create_db_engine
 from minitower_shared.migrate import (
@@ -34,7 +35,7 @@ def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
 def test_reaper_pass_migration_downgrades_and_upgrades(tmp_path: Path) -> None:
     db = tmp_path / "down-up.db"
     upgrade_to_head(db)
-    assert head_revision() == "0009_stored_objects"
+    assert head_revision() == "0010_attempt_log_budget"
     command.downgrade(alembic_config(db), "0001")
     with sqlite3.connect(db) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
@@ -326,3 +327,72 @@ def test_a_database_with_data_upgrades_and_downgrades_on_postgresql(empty_postgr
     assert not {"schedule", "secret", "webhook", "audit_event"} & _pg_tables(empty_postgres)
     command.upgrade(config, "head")
     command.check(config)
+
+
+_ROWS_AT_0009 = """
+INSERT INTO team (id, slug, name, created_at) VALUES (1, 't', 'T', '2026-01-01');
+INSERT INTO app (id, team_id, slug, description, disabled, created_at, updated_at)
+  VALUES (1, 1, 'app', '', false, '2026-01-01', '2026-01-01');
+INSERT INTO environment (id, team_id, name, created_at) VALUES (1, 1, 'default', '2026-01-01');
+INSERT INTO app_version (id, app_id, version_no, artifact_object_key, artifact_sha256,
+  artifact_size, entrypoint, timeout_seconds, import_paths, created_at)
+  VALUES (1, 1, 1, 'k', 'x', 1, 'main.py', 60, '[]', '2026-01-01');
+INSERT INTO run (id, team_id, app_id, environment_id, environment, app_version_id, run_no,
+  status, input, priority, max_retries, retry_count, cancel_requested, queued_at, updated_at)
+  VALUES (1, 1, 1, 1, 'default', 1, 1, 'running', '{}', 0, 0, 0, false, '2026-01-01',
+  '2026-01-01');
+INSERT INTO runner (id, name, environment, labels, token_hash, status, created_at)
+  VALUES (1, 'r1', 'default', '{}', 'h', 'online', '2026-01-01');
+INSERT INTO run_attempt (id, run_id, runner_id, attempt_no, lease_token_hash,
+  lease_expires_at, status, leased_at) VALUES
+  (1, 1, 1, 1, 'l1', '2026-01-01', 'expired', '2026-01-01'),
+  (2, 1, 1, 2, 'l2', '2026-01-01', 'expired', '2026-01-01'),
+  (3, 1, 1, 3, 'l3', '2099-01-01', 'running', '2026-01-01');
+INSERT INTO run_log (attempt_id, seq, stream, line, logged_at) VALUES
+  (1, 1, 'stdout', 'héllo', '2026-01-01'),
+  (1, 2, 'stdout', 'world', '2026-01-01'),
+  (1, 3, 'stderr', '[minitower] log truncated: this attempt reached the limit', '2026-01-01'),
+  (3, 1, 'stdout', 'ünïcode', '2026-01-01'),
+  (3, 2, 'stdout', 'not [minitower] log truncated: a line of the app', '2026-01-01')
+"""
+
+
+@pytest.mark.parametrize("engine_name", ["sqlite", "postgresql"])
+def test_the_log_budget_migration_counts_the_lines_already_stored(
+    request: pytest.FixtureRequest, tmp_path: Path, engine_name: str
+) -> None:
+    """0010 gives every attempt the budget its stored lines spent (UTF-8 bytes) and
+    whether the cap had cut them (the truncation line, at the start of a line only)."""
+    database: str | Path = (
+        tmp_path / "budget.db"
+        if engine_name == "sqlite"
+        else request.getfixturevalue("empty_postgres")
+    )
+    config = alembic_config(database)
+    command.upgrade(config, "0009_stored_objects")
+    engine = create_db_engine(database, pool_size=1)
+    try:
+        with engine.begin() as connection:
+            for statement in filter(str.strip, _ROWS_AT_0009.split(";")):
+                connection.execute(text(statement))
+        command.upgrade(config, "head")
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT id, log_bytes, log_truncated FROM run_attempt ORDER BY id")
+            ).all()
+        truncation = len("[minitower] log truncated: this attempt reached the limit")
+        assert [(i, b, bool(t)) for i, b, t in rows] == [
+            (1, len("héllo".encode()) + len("world") + truncation, True),
+            (2, 0, False),
+            (
+                3,
+                len("ünïcode".encode()) + len("not [minitower] log truncated: a line of the app"),
+                False,
+            ),
+        ]
+        command.check(config)
+        command.downgrade(config, "0009_stored_objects")
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM run_log")).scalar_one() == 5
+    finally:
+        engine.dispose()

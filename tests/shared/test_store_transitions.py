@@ -446,7 +446,9 @@ def test_resent_log_lines_are_ignored_and_expired_leases_refused(
         lines = [{"seq": s, "stream": "stdout", "line": text, "logged_at": now} for s in seqs]
         with write_session(engine) as session:
             key = key_of(session, grant.attempt.id)
-            return outcome_of(lifecycle.append_logs(session, key, lines, now=now))
+            return outcome_of(
+                lifecycle.append_logs(session, key, lines, now=now, max_bytes=1 << 20)
+            )
 
     assert append([1, 2], T0, "first") == Outcome.OK
     assert append([2, 3], T0 + S, "again") == Outcome.OK

@@ -217,6 +217,11 @@ class RunAttempt(SQLModel, table=True):
     leased_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # The UTF-8 bytes of the attempt's stored log lines, and whether the cap
+    # (MINITOWER_MAX_LOG_BYTES_PER_ATTEMPT) has cut them off: kept with each batch, in
+    # its transaction, so that every API process of the database holds one budget.
+    log_bytes: int = 0
+    log_truncated: bool = False
 
 
 class RunLog(SQLModel, table=True):

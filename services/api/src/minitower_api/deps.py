@@ -16,7 +16,6 @@ from sqlmodel import Session
 
 from minitower_api.errors import forbidden, invalid, unauthorized
 from minitower_api.follow_watch import FollowWatch
-from minitower_api.log_budgets import LogBudgets
 from minitower_api.login_attempts import LoginAttempts
 from minitower_api.longpoll import QueueSignal
 from minitower_api.metrics import Metrics
@@ -54,7 +53,6 @@ class Services:
     follow_watch: FollowWatch
     long_polls: StreamSlots
     followers: StreamSlots
-    log_budgets: LogBudgets
     login_attempts: LoginAttempts
     # When this process started (monotonic): /ready allows a reaper this long to appear.
     started: float = field(default_factory=time.monotonic)

@@ -18,7 +18,6 @@ from minitower_api.errors import install_error_handlers
 from minitower_api.follow_watch import FollowWatch
 from minitower_api.header_limits import HeaderLimitMiddleware
 from minitower_api.limits import BodyLimitMiddleware
-from minitower_api.log_budgets import LogBudgets
 from minitower_api.login_attempts import LoginAttempts
 from minitower_api.longpoll import QueueSignal
 from minitower_api.metrics import Metrics, MetricsMiddleware
@@ -103,7 +102,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         followers=StreamSlots(
             "log streams", settings.max_followers_per_token, "MINITOWER_MAX_FOLLOWERS_PER_TOKEN"
         ),
-        log_budgets=LogBudgets(settings.max_log_bytes_per_attempt),
         login_attempts=LoginAttempts(
             per_slug=settings.login_attempts_per_slug,
             per_address=settings.login_attempts_per_address,

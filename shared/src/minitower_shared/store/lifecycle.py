@@ -40,6 +40,7 @@ from sqlmodel import Session
 from minitower_shared.clock import as_utc, utcnow
 from minitower_shared.db import is_postgresql
 from minitower_shared.dialect import upsert_insert
+from minitower_shared.log_budget import Budget, admit
 from minitower_shared.models import (
     App,
     AppVersion,
@@ -61,6 +62,7 @@ from minitower_shared.states import (
 )
 from minitower_shared.store import queue
 from minitower_shared.store import webhooks as webhook_store
+from minitower_shared.store.logs import stored_seqs
 
 _RUN: Table = Run.__table__  # type: ignore[attr-defined]
 _ATTEMPT: Table = RunAttempt.__table__  # type: ignore[attr-defined]
@@ -176,7 +178,10 @@ class LiveAttempt:
 @dataclass(frozen=True)
 class LogsStored:
     attempt_id: int
+    # Lines stored (with the truncation line, where the cap was reached).
     lines: int
+    # Lines accepted but not stored: past the cap, or sent once the cap was reached.
+    dropped: int = 0
 
 
 @dataclass(frozen=True)
@@ -226,6 +231,19 @@ _WHY_GONE = select(_ATTEMPT.c.status).where(_LEASE_IS)
 _LIVE_ATTEMPT = select(
     _ATTEMPT.c.id, _ATTEMPT.c.attempt_no, _ATTEMPT.c.status, _ATTEMPT.c.lease_expires_at
 ).where(_LEASE_IS, _LEASE_IS_LIVE)
+# PostgreSQL: the batches of one attempt take turns on its row (FOR NO KEY UPDATE), even
+# through several API processes, so that each counts on the budget the one before left;
+# SQLite's write lock gives the same.
+_LOGGING_ATTEMPT = (
+    select(_ATTEMPT.c.id, _ATTEMPT.c.log_bytes, _ATTEMPT.c.log_truncated)
+    .where(_LEASE_IS, _LEASE_IS_LIVE)
+    .with_for_update(key_share=True)
+)
+_SPEND_LOG_BUDGET = (
+    update(_ATTEMPT)
+    .where(_ATTEMPT.c.id == bindparam("the_attempt"))
+    .values(log_bytes=bindparam("b_bytes"), log_truncated=bindparam("b_truncated"))
+)
 _HEARTBEAT = (
     update(_ATTEMPT)
     .where(_LEASE_IS, _LEASE_IS_LIVE)
@@ -766,25 +784,32 @@ def _insert_logs_statement(dialect: str) -> Executable:
     return upsert_insert(dialect, _LOG).on_conflict_do_nothing(index_elements=["attempt_id", "seq"])
 
 
-def store_logs(session: Session, attempt: LiveAttempt, lines: list[dict[str, Any]]) -> LogsStored:
-    """Store log lines of an attempt :func:`live_attempt` found live in this same
-    transaction; a ``seq`` the attempt already has is ignored, so batches may be resent
-    safely."""
-    if lines:
-        statement = _insert_logs_statement(session.get_bind().dialect.name)
-        rows = [{**line, "attempt_id": attempt.id} for line in lines]
-        session.connection().execute(statement, rows)
-    return LogsStored(attempt_id=attempt.id, lines=len(lines))
-
-
 def append_logs(
-    session: Session, key: LeaseKey, lines: list[dict[str, Any]], *, now: datetime
+    session: Session, key: LeaseKey, lines: list[dict[str, Any]], *, now: datetime, max_bytes: int
 ) -> LogsStored | Refused:
-    """Store log lines while the lease is live (see :func:`store_logs`)."""
-    attempt = live_attempt(session, key, now)
-    if isinstance(attempt, Refused):
-        return attempt
-    return store_logs(session, attempt, lines)
+    """Store log lines while the lease is live, within the attempt's log budget
+    (:mod:`minitower_shared.log_budget`, ``max_bytes``): a ``seq`` the attempt already
+    has is ignored, so batches may be resent safely; past the cap, one truncation line
+    and then nothing. The budget is read and spent in this transaction, on the attempt's
+    locked row."""
+    row = _execute(session, _LOGGING_ATTEMPT, now=now, **_lease_params(key)).first()
+    if row is None:
+        return _why_gone(session, key)
+    budget = Budget(stored_bytes=row.log_bytes, truncated=row.log_truncated)
+    stored = () if budget.truncated else stored_seqs(session, row.id, [x["seq"] for x in lines])
+    admitted = admit(budget, stored, lines, max_bytes)
+    if admitted.lines:
+        statement = _insert_logs_statement(session.get_bind().dialect.name)
+        rows = [{**line, "attempt_id": row.id} for line in admitted.lines]
+        session.connection().execute(statement, rows)
+        _execute(
+            session,
+            _SPEND_LOG_BUDGET,
+            the_attempt=row.id,
+            b_bytes=admitted.after.stored_bytes,
+            b_truncated=admitted.after.truncated,
+        )
+    return LogsStored(attempt_id=row.id, lines=len(admitted.lines), dropped=admitted.dropped)
 
 
 # ----------------------------------------------------------------------------- result

@@ -1,9 +1,7 @@
-"""Reading a run's log lines, and what an attempt's lines already weigh."""
+"""Reading a run's log lines, and which of a batch an attempt has already."""
 
-from sqlalchemy import func
 from sqlmodel import Session, col, or_, select
 
-from minitower_shared.dialect import utf8_length
 from minitower_shared.models import RunAttempt, RunLog
 
 
@@ -39,31 +37,6 @@ def list_run_logs_after(
         .limit(limit)
     )
     return [(log, attempt_no) for log, attempt_no in rows]
-
-
-def stored_log_bytes(session: Session, attempt_id: int) -> int:
-    """The UTF-8 bytes of the attempt's stored lines (reads them all: done once per
-    attempt and process, see minitower_api.log_budgets)."""
-    total = session.exec(
-        select(func.coalesce(func.sum(utf8_length(col(RunLog.line))), 0)).where(
-            RunLog.attempt_id == attempt_id
-        )
-    ).one()
-    return int(total)
-
-
-def has_line_starting(session: Session, attempt_id: int, prefix: str) -> bool:
-    return (
-        session.exec(
-            select(RunLog.seq)
-            .where(
-                RunLog.attempt_id == attempt_id,
-                col(RunLog.line).startswith(prefix, autoescape=True),
-            )
-            .limit(1)
-        ).first()
-        is not None
-    )
 
 
 def stored_seqs(session: Session, attempt_id: int, seqs: list[int]) -> set[int]:

@@ -8,7 +8,6 @@ answers 410: the runner must stop the work and report nothing.
 import json
 import logging
 import time
-from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -331,17 +330,16 @@ def append_logs(
     one truncation line is stored in place of the first line over it, and later lines
     are accepted but dropped (counted in ``dropped``)."""
     lines = _log_rows(body.logs)
-    budgets = services.log_budgets
-    with budgets.lock:
-        with services.write() as session:
-            key = lease_key(session, runner_token, run_id, lease)
-            attempt = live_attempt(session, key, utcnow())
-            admitted = budgets.admit(session, attempt.id, lines)
-            lifecycle.store_logs(session, attempt, admitted.lines)
-        budgets.remember(attempt.id, admitted.after)
-    if admitted.lines:
+    with services.write() as session:
+        key = lease_key(session, runner_token, run_id, lease)
+        stored = lifecycle.append_logs(
+            session, key, lines, now=utcnow(), max_bytes=services.settings.max_log_bytes_per_attempt
+        )
+    if isinstance(stored, Refused):
+        raise refused(stored)
+    if stored.lines:
         services.run_signals.notify(run_id)
-    return LogsAccepted(accepted=len(lines), dropped=admitted.dropped)
+    return LogsAccepted(accepted=len(lines), dropped=stored.dropped)
 
 
 def _log_rows(lines: list[LogLineIn]) -> list[dict[str, object]]:
@@ -364,19 +362,11 @@ def _store_lines(
     lines: list[dict[str, object]],
     now: datetime,
 ) -> bool:
-    """A result's lines, stored as the logs call stores them (the caller holds the
-    budget's lock); False when the attempt has ended (a repeated result) or none fit."""
-    attempt = lifecycle.live_attempt(session, key, now)
-    if isinstance(attempt, Refused):
-        return False
-    budgets = services.log_budgets
-    admitted = budgets.admit(session, attempt.id, lines)
-    lifecycle.store_logs(session, attempt, admitted.lines)
-    # Not remembered: the attempt is ending. Should the result be refused, the next
-    # call reads the budget from the database, after this transaction (the lock is
-    # held until it has committed).
-    budgets.forget(attempt.id)
-    return bool(admitted.lines)
+    """A result's lines, stored as the logs call stores them; False when the attempt has
+    ended (a repeated result) or none fit."""
+    max_bytes = services.settings.max_log_bytes_per_attempt
+    stored = lifecycle.append_logs(session, key, lines, now=now, max_bytes=max_bytes)
+    return not isinstance(stored, Refused) and stored.lines > 0
 
 
 @router.post("/{run_id}/result", response_model=ResultAccepted, responses=responses(409, 410))
@@ -393,11 +383,7 @@ def report_result(
     (``cancel_requested``); otherwise it is 409. ``logs``, the attempt's last lines, are
     stored first, in the same transaction, as POST logs would store them."""
     lines = _log_rows(body.logs)
-    with ExitStack() as held:
-        if lines:
-            # The lock order of the logs call: the budget's, then the database's.
-            held.enter_context(services.log_budgets.lock)
-        session = held.enter_context(services.write())
+    with services.write() as session:
         # The run's row lock comes with the runner's lookup: one round trip fewer.
         runner = require_runner(session, runner_token, lock_run=run_id)
         key = LeaseKey(run_id=run_id, runner_id=runner.id, token_hash=lease)
@@ -418,7 +404,6 @@ def report_result(
     if isinstance(finished, Refused):
         raise refused(finished)
     services.run_signals.notify(run_id)
-    services.log_budgets.forget(finished.attempt_id)
     # A retry queued at once, or a concurrency slot freed: waiting runners look again.
     services.signal.notify()
     if finished.first:
