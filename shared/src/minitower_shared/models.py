@@ -286,6 +286,20 @@ class ConsoleSession(SQLModel, table=True):
     revoked_at: datetime | None = None
 
 
+class LoginFailure(SQLModel, table=True):
+    """A failed password sign-in, counted against the team slug it named and against the
+    client address it came from (``kind``: ``slug`` or ``address``). Kept for the sign-in
+    rate window only, in the database so that every API process counts the same ones."""
+
+    __tablename__ = "login_failure"
+    __table_args__ = (Index("ix_login_failure_key", "kind", "key", "failed_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=8)
+    key: str = Field(max_length=200)
+    failed_at: datetime = Field(index=True)
+
+
 def active_attempt() -> Any:
     """``run_attempt.status`` is one of the active statuses, in the words of the partial
     indexes, so the query planner can use them."""

@@ -1,64 +1,22 @@
 """Rate limiting of password sign-ins: failed attempts per team slug and per client
-address, counted in a sliding window in this process's memory.
+address within a sliding window (``MINITOWER_LOGIN_RATE_WINDOW``).
 
-One API process serves a MiniTower installation, so memory is the right place: a limit
-that outlives a restart would also outlive the attacker's interest. The tables are
-bounded: the oldest keys are dropped first when they are full.
+The failures are kept in the database (``login_failure``), so that every API process of
+an installation counts the same ones: behind a proxy spreading sign-ins over N replicas,
+a guesser gets the same number of tries as against one. Two sign-ins racing through
+different processes may both pass the check before either failure is recorded: the
+limit is a throttle, not an exact quota.
 """
 
 import math
-import threading
-import time
-from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-# Beyond this many distinct slugs or addresses, the least recently failed are forgotten.
-MAX_TRACKED_KEYS = 10_000
+from sqlmodel import Session
 
-
-class SlidingWindow:
-    """Failures per key within the last ``window`` seconds, at most ``limit`` kept."""
-
-    def __init__(
-        self, limit: int, window: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.limit = limit
-        self.window = window
-        self._clock = clock
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        times = self._failures.get(key)
-        if times is None:
-            return deque()
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        if not times:
-            del self._failures[key]
-        return times
-
-    def retry_after(self, key: str) -> float | None:
-        """Seconds until ``key`` may try again, or None when it may try now."""
-        now = self._clock()
-        times = self._recent(key, now)
-        if len(times) < self.limit:
-            return None
-        return max(times[0] + self.window - now, 0.001)
-
-    def record_failure(self, key: str) -> None:
-        now = self._clock()
-        times = self._recent(key, now)
-        times.append(now)
-        while len(times) > self.limit:
-            times.popleft()
-        self._failures[key] = times
-        self._failures.move_to_end(key)
-        while len(self._failures) > MAX_TRACKED_KEYS:
-            self._failures.popitem(last=False)
-
-    def clear(self, key: str) -> None:
-        self._failures.pop(key, None)
+from minitower_shared.clock import utcnow
+from minitower_shared.store import login_failures as store
 
 
 @dataclass(frozen=True)
@@ -77,36 +35,48 @@ class LoginAttempts:
         per_slug: int,
         per_address: int,
         window: float,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        self._by_slug = SlidingWindow(per_slug, window, clock)
-        self._by_address = SlidingWindow(per_address, window, clock)
-        self._lock = threading.Lock()
+        self.per_slug = per_slug
+        self.per_address = per_address
+        self.window = timedelta(seconds=window)
+        self._clock = clock
 
-    def check(self, slug: str, address: str) -> Throttled | None:
-        with self._lock:
-            slug_wait = self._by_slug.retry_after(slug)
-            address_wait = self._by_address.retry_after(address)
+    def check(self, session: Session, slug: str, address: str) -> Throttled | None:
+        now = self._clock()
         waits = [
             (wait, reason)
             for wait, reason in (
-                (slug_wait, "too many failed sign-ins for this team"),
-                (address_wait, "too many failed sign-ins from this address"),
+                (
+                    store.retry_after(
+                        session, store.SLUG, slug, limit=self.per_slug, window=self.window, now=now
+                    ),
+                    "too many failed sign-ins for this team",
+                ),
+                (
+                    store.retry_after(
+                        session,
+                        store.ADDRESS,
+                        address,
+                        limit=self.per_address,
+                        window=self.window,
+                        now=now,
+                    ),
+                    "too many failed sign-ins from this address",
+                ),
             )
             if wait is not None
         ]
         if not waits:
             return None
         wait, reason = max(waits)
-        return Throttled(retry_after_seconds=math.ceil(wait), reason=reason)
+        return Throttled(retry_after_seconds=math.ceil(wait.total_seconds()), reason=reason)
 
-    def failed(self, slug: str, address: str) -> None:
-        with self._lock:
-            self._by_slug.record_failure(slug)
-            self._by_address.record_failure(address)
+    def failed(self, session: Session, slug: str, address: str) -> None:
+        keys = [(store.SLUG, slug), (store.ADDRESS, address)]
+        store.record_failure(session, keys, window=self.window, now=self._clock())
 
-    def succeeded(self, slug: str) -> None:
+    def succeeded(self, session: Session, slug: str) -> None:
         """A right password forgives the team's failures (not the address's: a guesser
         who owns one team must not reset its budget against others)."""
-        with self._lock:
-            self._by_slug.clear(slug)
+        store.forgive(session, store.SLUG, slug)

@@ -38,21 +38,23 @@ def authenticate_team(services: Services, slug: str, password: str, address: str
     team without a password and a wrong password), or 429 once the slug or the address
     has failed too often."""
     attempts = services.login_attempts
-    throttled = attempts.check(slug, address)
-    if throttled is not None:
-        raise HttpProblem(
-            429,
-            "rate_limited",
-            f"{throttled.reason}: try again in {throttled.retry_after_seconds} s",
-            headers={"Retry-After": str(throttled.retry_after_seconds)},
-        )
     with services.read() as session:
+        throttled = attempts.check(session, slug, address)
+        if throttled is not None:
+            raise HttpProblem(
+                429,
+                "rate_limited",
+                f"{throttled.reason}: try again in {throttled.retry_after_seconds} s",
+                headers={"Retry-After": str(throttled.retry_after_seconds)},
+            )
         team = team_store.get_team_by_slug(session, slug)
     stored = team.password_hash if team is not None else None
     if not verify_password(password, stored) or team is None:
-        attempts.failed(slug, address)
+        with services.write() as session:
+            attempts.failed(session, slug, address)
         raise HttpProblem(401, "unauthorized", BAD_CREDENTIALS)
-    attempts.succeeded(slug)
+    with services.write() as session:
+        attempts.succeeded(session, slug)
     return team
 
 
