@@ -182,6 +182,17 @@ def postgres_template(
 
 
 @pytest.fixture
+def empty_postgres(any_postgres_cluster: PostgresCluster) -> Iterator[str]:
+    """An empty PostgreSQL database of this test's own (not migrated), in every pass:
+    its URL."""
+    name = any_postgres_cluster.create_database()
+    try:
+        yield any_postgres_cluster.url(name)
+    finally:
+        any_postgres_cluster.drop_database(name)
+
+
+@pytest.fixture
 def postgres_database(tmp_path: Path, postgres_template: Template) -> Iterator[Database]:
     """A migrated PostgreSQL database of this test's own, in every pass."""
     database = postgres_template.copy(tmp_path)

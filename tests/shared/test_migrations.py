@@ -5,7 +5,6 @@
 again, and a database with rows carried from 0002 to head and back."""
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -22,7 +21,6 @@ from minitower_shared.migrate import (
     upgrade_to_head,
 )
 from tests.support.databases import libpq_url
-from tests.support.postgres import PostgresCluster
 
 
 def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
@@ -234,15 +232,6 @@ def test_secrets_migration_round_trips_with_secrets_stored(tmp_path: Path) -> No
 # PostgreSQL: the same history, each test on an empty database of its own, in both passes.
 
 
-@pytest.fixture
-def empty_postgres(any_postgres_cluster: PostgresCluster) -> Iterator[str]:
-    name = any_postgres_cluster.create_database()
-    try:
-        yield any_postgres_cluster.url(name)
-    finally:
-        any_postgres_cluster.drop_database(name)
-
-
 def _pg_tables(url: str) -> set[str]:
     with psycopg.connect(libpq_url(url)) as conn:
         rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
@@ -284,7 +273,8 @@ def test_every_migration_goes_down_and_up_on_postgresql(empty_postgres: str) -> 
     command.check(config)
 
 
-_PG_ROWS_AT_0002 = """
+# A team's app, version and run, and a runner: in the words of both engines, from 0002 on.
+_A_RUN = """
 INSERT INTO team (id, slug, name, created_at) VALUES (1, 't', 'T', '2026-01-01');
 INSERT INTO app (id, team_id, slug, description, disabled, created_at, updated_at)
   VALUES (1, 1, 'app', '', false, '2026-01-01', '2026-01-01');
@@ -294,16 +284,22 @@ INSERT INTO app_version (id, app_id, version_no, artifact_object_key, artifact_s
   VALUES (1, 1, 1, 'k', 'x', 1, 'main.py', 60, '[]', '2026-01-01');
 INSERT INTO run (id, team_id, app_id, environment_id, environment, app_version_id, run_no,
   status, input, priority, max_retries, retry_count, cancel_requested, queued_at, updated_at)
-  VALUES (1, 1, 1, 1, 'default', 1, 1, 'completed', '{}', 0, 0, 0, false, '2026-01-01',
+  VALUES (1, 1, 1, 1, 'default', 1, 1, 'running', '{}', 0, 0, 0, false, '2026-01-01',
   '2026-01-01');
 INSERT INTO runner (id, name, environment, labels, token_hash, status, created_at)
   VALUES (1, 'r1', 'default', '{}', 'h', 'online', '2026-01-01');
+"""
+
+_PG_ROWS_AT_0002 = (
+    _A_RUN
+    + """
 INSERT INTO run_attempt (id, run_id, runner_id, attempt_no, lease_token_hash,
   lease_expires_at, status, leased_at)
-  VALUES (1, 1, 1, 1, 'l', '2026-01-01', 'completed', '2026-01-01');
+  VALUES (1, 1, 1, 1, 'l', '2099-01-01', 'running', '2026-01-01');
 INSERT INTO run_log (attempt_id, seq, stream, line, logged_at)
   VALUES (1, 1, 'stdout', 'hello', '2026-01-01');
 """
+)
 
 
 def test_a_database_with_data_upgrades_and_downgrades_on_postgresql(empty_postgres: str) -> None:
@@ -329,20 +325,9 @@ def test_a_database_with_data_upgrades_and_downgrades_on_postgresql(empty_postgr
     command.check(config)
 
 
-_ROWS_AT_0009 = """
-INSERT INTO team (id, slug, name, created_at) VALUES (1, 't', 'T', '2026-01-01');
-INSERT INTO app (id, team_id, slug, description, disabled, created_at, updated_at)
-  VALUES (1, 1, 'app', '', false, '2026-01-01', '2026-01-01');
-INSERT INTO environment (id, team_id, name, created_at) VALUES (1, 1, 'default', '2026-01-01');
-INSERT INTO app_version (id, app_id, version_no, artifact_object_key, artifact_sha256,
-  artifact_size, entrypoint, timeout_seconds, import_paths, created_at)
-  VALUES (1, 1, 1, 'k', 'x', 1, 'main.py', 60, '[]', '2026-01-01');
-INSERT INTO run (id, team_id, app_id, environment_id, environment, app_version_id, run_no,
-  status, input, priority, max_retries, retry_count, cancel_requested, queued_at, updated_at)
-  VALUES (1, 1, 1, 1, 'default', 1, 1, 'running', '{}', 0, 0, 0, false, '2026-01-01',
-  '2026-01-01');
-INSERT INTO runner (id, name, environment, labels, token_hash, status, created_at)
-  VALUES (1, 'r1', 'default', '{}', 'h', 'online', '2026-01-01');
+_ROWS_AT_0009 = (
+    _A_RUN
+    + """
 INSERT INTO run_attempt (id, run_id, runner_id, attempt_no, lease_token_hash,
   lease_expires_at, status, leased_at) VALUES
   (1, 1, 1, 1, 'l1', '2026-01-01', 'expired', '2026-01-01'),
@@ -355,6 +340,7 @@ INSERT INTO run_log (attempt_id, seq, stream, line, logged_at) VALUES
   (3, 1, 'stdout', 'ünïcode', '2026-01-01'),
   (3, 2, 'stdout', 'not [minitower] log truncated: a line of the app', '2026-01-01')
 """
+)
 
 
 @pytest.mark.parametrize("engine_name", ["sqlite", "postgresql"])

@@ -14,21 +14,11 @@ from sqlalchemy import Engine, text
 
 from minitower_shared import db
 from tests.support.databases import libpq_url
-from tests.support.postgres import PostgresCluster
 
 
 @pytest.fixture
-def url(any_postgres_cluster: PostgresCluster) -> Iterator[str]:
-    name = any_postgres_cluster.create_database()
-    try:
-        yield any_postgres_cluster.url(name)
-    finally:
-        any_postgres_cluster.drop_database(name)
-
-
-@pytest.fixture
-def engine(url: str) -> Iterator[Engine]:
-    engine = db.create_db_engine(url, pool_size=1)
+def engine(empty_postgres: str) -> Iterator[Engine]:
+    engine = db.create_db_engine(empty_postgres, pool_size=1)
     yield engine
     engine.dispose()
 
@@ -53,10 +43,10 @@ def _backend(engine: Engine) -> int:
 
 
 def test_a_connection_the_server_closed_is_replaced_before_it_is_used(
-    engine: Engine, url: str, pings: list[Any]
+    engine: Engine, empty_postgres: str, pings: list[Any]
 ) -> None:
     first = _backend(engine)
-    with psycopg.connect(libpq_url(url), autocommit=True) as admin:
+    with psycopg.connect(libpq_url(empty_postgres), autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", [first])
         deadline = time.monotonic() + 10
         while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [first]).fetchone():

@@ -13,40 +13,30 @@ from sqlalchemy import Engine, text
 
 from minitower_shared import db
 from tests.support.databases import libpq_url
-from tests.support.postgres import PostgresCluster
 
 
 @pytest.fixture
-def url(any_postgres_cluster: PostgresCluster) -> Iterator[str]:
-    name = any_postgres_cluster.create_database()
-    try:
-        yield any_postgres_cluster.url(name)
-    finally:
-        any_postgres_cluster.drop_database(name)
-
-
-@pytest.fixture
-def engine(url: str) -> Iterator[Engine]:
+def engine(empty_postgres: str) -> Iterator[Engine]:
     # One pooled connection: a write session after a read draws the one the read used.
-    engine = db.create_db_engine(url, pool_size=1)
+    engine = db.create_db_engine(empty_postgres, pool_size=1)
     yield engine
     engine.dispose()
 
 
-def _state(url: str, pid: int) -> str:
+def _state(empty_postgres: str, pid: int) -> str:
     """What the server says the backend is doing, asked from another connection."""
-    with psycopg.connect(libpq_url(url), autocommit=True) as admin:
+    with psycopg.connect(libpq_url(empty_postgres), autocommit=True) as admin:
         row = admin.execute("SELECT state FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()
     assert row is not None
     return str(row[0])
 
 
 def test_a_read_session_holds_no_transaction_between_its_statements(
-    engine: Engine, url: str
+    engine: Engine, empty_postgres: str
 ) -> None:
     with db.read_session(engine) as session:
         pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
-        assert _state(url, pid) == "idle"
+        assert _state(empty_postgres, pid) == "idle"
         # Each statement its own transaction: its own start time, as READ COMMITTED's
         # per-statement snapshots were already.
         first = session.execute(text("SELECT now()")).scalar_one()
@@ -55,14 +45,14 @@ def test_a_read_session_holds_no_transaction_between_its_statements(
 
 
 def test_the_connection_is_in_a_transaction_again_for_the_next_write(
-    engine: Engine, url: str
+    engine: Engine, empty_postgres: str
 ) -> None:
     with db.read_session(engine) as session:
         read_pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
     with db.write_session(engine) as session:
         pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
         assert pid == read_pid, "the pool's one connection"
-        assert _state(url, pid) == "idle in transaction"
+        assert _state(empty_postgres, pid) == "idle in transaction"
         session.execute(text("CREATE TABLE kept (n int)"))
 
     def failed_write() -> None:
