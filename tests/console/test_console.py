@@ -182,6 +182,12 @@ def test_runs_page_filters_and_refreshes_itself(deployed: ConsoleStack, signed_i
         timeout=10_000
     )
     assert page.locator("tbody tr").count() >= rows_before + 2
+    # The filter below must have a completed run to show, whichever tests ran before.
+    wait_for(
+        lambda: deployed.team.run(second["run_id"])["status"] == "completed",
+        timeout=60,
+        what="the second sleeper run to complete",
+    )
     page.get_by_label("Status").select_option("completed")
     page.get_by_role("button", name="Filter").click()
     expect(page).to_have_url(re.compile(r"status=completed"))
