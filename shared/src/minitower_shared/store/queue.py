@@ -292,6 +292,8 @@ class Picked:
 
 
 def _pick_on_sqlite(session: Session, environment: str, team_id: int | None) -> Picked | None:
+    """The pick in small statements, one seek each. Its SQL is portable: the tests run
+    it on PostgreSQL too, to hold :func:`_pick_on_postgresql` to its choices."""
     statements = _pick_statements(team_id is not None)
     connection = session.connection()
     where = {"environment": environment, "the_team": team_id}
