@@ -8,18 +8,29 @@ import pytest
 from sqlalchemy import Engine
 
 from minitower_shared.clock import utcnow
-from minitower_shared.db import write_session
+from minitower_shared.db import create_db_engine, write_session
 from minitower_shared.states import AttemptStatus, RunStatus
 from minitower_shared.store import lifecycle
 from minitower_shared.store.lifecycle import (
     CancelOutcome,
     Finished,
+    Granted,
     LeaseKey,
     LiveAttempt,
     Refusal,
     Refused,
 )
-from tests.support.seed import Seeded, add_runner, get_run, key_of, must_lease, queue_runs
+from tests.support.databases import Database
+from tests.support.seed import (
+    Seeded,
+    add_runner,
+    get_run,
+    key_of,
+    must_lease,
+    queue_runs,
+    seed_app,
+)
+from tests.support.statements import captured
 
 T0 = utcnow()
 S = timedelta(seconds=1)
@@ -158,3 +169,33 @@ def test_end_run_takes_only_edges_of_the_state_table(engine: Engine, seeded: See
             session, run_id, expected={RunStatus.QUEUED}, status=RunStatus.COMPLETED, now=T0
         )
     assert get_run(engine, run_id).status == RunStatus.QUEUED
+
+
+def test_a_lease_that_starts_its_attempt_is_six_statements_on_postgresql(
+    postgres_database: Database,
+) -> None:
+    """Each is a round trip (bench/README.md): the runner's lock, the look for a held
+    attempt with the release of due runs, the pick, the claim with the grant's read,
+    the attempt's insert, and the start's two updates."""
+    engine = create_db_engine(postgres_database, pool_size=2)
+    try:
+        queue_runs(engine, seed_app(engine), 2, now=T0)
+        runner = add_runner(engine, "r")
+        with (
+            write_session(engine) as session,
+            captured(engine, ("SELECT", "INSERT", "UPDATE", "WITH")) as statements,
+        ):
+            grant = lifecycle.lease(
+                session,
+                runner_id=runner,
+                environment="default",
+                lease_token_hash="hash",
+                now=T0,
+                ttl=TTL,
+                start_it=True,
+            )
+        assert isinstance(grant, Granted) and grant.attempt.status == AttemptStatus.RUNNING
+        assert get_run(engine, grant.run.id).status == RunStatus.RUNNING
+        assert len(statements) == 6, [sql.split()[:3] for sql, _ in statements]
+    finally:
+        engine.dispose()

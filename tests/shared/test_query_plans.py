@@ -2,13 +2,12 @@
 lock. The SQL is captured as the store functions run it and explained by SQLite itself."""
 
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 
 from minitower_reaper.service import tick
 from minitower_shared.clock import utcnow
@@ -17,23 +16,9 @@ from minitower_shared.store import audit as audit_store
 from minitower_shared.store import runs as run_store
 from minitower_shared.store.audit import AuditActor, AuditObject
 from tests.support.seed import Seeded, add_runner, lease, must_lease, queue_runs, seed_app
+from tests.support.statements import captured
 
 pytestmark = pytest.mark.sqlite_only("explains the queries with SQLite's EXPLAIN QUERY PLAN")
-
-
-@contextmanager
-def captured(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
-    statements: list[tuple[str, Any]] = []
-
-    def record(_conn: Any, _cursor: Any, sql: str, params: Any, *_args: Any) -> None:
-        if sql.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE")):
-            statements.append((sql, params))
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def plans(engine: Engine, statements: list[tuple[str, Any]]) -> list[tuple[str, str]]:

@@ -41,13 +41,16 @@ class Seeded:
     environment: Environment
 
 
-def seed_app(engine: Engine, *, slug: str = "hello", environment: str = "default") -> Seeded:
+def seed_app(
+    engine: Engine, *, slug: str = "hello", environment: str = "default", team: str | None = None
+) -> Seeded:
+    """A new app ``slug`` of the team ``team`` (default: ``slug`` too), made if missing."""
+    team_slug = team or slug
     with write_session(engine) as session:
-        team = team_store.get_team_by_slug(session, slug)
-        if team is None:
-            team = team_store.create_team(session, slug=slug, name=slug.title())
-        assert team.id is not None
-        app = app_store.create_app(session, team_id=team.id, slug=slug, description="")
+        found = team_store.get_team_by_slug(session, team_slug)
+        owner = found or team_store.create_team(session, slug=team_slug, name=team_slug.title())
+        assert owner.id is not None
+        app = app_store.create_app(session, team_id=owner.id, slug=slug, description="")
         assert app is not None
         version = app_store.create_version(
             session,
@@ -60,8 +63,8 @@ def seed_app(engine: Engine, *, slug: str = "hello", environment: str = "default
             params_schema=None,
             import_paths=[],
         )
-        env = team_store.get_or_create_environment(session, team.id, environment)
-        return Seeded(team_id=team.id, app=app, version=version, environment=env)
+        env = team_store.get_or_create_environment(session, owner.id, environment)
+        return Seeded(team_id=owner.id, app=app, version=version, environment=env)
 
 
 def load_app(engine: Engine, team_id: int, slug: str, *, environment: str = "default") -> Seeded:

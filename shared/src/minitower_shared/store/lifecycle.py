@@ -34,7 +34,18 @@ from enum import StrEnum
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Executable, Table, and_, bindparam, func, insert, select, update
+from sqlalchemy import (
+    Executable,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlmodel import Session
 
 from minitower_shared.clock import as_utc, utcnow
@@ -278,6 +289,17 @@ _START_RUN = (
     )
     .returning(_RUN.c.id)
 )
+# PostgreSQL: both updates of a start in one statement, one round trip fewer (SQLite
+# keeps the two). The run's update is guarded by the attempt's, as the second statement
+# runs only after the first matched; the caller holds the run's row lock already, so
+# the run is still locked before its attempt changes.
+_STARTED = _START_ATTEMPT.cte("started")
+_RUN_STARTED = _START_RUN.where(exists(select(_STARTED.c.id))).cte("run_started")
+_START_BOTH = select(
+    _STARTED.c.id,
+    _STARTED.c.attempt_no,
+    exists(select(_RUN_STARTED.c.id)).label("run_started"),
+)
 _RESULT_READ = (
     select(
         _ATTEMPT.c.id,
@@ -350,15 +372,21 @@ _STALE = (
 _HELD = select(_ATTEMPT.c.id, _ATTEMPT.c.lease_expires_at).where(
     _ATTEMPT.c.runner_id == bindparam("the_runner"), active_attempt()
 )
-_CLAIM = (
+# PostgreSQL: the lease's look for a held attempt releases the due delayed runs too, one
+# round trip fewer (SQLite keeps the two statements). Before the inline expiry rather
+# than after it changes nothing: a run that the expiry requeues with a delay is not due
+# by the same ``now``. A lease refused as BUSY releases them as well, which any lease
+# may do.
+_HELD_RELEASING_DUE_RUNS = queue.releasing_due_runs(_HELD)
+_CLAIM_RUN = (
     update(_RUN)
     .where(
         _RUN.c.id == bindparam("the_run"),
         _RUN.c.status.in_(_values(run_sources(RunStatus.LEASED))),
     )
     .values(status=RunStatus.LEASED.value, updated_at=bindparam("now"))
-    .returning(_RUN.c.id)
 )
+_CLAIM = _CLAIM_RUN.returning(_RUN.c.id)
 _LAST_ATTEMPT_NO = select(func.max(_ATTEMPT.c.attempt_no)).where(
     _ATTEMPT.c.run_id == bindparam("the_run")
 )
@@ -393,12 +421,16 @@ _NEW_NUMBERED_ATTEMPT = (
     )
     .returning(_ATTEMPT.c.id, _ATTEMPT.c.attempt_no)
 )
-_GRANT_READ = (
-    select(
-        _RUN.c.run_no,
-        _RUN.c.app_id,
-        _RUN.c.team_id,
-        _RUN.c.input,
+
+
+def _grant_read(run: Any) -> Select[Any]:
+    """What a lease grant tells the runner about ``run`` (the run table, or the claim's
+    returned row), its app, its version and the version's declared secrets."""
+    return select(
+        run.c.run_no,
+        run.c.app_id,
+        run.c.team_id,
+        run.c.input,
         _APP.c.slug,
         _VERSION.c.version_no,
         _VERSION.c.entrypoint,
@@ -406,13 +438,21 @@ _GRANT_READ = (
         _VERSION.c.import_paths,
         _VERSION.c.artifact_sha256,
         _DECLARED.c.names,
+    ).select_from(
+        run.join(_APP, _APP.c.id == run.c.app_id)
+        .join(_VERSION, _VERSION.c.id == run.c.app_version_id)
+        .outerjoin(_DECLARED, _DECLARED.c.app_version_id == run.c.app_version_id)
     )
-    .select_from(
-        _RUN.join(_APP, _APP.c.id == _RUN.c.app_id)
-        .join(_VERSION, _VERSION.c.id == _RUN.c.app_version_id)
-        .outerjoin(_DECLARED, _DECLARED.c.app_version_id == _RUN.c.app_version_id)
-    )
-    .where(_RUN.c.id == bindparam("the_run"))
+
+
+_GRANT_READ = _grant_read(_RUN).where(_RUN.c.id == bindparam("the_run"))
+# PostgreSQL: the claim and the grant's read as one statement, one round trip fewer
+# (SQLite keeps _CLAIM and, once the attempt is made, _GRANT_READ). What the grant reads
+# of the run the claim does not change.
+_CLAIM_AND_GRANT_READ = _grant_read(
+    _CLAIM_RUN.returning(
+        _RUN.c.run_no, _RUN.c.app_id, _RUN.c.team_id, _RUN.c.input, _RUN.c.app_version_id
+    ).cte("claimed")
 )
 _RUN_STATUS = select(_RUN.c.status).where(_RUN.c.id == bindparam("the_run"))
 _LOCK_RUN = select(_RUN.c.id).where(_RUN.c.id == bindparam("the_run")).with_for_update()
@@ -653,15 +693,20 @@ def lease(
     # until the attempt is inserted (the unique index would refuse a second one). The
     # runner's row is the lock: the caller's lookup of the runner can take it with no
     # statement of its own.
-    if not runner_locked and is_postgresql(session):
+    on_postgresql = is_postgresql(session)
+    if not runner_locked and on_postgresql:
         _execute(session, _LOCK_RUNNER, the_runner=runner_id)
-    held = _execute(session, _HELD, the_runner=runner_id).first()
+    if on_postgresql:
+        held = _execute(session, _HELD_RELEASING_DUE_RUNS, the_runner=runner_id, due_by=now).first()
+    else:
+        held = _execute(session, _HELD, the_runner=runner_id).first()
     if held is not None:
         if as_utc(held.lease_expires_at) > now:
             return Refused(Refusal.BUSY, "this runner already holds a live lease; finish it first")
         expire(session, held.id, now)
 
-    queue.release_due_runs(session, now)
+    if not on_postgresql:
+        queue.release_due_runs(session, now)
     pick = queue.pick_next_run(session, environment, team_id)
     if pick is None:
         return None
@@ -672,7 +717,11 @@ def lease(
         # time before that end would show two runs at once in the history, so the
         # lease is timed by the clock read after the count.
         now = max(now, utcnow())
-    if _execute(session, _CLAIM, the_run=picked, now=now).first() is None:
+    if on_postgresql:
+        told = _execute(session, _CLAIM_AND_GRANT_READ, the_run=picked, now=now).first()
+        if told is None:
+            return None
+    elif _execute(session, _CLAIM, the_run=picked, now=now).first() is None:
         return None
     expires = now + ttl
     attempt = {
@@ -682,7 +731,7 @@ def lease(
         "expires": expires,
         "now": now,
     }
-    if is_postgresql(session):
+    if on_postgresql:
         attempt_id, attempt_no = _execute(session, _NEW_NUMBERED_ATTEMPT, **attempt).one()
     else:
         last_no = _execute(session, _LAST_ATTEMPT_NO, the_run=picked).scalar()
@@ -698,7 +747,8 @@ def lease(
         if isinstance(started, Refused):
             raise RuntimeError(f"run {picked}: an attempt leased just now did not start")
         status = started.status
-    told = _execute(session, _GRANT_READ, the_run=picked).one()
+    if not on_postgresql:
+        told = _execute(session, _GRANT_READ, the_run=picked).one()
     return Granted(
         run=LeasedRun(
             id=picked,
@@ -746,13 +796,22 @@ def start(
     expires = now + ttl
     if not run_locked:
         _lock_run(session, run_id=key.run_id)
+    on_postgresql = is_postgresql(session)
     started = _execute(
-        session, _START_ATTEMPT, now=now, b_expires=expires, **_lease_params(key)
+        session,
+        _START_BOTH if on_postgresql else _START_ATTEMPT,
+        now=now,
+        b_expires=expires,
+        **_lease_params(key),
     ).first()
     if started is None:
         # Started already (or being cancelled): answer with the attempt as it stands.
         return live_attempt(session, key, now)
-    if _execute(session, _START_RUN, the_run=key.run_id, now=now).first() is None:
+    if on_postgresql:
+        run_started = started.run_started
+    else:
+        run_started = _execute(session, _START_RUN, the_run=key.run_id, now=now).first() is not None
+    if not run_started:
         raise RuntimeError(f"run {key.run_id} was not leased while its attempt was")
     return LiveAttempt(
         id=started.id,

@@ -7,15 +7,36 @@ slot. On SQLite the write lock makes them so. On PostgreSQL each app's best run 
 wait; ``Picked.passed_over`` says when the pick leaves such runs queued), and a pick
 that a limit decides is made again under one advisory lock, so that two leases never
 both count the last slot free (see :mod:`minitower_shared.db`).
+
+The two engines pick by the same rules in different words. SQLite runs small
+statements, one seek each (a statement costs it little: 16 µs of client CPU). On
+PostgreSQL each statement is a round trip (about 90 µs of the API's CPU), so the pick
+is one statement (a recursive CTE over the apps, a LATERAL best run per app, the limits
+and live counts beside it), three when a limit decides (the pick, the advisory lock,
+the pick again); tests/shared/test_queue_pick.py holds the two to the same choices.
 """
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Executable, bindparam, exists, false, or_, text, true, update
+from sqlalchemy import (
+    Executable,
+    Select,
+    bindparam,
+    case,
+    exists,
+    false,
+    func,
+    or_,
+    text,
+    true,
+    update,
+)
+from sqlalchemy import select as core_select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
@@ -31,6 +52,9 @@ from minitower_shared.models import (
 )
 from minitower_shared.states import TERMINAL_RUN_STATUSES
 from minitower_shared.store.runner_registration import runnable_by
+
+# A Core SELECT of any columns.
+_Select = Select[*tuple[Any, ...]]
 
 # Booleans compared with true()/false(): ``run.delayed = 0`` on SQLite (the words of the
 # partial indexes), ``run.delayed = false`` on PostgreSQL.
@@ -94,6 +118,14 @@ def release_due_runs(session: Session, now: datetime) -> int:
     return int(result.rowcount)
 
 
+def releasing_due_runs(query: _Select) -> _Select:
+    """PostgreSQL: ``query`` that also does :func:`release_due_runs` (parameter
+    ``due_by``), in the same round trip: a data-modifying CTE runs once and to the end,
+    whatever the query reads. The query does not see the release; the next statement
+    does."""
+    return query.add_cte(_RELEASE_DUE.cte("released"))
+
+
 _PREDECESSOR = aliased(Run, name="predecessor")
 # overlap = "queue": a run waits while the earlier run it names is not terminal. Built
 # once: an alias made per call would be compiled again on every lease.
@@ -107,11 +139,13 @@ _PREDECESSOR_RUNNING = exists().where(
 class _PickStatements:
     next_app: Executable
     best_run: Executable
+    # PostgreSQL: the whole pick in one round trip (see _pick_on_postgresql).
+    candidates: Executable
 
 
 @cache
 def _pick_statements(bound: bool) -> _PickStatements:
-    """The pick's per-app statements, built once for bound and once for shared runners:
+    """The pick's statements, built once for bound and once for shared runners:
     building them per lease cost more than running them."""
     team = col(Run.team_id) == bindparam("the_team") if bound else runnable_by(None)
     eligible = [
@@ -120,22 +154,87 @@ def _pick_statements(bound: bool) -> _PickStatements:
         _NOT_DELAYED,
         team,
     ]
-    return _PickStatements(
-        next_app=select(Run.app_id)
-        .where(*eligible, col(Run.app_id) > bindparam("after_app"))
-        .order_by(col(Run.app_id))
-        .limit(1),
-        best_run=select(Run.priority, Run.queued_at, Run.id, Run.environment_id)
-        .where(
-            *eligible,
-            col(Run.app_id) == bindparam("the_app"),
-            col(Run.cancel_requested).is_(False),
-            or_(col(Run.after_run_id).is_(None), ~_PREDECESSOR_RUNNING),
+
+    # Core's select: these statements run on the connection, not through session.exec.
+    def next_app(*after: Any) -> _Select:
+        return (
+            core_select(col(Run.app_id)).where(*eligible, *after).order_by(col(Run.app_id)).limit(1)
         )
-        .order_by(col(Run.priority).desc(), col(Run.queued_at), col(Run.id))
-        .limit(1)
-        # PostgreSQL only: SQLite's compiler leaves the clause out.
-        .with_for_update(skip_locked=True),
+
+    def best_run(*of_app: Any) -> _Select:
+        columns = col(Run.priority), col(Run.queued_at), col(Run.id), col(Run.environment_id)
+        return (
+            core_select(*columns)
+            .where(
+                *eligible,
+                *of_app,
+                col(Run.cancel_requested).is_(False),
+                or_(col(Run.after_run_id).is_(None), ~_PREDECESSOR_RUNNING),
+            )
+            .order_by(col(Run.priority).desc(), col(Run.queued_at), col(Run.id))
+            .limit(1)
+            # PostgreSQL only: SQLite's compiler leaves the clause out.
+            .with_for_update(skip_locked=True)
+        )
+
+    return _PickStatements(
+        next_app=next_app(col(Run.app_id) > bindparam("after_app")),
+        best_run=best_run(col(Run.app_id) == bindparam("the_app")),
+        candidates=_candidates(next_app, best_run),
+    )
+
+
+_LIVE = aliased(Run, name="live")
+
+
+def _live_count(*where: Any) -> Any:
+    """How many live runs match ``where``: a walk of ix_run_live."""
+    return (
+        core_select(func.count())
+        .select_from(_LIVE)
+        .where(text(f"live.{LIVE_RUN_CONDITION}"), *where)
+        .correlate_except(_LIVE)
+        .scalar_subquery()
+    )
+
+
+def _candidates(next_app: Callable[..., _Select], best_run: Callable[..., _Select]) -> Executable:
+    """PostgreSQL: the statements of :func:`_pick_on_sqlite` as one. The apps with
+    eligible runs by a loose index scan of ix_run_queue (a recursive CTE: one seek per
+    app, as ``next_app``); per app below its limit, its best run, locked ``FOR UPDATE
+    SKIP LOCKED`` (a LATERAL subquery: the app's limit is tested in it, so an app at its
+    limit locks nothing, as on SQLite); beside each, its environment's limit and live
+    count. One row per candidate, from which :func:`_pick_on_postgresql` chooses as
+    :func:`_pick_on_sqlite` does."""
+    apps = next_app().cte("apps", recursive=True)
+    after = next_app(col(Run.app_id) > apps.c.app_id).scalar_subquery()
+    apps = apps.union_all(core_select(after).where(apps.c.app_id.is_not(None)))
+    app_limit = col(App.max_concurrent_runs)
+    best = best_run(
+        col(Run.app_id) == apps.c.app_id,
+        or_(app_limit.is_(None), _live_count(col(_LIVE.app_id) == apps.c.app_id) < app_limit),
+    ).lateral("best")
+    environment_limit = col(Environment.max_concurrent_runs)
+    return (
+        core_select(
+            best.c.priority,
+            best.c.queued_at,
+            best.c.id,
+            best.c.environment_id,
+            app_limit.is_not(None).label("app_limited"),
+            environment_limit.label("environment_limit"),
+            # CASE: counted only where there is a limit to count against.
+            case(
+                (
+                    environment_limit.is_not(None),
+                    _live_count(col(_LIVE.environment_id) == best.c.environment_id),
+                )
+            ).label("environment_live"),
+        )
+        .select_from(apps)
+        .join(App, col(App.id) == apps.c.app_id)
+        .join(best, true())
+        .join(Environment, col(Environment.id) == best.c.environment_id)
     )
 
 
@@ -161,16 +260,21 @@ def pick_next_run(session: Session, environment: str, team_id: int | None) -> "P
 
     Flat in queue depth: one seek per app with eligible runs (a loose index scan of
     ix_run_queue), the app's best run another seek; an app at its limit is never
-    walked, so its backlog costs nothing and never blocks other apps. The counts are
+    walked, so its backlog costs nothing and never blocks other apps. On PostgreSQL
+    those seeks are one statement (see the module's docstring). The counts are
     read inside the caller's write transaction, so racing leases cannot both take the
     last slot: on PostgreSQL, a pick whose run has a limit is made again under
     ``_LIMITS_LOCK``, and the counts read after it include every lease committed before."""
-    on_postgresql = is_postgresql(session)
-    picked = _pick(session, environment, team_id, on_postgresql)
-    if picked is None or not picked.limited or not on_postgresql:
+    if not is_postgresql(session):
+        return _pick_on_sqlite(session, environment, team_id)
+    picked = _pick_on_postgresql(session, environment, team_id)
+    if picked is None or not picked.limited:
         return picked
+    # Its own statement: a statement's snapshot is taken before it runs, so the counts
+    # of a pick that waited for the lock inside it would miss the leases committed
+    # while it waited.
     serialize(session, _LIMITS_LOCK)
-    picked = _pick(session, environment, team_id, on_postgresql)
+    picked = _pick_on_postgresql(session, environment, team_id)
     return None if picked is None else replace(picked, under_lock=True)
 
 
@@ -187,9 +291,9 @@ class Picked:
     passed_over: bool = False
 
 
-def _pick(
-    session: Session, environment: str, team_id: int | None, on_postgresql: bool
-) -> Picked | None:
+def _pick_on_sqlite(session: Session, environment: str, team_id: int | None) -> Picked | None:
+    """The pick in small statements, one seek each. Its SQL is portable: the tests run
+    it on PostgreSQL too, to hold :func:`_pick_on_postgresql` to its choices."""
     statements = _pick_statements(team_id is not None)
     connection = session.connection()
     where = {"environment": environment, "the_team": team_id}
@@ -231,8 +335,26 @@ def _pick(
     if not open_candidates:
         return None
     key, env, app_id = min(open_candidates)
-    return Picked(
-        run_id=key[2],
-        limited=app_id in app_limits or env in env_limits,
-        passed_over=on_postgresql and len(candidates) > 1,
+    return Picked(run_id=key[2], limited=app_id in app_limits or env in env_limits)
+
+
+def _pick_on_postgresql(session: Session, environment: str, team_id: int | None) -> Picked | None:
+    """:func:`_pick_on_sqlite`'s choice over the candidates of one statement
+    (:func:`_candidates`)."""
+    candidates = (
+        session.connection()
+        .execute(
+            _pick_statements(team_id is not None).candidates,
+            {"environment": environment, "the_team": team_id},
+        )
+        .all()
     )
+    open_candidates = [
+        ((-row.priority, row.queued_at, row.id), row.app_limited or limit is not None)
+        for row in candidates
+        if (limit := row.environment_limit) is None or row.environment_live < limit
+    ]
+    if not open_candidates:
+        return None
+    key, limited = min(open_candidates)
+    return Picked(run_id=key[2], limited=limited, passed_over=len(candidates) > 1)
